@@ -1,0 +1,3 @@
+from ultramn.cli import main
+
+main()

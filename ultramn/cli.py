@@ -1,0 +1,73 @@
+"""The ``ultramn`` console entry point: one command, one sub-command per job.
+
+Each sub-command lives in :mod:`ultramn.commands` (one module per job, each with a
+``register(app)`` function) and imports its heavy dependencies inside the command body,
+so ``ultramn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from ultramn import __version__
+from ultramn.errors import UserInputError
+
+#: Modules under ``ultramn.commands`` whose ``register(app)`` adds sub-commands.
+COMMAND_MODULES: tuple[str, ...] = (
+    "synth",
+    "importers",
+    "split",
+)
+
+app = typer.Typer(
+    name="ultramn",
+    help="UltraMN: median-nerve ultrasound plane recognition and segmentation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"ultramn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version."),
+) -> None:
+    """UltraMN command line."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"ultramn.commands.{_name}").register(app)
+
+
+def main() -> None:
+    """Run the CLI; a :class:`UserInputError` becomes a message on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except UserInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code (2)
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Temporal windows: the one place that decides how clips become model windows.
+
+A clip of ``N`` frames is cut into windows of ``T`` frames starting every ``stride``
+frames. Frame indices past the clip's end are *edge-padded*: they repeat the last frame.
+So a clip shorter than ``T`` (down to a single still image) is one window whose tail
+repeats its last frame, and training, evaluation and serving all see short clips the same
+way. Stitching averages every prediction that maps to the same real frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.floating]
+
+
+def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
+    """Start indices of the windows covering ``n_frames`` frames.
+
+    The last window is shifted back so it ends on the last frame when the clip is at
+    least ``window`` long (no padding needed then); shorter clips get one window at 0.
+    """
+    if n_frames < 1:
+        raise ValueError("a clip needs at least one frame")
+    if window < 1 or stride < 1:
+        raise ValueError("window and stride must be >= 1")
+    if n_frames <= window:
+        return [0]
+    starts = list(range(0, n_frames - window + 1, stride))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return starts
+
+
+def window_indices(n_frames: int, window: int, stride: int) -> IntArray:
+    """Frame indices of every window: ``int64 [n_windows, window]`` (edge-padded)."""
+    starts = window_starts(n_frames, window, stride)
+    idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(window, dtype=np.int64)[None, :]
+    return np.minimum(idx, n_frames - 1)
+
+
+def take_window(frames: npt.NDArray[np.generic], indices: IntArray) -> npt.NDArray[np.generic]:
+    """Frames ``[N,...]`` gathered by one window's ``indices`` -> ``[T,...]``."""
+    return np.asarray(frames)[indices]
+
+
+def stitch_masks(window_probs: FloatArray, indices: IntArray, n_frames: int) -> npt.NDArray[np.float32]:
+    """Average per-window mask probabilities onto frames.
+
+    ``window_probs``: ``[n_windows, T, H, W]`` in [0, 1]; ``indices`` from
+    :func:`window_indices`. Returns ``float32 [n_frames, H, W]``.
+    """
+    if window_probs.shape[:2] != indices.shape:
+        raise ValueError(f"probabilities {window_probs.shape} do not match indices {indices.shape}")
+    acc = np.zeros((n_frames, *window_probs.shape[2:]), dtype=np.float64)
+    count = np.zeros(n_frames, dtype=np.float64)
+    np.add.at(acc, indices.reshape(-1), window_probs.reshape(-1, *window_probs.shape[2:]))
+    np.add.at(count, indices.reshape(-1), 1.0)
+    return (acc / count.reshape(-1, *([1] * (acc.ndim - 1)))).astype(np.float32)
+
+
+def stitch_planes(window_plane_probs: FloatArray, indices: IntArray, n_frames: int) -> npt.NDArray[np.float32]:
+    """Per-frame plane probabilities: the mean over the windows covering each frame.
+
+    ``window_plane_probs``: ``[n_windows, n_planes]``; returns ``float32 [n_frames, n_planes]``.
+    A window counts once per frame it covers, however often padding repeats that frame.
+    """
+    n_win = indices.shape[0]
+    cover = np.zeros((n_frames, n_win), dtype=np.float64)
+    for w in range(n_win):
+        cover[np.unique(indices[w]), w] = 1.0
+    probs = cover @ np.asarray(window_plane_probs, dtype=np.float64)
+    return (probs / cover.sum(axis=1, keepdims=True)).astype(np.float32)
