@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "synth",
     "importers",
     "split",
+    "train",
 )
 
 app = typer.Typer(

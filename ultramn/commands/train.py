@@ -1,0 +1,52 @@
+"""``ultramn train``: train a model from a TOML config on any dataset in the project's layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ultramn.errors import UserInputError
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` to ``app``."""
+
+    @app.command("train")
+    def train_command(
+        config: Path = typer.Option(..., "--config", help="Training config (TOML), e.g. configs/ultramn.toml."),
+        data: Path | None = typer.Option(None, "--data", help="Dataset root (overrides the config's data.root)."),
+        init: Path | None = typer.Option(None, "--init", help="Checkpoint to fine-tune from (same arch)."),
+        out: Path = typer.Option(Path("runs/train"), "--out", help="Output folder (best.pt, metrics.csv, tb/)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last epoch."),
+        epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the config's epoch count."),
+        device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (overrides the config)."),
+    ) -> None:
+        """Train the multitask model (or a 2D reference model) and keep the best validation checkpoint."""
+        import logging
+
+        from ultramn.train.config import load_config
+        from ultramn.train.loop import train
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        cfg = load_config(config)
+        overrides: dict[str, object] = {}
+        if data is not None:
+            if not data.is_dir():
+                raise UserInputError(f"--data: no such folder: {data}")
+            overrides["data"] = {"root": str(data)}
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        if device is not None:
+            if device not in ("auto", "cpu", "cuda"):
+                raise UserInputError(f"--device must be auto, cpu or cuda, not {device!r}")
+            overrides["device"] = device
+        if overrides:
+            cfg = cfg.with_overrides(**overrides)
+        if init is not None and not init.is_file():
+            raise UserInputError(f"--init: no such checkpoint: {init}")
+        result = train(cfg, out, init=init, resume=resume)
+        typer.echo(
+            f"best epoch {result.best_epoch}: {result.best_metrics} -> {result.best_checkpoint} "
+            f"({result.epochs_run} epochs in {result.seconds / 60:.1f} min)"
+        )

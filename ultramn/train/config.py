@@ -1,0 +1,110 @@
+"""Typed training configuration, read from a TOML file (``ultramn train --config FILE``).
+
+Every knob of a training run lives here; the window shape is not a knob: it comes from
+:data:`ultramn.contract.CONTRACT` (the served model must match what was trained).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ultramn.errors import UserInputError
+
+Arch = Literal["unet3d", "unet2d_pair", "unet2d_multitask"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Strict):
+    """Which network and its constructor hyper-parameters."""
+
+    arch: Arch = "unet3d"
+    hparams: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossSection(_Strict):
+    """Weights of the combined loss: plane cross-entropy + mask Dice + mask BCE or focal."""
+
+    plane_weight: float = Field(0.5, ge=0)
+    dice_weight: float = Field(1.0, ge=0)
+    pixel_weight: float = Field(1.0, ge=0)
+    pixel_loss: Literal["bce", "focal"] = "bce"
+    focal_gamma: float = Field(2.0, ge=0)
+    #: positive-class weight of the BCE term (the nerve is a small fraction of the image)
+    pos_weight: float = Field(1.0, gt=0)
+
+
+class OptimSection(_Strict):
+    """AdamW with linear warm-up then cosine decay (per optimiser step)."""
+
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    min_lr_ratio: float = Field(0.02, ge=0, le=1)
+    grad_clip: float = Field(1.0, gt=0)
+
+
+class DataSection(_Strict):
+    """Where the windows come from and how many per epoch."""
+
+    root: str = "data/synth"
+    windows_per_clip: int = Field(2, ge=1)
+    batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(2, ge=0)
+    eval_stride: int | None = Field(None, ge=1)
+    max_train_clips: int | None = Field(None, ge=1)
+    max_val_clips: int | None = Field(None, ge=1)
+    augment: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    """A whole training run."""
+
+    seed: int = 0
+    epochs: int = Field(30, ge=1)
+    early_stopping_patience: int = Field(8, ge=1)
+    #: validation score to maximise for best-checkpoint selection
+    monitor: Literal["score", "dice", "plane_accuracy"] = "score"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    threads: int | None = Field(None, ge=1)
+    model: ModelSection = Field(default_factory=ModelSection)
+    loss: LossSection = Field(default_factory=LossSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    data: DataSection = Field(default_factory=DataSection)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.loss.plane_weight + self.loss.dice_weight + self.loss.pixel_weight <= 0:
+            raise ValueError("at least one loss weight must be positive")
+        return self
+
+    def with_overrides(self, **sections: Any) -> TrainConfig:
+        """A copy with some top-level or section fields replaced (e.g. ``data={"root": ...}``)."""
+        raw = self.model_dump()
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(raw.get(key), dict):
+                raw[key] = {**raw[key], **value}
+            else:
+                raw[key] = value
+        return TrainConfig.model_validate(raw)
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Parse and validate a TOML training config; bad files raise :class:`UserInputError`."""
+    if not path.is_file():
+        raise UserInputError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserInputError(f"{path}: invalid training config:\n{exc}") from exc
