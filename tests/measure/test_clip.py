@@ -1,0 +1,138 @@
+"""Clip summaries: timeline, clip plane, CSA statistics, excursion."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ultramn.contract import PLANES
+from ultramn.measure import (
+    ClipConfig,
+    FrameMeasurement,
+    clip_plane,
+    excursion,
+    frame_planes,
+    measure_clip,
+    plane_timeline,
+    summarize_clip,
+)
+
+
+def one_hot(labels: list[str], p: float = 0.7) -> np.ndarray:
+    out = np.full((len(labels), len(PLANES)), (1 - p) / (len(PLANES) - 1))
+    for i, lab in enumerate(labels):
+        out[i, PLANES.index(lab)] = p
+    return out
+
+
+def square_clip(positions: list[tuple[int, int] | None], side: int = 6, shape: tuple[int, int] = (64, 64)) -> np.ndarray:
+    masks = np.zeros((len(positions), *shape), np.uint8)
+    for i, pos in enumerate(positions):
+        if pos is not None:
+            x, y = pos
+            masks[i, y : y + side, x : x + side] = 1
+    return masks
+
+
+def test_timeline_runs() -> None:
+    labels = ["TW", "TW", "TW", "LW", "LW", "TW", "TF"]
+    runs = plane_timeline(labels, fps=10.0)
+    assert [(r.plane, r.start, r.end) for r in runs] == [("TW", 0, 2), ("LW", 3, 4), ("TW", 5, 5), ("TF", 6, 6)]
+    assert runs[1].start_s == pytest.approx(0.3) and runs[1].end_s == pytest.approx(0.5)
+    assert [r.n_frames for r in runs] == [3, 2, 1, 1]
+    assert plane_timeline(["LF"])[0].start_s is None
+    assert plane_timeline([]) == []
+
+
+def test_frame_planes_and_clip_plane() -> None:
+    probs = one_hot(["TW", "TW", "LW"])
+    assert frame_planes(probs) == ["TW", "TW", "LW"]
+    plane, conf, mean = clip_plane(probs)
+    assert plane == "TW"
+    assert conf == pytest.approx((0.7 + 0.7 + 0.1) / 3)
+    assert sum(mean.values()) == pytest.approx(1.0)
+    # mean probabilities, not majority vote: two weak TW frames lose to one confident LW frame
+    probs2 = np.array([[0.4, 0.3, 0.3, 0.0], [0.4, 0.3, 0.3, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    assert frame_planes(probs2).count("TW") == 2
+    assert clip_plane(probs2)[0] == "LW"
+    with pytest.raises(ValueError):
+        clip_plane(np.ones((3, 3)))
+
+
+def test_excursion_known_path() -> None:
+    # right 3, down 4 (a 3-4-5 step), then back to the start
+    track = np.array([[0.0, 0.0], [3.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    e = excursion(track, unit="mm", fps=2.0)
+    assert e is not None
+    assert e.path_length == pytest.approx(3 + 4 + 5)
+    assert e.range_x == pytest.approx(3) and e.range_y == pytest.approx(4)
+    assert e.max_from_first == pytest.approx(5)
+    mean = track.mean(axis=0)
+    assert e.max_from_mean == pytest.approx(np.hypot(*(track - mean).T).max())
+    assert e.mean_speed_per_s == pytest.approx(12 / 2.0)
+    assert excursion(np.zeros((0, 2))) is None
+
+
+def test_excursion_smoothing_removes_jitter() -> None:
+    x = np.zeros(21)
+    x[2::4] = 0.5  # isolated one-frame segmentation glitches on a still nerve
+    track = np.stack([x, np.zeros_like(x)], axis=1)
+    raw = excursion(track)
+    smooth = excursion(track, smoothing_frames=3)
+    assert raw is not None and smooth is not None
+    assert raw.path_length == pytest.approx(5.0)
+    assert smooth.path_length == pytest.approx(0.0)
+
+
+def test_measure_clip_moving_square_with_spacing() -> None:
+    # a 6x6 square moving 2 px right per frame, one frame without a nerve
+    positions: list[tuple[int, int] | None] = [(10, 20), (12, 20), None, (14, 20), (16, 20)]
+    masks = square_clip(positions)
+    probs = one_hot(["TW", "TW", "TW", "LW", "LW"], p=0.9)
+    frames, clip = measure_clip(masks, probs, fps=25.0, spacing=0.1)
+    assert len(frames) == 5 and [f.present for f in frames] == [True, True, False, True, True]
+    assert clip.nerve_fraction == pytest.approx(0.8)
+    assert clip.duration_s == pytest.approx(0.2)
+    assert clip.plane == "TW" and clip.plane_confidence == pytest.approx((3 * 0.9 + 2 * (0.1 / 3)) / 5)
+    assert [(r.plane, r.start, r.end) for r in clip.timeline or ()] == [("TW", 0, 2), ("LW", 3, 4)]
+    assert clip.csa is not None and clip.csa.unit == "mm2"
+    assert clip.csa.median == pytest.approx(36 * 0.01) and clip.csa.n_frames == 4
+    ex = clip.excursion
+    assert ex is not None and ex.unit == "mm"
+    assert ex.path_length == pytest.approx(0.6)  # 6 px across the gap, in mm
+    assert ex.range_x == pytest.approx(0.6) and ex.range_y == pytest.approx(0.0)
+    assert ex.max_from_first == pytest.approx(0.6)
+    assert ex.max_from_mean == pytest.approx(0.3)
+    d = json.loads(json.dumps(clip.to_dict()))
+    assert d["timeline"][1] == {"plane": "LW", "start": 3, "end": 4, "start_s": 0.12, "end_s": 0.2}
+
+
+def test_clip_without_spacing_or_planes_is_in_px() -> None:
+    _, clip = measure_clip(square_clip([(5, 5), (5, 9)]))
+    assert clip.plane is None and clip.timeline is None and clip.fps is None
+    assert clip.csa is not None and clip.csa.unit == "px" and clip.csa.max == 36
+    assert clip.excursion is not None and clip.excursion.unit == "px"
+    assert clip.excursion.path_length == pytest.approx(4.0)
+    assert clip.excursion.mean_speed_per_s is None
+
+
+def test_clip_without_nerve() -> None:
+    _, clip = measure_clip(np.zeros((3, 16, 16), np.uint8), one_hot(["LF"] * 3), fps=30)
+    assert clip.nerve_fraction == 0.0 and clip.csa is None and clip.excursion is None
+    assert clip.plane == "LF"
+
+
+def test_summarize_validation() -> None:
+    f = FrameMeasurement(present=False, area_px=0)
+    with pytest.raises(ValueError):
+        summarize_clip([])
+    with pytest.raises(ValueError):
+        summarize_clip([f, f], one_hot(["TW"]))
+    with pytest.raises(ValueError):
+        summarize_clip([f], fps=0.0)
+    with pytest.raises(ValueError):
+        ClipConfig(centroid_smoothing_frames=2)
+    assert math.isclose(summarize_clip([f], fps=10).duration_s or 0, 0.1)

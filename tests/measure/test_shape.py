@@ -1,0 +1,175 @@
+"""Per-frame measurements on hand-made masks with known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ultramn.measure import FrameMeasurement, MeasureConfig, measure_frame, measure_frames, normalize_spacing
+from ultramn.measure.contour import boundary_polygons, polygon_length, simplify_polygon
+
+
+def disc(r: float, cx: float = 60.3, cy: float = 50.2, shape: tuple[int, int] = (110, 130)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r).astype(np.uint8)
+
+
+def ellipse(a: float, b: float, angle_deg: float = 0.0, shape: tuple[int, int] = (120, 140)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    cx, cy = shape[1] / 2 + 0.25, shape[0] / 2 - 0.3
+    t = math.radians(angle_deg)
+    u = (xx - cx) * math.cos(t) + (yy - cy) * math.sin(t)
+    v = -(xx - cx) * math.sin(t) + (yy - cy) * math.cos(t)
+    return (u / a) ** 2 + (v / b) ** 2 <= 1.0
+
+
+@pytest.mark.parametrize("r", [6.0, 12.0, 25.0])
+def test_disc_area_perimeter_circularity(r: float) -> None:
+    m = measure_frame(disc(r))
+    assert m.present
+    assert m.area_px == pytest.approx(math.pi * r * r, rel=0.03)
+    assert m.perimeter_px == pytest.approx(2 * math.pi * r, rel=0.03)
+    assert m.circularity == pytest.approx(1.0, abs=0.05)
+    assert m.flattening_ratio == pytest.approx(1.0, abs=0.05)
+    assert m.centroid_px == pytest.approx((60.3, 50.2), abs=0.1)
+    # no spacing -> no mm
+    assert m.area_mm2 is None and m.perimeter_mm is None and m.centroid_mm is None
+
+
+def test_pixel_edge_counting_would_fail() -> None:
+    """The contour length is a real estimate: well below the staircase pixel-edge count (≈ 4/π · 2πr)."""
+    r = 25.0
+    mask = disc(r).astype(bool)
+    edges = np.sum(mask[:, 1:] != mask[:, :-1]) + np.sum(mask[1:, :] != mask[:-1, :])
+    assert edges / (2 * math.pi * r) > 1.2
+    perimeter = measure_frame(mask).perimeter_px
+    assert perimeter is not None and perimeter < 1.05 * 2 * math.pi * r
+
+
+@pytest.mark.parametrize(("a", "b"), [(30.0, 10.0), (24.0, 12.0), (20.0, 14.0)])
+@pytest.mark.parametrize("angle", [0.0, 35.0])
+def test_ellipse_flattening(a: float, b: float, angle: float) -> None:
+    m = measure_frame(ellipse(a, b, angle))
+    assert m.flattening_ratio == pytest.approx(a / b, rel=0.04)
+    assert m.major_axis_px == pytest.approx(2 * a, rel=0.04)
+    assert m.minor_axis_px == pytest.approx(2 * b, rel=0.06)
+    assert m.orientation_deg == pytest.approx(angle, abs=1.5)
+    assert m.area_px == pytest.approx(math.pi * a * b, rel=0.03)
+    assert m.circularity is not None and m.circularity < 0.95
+
+
+def test_rectangle() -> None:
+    mask = np.zeros((60, 80), np.uint8)
+    mask[10:30, 15:65] = 255  # 20 rows x 50 columns; 0/255 masks work
+    m = measure_frame(mask)
+    assert m.area_px == 1000
+    assert m.bbox_px == (15, 10, 65, 30)
+    assert m.centroid_px == pytest.approx((39.5, 19.5))
+    assert m.perimeter_px == pytest.approx(2 * (20 + 50), rel=0.03)
+    # second moments of a uniform w x h rectangle: axes w/sqrt(3)... ratio = w/h exactly
+    assert m.flattening_ratio == pytest.approx(50 / 20, rel=1e-6)
+    assert m.circularity == pytest.approx(4 * math.pi * 1000 / 140**2, rel=0.05)
+    assert m.orientation_deg == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("s", [0.1, 0.25])
+def test_isotropic_spacing_scales(s: float) -> None:
+    px = measure_frame(disc(15.0))
+    mm = measure_frame(disc(15.0), spacing=s)
+    assert px.perimeter_px is not None and px.centroid_px is not None and px.major_axis_px is not None
+    assert mm.area_mm2 == pytest.approx(px.area_px * s * s)
+    assert mm.perimeter_mm == pytest.approx(px.perimeter_px * s)
+    assert mm.centroid_mm == pytest.approx((px.centroid_px[0] * s, px.centroid_px[1] * s))
+    assert mm.major_axis_mm == pytest.approx(px.major_axis_px * s)
+    assert mm.circularity == pytest.approx(px.circularity)
+    assert mm.flattening_ratio == pytest.approx(px.flattening_ratio)
+
+
+def test_anisotropic_spacing_uses_physical_shape() -> None:
+    """A 20x40-pixel rectangle with dy=0.2, dx=0.1 mm is a 4x4 mm square in the body."""
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 10:50] = True
+    m = measure_frame(mask, spacing=(0.2, 0.1))
+    assert m.area_mm2 == pytest.approx(800 * 0.02)
+    assert m.flattening_ratio == pytest.approx(1.0, rel=1e-6)
+    assert m.flattening_ratio != pytest.approx(measure_frame(mask).flattening_ratio)
+    assert m.perimeter_mm == pytest.approx(16.0, rel=0.04)
+    assert m.centroid_mm == pytest.approx((29.5 * 0.1, 19.5 * 0.2))
+
+
+def test_absent_and_threshold() -> None:
+    empty = measure_frame(np.zeros((32, 32), np.uint8), spacing=0.1)
+    assert not empty.present and empty.area_px == 0 and empty.area_mm2 == 0.0
+    assert empty.centroid_px is None and empty.contour_px is None and empty.circularity is None
+    speck = np.zeros((32, 32), bool)
+    speck[5:8, 5:8] = True  # 9 px
+    assert not measure_frame(speck).present
+    assert measure_frame(speck, config=MeasureConfig(min_area_px=9)).present
+    assert not measure_frame(speck, spacing=0.5, config=MeasureConfig(min_area_px=1, min_area_mm2=3.0)).present
+
+
+def test_largest_component_option() -> None:
+    mask = disc(10.0, cx=30, cy=30, shape=(64, 100)).astype(bool)
+    mask[5:9, 80:84] = True  # a 16-px speck far away
+    big = measure_frame(mask)
+    assert big.n_components == 2
+    assert big.area_px == int(disc(10.0, cx=30, cy=30, shape=(64, 100)).sum())
+    assert big.centroid_px == pytest.approx((30, 30), abs=0.05)
+    both = measure_frame(mask, config=MeasureConfig(largest_component_only=False))
+    assert both.area_px == big.area_px + 16
+    assert both.bbox_px == (20, 5, 84, 41)
+    assert both.perimeter_px is not None and big.perimeter_px is not None
+    assert both.perimeter_px > big.perimeter_px + 10  # the speck's boundary counts
+    xs = [p[0] for p in both.contour_px or ()]
+    assert max(xs) < 45  # but the contour is the largest component's
+
+
+def test_contour_polygon() -> None:
+    m = measure_frame(disc(20.0), config=MeasureConfig(simplify_tolerance_px=0.5))
+    pts = np.array(m.contour_px)
+    assert 10 <= len(pts) < 80  # simplified
+    radii = np.hypot(pts[:, 0] - 60.3, pts[:, 1] - 50.2)
+    assert np.all(np.abs(radii - 20.0) < 1.0)
+    closed = np.vstack([pts, pts[:1]])
+    assert polygon_length(closed) == pytest.approx(2 * math.pi * 20, rel=0.03)
+
+
+def test_simplify_keeps_square_corners() -> None:
+    sq = np.array([[0, 0], [1, 0], [2, 0], [2, 1], [2, 2], [1, 2], [0, 2], [0, 1], [0, 0]], float)
+    out = simplify_polygon(sq, 0.1)
+    assert len(out) == 5 and {tuple(p) for p in out} == {(0, 0), (2, 0), (2, 2), (0, 2)}
+
+
+def test_thin_line_still_has_boundary() -> None:
+    mask = np.zeros((20, 30), bool)
+    mask[10, 5:25] = True  # one pixel wide: vanishes under the blur, traced raw instead
+    assert boundary_polygons(mask, sigma=1.0)
+    m = measure_frame(mask)
+    assert m.present and m.perimeter_px == pytest.approx(2 * 20, rel=0.1)
+    assert m.flattening_ratio is not None and m.flattening_ratio > 10
+
+
+def test_to_dict_is_json() -> None:
+    m = measure_frame(disc(8.0), spacing=0.2)
+    d = m.to_dict()
+    back = json.loads(json.dumps(d))
+    assert back["present"] is True and isinstance(back["contour_px"][0], list)
+    assert back["bbox_px"] == list(m.bbox_px or ())
+    assert isinstance(m, FrameMeasurement)
+
+
+def test_measure_frames_and_spacing_validation() -> None:
+    stack = np.stack([disc(5.0), np.zeros((110, 130), np.uint8)])
+    out = measure_frames(stack)
+    assert [f.present for f in out] == [True, False]
+    assert normalize_spacing(0.1) == (0.1, 0.1)
+    assert normalize_spacing((0.2, 0.1)) == (0.2, 0.1)
+    assert normalize_spacing(None) is None
+    for bad in (0.0, -1.0, (0.1, 0.1, 0.1), float("nan")):
+        with pytest.raises(ValueError):
+            normalize_spacing(bad)
+    with pytest.raises(ValueError):
+        measure_frame(np.zeros((2, 3, 4)))

@@ -1,0 +1,278 @@
+"""Per-clip summaries: plane timeline, clip plane, CSA statistics, nerve excursion.
+
+Inputs: the clip's :class:`~ultramn.measure.shape.FrameMeasurement` list (one per frame,
+``N``), optionally per-frame plane probabilities ``[N, n_planes]`` (order
+:data:`ultramn.contract.PLANES`, e.g. from :func:`ultramn.windowing.stitch_planes`) and the
+frame rate (frames/s).
+
+Definitions:
+
+- **frame plane**: argmax of that frame's plane probabilities.
+- **plane timeline**: runs of consecutive frames with the same frame plane,
+  ``{plane, start, end}`` with ``end`` *inclusive* (frame indices), plus ``start_s`` /
+  ``end_s`` (seconds, ``end_s = (end + 1) / fps``) when the frame rate is known.
+- **clip plane**: argmax of the *mean* plane probabilities over all frames; its
+  **confidence** is that mean probability (so a clip that wavers between two planes gets a
+  low confidence even when one wins every frame narrowly).
+- **CSA statistics**: median, mean, min, max of the area over frames with a nerve, in mm²
+  when every such frame has a mm² area, else in px (``csa_unit`` says which).
+- **excursion**: from the centroids of frames with a nerve (mm when known, else px),
+  optionally smoothed by a centred moving median of ``centroid_smoothing_frames`` frames:
+  path length (sum of distances between consecutive nerve frames; frames without a nerve
+  are skipped, the path joins across them), range in x and in y (max - min), the largest
+  distance from the first position and from the mean position.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage as ndi
+
+from ultramn.contract import PLANES
+from ultramn.measure.shape import DEFAULT_MEASURE_CONFIG, FrameMeasurement, MeasureConfig, _jsonable, measure_frames
+from ultramn.measure.spacing import Spacing
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """Options of :func:`summarize_clip`.
+
+    ``centroid_smoothing_frames``: window (frames, odd, 1 = off) of the moving median applied
+    to the centroid track before the excursion figures; per-frame segmentation jitter
+    otherwise adds to the path length.
+    """
+
+    centroid_smoothing_frames: int = 1
+
+    def __post_init__(self) -> None:
+        if self.centroid_smoothing_frames < 1 or self.centroid_smoothing_frames % 2 == 0:
+            raise ValueError("centroid_smoothing_frames must be an odd number >= 1")
+
+
+DEFAULT_CLIP_CONFIG = ClipConfig()
+
+
+@dataclass(frozen=True)
+class PlaneRun:
+    """Frames ``start..end`` (inclusive) all predicted as ``plane``; seconds when fps is known."""
+
+    plane: str
+    start: int
+    end: int
+    start_s: float | None = None
+    end_s: float | None = None
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames in the run."""
+        return self.end - self.start + 1
+
+
+@dataclass(frozen=True)
+class CsaStats:
+    """CSA over the frames with a nerve; ``unit`` is ``"mm2"`` or ``"px"``."""
+
+    unit: str
+    median: float
+    mean: float
+    min: float
+    max: float
+    n_frames: int
+
+
+@dataclass(frozen=True)
+class Excursion:
+    """Centroid motion over the frames with a nerve; lengths in ``unit`` (``"mm"`` or ``"px"``)."""
+
+    unit: str
+    path_length: float
+    range_x: float
+    range_y: float
+    max_from_first: float
+    max_from_mean: float
+    n_frames: int
+    mean_speed_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ClipMeasurement:
+    """Summary of one clip (see the module docstring for definitions).
+
+    ``plane``/``plane_confidence``/``plane_probs_mean``/``timeline`` are ``None`` without
+    plane probabilities; ``csa``/``excursion`` are ``None`` when no frame has a nerve.
+    """
+
+    n_frames: int
+    fps: float | None
+    duration_s: float | None
+    nerve_fraction: float
+    plane: str | None = None
+    plane_confidence: float | None = None
+    plane_probs_mean: dict[str, float] | None = None
+    timeline: tuple[PlaneRun, ...] | None = None
+    csa: CsaStats | None = None
+    excursion: Excursion | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (timeline as a list of ``{plane, start, end, start_s, end_s}``)."""
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+def frame_planes(plane_probs: npt.ArrayLike, planes: Sequence[str] = PLANES) -> list[str]:
+    """Per-frame plane labels (argmax) from probabilities ``[N, n_planes]``."""
+    probs = _check_probs(plane_probs, planes)
+    return [planes[i] for i in np.argmax(probs, axis=1)]
+
+
+def plane_timeline(labels: Sequence[str], fps: float | None = None) -> list[PlaneRun]:
+    """Runs of consecutive equal labels: ``["TW","TW","LW"] -> [TW 0..1, LW 2..2]``."""
+    runs: list[PlaneRun] = []
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            end = i - 1
+            runs.append(
+                PlaneRun(
+                    plane=labels[start],
+                    start=start,
+                    end=end,
+                    start_s=start / fps if fps else None,
+                    end_s=(end + 1) / fps if fps else None,
+                )
+            )
+            start = i
+    return runs
+
+
+def clip_plane(plane_probs: npt.ArrayLike, planes: Sequence[str] = PLANES) -> tuple[str, float, dict[str, float]]:
+    """``(plane, confidence, mean probabilities)``: argmax of the per-frame mean probabilities."""
+    probs = _check_probs(plane_probs, planes)
+    mean = probs.mean(axis=0)
+    k = int(np.argmax(mean))
+    return planes[k], float(mean[k]), {p: float(v) for p, v in zip(planes, mean, strict=True)}
+
+
+def _check_probs(plane_probs: npt.ArrayLike, planes: Sequence[str]) -> npt.NDArray[np.float64]:
+    probs = np.asarray(plane_probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != len(planes) or probs.shape[0] == 0:
+        raise ValueError(f"plane probabilities must be [N>0, {len(planes)}], got {probs.shape}")
+    return probs
+
+
+def csa_stats(frames: Sequence[FrameMeasurement]) -> CsaStats | None:
+    """CSA statistics over the frames with a nerve (mm² if all have it, else px)."""
+    present = [f for f in frames if f.present]
+    if not present:
+        return None
+    if all(f.area_mm2 is not None for f in present):
+        unit, values = "mm2", np.array([f.area_mm2 for f in present], dtype=np.float64)
+    else:
+        unit, values = "px", np.array([f.area_px for f in present], dtype=np.float64)
+    return CsaStats(
+        unit=unit,
+        median=float(np.median(values)),
+        mean=float(values.mean()),
+        min=float(values.min()),
+        max=float(values.max()),
+        n_frames=len(values),
+    )
+
+
+def excursion(
+    centroids: npt.ArrayLike,
+    unit: str = "px",
+    fps: float | None = None,
+    smoothing_frames: int = 1,
+    duration_frames: int | None = None,
+) -> Excursion | None:
+    """Excursion figures of a centroid track ``[M, 2]`` (x, y) in ``unit``; ``None`` if empty.
+
+    ``mean_speed_per_s`` = path length / duration (``duration_frames / fps``, default
+    ``M / fps``), when ``fps`` is known.
+    """
+    pts = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        return None
+    if smoothing_frames > 1 and len(pts) > 1:
+        pts = ndi.median_filter(pts, size=(smoothing_frames, 1), mode="nearest")
+    steps = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
+    path = float(steps.sum())
+    n_dur = duration_frames if duration_frames is not None else len(pts)
+    return Excursion(
+        unit=unit,
+        path_length=path,
+        range_x=float(np.ptp(pts[:, 0])),
+        range_y=float(np.ptp(pts[:, 1])),
+        max_from_first=float(np.hypot(*(pts - pts[0]).T).max()),
+        max_from_mean=float(np.hypot(*(pts - pts.mean(axis=0)).T).max()),
+        n_frames=len(pts),
+        mean_speed_per_s=path / (n_dur / fps) if fps and n_dur > 0 else None,
+    )
+
+
+def summarize_clip(
+    frames: Sequence[FrameMeasurement],
+    plane_probs: npt.ArrayLike | None = None,
+    fps: float | None = None,
+    planes: Sequence[str] = PLANES,
+    config: ClipConfig = DEFAULT_CLIP_CONFIG,
+) -> ClipMeasurement:
+    """Clip summary from per-frame measurements and plane probabilities ``[N, n_planes]``."""
+    n = len(frames)
+    if n == 0:
+        raise ValueError("a clip needs at least one frame")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be positive, got {fps}")
+    plane = conf = mean_probs = timeline = None
+    if plane_probs is not None:
+        probs = _check_probs(plane_probs, planes)
+        if probs.shape[0] != n:
+            raise ValueError(f"{probs.shape[0]} plane predictions for {n} frames")
+        plane, conf, mean_probs = clip_plane(probs, planes)
+        timeline = tuple(plane_timeline(frame_planes(probs, planes), fps))
+
+    present = [f for f in frames if f.present]
+    if present and all(f.centroid_mm is not None for f in present):
+        unit, track = "mm", [f.centroid_mm for f in present]
+    else:
+        unit, track = "px", [f.centroid_px for f in present]
+    exc = (
+        excursion(np.array(track, dtype=np.float64), unit, fps, config.centroid_smoothing_frames, duration_frames=n)
+        if present
+        else None
+    )
+    return ClipMeasurement(
+        n_frames=n,
+        fps=fps,
+        duration_s=n / fps if fps else None,
+        nerve_fraction=len(present) / n,
+        plane=plane,
+        plane_confidence=conf,
+        plane_probs_mean=mean_probs,
+        timeline=timeline,
+        csa=csa_stats(frames),
+        excursion=exc,
+    )
+
+
+def measure_clip(
+    masks: npt.ArrayLike,
+    plane_probs: npt.ArrayLike | None = None,
+    fps: float | None = None,
+    spacing: Spacing = None,
+    measure_config: MeasureConfig = DEFAULT_MEASURE_CONFIG,
+    clip_config: ClipConfig = DEFAULT_CLIP_CONFIG,
+    planes: Sequence[str] = PLANES,
+) -> tuple[list[FrameMeasurement], ClipMeasurement]:
+    """Measure every mask of ``[N, H, W]`` and summarise the clip: ``(frames, clip)``."""
+    arr = np.asarray(masks)
+    if arr.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W], got {arr.shape}")
+    frames = measure_frames(arr, spacing, measure_config)
+    return frames, summarize_clip(frames, plane_probs, fps, planes, clip_config)
