@@ -74,10 +74,10 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     threads: int | None = Field(None, ge=1)
-    model: ModelSection = Field(default_factory=ModelSection)
-    loss: LossSection = Field(default_factory=LossSection)
-    optim: OptimSection = Field(default_factory=OptimSection)
-    data: DataSection = Field(default_factory=DataSection)
+    model: ModelSection = ModelSection()
+    loss: LossSection = LossSection()
+    optim: OptimSection = OptimSection()
+    data: DataSection = DataSection()
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

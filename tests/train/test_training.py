@@ -1,0 +1,142 @@
+"""Training: the loss falls, the CLI trains, fine-tunes, resumes; evaluation writes its report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ultramn.contract import PLANES
+from ultramn.data.windows import WindowDataset
+from ultramn.model import build_model
+from ultramn.model.checkpoint import load_checkpoint
+from ultramn.train.config import LossSection, TrainConfig, load_config
+from ultramn.train.losses import multitask_loss
+
+TINY = {"base_width": 4, "depth": 2}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ultramn", *args], capture_output=True, text=True, timeout=600)
+
+
+def _write_config(path: Path, root: Path, epochs: int = 1, arch: str = "unet3d") -> Path:
+    path.write_text(
+        f"""
+seed = 1
+epochs = {epochs}
+threads = 2
+[model]
+arch = "{arch}"
+hparams = {{ base_width = 4, depth = 2 }}
+[optim]
+lr = 0.003
+warmup_epochs = 0.5
+[data]
+root = "{root}"
+batch_size = 4
+num_workers = 0
+windows_per_clip = 1
+"""
+    )
+    return path
+
+
+def test_a_few_steps_reduce_the_loss(tiny_dataset: Path) -> None:
+    torch.manual_seed(0)
+    ds = WindowDataset(tiny_dataset, split="train", mode="train", windows_per_clip=1, seed=0)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(8)])
+    model = build_model("unet3d", **TINY)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    cfg = LossSection()
+    losses = []
+    for _ in range(12):
+        opt.zero_grad()
+        plane_logits, mask_logits = model(batch["frames"])
+        parts = multitask_loss(plane_logits, mask_logits, batch["plane"], batch["masks"], batch["valid"], cfg)
+        parts.total.backward()
+        opt.step()
+        losses.append(float(parts.total.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_loss_ignores_unlabelled_planes_and_padded_frames() -> None:
+    cfg = LossSection()
+    plane_logits = torch.zeros(2, len(PLANES), requires_grad=True)
+    mask_logits = torch.zeros(2, 1, 4, 8, 8, requires_grad=True)
+    masks = torch.zeros(2, 1, 4, 8, 8)
+    valid = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    no_labels = multitask_loss(plane_logits, mask_logits, torch.tensor([-1, -1]), masks, valid, cfg)
+    assert no_labels.plane == 0.0
+    # changing a padded frame's target must not change the loss
+    masks2 = masks.clone()
+    masks2[0, 0, 3] = 1.0
+    a = multitask_loss(plane_logits, mask_logits, torch.tensor([0, 1]), masks, valid, cfg)
+    b = multitask_loss(plane_logits, mask_logits, torch.tensor([0, 1]), masks2, valid, cfg)
+    assert a.dice == pytest.approx(b.dice) and a.pixel == pytest.approx(b.pixel)
+    masks2[0, 0, 1] = 1.0  # a real frame does change it
+    c = multitask_loss(plane_logits, mask_logits, torch.tensor([0, 1]), masks, valid, cfg)
+    d = multitask_loss(plane_logits, mask_logits, torch.tensor([0, 1]), masks2, valid, cfg)
+    assert c.dice != pytest.approx(d.dice)
+
+
+def test_config_errors_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = 0\n")
+    r = _cli("train", "--config", str(bad))
+    assert r.returncode == 2 and "invalid training config" in r.stderr
+    bad.write_text("[model]\narch = 'resnet'\n")
+    assert _cli("train", "--config", str(bad)).returncode == 2
+    assert _cli("train", "--config", str(tmp_path / "missing.toml")).returncode == 2
+    ok = _write_config(tmp_path / "ok.toml", tmp_path)
+    assert isinstance(load_config(ok), TrainConfig)
+
+
+def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = _write_config(tmp_path / "c.toml", tiny_dataset, epochs=2)
+    out = tmp_path / "run"
+    r = _cli("train", "--config", str(cfg), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    best = out / "best.pt"
+    assert best.is_file() and (out / "metrics.csv").is_file() and any((out / "tb").iterdir())
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,")
+    _, meta = load_checkpoint(best)
+    assert meta.arch == "unet3d" and meta.extra["epoch"] in (1, 2)
+
+    # resume: one more epoch appended to the same log
+    r = _cli("train", "--config", str(cfg), "--out", str(out), "--resume", "--epochs", "3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 4
+
+    # fine-tune from the checkpoint on the same layout
+    ft = tmp_path / "ft"
+    r = _cli("train", "--config", str(cfg), "--init", str(best), "--out", str(ft), "--epochs", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "fine-tuning from" in r.stderr
+    assert (ft / "best.pt").is_file()
+
+    ev = tmp_path / "eval"
+    r = _cli("evaluate", "--checkpoint", str(best), "--data", str(tiny_dataset), "--split", "test", "--out", str(ev),
+             "--n-boot", "100")
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((ev / "metrics.json").read_text())
+    for key in ("plane_accuracy", "dice_mean", "csa_abs_error_mm2_median", "n_clips", "n_frames"):
+        assert key in metrics
+    assert metrics["n_clips"] == 4 and metrics["n_frames"] == 40
+    assert 0.0 <= metrics["dice_mean"] <= 1.0
+    for fig in ("confusion.png", "dice_by_quality.png", "overlays.png", "report.md", "frames.csv"):
+        assert (ev / fig).is_file(), fig
+
+
+def test_init_with_another_arch_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "m.pt"
+    from ultramn.model.checkpoint import save_checkpoint
+
+    save_checkpoint(ckpt, build_model("unet2d_multitask", base_width=4, depth=2), "unet2d_multitask",
+                    {"base_width": 4, "depth": 2}, extra={})
+    cfg = _write_config(tmp_path / "c.toml", tiny_dataset)
+    r = _cli("train", "--config", str(cfg), "--init", str(ckpt), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "unet2d_multitask" in r.stderr

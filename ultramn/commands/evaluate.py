@@ -1,0 +1,64 @@
+"""``ultramn evaluate``: score a checkpoint on a split of any dataset in the project's layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ultramn.errors import UserInputError
+
+#: The shipped weights: the default of every ``--checkpoint``.
+DEFAULT_CHECKPOINT = Path("models/ultramn.pt")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` to ``app``."""
+
+    @app.command("evaluate")
+    def evaluate_command(
+        data: Path = typer.Option(..., "--data", help="Dataset root (manifest.csv + clips)."),
+        checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", help="Model checkpoint."),
+        split: str = typer.Option("test", "--split", help="train, val, test or all."),
+        out: Path = typer.Option(Path("runs/eval"), "--out", help="Output folder (metrics.json, report.md, figures)."),
+        stride: int | None = typer.Option(None, "--stride", min=1, help="Window stride in frames (default T/2)."),
+        n_boot: int = typer.Option(1000, "--n-boot", min=100, help="Bootstrap resamples for the intervals."),
+        max_clips: int | None = typer.Option(None, "--max-clips", min=1, help="Evaluate only the first N clips."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    ) -> None:
+        """Plane accuracy, Dice/IoU/HD95/ASSD, CSA error and temporal stability, with participant bootstrap CIs."""
+        import torch
+
+        from ultramn.data.manifest import ManifestError
+        from ultramn.evaluate.predict import predict_clip
+        from ultramn.evaluate.runner import SPLIT_CHOICES, evaluate_dataset
+        from ultramn.model.checkpoint import CheckpointError, load_checkpoint
+        from ultramn.train.loop import pick_device
+
+        if split not in SPLIT_CHOICES:
+            raise UserInputError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
+        if not checkpoint.is_file():
+            raise UserInputError(f"checkpoint not found: {checkpoint}")
+        if not data.is_dir():
+            raise UserInputError(f"--data: no such folder: {data}")
+        dev = pick_device(device)
+        try:
+            model, meta = load_checkpoint(checkpoint, map_location=dev)
+        except CheckpointError as exc:
+            raise UserInputError(str(exc)) from exc
+        model.to(dev)
+
+        def predictor(frames):  # type: ignore[no-untyped-def]
+            return predict_clip(model, frames, stride=stride, device=dev)
+
+        try:
+            with torch.inference_mode():
+                metrics = evaluate_dataset(
+                    data, split, predictor, out, meta={"checkpoint": str(checkpoint), "arch": meta.arch},
+                    n_boot=n_boot, max_clips=max_clips,
+                )
+        except (ManifestError, ValueError) as exc:
+            raise UserInputError(str(exc)) from exc
+        keys = ("n_clips", "n_frames", "plane_accuracy", "dice_mean", "csa_abs_error_mm2_median")
+        typer.echo("  ".join(f"{k}={metrics.get(k)}" for k in keys))
+        typer.echo(f"report: {out / 'report.md'}")
