@@ -1,0 +1,350 @@
+"""Decoders on real files written here: MP4/AVI (PyAV), DICOM (pydicom), TIFF, ZIP, NPY/NPZ, images.
+
+The writer helpers are reused by test_importers.py.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    RLELossless,
+    UltrasoundMultiFrameImageStorage,
+    generate_uid,
+)
+
+from ultramn.data.decoders import (
+    CorruptFileError,
+    DecodeError,
+    DecodeLimits,
+    FormatMismatchError,
+    LimitExceededError,
+    UnsupportedFormatError,
+    decode,
+    natural_key,
+    sniff_format,
+)
+
+T, H, W = 6, 48, 64
+
+
+def moving_square(n: int = T, h: int = H, w: int = W) -> np.ndarray:
+    """``uint8 [n,h,w]``: a bright square moving right on a grey gradient (codec-friendly)."""
+    frames = np.tile(np.linspace(30, 120, w, dtype=np.float32), (n, h, 1))
+    for i in range(n):
+        frames[i, 12:28, 8 + 4 * i : 24 + 4 * i] = 230
+    return frames.astype(np.uint8)
+
+
+def square_masks(n: int = T, h: int = H, w: int = W) -> np.ndarray:
+    """The square of :func:`moving_square` as 0/1 masks ``uint8 [n,h,w]``."""
+    masks = np.zeros((n, h, w), np.uint8)
+    for i in range(n):
+        masks[i, 12:28, 8 + 4 * i : 24 + 4 * i] = 1
+    return masks
+
+
+def write_video(path: Path, frames: np.ndarray, codec: str, fps: int = 25, colour: bool = True) -> Path:
+    """Encode ``uint8 [N,H,W]`` frames with PyAV (as RGB with a colour tint when ``colour``)."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "0", "preset": "ultrafast"}
+        for frame in frames:
+            if colour:
+                rgb = np.stack([frame, frame, frame], axis=-1)
+                vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            else:
+                vf = av.VideoFrame.from_ndarray(frame, format="gray")
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _base_dicom(frames: np.ndarray, patient_id: str = "MRN-0042", name: str = "Doe^Jane") -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    ds.PatientName = name
+    ds.PatientID = patient_id
+    ds.Rows, ds.Columns = frames.shape[1], frames.shape[2]
+    ds.NumberOfFrames = frames.shape[0]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = frames.tobytes()
+    return ds
+
+
+def us_region(delta_x_cm: float, delta_y_cm: float, w: int = W, h: int = H) -> Dataset:
+    """One ``SequenceOfUltrasoundRegions`` item in centimetres (unit code 3)."""
+    region = Dataset()
+    region.RegionSpatialFormat = 1
+    region.RegionDataType = 1
+    region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = w - 1, h - 1
+    region.PhysicalUnitsXDirection = 3
+    region.PhysicalUnitsYDirection = 3
+    region.PhysicalDeltaX = delta_x_cm
+    region.PhysicalDeltaY = delta_y_cm
+    return region
+
+
+def write_dicom_cine(
+    path: Path, frames: np.ndarray, *, patient_id: str = "MRN-0042", name: str = "Doe^Jane",
+    region_cm: tuple[float, float] | None = (0.008, 0.008), cine_rate: float | None = 30.0,
+    laterality: str | None = None,
+) -> Path:
+    """An uncompressed multi-frame ultrasound DICOM with regions in cm and a cine rate."""
+    ds = _base_dicom(frames, patient_id, name)
+    if region_cm is not None:
+        ds.SequenceOfUltrasoundRegions = [us_region(*region_cm, w=frames.shape[2], h=frames.shape[1])]
+    if cine_rate is not None:
+        ds.CineRate = cine_rate
+    if laterality is not None:
+        ds.ImageLaterality = laterality
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_sniff_by_magic_bytes_and_catch_lying_names(tmp_path: Path) -> None:
+    png = io.BytesIO()
+    Image.fromarray(moving_square()[0]).save(png, format="PNG")
+    data = png.getvalue()
+    assert sniff_format(data[:512], "x.png") == "png"
+    assert sniff_format(data[:512], None) == "png"
+    assert sniff_format(data[:512], "noext") == "png"
+    with pytest.raises(FormatMismatchError):
+        sniff_format(data[:512], "clip.mp4")
+    mp4 = write_video(tmp_path / "a.mp4", moving_square(), "libx264").read_bytes()
+    assert sniff_format(mp4[:512], "a.mp4") == "video"
+    assert sniff_format(mp4[:512], "a.mov") == "video"
+    with pytest.raises(FormatMismatchError):
+        sniff_format(mp4[:512], "a.dcm")
+    with pytest.raises(UnsupportedFormatError):
+        sniff_format(b"hello, this is text" * 10, "notes.txt")
+    with pytest.raises(CorruptFileError):
+        sniff_format(b"", "empty.png")
+
+
+def test_mp4_h264_path_and_bytes(tmp_path: Path) -> None:
+    src = moving_square()
+    path = write_video(tmp_path / "clip.mp4", src, "libx264", fps=30)
+    for clip in (decode(path), decode(path.read_bytes(), filename="upload.mp4")):
+        assert clip.format == "video"
+        assert clip.frames.dtype == np.uint8 and clip.frames.shape == (T, H, W)
+        assert clip.fps == pytest.approx(30.0)
+        assert clip.pixel_spacing_mm is None
+        # colour -> grey; the codec is near-lossless: the moving square is where it was
+        assert np.abs(clip.frames.astype(int) - src.astype(int)).mean() < 4.0
+        assert clip.frames[3, 20, 8 + 12 + 4] > 200
+
+
+def test_avi_mpeg4(tmp_path: Path) -> None:
+    src = moving_square()
+    clip = decode(write_video(tmp_path / "clip.avi", src, "mpeg4", fps=20, colour=False))
+    assert clip.format == "video" and clip.frames.shape == (T, H, W)
+    assert clip.fps == pytest.approx(20.0)
+    assert np.abs(clip.frames.astype(int) - src.astype(int)).mean() < 12.0
+
+
+def test_truncated_mp4_is_corrupt(tmp_path: Path) -> None:
+    data = write_video(tmp_path / "clip.mp4", moving_square(), "libx264").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError):
+        decode(cut)
+    with pytest.raises(CorruptFileError):
+        decode(data[:64], filename="cut.mp4")
+
+
+def test_png_named_mp4_is_refused_as_lying(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    Image.fromarray(moving_square()[0]).save(path, format="PNG")
+    with pytest.raises(FormatMismatchError) as info:
+        decode(path)
+    assert isinstance(info.value, UnsupportedFormatError) and isinstance(info.value, ValueError)
+
+
+def test_dicom_cine_regions_in_cm_become_mm(tmp_path: Path) -> None:
+    src = moving_square()
+    path = write_dicom_cine(tmp_path / "cine.dcm", src, region_cm=(0.008, 0.0084), cine_rate=None)
+    ds = pydicom.dcmread(path)
+    ds.FrameTime = 40.0  # ms -> 25 fps
+    ds.save_as(path)
+    clip = decode(path)
+    assert clip.format == "dicom"
+    np.testing.assert_array_equal(clip.frames, src)
+    assert clip.pixel_spacing_xy_mm == pytest.approx((0.08, 0.084))
+    assert clip.pixel_spacing_mm == pytest.approx(0.082)
+    assert clip.fps == pytest.approx(25.0)
+
+
+def test_dicom_pixel_spacing_and_cine_rate(tmp_path: Path) -> None:
+    src = moving_square(n=1)
+    ds = _base_dicom(src)
+    del ds.NumberOfFrames
+    ds.PixelSpacing = [0.1, 0.12]  # row, column spacing in mm
+    ds.RecommendedDisplayFrameRate = 15
+    path = tmp_path / "single"  # no extension: sniffed from the DICM marker
+    ds.save_as(path, enforce_file_format=True)
+    clip = decode(path)
+    assert clip.frames.shape == (1, H, W)
+    assert clip.pixel_spacing_xy_mm == pytest.approx((0.12, 0.1))
+    assert clip.pixel_spacing_mm == pytest.approx(0.11)
+    assert clip.fps == pytest.approx(15.0)
+
+
+def test_dicom_rgb_and_monochrome1(tmp_path: Path) -> None:
+    src = moving_square(n=2)
+    rgb = np.stack([src, src, src], axis=-1)
+    rgb[..., 0] = np.clip(src.astype(int) + 20, 0, 255)  # tinted: grey = BT.601 luma
+    ds = _base_dicom(src)
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.PixelData = rgb.tobytes()
+    ds.save_as(tmp_path / "rgb.dcm", enforce_file_format=True)
+    clip = decode(tmp_path / "rgb.dcm")
+    expected = np.rint(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
+    assert np.abs(clip.frames.astype(int) - expected.astype(int)).max() <= 1
+
+    mono1 = _base_dicom(src)
+    mono1.PhotometricInterpretation = "MONOCHROME1"
+    mono1.save_as(tmp_path / "m1.dcm", enforce_file_format=True)
+    np.testing.assert_array_equal(decode(tmp_path / "m1.dcm").frames, 255 - src)
+
+
+def test_dicom_jpeg_baseline_and_rle(tmp_path: Path) -> None:
+    src = moving_square()
+    ds = _base_dicom(src)
+    jpegs = []
+    for frame in src:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="JPEG", quality=95)
+        jpegs.append(buf.getvalue())
+    ds.PixelData = encapsulate(jpegs)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(tmp_path / "jpeg.dcm", enforce_file_format=True)
+    clip = decode(tmp_path / "jpeg.dcm")
+    assert clip.frames.shape == (T, H, W)
+    assert np.abs(clip.frames.astype(int) - src.astype(int)).mean() < 3.0
+
+    rle = _base_dicom(src)
+    rle.compress(RLELossless)
+    rle.save_as(tmp_path / "rle.dcm", enforce_file_format=True)
+    np.testing.assert_array_equal(decode(tmp_path / "rle.dcm").frames, src)
+
+
+def test_dicom_without_pixel_data_is_corrupt(tmp_path: Path) -> None:
+    ds = _base_dicom(moving_square())
+    del ds.PixelData
+    path = tmp_path / "report.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(CorruptFileError, match="without pixel data"):
+        decode(path)
+    with pytest.raises(CorruptFileError):
+        decode(path.read_bytes(), filename="report.dcm")
+
+
+def test_dicom_zero_frames_is_corrupt(tmp_path: Path) -> None:
+    ds = _base_dicom(moving_square())
+    ds.NumberOfFrames = 0
+    ds.save_as(tmp_path / "zero.dcm", enforce_file_format=True)
+    with pytest.raises(CorruptFileError):
+        decode(tmp_path / "zero.dcm")
+
+
+def test_absurd_dimensions_and_frame_counts(tmp_path: Path) -> None:
+    ds = _base_dicom(moving_square(n=1))
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 60_000, 60_000, 1000  # header lies; data is tiny
+    ds.save_as(tmp_path / "huge.dcm", enforce_file_format=True)
+    with pytest.raises(LimitExceededError):
+        decode(tmp_path / "huge.dcm")
+    np.save(tmp_path / "tall.npy", np.zeros((10, 5000, 16), np.uint8))
+    with pytest.raises(LimitExceededError):
+        decode(tmp_path / "tall.npy")
+    video = write_video(tmp_path / "v.mp4", moving_square(), "libx264")
+    with pytest.raises(LimitExceededError):
+        decode(video, limits=DecodeLimits(max_frames=3))
+    assert issubclass(LimitExceededError, DecodeError)
+
+
+def test_npy_npz_variants(tmp_path: Path) -> None:
+    src = moving_square()
+    np.save(tmp_path / "clip.npy", src)
+    np.testing.assert_array_equal(decode(tmp_path / "clip.npy").frames, src)
+    np.save(tmp_path / "still.npy", src[0])
+    assert decode(tmp_path / "still.npy").frames.shape == (1, H, W)
+    np.save(tmp_path / "float.npy", src.astype(np.float32) / 255.0)
+    assert np.abs(decode(tmp_path / "float.npy").frames.astype(int) - src).max() <= 1
+    np.savez(tmp_path / "clip.npz", frames=src, fps=np.float64(12.5), pixel_spacing_mm=np.float64(0.09))
+    clip = decode(tmp_path / "clip.npz")
+    np.testing.assert_array_equal(clip.frames, src)
+    assert clip.fps == pytest.approx(12.5) and clip.pixel_spacing_mm == pytest.approx(0.09)
+    np.savez(tmp_path / "two.npz", a=src, b=src)
+    with pytest.raises(UnsupportedFormatError):
+        decode(tmp_path / "two.npz")
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
+    with pytest.raises(CorruptFileError):
+        decode(tmp_path / "bad.npy")
+
+
+def test_multipage_tiff_and_still_images(tmp_path: Path) -> None:
+    src = moving_square()
+    pages = [Image.fromarray(f) for f in src]
+    pages[0].save(tmp_path / "clip.tif", save_all=True, append_images=pages[1:])
+    clip = decode(tmp_path / "clip.tif")
+    assert clip.format == "tiff"
+    np.testing.assert_array_equal(clip.frames, src)
+    for ext, fmt in ((".png", "PNG"), (".bmp", "BMP")):
+        Image.fromarray(np.stack([src[0]] * 3, axis=-1)).save(tmp_path / f"rgb{ext}", format=fmt)
+        still = decode(tmp_path / f"rgb{ext}")
+        np.testing.assert_array_equal(still.frames, src[:1])
+    Image.fromarray(src[0]).save(tmp_path / "g.jpg", quality=95)
+    assert decode(tmp_path / "g.jpg").frames.shape == (1, H, W)
+    truncated = (tmp_path / "rgb.png").read_bytes()
+    with pytest.raises(CorruptFileError):
+        decode(truncated[:100], filename="cut.png")
+
+
+def test_zip_of_frames_is_sorted_naturally(tmp_path: Path) -> None:
+    src = moving_square(n=12)
+    path = tmp_path / "frames.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in reversed(range(12)):  # stored out of order; frame10 must follow frame9
+            buf = io.BytesIO()
+            Image.fromarray(src[i]).save(buf, format="PNG")
+            zf.writestr(f"clip/frame{i}.png", buf.getvalue())
+        zf.writestr("__MACOSX/clip/._frame1.png", b"junk")
+    clip = decode(path)
+    assert clip.format == "zip"
+    np.testing.assert_array_equal(clip.frames, src)
+    assert sorted(["f10", "f9", "f1"], key=natural_key) == ["f1", "f9", "f10"]
+    with zipfile.ZipFile(tmp_path / "mixed.zip", "w") as zf:
+        zf.writestr("a.txt", b"not an image at all, really not" * 20)
+    with pytest.raises(UnsupportedFormatError):
+        decode(tmp_path / "mixed.zip")

@@ -1,0 +1,118 @@
+"""Participant-level, plane-stratified splits and the ``ultramn split`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from ultramn.contract import PLANES, SPLITS
+from ultramn.data.manifest import ClipRecord, read_manifest, write_manifest
+from ultramn.data.splits import SplitError, assign_splits, dominant_plane, validate_ratios
+
+
+def _rec(clip_id: str, participant: str, plane: str = "") -> ClipRecord:
+    return ClipRecord(
+        clip_id=clip_id, participant_id=participant, side="", plane=plane, quality="", pixel_spacing_mm=None,
+        fps=None, n_frames=1, height=8, width=8, split="", source="test", file=f"clips/{clip_id}.npz",
+    )
+
+
+def synthetic_records(n_participants: int = 40, clips_per_plane: int = 2) -> list[ClipRecord]:
+    """Participants with clips of several planes each; the dominant plane rotates over participants."""
+    records = []
+    for p in range(n_participants):
+        dominant = PLANES[p % len(PLANES)]
+        planes = [dominant] * 3 + [PLANES[(p + 1) % len(PLANES)]] * (p % 2)
+        for k, plane in enumerate(planes * clips_per_plane):
+            records.append(_rec(f"p{p:03d}-c{k}", f"p{p:03d}", plane))
+    return records
+
+
+def _participant_splits(records: list[ClipRecord]) -> dict[str, set[str]]:
+    seen: dict[str, set[str]] = defaultdict(set)
+    for rec in records:
+        seen[rec.participant_id].add(rec.split)
+    return seen
+
+
+def test_no_participant_crosses_splits_and_every_split_sees_every_plane() -> None:
+    records = synthetic_records()
+    out = assign_splits(records, (0.7, 0.15, 0.15), seed=3)
+    assert [r.clip_id for r in out] == [r.clip_id for r in records]
+    assert all(len(s) == 1 for s in _participant_splits(out).values())
+    planes_per_split: dict[str, set[str]] = defaultdict(set)
+    for rec in out:
+        planes_per_split[rec.split].add(rec.plane)
+    for split in SPLITS:
+        assert planes_per_split[split] == set(PLANES), split
+    counts = {s: len({r.participant_id for r in out if r.split == s}) for s in SPLITS}
+    assert counts["train"] == 28 and counts["val"] == 6 and counts["test"] == 6
+    # every participant's dominant plane is represented in each split
+    dominant_by_split: dict[str, set[str]] = defaultdict(set)
+    by_participant: dict[str, list[str]] = defaultdict(list)
+    for rec in out:
+        by_participant[rec.participant_id].append(rec.plane)
+    for rec in out:
+        dominant_by_split[rec.split].add(dominant_plane(by_participant[rec.participant_id]))
+    assert all(dominant_by_split[s] == set(PLANES) for s in SPLITS)
+
+
+def test_deterministic_and_seed_dependent() -> None:
+    records = synthetic_records()
+    a = assign_splits(records, seed=1)
+    assert a == assign_splits(list(records), seed=1)
+    assert a == sorted(assign_splits(list(reversed(records)), seed=1), key=lambda r: r.clip_id)
+    assert a != assign_splits(records, seed=2)
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [(1, {"train": 1}), (2, {"train": 2}), (3, {"train": 1, "val": 1, "test": 1})],
+)
+def test_tiny_datasets_keep_train_non_empty(n: int, expected: dict[str, int]) -> None:
+    records = [_rec(f"c{i}", f"p{i}") for i in range(n)]
+    out = assign_splits(records)
+    counts = {s: sum(r.split == s for r in out) for s in SPLITS if any(r.split == s for r in out)}
+    assert counts == expected
+
+
+def test_many_small_strata_still_fill_val_and_test() -> None:
+    records = [_rec(f"c{i}", f"p{i}", PLANES[i % 4]) for i in range(8)]  # 2 participants per plane
+    out = assign_splits(records)
+    assert {r.split for r in out} == set(SPLITS)
+    assert sum(r.split == "train" for r in out) >= 5
+
+
+def test_invalid_ratios() -> None:
+    for bad in ((0.5, 0.5, 0.5), (1.2, -0.1, -0.1), (0.0, 0.5, 0.5), (0.5, 0.5)):
+        with pytest.raises(SplitError):
+            validate_ratios(bad)
+    assert validate_ratios([0.8, 0.1, 0.1]) == (0.8, 0.1, 0.1)
+    out = assign_splits(synthetic_records(10), (1.0, 0.0, 0.0))
+    assert {r.split for r in out} == {"train"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ultramn", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_split_command_rewrites_manifest_and_validates(tmp_path: Path) -> None:
+    write_manifest(tmp_path, synthetic_records(20))
+    result = _cli("split", str(tmp_path), "--ratios", "0.6", "0.2", "0.2", "--seed", "5")
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "TW" in result.stdout
+    records = read_manifest(tmp_path)
+    assert {r.split for r in records} == set(SPLITS)
+    assert all(len(s) == 1 for s in _participant_splits(records).values())
+    assert records == assign_splits(records, (0.6, 0.2, 0.2), seed=5)
+
+    bad = _cli("split", str(tmp_path), "--ratios", "0.6", "0.6", "0.2")
+    assert bad.returncode == 2 and "sum to 1" in bad.stderr
+    negative = _cli("split", str(tmp_path), "--ratios", "1.2", "-0.1", "-0.1")
+    assert negative.returncode == 2
+    missing = _cli("split", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such dataset folder" in missing.stderr

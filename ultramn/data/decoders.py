@@ -1,0 +1,688 @@
+"""Decoders: a clip file (path or bytes) -> grey frames ``uint8 [N,H,W]`` + fps + pixel spacing.
+
+One entry point, :func:`decode`, sniffs the content (magic bytes, not the file name) and
+dispatches to a decoder per format:
+
+- video (MP4, MOV, M4V, AVI, MKV/WebM) via PyAV; colour is converted to grey (BT.601 luma);
+- DICOM (single frame or multi-frame cine) via pydicom, with pixel spacing and frame rate
+  read from the header (see :func:`decode_dicom`);
+- NPY / NPZ arrays, multi-page TIFF, single PNG/JPEG/BMP, ZIP of frame images.
+
+Errors form one hierarchy so callers (the importers, the gateway) can map them to messages
+or HTTP codes: :class:`DecodeError` (a ``ValueError``) with the subclasses
+:class:`UnsupportedFormatError` (unknown content, or no decoder for it),
+:class:`FormatMismatchError` (the content contradicts the file name: a PNG called
+``.mp4``), :class:`CorruptFileError` (recognised but undecodable: truncated, no pixel
+data, zero frames) and :class:`LimitExceededError` (absurd dimensions or frame counts).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+U8Array = npt.NDArray[np.uint8]
+
+#: A file to decode: a path, or its whole content.
+Source = Path | str | bytes
+
+Format = Literal["video", "dicom", "npy", "npz", "zip", "tiff", "png", "jpeg", "bmp"]
+
+#: Formats that hold one still image.
+IMAGE_FORMATS: Final[frozenset[str]] = frozenset({"png", "jpeg", "bmp"})
+
+#: Expected content of each known file extension (lower case, with the dot).
+EXTENSION_FORMATS: Final[dict[str, frozenset[str]]] = {
+    **{ext: frozenset({"video"}) for ext in (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")},
+    ".dcm": frozenset({"dicom"}),
+    ".dicom": frozenset({"dicom"}),
+    ".npy": frozenset({"npy"}),
+    ".npz": frozenset({"npz", "zip"}),
+    ".zip": frozenset({"zip", "npz"}),
+    ".tif": frozenset({"tiff"}),
+    ".tiff": frozenset({"tiff"}),
+    ".png": frozenset({"png"}),
+    ".jpg": frozenset({"jpeg"}),
+    ".jpeg": frozenset({"jpeg"}),
+    ".bmp": frozenset({"bmp"}),
+}
+
+#: Bytes :func:`sniff_format` needs to see (a DICOM preamble is 128 bytes + ``DICM``).
+SNIFF_BYTES: Final[int] = 512
+
+
+class DecodeError(ValueError):
+    """A file that cannot be turned into frames."""
+
+
+class UnsupportedFormatError(DecodeError):
+    """Content of an unknown type, or a known type this installation cannot decode."""
+
+
+class FormatMismatchError(UnsupportedFormatError):
+    """The content is not what the file name says (e.g. PNG bytes named ``clip.mp4``)."""
+
+
+class CorruptFileError(DecodeError):
+    """A recognised format whose content is broken: truncated, no pixel data, no frames."""
+
+
+class LimitExceededError(CorruptFileError):
+    """Dimensions or frame counts beyond :class:`DecodeLimits` (absurd or hostile input)."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds a decoded clip must respect; exceeded bounds raise :class:`LimitExceededError`.
+
+    ``max_pixels`` bounds ``N*H*W`` (bytes of the grey ``uint8`` clip, default 2 GiB).
+    ``max_zip_bytes`` bounds the summed uncompressed size of a ZIP's members.
+    """
+
+    max_frames: int = 20_000
+    max_side: int = 4096
+    min_side: int = 8
+    max_pixels: int = 2 * 1024**3
+    max_zip_members: int = 20_000
+    max_zip_bytes: int = 4 * 1024**3
+
+    def check_frame_shape(self, height: int, width: int, what: str = "frame") -> None:
+        """Raise :class:`LimitExceededError` when one ``height x width`` frame is out of bounds."""
+        if not (self.min_side <= height <= self.max_side and self.min_side <= width <= self.max_side):
+            raise LimitExceededError(
+                f"{what} size {width}x{height} is outside the allowed {self.min_side}..{self.max_side} pixels per side"
+            )
+
+    def check_clip(self, n_frames: int, height: int, width: int) -> None:
+        """Raise :class:`LimitExceededError` when an ``[N,H,W]`` clip is out of bounds."""
+        self.check_frame_shape(height, width)
+        if n_frames > self.max_frames:
+            raise LimitExceededError(f"{n_frames} frames exceed the limit of {self.max_frames}")
+        if n_frames * height * width > self.max_pixels:
+            raise LimitExceededError(
+                f"{n_frames} frames of {width}x{height} exceed the limit of {self.max_pixels} pixels in all"
+            )
+
+
+DEFAULT_LIMITS: Final[DecodeLimits] = DecodeLimits()
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    """A decoded clip.
+
+    - ``frames``: ``uint8 [N,H,W]`` grey levels, ``N >= 1`` (a still image is ``N = 1``).
+    - ``fps``: frames per second, ``None`` when the file does not say.
+    - ``pixel_spacing_mm``: isotropic pixel size in mm (mean of x and y), ``None`` if unknown.
+    - ``pixel_spacing_xy_mm``: ``(x, y)`` = (column, row) pixel size in mm, ``None`` if unknown.
+    - ``format``: the detected :data:`Format`.
+    - ``warnings``: things the caller may want to show (e.g. anisotropic pixels).
+    """
+
+    frames: U8Array
+    fps: float | None
+    pixel_spacing_mm: float | None
+    pixel_spacing_xy_mm: tuple[float, float] | None
+    format: str
+    warnings: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.frames.ndim != 3 or self.frames.dtype != np.uint8 or self.frames.shape[0] < 1:
+            raise ValueError(f"frames must be uint8 [N>=1,H,W], got {self.frames.dtype} {self.frames.shape}")
+
+    @property
+    def n_frames(self) -> int:
+        """``N``."""
+        return int(self.frames.shape[0])
+
+
+# ---------------------------------------------------------------------------------------
+# sniffing
+
+
+def _magic_format(head: bytes) -> str | None:
+    """The format the first bytes announce, or ``None``."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"BM") and len(head) >= 14:
+        return "bmp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "video"
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "video"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # Matroska / WebM
+        return "video"
+    return None
+
+
+def _looks_like_raw_dicom(head: bytes) -> bool:
+    """A DICOM file without preamble starts with a group-0008 (or 0002) little-endian tag."""
+    return len(head) >= 8 and head[:2] in (b"\x08\x00", b"\x02\x00") and head[3:4] == b"\x00"
+
+
+def sniff_format(head: bytes, filename: str | None = None) -> str:
+    """Detect the format from the first bytes of a file (at least :data:`SNIFF_BYTES` if possible).
+
+    The file name only serves as a cross-check: a known extension whose format differs
+    from the content raises :class:`FormatMismatchError`; unknown content raises
+    :class:`UnsupportedFormatError`. ZIP content named ``.npz`` is reported as ``"npz"``.
+    """
+    ext = Path(filename).suffix.lower() if filename else ""
+    found = _magic_format(head)
+    if found is None and ext in ("", ".dcm", ".dicom") and _looks_like_raw_dicom(head):
+        found = "dicom"
+    if found is None:
+        if not head:
+            raise CorruptFileError(f"{filename or 'the upload'} is empty")
+        raise UnsupportedFormatError(
+            f"{filename or 'the upload'}: unrecognised content (supported: MP4/MOV/AVI video, DICOM, "
+            "NPY/NPZ, TIFF, PNG, JPEG, BMP, ZIP of frame images)"
+        )
+    expected = EXTENSION_FORMATS.get(ext)
+    if expected is not None and found not in expected:
+        raise FormatMismatchError(f"{filename}: the name says {ext} but the content is {found}")
+    if found == "zip" and ext == ".npz":
+        return "npz"
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def _name_of(source: Source, filename: str | None) -> str:
+    if filename:
+        return filename
+    return str(source) if isinstance(source, str | Path) else "the upload"
+
+
+def _head(source: Source, n: int = SNIFF_BYTES) -> bytes:
+    if isinstance(source, bytes):
+        return source[:n]
+    try:
+        with open(source, "rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise DecodeError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def _open(source: Source) -> Iterator[IO[bytes]]:
+    """A binary file object over ``source``."""
+    if isinstance(source, bytes):
+        yield io.BytesIO(source)
+        return
+    try:
+        fh = open(source, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise DecodeError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    try:
+        yield fh
+    finally:
+        fh.close()
+
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def rgb_to_grey(rgb: npt.NDArray[Any]) -> U8Array:
+    """``[..., 3 or 4]`` colour (uint8) -> ``uint8 [...]`` grey (BT.601 luma, alpha ignored)."""
+    arr = to_uint8(np.asarray(rgb)[..., :3])
+    grey = arr.astype(np.float32) @ _LUMA.astype(np.float32)
+    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+
+
+def to_uint8(arr: npt.NDArray[Any], bits_stored: int | None = None) -> U8Array:
+    """Map intensities to ``uint8``.
+
+    ``uint8`` passes through; ``bool`` -> 0/255; unsigned integers with ``bits_stored``
+    are scaled from their nominal range ``0..2**bits_stored-1``; floats in ``[0, 1]`` are
+    scaled by 255; integers already in ``0..255`` are cast; anything else is min-max
+    rescaled over the whole array.
+    """
+    a = np.asarray(arr)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return np.where(a, np.uint8(255), np.uint8(0)).astype(np.uint8)
+    if a.size == 0:
+        return a.astype(np.uint8)
+    if np.issubdtype(a.dtype, np.unsignedinteger) and bits_stored and bits_stored > 8:
+        top = float(2**bits_stored - 1)
+        return np.clip(np.rint(a.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if np.issubdtype(a.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        return np.clip(np.rint(np.nan_to_num(a) * 255.0), 0, 255).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer) and lo >= 0 and hi <= 255:
+        return a.astype(np.uint8)
+    if hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    scaled = (np.nan_to_num(a.astype(np.float64), nan=lo) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _finish(
+    frames: U8Array,
+    fmt: str,
+    limits: DecodeLimits,
+    fps: float | None = None,
+    spacing_xy: tuple[float, float] | None = None,
+    warnings: tuple[str, ...] = (),
+) -> DecodedClip:
+    if frames.ndim != 3 or frames.shape[0] == 0:
+        raise CorruptFileError(f"{fmt}: no frames decoded")
+    limits.check_clip(*frames.shape)
+    spacing = None
+    notes = list(warnings)
+    if spacing_xy is not None:
+        sx, sy = spacing_xy
+        spacing = (sx + sy) / 2.0
+        if abs(sx - sy) > 0.05 * spacing:
+            notes.append(f"anisotropic pixels ({sx:.4g} x {sy:.4g} mm); using their mean {spacing:.4g} mm")
+    return DecodedClip(
+        frames=np.ascontiguousarray(frames),
+        fps=fps if fps is not None and np.isfinite(fps) and fps > 0 else None,
+        pixel_spacing_mm=spacing,
+        pixel_spacing_xy_mm=spacing_xy,
+        format=fmt,
+        warnings=tuple(notes),
+    )
+
+
+def _array_to_frames(arr: npt.NDArray[Any], what: str) -> U8Array:
+    """``[H,W]``, ``[H,W,3|4]``, ``[N,H,W]`` or ``[N,H,W,3|4]`` -> ``uint8 [N,H,W]`` grey."""
+    a = np.asarray(arr)
+    if a.dtype.kind not in "biuf":
+        raise UnsupportedFormatError(f"{what}: array of dtype {a.dtype} is not an image")
+    if a.ndim == 2:
+        return to_uint8(a)[None]
+    if a.ndim == 3 and a.shape[-1] in (3, 4) and min(a.shape[:2]) > 4:
+        return rgb_to_grey(a)[None]
+    if a.ndim == 3:
+        return to_uint8(a)
+    if a.ndim == 4 and a.shape[-1] in (3, 4):
+        return rgb_to_grey(a)
+    if a.ndim == 4 and a.shape[-1] == 1:
+        return to_uint8(a[..., 0])
+    raise UnsupportedFormatError(f"{what}: array of shape {a.shape} is not [H,W], [N,H,W] or [N,H,W,3]")
+
+
+# ---------------------------------------------------------------------------------------
+# decoders per format
+
+
+def decode_video(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
+    """MP4/MOV/AVI/MKV via PyAV: every frame of the first video stream, converted to grey."""
+    import av
+
+    name = _name_of(source, filename)
+    frames: list[U8Array] = []
+    try:
+        with _open(source) as fh, av.open(fh, mode="r") as container:
+            if not container.streams.video:
+                raise CorruptFileError(f"{name}: no video stream")
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            if ctx.width and ctx.height:
+                limits.check_frame_shape(ctx.height, ctx.width)
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else None
+            for frame in container.decode(stream):
+                if len(frames) >= limits.max_frames:
+                    raise LimitExceededError(f"{name}: more than {limits.max_frames} frames")
+                grey = frame.to_ndarray(format="gray")
+                if frames and grey.shape != frames[0].shape:
+                    raise CorruptFileError(f"{name}: frame size changes mid-stream")
+                if not frames:
+                    limits.check_frame_shape(int(grey.shape[0]), int(grey.shape[1]))
+                frames.append(np.asarray(grey, dtype=np.uint8))
+                if len(frames) * grey.size > limits.max_pixels:
+                    raise LimitExceededError(f"{name}: clip exceeds {limits.max_pixels} pixels in all")
+    except DecodeError:
+        raise
+    except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
+        if not frames:
+            raise CorruptFileError(f"{name}: undecodable video ({exc})") from exc
+        # a stream cut short after good frames: keep what decoded (common with live exports)
+        return _finish(np.stack(frames), "video", limits, fps, warnings=(f"decoding stopped early: {exc}",))
+    if not frames:
+        raise CorruptFileError(f"{name}: the video has no decodable frames")
+    return _finish(np.stack(frames), "video", limits, fps)
+
+
+def _dicom_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
+    """``((x_mm, y_mm), None)`` from the header, or ``(None, reason)``.
+
+    Ultrasound regions (``SequenceOfUltrasoundRegions``) state ``PhysicalDeltaX/Y`` in the
+    unit ``PhysicalUnitsX/YDirection``; unit 3 is centimetres (converted to mm here).
+    The largest 2D region with centimetre units wins. Otherwise ``PixelSpacing``
+    (row spacing, column spacing) in mm.
+    """
+    best: tuple[int, float, float] | None = None
+    for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
+        try:
+            ux, uy = int(region.PhysicalUnitsXDirection), int(region.PhysicalUnitsYDirection)
+            dx, dy = abs(float(region.PhysicalDeltaX)), abs(float(region.PhysicalDeltaY))
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if ux != 3 or uy != 3 or dx <= 0 or dy <= 0:
+            continue
+        try:
+            area = (int(region.RegionLocationMaxX1) - int(region.RegionLocationMinX0)) * (
+                int(region.RegionLocationMaxY1) - int(region.RegionLocationMinY0)
+            )
+        except (AttributeError, TypeError, ValueError):
+            area = 0
+        if best is None or area > best[0]:
+            best = (area, dx * 10.0, dy * 10.0)
+    if best is not None:
+        return (best[1], best[2]), None
+    spacing = getattr(ds, "PixelSpacing", None)
+    if spacing is not None and len(spacing) == 2:
+        row, col = float(spacing[0]), float(spacing[1])
+        if row > 0 and col > 0:
+            return (col, row), None
+    return None, "no pixel spacing in the header"
+
+
+def _dicom_fps(ds: Any) -> float | None:
+    """Frame rate from ``CineRate``, ``FrameTime`` (ms), ``FrameTimeVector`` or ``RecommendedDisplayFrameRate``."""
+    for keyword in ("CineRate",):
+        value = getattr(ds, keyword, None)
+        if value not in (None, "") and float(value) > 0:
+            return float(value)
+    frame_time = getattr(ds, "FrameTime", None)
+    if frame_time not in (None, "") and float(frame_time) > 0:
+        return 1000.0 / float(frame_time)
+    vector = getattr(ds, "FrameTimeVector", None)
+    if vector is not None:
+        steps = [float(v) for v in list(vector)[1:] if float(v) > 0]
+        if steps:
+            return 1000.0 / float(np.mean(steps))
+    rate = getattr(ds, "RecommendedDisplayFrameRate", None)
+    if rate not in (None, "") and float(rate) > 0:
+        return float(rate)
+    return None
+
+
+def _dicom_decoder_hint(transfer_syntax: Any) -> str | None:
+    """``None`` if pixel data in ``transfer_syntax`` can be decoded here, else a hint."""
+    try:
+        from pydicom.pixels.decoders.base import get_decoder
+    except ImportError:  # pydicom < 3: rely on the handlers at decode time
+        return None
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:
+        return f"transfer syntax {getattr(transfer_syntax, 'name', transfer_syntax)} is not supported by pydicom"
+    if decoder.is_available:
+        return None
+    return (
+        f"no decoder installed for {getattr(transfer_syntax, 'name', transfer_syntax)}; "
+        "install pylibjpeg + pylibjpeg-libjpeg (JPEG lossless), pyjpegls (JPEG-LS) or python-gdcm"
+    )
+
+
+def decode_dicom(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
+    """DICOM single-frame or multi-frame cine via pydicom.
+
+    Photometric interpretations: MONOCHROME1/2 (MONOCHROME1 inverted), RGB and YBR_*
+    (converted to RGB by pydicom, then to grey), PALETTE COLOR (LUT applied, then grey).
+    Compressed transfer syntaxes decode when a pydicom plugin for them is installed
+    (Pillow: JPEG baseline/extended, JPEG 2000; pydicom itself: RLE).
+    Spacing: see :func:`_dicom_spacing`; fps: see :func:`_dicom_fps`.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    name = _name_of(source, filename)
+    with _open(source) as fh:
+        try:
+            ds = pydicom.dcmread(fh, force=True)
+        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+            raise CorruptFileError(f"{name}: unreadable DICOM ({exc})") from exc
+        if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise CorruptFileError(f"{name}: DICOM without pixel data (a report or structured document?)")
+        try:
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            declared = getattr(ds, "NumberOfFrames", None)
+            n_frames = 1 if declared in (None, "") else int(declared)
+            samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{name}: DICOM image header incomplete ({exc})") from exc
+        if n_frames < 1 or ("PixelData" in ds and not ds.PixelData):
+            raise CorruptFileError(f"{name}: DICOM with zero frames")
+        limits.check_clip(n_frames, rows, cols)
+        tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if tsyntax is not None and tsyntax.is_compressed:
+            hint = _dicom_decoder_hint(tsyntax)
+            if hint is not None:
+                raise UnsupportedFormatError(f"{name}: {hint}")
+        try:
+            arr = np.asarray(ds.pixel_array)
+        except DecodeError:
+            raise
+        except Exception as exc:  # pydicom raises many types for broken pixel data
+            raise CorruptFileError(f"{name}: cannot decode DICOM pixel data ({exc})") from exc
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = np.asarray(apply_color_lut(arr, ds))
+        samples = 3
+    if samples == 1:
+        grey = arr if arr.ndim == 3 else arr[None]
+        if grey.ndim != 3:
+            raise CorruptFileError(f"{name}: unexpected pixel array shape {arr.shape}")
+        frames = to_uint8(grey, bits_stored=int(getattr(ds, "BitsStored", 8) or 8))
+        if photometric == "MONOCHROME1":
+            frames = (255 - frames).astype(np.uint8)
+    else:
+        colour = arr if arr.ndim == 4 else arr[None]
+        if colour.ndim != 4 or colour.shape[-1] < 3:
+            raise CorruptFileError(f"{name}: unexpected colour pixel array shape {arr.shape}")
+        frames = rgb_to_grey(to_uint8(colour, bits_stored=int(getattr(ds, "BitsStored", 8) or 8)))
+    spacing, reason = _dicom_spacing(ds)
+    warnings = (reason,) if reason else ()
+    return _finish(frames, "dicom", limits, _dicom_fps(ds), spacing, warnings)
+
+
+def decode_npy(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
+    """An ``.npy`` array ``[H,W]``, ``[N,H,W]``, ``[H,W,3]`` or ``[N,H,W,3]`` (see :func:`to_uint8`)."""
+    name = _name_of(source, filename)
+    with _open(source) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            shape, _, _ = np.lib.format._read_array_header(fh, version)  # type: ignore[attr-defined]
+        except (ValueError, OSError, EOFError) as exc:
+            raise CorruptFileError(f"{name}: unreadable NPY header ({exc})") from exc
+        _check_array_shape(tuple(shape), limits, name)
+        fh.seek(0)
+        try:
+            arr = np.load(fh, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise CorruptFileError(f"{name}: unreadable NPY ({exc})") from exc
+    return _finish(_array_to_frames(arr, name), "npy", limits)
+
+
+def _check_array_shape(shape: tuple[int, ...], limits: DecodeLimits, name: str) -> None:
+    """Reject absurd arrays before loading them."""
+    if any(s <= 0 for s in shape) or len(shape) < 2:
+        raise CorruptFileError(f"{name}: empty or one-dimensional array {shape}")
+    if int(np.prod(shape, dtype=np.int64)) > 4 * limits.max_pixels:
+        raise LimitExceededError(f"{name}: array of shape {shape} is too large")
+
+
+def decode_npz(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
+    """An ``.npz`` with ``frames`` (or a single array); optional scalars ``fps`` and ``pixel_spacing_mm``."""
+    name = _name_of(source, filename)
+    with _open(source) as fh:
+        try:
+            with np.load(fh, allow_pickle=False) as data:
+                keys = list(data.keys())
+                key = "frames" if "frames" in keys else (keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise UnsupportedFormatError(f"{name}: NPZ with arrays {keys} but none called 'frames'")
+                arr = np.asarray(data[key])
+                fps = float(data["fps"]) if "fps" in keys else None
+                spacing = float(data["pixel_spacing_mm"]) if "pixel_spacing_mm" in keys else None
+        except DecodeError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise CorruptFileError(f"{name}: unreadable NPZ ({exc})") from exc
+    _check_array_shape(arr.shape, limits, name)
+    spacing_xy = (spacing, spacing) if spacing and spacing > 0 else None
+    return _finish(_array_to_frames(arr, name), "npz", limits, fps, spacing_xy)
+
+
+def _pil_frames(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int) -> list[U8Array]:
+    """Every page of an image file (one for PNG/JPEG/BMP) as grey ``uint8 [H,W]``."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    out: list[U8Array] = []
+    try:
+        with Image.open(fh) as im:
+            limits.check_frame_shape(im.height, im.width)
+            for page in ImageSequence.Iterator(im):
+                if len(out) >= max_frames:
+                    raise LimitExceededError(f"{name}: more than {max_frames} pages")
+                if (page.height, page.width) != (im.height, im.width):
+                    raise CorruptFileError(f"{name}: pages differ in size")
+                out.append(_pil_to_grey(page))
+    except DecodeError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise CorruptFileError(f"{name}: undecodable image ({exc})") from exc
+    return out
+
+
+def _pil_to_grey(page: Any) -> U8Array:
+    """A Pillow image (any mode) -> grey ``uint8 [H,W]``."""
+    mode = page.mode
+    if mode in ("L", "1"):
+        return np.asarray(page.convert("L"), dtype=np.uint8)
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return to_uint8(np.asarray(page))
+    if mode in ("LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "HSV", "LAB"):
+        return np.asarray(page.convert("RGB").convert("L"), dtype=np.uint8)
+    return np.asarray(page.convert("L"), dtype=np.uint8)
+
+
+def decode_image(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
+    """A single PNG/JPEG/BMP still: a clip of one frame (colour -> grey)."""
+    name = _name_of(source, filename)
+    fmt = sniff_format(_head(source), filename or (str(source) if not isinstance(source, bytes) else None))
+    with _open(source) as fh:
+        frames = _pil_frames(fh, name, limits, max_frames=1)
+    return _finish(np.stack(frames), fmt, limits)
+
+
+def decode_tiff(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
+    """A (multi-page) TIFF: one frame per page; all pages must share one size."""
+    name = _name_of(source, filename)
+    with _open(source) as fh:
+        frames = _pil_frames(fh, name, limits, max_frames=limits.max_frames)
+    if not frames:
+        raise CorruptFileError(f"{name}: TIFF without pages")
+    return _finish(np.stack(frames), "tiff", limits)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders ``frame2`` before ``frame10`` (case-insensitive)."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part.lower()) for part in _DIGITS.split(text) if part)
+
+
+def _zip_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """File members, without folders, macOS resource forks or hidden files."""
+    keep = []
+    for info in zf.infolist():
+        base = info.filename.rsplit("/", 1)[-1]
+        if info.is_dir() or info.filename.startswith("__MACOSX/") or base.startswith(".") or not base:
+            continue
+        keep.append(info)
+    return keep
+
+
+def decode_zip(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
+    """A ZIP of frame images (PNG/JPEG/BMP/TIFF), one frame each, sorted naturally by name.
+
+    A ZIP whose members are all ``.npy`` is read as NPZ (:func:`decode_npz`).
+    """
+    name = _name_of(source, filename)
+    with _open(source) as fh:
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                members = _zip_members(zf)
+                if members and all(m.filename.lower().endswith(".npy") for m in members):
+                    fh.seek(0)
+                    return decode_npz(fh.read(), limits, filename=name)
+                if len(members) > limits.max_zip_members:
+                    raise LimitExceededError(f"{name}: {len(members)} members exceed the limit of {limits.max_zip_members}")
+                if sum(m.file_size for m in members) > limits.max_zip_bytes:
+                    raise LimitExceededError(f"{name}: uncompressed size exceeds {limits.max_zip_bytes} bytes")
+                frames: list[U8Array] = []
+                for info in sorted(members, key=lambda m: natural_key(m.filename)):
+                    data = zf.read(info)
+                    fmt = sniff_format(data[:SNIFF_BYTES], info.filename)
+                    if fmt not in IMAGE_FORMATS and fmt != "tiff":
+                        raise UnsupportedFormatError(f"{name}: member {info.filename} is {fmt}, not a frame image")
+                    page = _pil_frames(io.BytesIO(data), f"{name}:{info.filename}", limits, max_frames=1)[0]
+                    if frames and page.shape != frames[0].shape:
+                        raise CorruptFileError(f"{name}: {info.filename} is {page.shape[1]}x{page.shape[0]}, "
+                                               f"other frames {frames[0].shape[1]}x{frames[0].shape[0]}")
+                    frames.append(page)
+                    if len(frames) * page.size > limits.max_pixels:
+                        raise LimitExceededError(f"{name}: clip exceeds {limits.max_pixels} pixels in all")
+        except DecodeError:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise CorruptFileError(f"{name}: unreadable ZIP ({exc})") from exc
+    if not frames:
+        raise CorruptFileError(f"{name}: ZIP without frame images")
+    return _finish(np.stack(frames), "zip", limits)
+
+
+_DECODERS: Final[dict[str, Callable[..., DecodedClip]]] = {
+    "video": decode_video,
+    "dicom": decode_dicom,
+    "npy": decode_npy,
+    "npz": decode_npz,
+    "zip": decode_zip,
+    "tiff": decode_tiff,
+    "png": decode_image,
+    "jpeg": decode_image,
+    "bmp": decode_image,
+}
+
+
+def decode(source: Source, filename: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedClip:
+    """Decode ``source`` (a path, or the bytes of an upload named ``filename``).
+
+    Raises a :class:`DecodeError` subclass for unsupported, lying, corrupt or absurd input.
+    """
+    if filename is None and not isinstance(source, bytes):
+        filename = str(source)
+    fmt = sniff_format(_head(source), filename)
+    return _DECODERS[fmt](source, limits=limits, filename=filename)

@@ -1,0 +1,358 @@
+"""What every importer shares: options, mask loading, clip writing, the manifest and splits.
+
+An importer yields :class:`ImportedClip` objects (one clip's frames and masks plus its
+ids); :func:`write_import` writes each under ``OUT/clips/<clip_id>.npz``, merges the rows
+into ``OUT/manifest.csv`` (a re-imported ``clip_id`` replaces the old row) and re-draws the
+participant-level splits of the whole manifest.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ultramn.contract import PLANES, SIDES
+from ultramn.data.clipio import ClipArrays, write_clip
+from ultramn.data.decoders import (
+    DEFAULT_LIMITS,
+    DecodeError,
+    DecodeLimits,
+    decode,
+    natural_key,
+    sniff_format,
+)
+from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, merge_records, read_manifest, write_manifest
+from ultramn.data.splits import DEFAULT_RATIOS, SplitError, assign_splits
+from ultramn.errors import UserInputError
+
+U8Array = npt.NDArray[np.uint8]
+T = TypeVar("T")
+
+#: Folder (under the dataset root) that holds the clip files.
+CLIPS_DIR = "clips"
+#: Still-image file extensions the importers pick up.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+#: Video file extensions the video importer picks up.
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+#: Grey level at which mask *videos* (lossy codecs) are thresholded.
+MASK_VIDEO_THRESHOLD = 128
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Options every importer takes.
+
+    - ``plane`` / ``side``: applied to every imported clip (``""`` = unknown).
+    - ``pixel_spacing_mm``: overrides the spacing found in the files (mm per pixel).
+    - ``mask_value``: the label that marks the nerve in multi-class masks; ``None`` = any nonzero.
+    - ``skip_bad``: report and skip unreadable or inconsistent inputs instead of stopping.
+    """
+
+    out: Path
+    plane: str = ""
+    side: str = ""
+    pixel_spacing_mm: float | None = None
+    mask_value: int | None = None
+    split_seed: int = 0
+    ratios: tuple[float, float, float] = DEFAULT_RATIOS
+    skip_bad: bool = False
+    limits: DecodeLimits = field(default=DEFAULT_LIMITS)
+
+    def __post_init__(self) -> None:
+        if self.plane not in ("", *PLANES):
+            raise UserInputError(f"--plane must be one of {', '.join(PLANES)}, not {self.plane!r}")
+        if self.side not in ("", *SIDES):
+            raise UserInputError(f"--side must be one of {', '.join(SIDES)}, not {self.side!r}")
+        if self.pixel_spacing_mm is not None and not 0 < self.pixel_spacing_mm < 10:
+            raise UserInputError(f"--pixel-spacing must be in mm per pixel (0 < s < 10), not {self.pixel_spacing_mm}")
+        if self.mask_value is not None and not 0 < self.mask_value < 2**16:
+            raise UserInputError(f"--mask-value must be a positive label, not {self.mask_value}")
+
+
+@dataclass(frozen=True)
+class ImportedClip:
+    """One clip ready to be written: ``frames`` and ``masks`` are ``uint8 [T,H,W]``, masks 0/1."""
+
+    clip_id: str
+    participant_id: str
+    frames: U8Array
+    masks: U8Array
+    fps: float | None = None
+    pixel_spacing_mm: float | None = None
+    side: str = ""
+    plane: str = ""
+
+
+@dataclass
+class ImportReport:
+    """What an import did: clips written, inputs skipped (with reasons), clips with empty masks."""
+
+    written: list[ClipRecord] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    empty_masks: list[str] = field(default_factory=list)
+    manifest: Path | None = None
+    all_records: list[ClipRecord] = field(default_factory=list)
+
+
+def safe_id(text: str) -> str:
+    """``text`` reduced to ``[A-Za-z0-9._-]`` (other runs become ``_``), for ids and file names."""
+    cleaned = _SAFE_ID.sub("_", text).strip("._")
+    if not cleaned:
+        raise UserInputError(f"cannot build an id from {text!r}")
+    return cleaned
+
+
+def require_dir(path: Path, option: str) -> Path:
+    """``path`` if it is a folder, else a :class:`UserInputError` naming ``option``."""
+    if not path.is_dir():
+        raise UserInputError(f"{option}: no such folder: {path}")
+    return path
+
+
+def list_files(folder: Path, extensions: Iterable[str]) -> list[Path]:
+    """Files directly in ``folder`` with one of ``extensions`` (case-insensitive), naturally sorted."""
+    exts = {e.lower() for e in extensions}
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def compile_pattern(pattern: str | None, option: str) -> re.Pattern[str] | None:
+    """The compiled regex, or a :class:`UserInputError` naming ``option``."""
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise UserInputError(f"{option}: invalid regular expression {pattern!r}: {exc}") from exc
+
+
+def match_key(pattern: re.Pattern[str] | None, name: str, default: str, option: str) -> str:
+    """The first group of ``pattern`` searched in ``name`` (the whole match if no group); ``default`` without pattern."""
+    if pattern is None:
+        return default
+    m = pattern.search(name)
+    if m is None:
+        raise UserInputError(f"{option} {pattern.pattern!r} does not match the file name {name!r}")
+    key = m.group(1) if pattern.groups else m.group(0)
+    if not key:
+        raise UserInputError(f"{option} {pattern.pattern!r} matched an empty id in {name!r}")
+    return key
+
+
+# ---------------------------------------------------------------------------------------
+# masks
+
+
+def mask_labels_from_image(path: Path) -> U8Array:
+    """Label values of a mask image, ``uint16-safe [H,W]`` as stored (palette indices kept).
+
+    Grey and palette (``P``) images give their stored values; colour masks give the
+    maximum over the colour channels (alpha ignored), so a red-on-black mask works.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode in ("RGBA", "LA", "PA"):
+                arr = np.asarray(im.convert("RGBA" if mode == "RGBA" else "LA"))[..., :-1]
+            elif mode in ("RGB", "CMYK", "YCbCr"):
+                arr = np.asarray(im.convert("RGB"))
+            else:
+                arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DecodeError(f"{path}: unreadable mask image ({exc})") from exc
+    if arr.ndim == 3:
+        arr = arr.max(axis=-1)
+    return np.asarray(arr)
+
+
+def binarize(labels: npt.NDArray[np.generic], mask_value: int | None) -> U8Array:
+    """``1`` where ``labels == mask_value`` (or ``!= 0`` when ``mask_value`` is ``None``), else ``0``."""
+    hit = labels != 0 if mask_value is None else labels == mask_value
+    return hit.astype(np.uint8)
+
+
+def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) -> U8Array:
+    """A clip's masks, ``uint8 [T,H,W]`` of 0/1, from any supported mask source.
+
+    - a folder of mask images (one per frame, natural order) or one mask image;
+    - ``.npy`` / ``.npz`` (``masks`` or the only array) of labels ``[T,H,W]`` or ``[H,W]``;
+    - a multi-page TIFF of labels;
+    - a mask video (``.mp4``/``.avi``/...): grey level >= 128 is nerve (``mask_value`` unused).
+    """
+    if path.is_dir():
+        files = list_files(path, IMAGE_EXTENSIONS)
+        if not files:
+            raise DecodeError(f"{path}: mask folder without images")
+        frames = [binarize(mask_labels_from_image(f), mask_value) for f in files]
+        if len({f.shape for f in frames}) != 1:
+            raise DecodeError(f"{path}: mask images differ in size")
+        return np.stack(frames)
+    fmt = sniff_format(_read_head(path), path.name)
+    if fmt == "video":
+        decoded = decode(path, limits=limits)
+        return (decoded.frames >= MASK_VIDEO_THRESHOLD).astype(np.uint8)
+    if fmt in ("npy", "npz", "zip"):
+        return _mask_from_array_file(path, fmt, mask_value)
+    if fmt == "tiff":
+        from PIL import Image, ImageSequence
+
+        try:
+            with Image.open(path) as im:
+                pages = [binarize(_page_labels(p), mask_value) for p in ImageSequence.Iterator(im)]
+        except (OSError, ValueError) as exc:
+            raise DecodeError(f"{path}: unreadable mask TIFF ({exc})") from exc
+        return np.stack(pages)
+    if fmt in ("png", "jpeg", "bmp"):
+        return binarize(mask_labels_from_image(path), mask_value)[None]
+    raise DecodeError(f"{path}: {fmt} is not a mask format")
+
+
+def _page_labels(page: object) -> npt.NDArray[np.generic]:
+    arr = np.asarray(page)
+    return arr.max(axis=-1) if arr.ndim == 3 else arr
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(512)
+
+
+def _mask_from_array_file(path: Path, fmt: str, mask_value: int | None) -> U8Array:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            arr = loaded
+        else:
+            with loaded as data:
+                keys = list(data.keys())
+                key = "masks" if "masks" in keys else (keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise DecodeError(f"{path}: NPZ with arrays {keys} but none called 'masks'")
+                arr = np.asarray(data[key])
+    except (ValueError, OSError, EOFError) as exc:
+        raise DecodeError(f"{path}: unreadable mask array ({exc})") from exc
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise DecodeError(f"{path}: mask array must be [T,H,W] or [H,W], got {arr.shape}")
+    return binarize(arr, mask_value)
+
+
+def find_mask(masks_dir: Path, stem: str, suffix: str) -> Path | None:
+    """The mask source for the clip ``stem``: ``<stem><suffix>/`` folder or ``<stem><suffix>.<ext>`` file."""
+    base = f"{stem}{suffix}"
+    folder = masks_dir / base
+    if folder.is_dir():
+        return folder
+    exts = (".npy", ".npz", *VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS)
+    candidates = [masks_dir / f"{base}{ext}" for ext in exts] + [masks_dir / f"{base}{ext.upper()}" for ext in exts]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def check_pair(frames: U8Array, masks: U8Array, what: str) -> None:
+    """Frames and masks must have equal ``[T,H,W]``; raises :class:`DecodeError` naming ``what``."""
+    if masks.shape[0] != frames.shape[0]:
+        raise DecodeError(f"{what}: {frames.shape[0]} frames but {masks.shape[0]} mask frames")
+    if masks.shape[1:] != frames.shape[1:]:
+        raise DecodeError(
+            f"{what}: frames are {frames.shape[2]}x{frames.shape[1]} but masks {masks.shape[2]}x{masks.shape[1]}"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# running an import
+
+
+def guarded(items: Iterable[T], work: Callable[[T], ImportedClip | None], describe: Callable[[T], str],
+            report: ImportReport, skip_bad: bool) -> Iterator[ImportedClip]:
+    """Apply ``work`` to each item; a :class:`DecodeError` stops the import (exit 2) or, with
+    ``skip_bad``, is reported and the item skipped."""
+    for item in items:
+        try:
+            clip = work(item)
+        except (DecodeError, UserInputError) as exc:
+            if not skip_bad:
+                raise UserInputError(f"{exc} (use --skip-bad to skip bad inputs)") from exc
+            report.skipped.append(f"{describe(item)}: {exc}")
+            continue
+        if clip is not None:
+            yield clip
+
+
+def progress(items: list[T], desc: str) -> Iterator[T]:
+    """``items`` with a tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=desc, unit="clip", file=sys.stderr, disable=None, leave=False)
+
+
+def write_import(
+    clips: Iterable[ImportedClip], options: ImportOptions, source: str, report: ImportReport | None = None
+) -> ImportReport:
+    """Write ``clips`` into ``options.out`` and update its manifest and splits (see the module doc).
+
+    ``report`` (filled with skipped inputs while ``clips`` is consumed) is completed and returned.
+    """
+    out = options.out
+    existing: list[ClipRecord] = []
+    if (out / MANIFEST_NAME).is_file():
+        try:
+            existing = read_manifest(out)
+        except ManifestError as exc:
+            raise UserInputError(f"--out: existing manifest is invalid: {exc}") from exc
+    report = report if report is not None else ImportReport()
+    seen: set[str] = set()
+    for clip in clips:
+        clip_id = safe_id(clip.clip_id)
+        if clip_id in seen:
+            raise UserInputError(f"two inputs give the same clip id {clip_id!r}: make the names or --clip-pattern unique")
+        seen.add(clip_id)
+        rel = f"{CLIPS_DIR}/{clip_id}.npz"
+        try:
+            arrays = ClipArrays(frames=clip.frames, masks=clip.masks)
+        except ValueError as exc:
+            raise UserInputError(f"clip {clip_id}: {exc}") from exc
+        write_clip(out / rel, arrays)
+        if not clip.masks.any():
+            report.empty_masks.append(clip_id)
+        spacing = options.pixel_spacing_mm if options.pixel_spacing_mm is not None else clip.pixel_spacing_mm
+        report.written.append(
+            ClipRecord(
+                clip_id=clip_id,
+                participant_id=safe_id(clip.participant_id),
+                side=options.side or clip.side,
+                plane=options.plane or clip.plane,
+                quality="",
+                pixel_spacing_mm=spacing,
+                fps=clip.fps,
+                n_frames=int(clip.frames.shape[0]),
+                height=int(clip.frames.shape[1]),
+                width=int(clip.frames.shape[2]),
+                split="",
+                source=source,
+                file=rel,
+            )
+        )
+    if not report.written:
+        raise UserInputError("nothing was imported" + (f"; skipped: {'; '.join(report.skipped)}" if report.skipped else ""))
+    merged = merge_records(existing, report.written)
+    try:
+        merged = assign_splits(merged, options.ratios, options.split_seed)
+    except SplitError as exc:
+        raise UserInputError(str(exc)) from exc
+    by_id = {r.clip_id: r for r in merged}
+    report.written = [by_id[r.clip_id] for r in report.written]
+    report.all_records = merged
+    report.manifest = write_manifest(out, merged)
+    return report

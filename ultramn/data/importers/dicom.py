@@ -1,0 +1,157 @@
+"""Import DICOM cine loops (and single frames) with masks beside them, without identifiers.
+
+- Files: every ``*.dcm`` / ``*.dicom`` file, and every extension-less file with the
+  ``DICM`` marker, anywhere under the DICOM folder (``DICOMDIR`` itself is ignored).
+- Masks for ``DIR/sub/x.dcm``: in ``MASKS/sub/`` (default: beside the file), named
+  ``x_mask/`` (folder of PNG frames), ``x_mask.npy``/``.npz`` (labels ``[T,H,W]``) or
+  ``x_mask.tif`` (multi-page) — the same rules as the video importer.
+- Pseudonyms: ``participant_id`` = first 12 hex digits of ``sha256(salt | PatientID)``
+  (of the file's bytes when PatientID is empty); ``clip_id`` = ``dicom-`` + 12 hex digits of
+  ``sha256(salt | file bytes)``. The salt is random, kept in ``OUT/.participant_salt`` so
+  re-imports into the same dataset give the same ids; pass the same ``salt`` to pool
+  datasets. No name, ID, date or file name is written to the manifest.
+- Side: ``ImageLaterality`` / ``Laterality`` (``L``/``R``) unless ``--side`` is given.
+- Pixel spacing and fps come from the header (see :func:`ultramn.data.decoders.decode_dicom`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from ultramn.data.decoders import DecodeError, decode_dicom, natural_key
+from ultramn.data.importers.common import (
+    ImportedClip,
+    ImportOptions,
+    ImportReport,
+    check_pair,
+    find_mask,
+    guarded,
+    load_mask_stack,
+    progress,
+    require_dir,
+    write_import,
+)
+from ultramn.errors import UserInputError
+
+SALT_FILE = ".participant_salt"
+HASH_HEX_DIGITS = 12
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    """The few header facts the importer needs (the patient id only ever leaves here hashed)."""
+
+    patient_id: str
+    laterality: str
+
+
+def dataset_salt(out: Path, salt: str | None) -> str:
+    """``salt`` if given, else the dataset's stored salt (created on first use)."""
+    if salt:
+        return salt
+    path = out / SALT_FILE
+    if path.is_file():
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored
+    out.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(16)
+    path.write_text(value + "\n", encoding="utf-8")
+    return value
+
+
+def pseudonym(salt: str, data: bytes) -> str:
+    """First :data:`HASH_HEX_DIGITS` hex digits of ``sha256(salt | data)``."""
+    return hashlib.sha256(salt.encode("utf-8") + b"|" + data).hexdigest()[:HASH_HEX_DIGITS]
+
+
+def is_dicom_file(path: Path) -> bool:
+    """A ``.dcm``/``.dicom`` file, or an extension-less file with the ``DICM`` marker."""
+    if not path.is_file() or path.name.startswith(".") or path.name.upper() == "DICOMDIR":
+        return False
+    if path.suffix.lower() in DICOM_EXTENSIONS:
+        return True
+    if path.suffix:
+        return False
+    with path.open("rb") as fh:
+        return fh.read(132)[128:132] == b"DICM"
+
+
+def find_dicoms(root: Path) -> list[Path]:
+    """DICOM files under ``root`` (recursive), naturally sorted by relative path."""
+    return sorted((p for p in root.rglob("*") if is_dicom_file(p)), key=lambda p: natural_key(str(p.relative_to(root))))
+
+
+def read_header(path: Path) -> DicomHeader:
+    """PatientID and laterality, without reading the pixel data."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                             specific_tags=["PatientID", "ImageLaterality", "Laterality"])
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise DecodeError(f"{path.name}: unreadable DICOM header ({exc})") from exc
+    laterality = str(getattr(ds, "ImageLaterality", "") or getattr(ds, "Laterality", "") or "").strip().upper()
+    return DicomHeader(
+        patient_id=str(getattr(ds, "PatientID", "") or "").strip(),
+        laterality=laterality if laterality in ("L", "R") else "",
+    )
+
+
+def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOptions, salt: str,
+                    mask_suffix: str) -> ImportedClip:
+    """Decode one DICOM and its mask into an :class:`ImportedClip` with pseudonymous ids."""
+    rel_dir = path.parent.relative_to(root)
+    mask_path = find_mask(masks_root / rel_dir, path.stem, mask_suffix)
+    if mask_path is None:
+        raise DecodeError(
+            f"{path.relative_to(root)}: no mask found (expected {path.stem}{mask_suffix}/ folder, "
+            f"{path.stem}{mask_suffix}.npy/.npz or .tif in {masks_root / rel_dir})"
+        )
+    content = path.read_bytes()
+    header = read_header(path)
+    decoded = decode_dicom(content, limits=options.limits, filename=path.name)
+    masks = load_mask_stack(mask_path, options.mask_value, options.limits)
+    check_pair(decoded.frames, masks, path.name)
+    participant = pseudonym(salt, header.patient_id.encode("utf-8") if header.patient_id else content)
+    return ImportedClip(
+        clip_id=f"dicom-{pseudonym(salt, content)}",
+        participant_id=participant,
+        frames=decoded.frames,
+        masks=masks,
+        fps=decoded.fps,
+        pixel_spacing_mm=decoded.pixel_spacing_mm,
+        side=header.laterality,
+    )
+
+
+def import_dicoms(
+    dicoms_dir: Path,
+    options: ImportOptions,
+    *,
+    masks_dir: Path | None = None,
+    mask_suffix: str = "_mask",
+    salt: str | None = None,
+) -> ImportReport:
+    """Import every DICOM under ``dicoms_dir`` with its mask into ``options.out``; see the module doc."""
+    require_dir(dicoms_dir, "--dicoms")
+    masks_root = require_dir(masks_dir, "--masks") if masks_dir is not None else dicoms_dir
+    if not mask_suffix:
+        raise UserInputError("--masks-suffix must not be empty")
+    files = find_dicoms(dicoms_dir)
+    if not files:
+        raise UserInputError(f"--dicoms: no DICOM files (.dcm, .dicom or with a DICM marker) under {dicoms_dir}")
+    key = dataset_salt(options.out, salt)
+    report = ImportReport()
+    clips = guarded(
+        progress(files, "import dicom"),
+        lambda p: load_dicom_clip(p, dicoms_dir, masks_root, options, key, mask_suffix),
+        lambda p: str(p.relative_to(dicoms_dir)),
+        report,
+        options.skip_bad,
+    )
+    return write_import(clips, options, source="dicom", report=report)

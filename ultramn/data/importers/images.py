@@ -1,0 +1,162 @@
+"""Import folders of still images (PNG/BMP/JPEG/TIFF) with mask images of the same names.
+
+Conventions (docs/dataset.md):
+
+- ``IMAGES/<stem>.<ext>`` pairs with ``MASKS/<stem><mask_suffix>.<any image ext>``; with a
+  suffix, images and masks may share one folder (stems ending with it are masks).
+- Masks: binary (any nonzero = nerve) or multi-class, where ``mask_value`` marks the
+  nerve; palette PNGs keep their indices, colour masks use the maximum channel.
+- ``clip_pattern`` (regex on the file name; first group) groups frames into clips, sorted
+  naturally; without it each image is a clip of one frame, its id the stem.
+- ``participant_pattern`` (regex on the file name; first group) gives the participant;
+  without it each clip is its own participant.
+- Clip and participant ids are prefixed with the dataset name (``<dataset>-<key>``), so
+  importing two folders with the same file names into one dataset keeps both.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ultramn.data.decoders import IMAGE_FORMATS, DecodeError, U8Array, decode, natural_key
+from ultramn.data.importers.common import (
+    IMAGE_EXTENSIONS,
+    ImportedClip,
+    ImportOptions,
+    ImportReport,
+    binarize,
+    check_pair,
+    compile_pattern,
+    guarded,
+    list_files,
+    mask_labels_from_image,
+    match_key,
+    progress,
+    require_dir,
+    safe_id,
+    write_import,
+)
+from ultramn.errors import UserInputError
+
+#: Folder names too generic to serve as a dataset name (their parent's name is used).
+GENERIC_FOLDER_NAMES = frozenset({"images", "image", "imgs", "img", "frames", "data", "png", "jpg"})
+
+
+@dataclass(frozen=True)
+class ImageGroup:
+    """The frames of one clip: image paths (natural order) and their mask paths."""
+
+    key: str
+    participant: str
+    images: tuple[Path, ...]
+    masks: tuple[Path, ...]
+
+
+def default_dataset_name(images_dir: Path) -> str:
+    """The images folder's name, or its parent's when the name is generic (``images`` ...)."""
+    resolved = images_dir.resolve()
+    name = resolved.name
+    if name.lower() in GENERIC_FOLDER_NAMES and resolved.parent.name:
+        name = resolved.parent.name
+    return safe_id(name)
+
+
+def group_images(
+    images_dir: Path,
+    masks_dir: Path,
+    mask_suffix: str = "",
+    clip_pattern: str | None = None,
+    participant_pattern: str | None = None,
+) -> tuple[list[ImageGroup], list[str]]:
+    """Pair images with masks and group them into clips; returns (groups, images without masks)."""
+    require_dir(images_dir, "--images")
+    require_dir(masks_dir, "--masks")
+    images = [p for p in list_files(images_dir, IMAGE_EXTENSIONS) if not (mask_suffix and p.stem.endswith(mask_suffix))]
+    if not images:
+        raise UserInputError(f"--images: no {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} files in {images_dir}")
+    masks = {p.stem: p for p in list_files(masks_dir, IMAGE_EXTENSIONS)}
+    clip_re = compile_pattern(clip_pattern, "--clip-pattern")
+    part_re = compile_pattern(participant_pattern, "--participant-pattern")
+    frames: dict[str, list[tuple[Path, Path]]] = defaultdict(list)
+    participants: dict[str, str] = {}
+    unmatched: list[str] = []
+    for image in images:
+        mask = masks.get(f"{image.stem}{mask_suffix}")
+        if mask is None:
+            unmatched.append(image.name)
+            continue
+        key = match_key(clip_re, image.name, image.stem, "--clip-pattern")
+        participant = match_key(part_re, image.name, key, "--participant-pattern")
+        if participants.setdefault(key, participant) != participant:
+            raise UserInputError(
+                f"clip {key!r} mixes participants {participants[key]!r} and {participant!r}: check --participant-pattern"
+            )
+        frames[key].append((image, mask))
+    groups = []
+    for key in sorted(frames, key=natural_key):
+        pairs = sorted(frames[key], key=lambda pair: natural_key(pair[0].name))
+        groups.append(
+            ImageGroup(key, participants[key], tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+        )
+    return groups, unmatched
+
+
+def load_group(group: ImageGroup, options: ImportOptions, dataset: str) -> ImportedClip:
+    """Decode one group's images and masks into an :class:`ImportedClip` (``uint8 [T,H,W]``)."""
+    frames: list[U8Array] = []
+    masks: list[U8Array] = []
+    for image_path, mask_path in zip(group.images, group.masks, strict=True):
+        decoded = decode(image_path, limits=options.limits)
+        if decoded.format not in IMAGE_FORMATS and decoded.format != "tiff":
+            raise DecodeError(f"{image_path}: expected a still image, found {decoded.format}")
+        if decoded.n_frames != 1:
+            raise DecodeError(f"{image_path}: {decoded.n_frames} pages; use one image per frame")
+        mask = binarize(mask_labels_from_image(mask_path), options.mask_value)[None]
+        check_pair(decoded.frames, mask, image_path.name)
+        if frames and decoded.frames.shape != frames[0].shape:
+            raise DecodeError(
+                f"clip {group.key}: {image_path.name} is {decoded.frames.shape[2]}x{decoded.frames.shape[1]}, "
+                f"other frames {frames[0].shape[2]}x{frames[0].shape[1]}"
+            )
+        frames.append(decoded.frames)
+        masks.append(mask)
+    return ImportedClip(
+        clip_id=f"{dataset}-{group.key}",
+        participant_id=f"{dataset}-{group.participant}",
+        frames=np.concatenate(frames),
+        masks=np.concatenate(masks),
+    )
+
+
+def import_images(
+    images_dir: Path,
+    masks_dir: Path,
+    options: ImportOptions,
+    *,
+    dataset: str | None = None,
+    mask_suffix: str = "",
+    clip_pattern: str | None = None,
+    participant_pattern: str | None = None,
+) -> ImportReport:
+    """Import a folder of images + masks into ``options.out``; see the module doc for the conventions."""
+    name = safe_id(dataset) if dataset else default_dataset_name(images_dir)
+    groups, unmatched = group_images(images_dir, masks_dir, mask_suffix, clip_pattern, participant_pattern)
+    if unmatched and not options.skip_bad:
+        shown = ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")
+        raise UserInputError(
+            f"{len(unmatched)} image(s) without a mask in {masks_dir} (expected <stem>{mask_suffix}.png etc.): "
+            f"{shown} (use --skip-bad to skip them)"
+        )
+    report = ImportReport(skipped=[f"{u}: no mask" for u in unmatched])
+    clips = guarded(
+        progress(groups, f"import {name}"),
+        lambda g: load_group(g, options, name),
+        lambda g: f"clip {g.key}",
+        report,
+        options.skip_bad,
+    )
+    return write_import(clips, options, source=f"images:{name}", report=report)
