@@ -1,9 +1,57 @@
-"""`ultramn synth` sub-command (being written)."""
+"""`ultramn synth`: generate a synthetic dataset, or a preview contact sheet."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
+
+from ultramn.errors import UserInputError
 
 
 def register(app: typer.Typer) -> None:
     """Add the sub-command(s) of this module to ``app``."""
+
+    @app.command("synth")
+    def synth(
+        participants: int = typer.Option(0, "--participants", "-n", help="Participants to simulate (8 clips each: 4 planes x L/R)."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Dataset folder to write (manifest.csv + clips/)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical output."),
+        frames: int | None = typer.Option(None, "--frames", help="Frames per clip (default: sampled per clip in 24-48)."),
+        size: tuple[int, int] = typer.Option((256, 256), "--size", help="Frame height and width in pixels (H W)."),
+        workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: the number of CPUs)."),
+        preview: Path | None = typer.Option(None, "--preview", help="Write a PNG contact sheet (planes x quality grades) instead."),
+    ) -> None:
+        """Generate realistic synthetic median-nerve ultrasound clips with nerve masks."""
+        from ultramn.data.synth.config import SynthConfig
+
+        height, width = size
+        if preview is not None:
+            if out is not None:
+                raise UserInputError("--preview and --out are exclusive: give one of them")
+            if preview.suffix.lower() != ".png":
+                raise UserInputError(f"--preview must name a .png file, got {preview}")
+            from ultramn.data.synth.preview import write_preview
+
+            cfg = SynthConfig(participants=1, seed=seed, height=height, width=width, frames=frames)
+            path = write_preview(cfg, preview)
+            typer.echo(f"wrote {path}")
+            return
+        if out is None:
+            raise UserInputError("give --out DIR (with --participants N), or --preview PNG")
+        if workers is not None and workers < 1:
+            raise UserInputError(f"--workers must be at least 1, got {workers}")
+        if out.exists() and not out.is_dir():
+            raise UserInputError(f"--out {out} exists and is not a folder")
+        cfg = SynthConfig(participants=participants, seed=seed, height=height, width=width, frames=frames)
+        from tqdm import tqdm
+
+        from ultramn.data.synth.generator import generate_dataset
+
+        n_workers = workers or os.cpu_count() or 1
+        total = 8 * cfg.participants
+        with tqdm(total=total, unit="clip", desc="synth", disable=total < 2) as bar:
+            records = generate_dataset(cfg, out, workers=n_workers, progress=bar.update)
+        n_frames = sum(r.n_frames for r in records)
+        typer.echo(f"wrote {len(records)} clips ({n_frames} frames) of {cfg.participants} participants to {out}")

@@ -1,0 +1,185 @@
+"""Tests of the synthetic clip generator (`ultramn synth`): small sizes, few frames."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import binary_dilation, binary_erosion
+
+from ultramn.contract import PLANES, QUALITY_GRADES, SIDES, SPLITS
+from ultramn.data.clipio import read_clip
+from ultramn.data.manifest import MANIFEST_NAME, read_manifest
+from ultramn.data.synth.config import SynthConfig
+from ultramn.data.synth.generator import ClipSpec, generate_clip, generate_dataset
+from ultramn.errors import UserInputError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def psf_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private PSF cache for this module (computed once with pymust)."""
+    old = os.environ.get("ULTRAMN_CACHE")
+    path = tmp_path_factory.mktemp("ultramn-cache")
+    os.environ["ULTRAMN_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("ULTRAMN_CACHE", None)
+    else:
+        os.environ["ULTRAMN_CACHE"] = old
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ultramn", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+
+
+def test_same_seed_is_byte_identical_for_any_worker_count(tmp_path: Path) -> None:
+    cfg = SynthConfig(participants=1, seed=7, height=64, width=64, frames=3)
+    generate_dataset(cfg, tmp_path / "a", workers=1)
+    generate_dataset(cfg, tmp_path / "b", workers=2)
+    a, b = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "b")
+    assert MANIFEST_NAME in a and len(a) == 9  # manifest + 8 clips
+    assert a == b
+    # another seed gives other pictures
+    other = generate_clip(ClipSpec(SynthConfig(participants=1, seed=8, height=64, width=64, frames=3), 0, "TW", "R"))
+    assert not np.array_equal(other.arrays.frames, read_clip(tmp_path / "a" / "clips" / "syn7-p0000_TW_R.npz").frames)
+
+
+def test_cli_writes_dataset_layout(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    res = _run_cli(
+        "synth", "--participants", "2", "--out", str(out), "--seed", "3", "--frames", "4", "--size", "64", "80", "--workers", "2"
+    )
+    assert res.returncode == 0, res.stderr
+    records = read_manifest(out)
+    assert len(records) == 16
+    assert {(r.plane, r.side) for r in records} == {(p, s) for p in PLANES for s in SIDES}
+    assert len({r.participant_id for r in records}) == 2
+    for r in records:
+        assert r.source == "synthetic" and r.file == f"clips/{r.clip_id}.npz"
+        assert r.split in SPLITS and r.quality in QUALITY_GRADES
+        assert (r.n_frames, r.height, r.width) == (4, 64, 80)
+        assert r.pixel_spacing_mm is not None and 20 / 64 - 1e-4 <= r.pixel_spacing_mm <= 40 / 64 + 1e-4
+        assert r.fps is not None and 20 <= r.fps <= 30
+        clip = read_clip(out / r.file)
+        assert clip.frames.shape == (4, 64, 80) and set(np.unique(clip.masks)) <= {0, 1}
+        assert all(clip.masks[t].sum() > 0 for t in range(4)), f"{r.clip_id}: a frame without the nerve"
+    # the split is participant-level: one split per participant
+    by_pid: dict[str, set[str]] = {}
+    for r in records:
+        by_pid.setdefault(r.participant_id, set()).add(r.split)
+    assert all(len(s) == 1 for s in by_pid.values())
+    # different participants give different clips
+    p0 = read_clip(out / "clips/syn3-p0000_TW_R.npz").frames
+    p1 = read_clip(out / "clips/syn3-p0001_TW_R.npz").frames
+    assert not np.array_equal(p0, p1)
+
+
+def test_default_frames_and_size_are_sampled_per_clip() -> None:
+    cfg = SynthConfig(participants=1, seed=1, height=48, width=48)
+    lengths = {generate_clip(ClipSpec(cfg, 0, plane, "R")).arrays.frames.shape[0] for plane in ("TW", "LF")}
+    assert all(24 <= n <= 48 for n in lengths)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--participants", "0", "--out", "OUT"),
+        ("--participants", "1", "--out", "OUT", "--size", "8", "8"),
+        ("--participants", "1", "--out", "OUT", "--frames", "0"),
+        ("--participants", "1", "--out", "OUT", "--workers", "0"),
+        ("--participants", "1"),
+        ("--preview", "sheet.jpg"),
+    ],
+)
+def test_cli_bad_arguments_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
+    args = tuple(a.replace("OUT", str(tmp_path / "o")).replace("sheet.jpg", str(tmp_path / "s.jpg")) for a in args)
+    res = _run_cli("synth", *args)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert "error" in res.stderr.lower()
+    assert not (tmp_path / "o" / MANIFEST_NAME).exists()
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(UserInputError, match="participants"):
+        SynthConfig(participants=0)
+    with pytest.raises(UserInputError, match="size"):
+        SynthConfig(height=2000)
+
+
+def _ring_stats(frame: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
+    """Mean inside the (eroded) mask, on a 2-px ring at/just outside its edge, and further out."""
+    m = mask.astype(bool)
+    inner = binary_erosion(m, iterations=1)
+    ring = binary_dilation(m, iterations=2) & ~inner
+    far = binary_dilation(m, iterations=12) & ~binary_dilation(m, iterations=5)
+    f = frame.astype(np.float64)
+    return float(f[inner].mean()), float(f[ring].mean()), float(f[far].mean())
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_mask_covers_the_visible_nerve(plane: str) -> None:
+    cfg = SynthConfig(participants=1, seed=11, height=160, width=160, frames=2)
+    clip = generate_clip(ClipSpec(cfg, 0, plane, "R", grade="good"))
+    frame, mask = clip.arrays.frames[0], clip.arrays.masks[0]
+    assert mask.sum() > 30
+    inside, rim, _ = _ring_stats(frame, mask)
+    # bright epineurium at the mask's edge, darker fascicles inside
+    assert rim > inside + 10, (plane, inside, rim)
+    vals = frame[binary_erosion(mask.astype(bool), iterations=1)]
+    assert vals.std() > 8, "the nerve's inside should be a mix of dark fascicles and brighter septa"
+    assert np.percentile(vals, 10) < rim
+
+
+def test_transverse_mask_area_matches_sampled_csa() -> None:
+    cfg = SynthConfig(participants=1, seed=5, height=192, width=192, frames=1)
+    for plane, (lo, hi) in (("TW", (6.0, 10.0)), ("TF", (5.0, 8.0))):
+        clip = generate_clip(ClipSpec(cfg, 0, plane, "R", grade="good"))
+        area = clip.arrays.masks[0].sum() * clip.acquisition.pixel_spacing_mm**2
+        assert 0.7 * lo < area < 1.3 * hi, (plane, area)
+
+
+def test_adjacent_frames_correlated_but_not_identical() -> None:
+    cfg = SynthConfig(participants=1, seed=2, height=96, width=96, frames=6)
+    for plane in ("TF", "LW"):
+        frames = generate_clip(ClipSpec(cfg, 0, plane, "L", grade="good")).arrays.frames.astype(np.float64)
+        for t in range(len(frames) - 1):
+            r = np.corrcoef(frames[t].ravel(), frames[t + 1].ravel())[0, 1]
+            assert 0.6 < r < 0.999, (plane, t, r)
+
+
+def test_left_is_near_mirror_of_right() -> None:
+    cfg = SynthConfig(participants=1, seed=4, height=96, width=96, frames=1)
+    right = generate_clip(ClipSpec(cfg, 0, "TW", "R", grade="good"))
+    left = generate_clip(ClipSpec(cfg, 0, "TW", "L", grade="good"))
+    assert not np.array_equal(right.arrays.frames, left.arrays.frames)
+    # the nerve's area is similar on both sides (same participant, small variation)
+    a_r = right.arrays.masks[0].sum() * right.acquisition.pixel_spacing_mm**2
+    a_l = left.arrays.masks[0].sum() * left.acquisition.pixel_spacing_mm**2
+    assert abs(a_r - a_l) / a_r < 0.35
+
+
+def test_quality_grades_differ_in_noise() -> None:
+    cfg = SynthConfig(participants=1, seed=9, height=96, width=96, frames=1)
+    good = generate_clip(ClipSpec(cfg, 0, "TW", "R", grade="good"))
+    poor = generate_clip(ClipSpec(cfg, 0, "TW", "R", grade="poor"))
+    assert good.acquisition.quality.grade == "good" and poor.acquisition.quality.grade == "poor"
+    assert poor.acquisition.quality.noise_db > good.acquisition.quality.noise_db + 5
+
+
+def test_cli_preview(tmp_path: Path) -> None:
+    path = tmp_path / "sheet.png"
+    res = _run_cli("synth", "--preview", str(path), "--size", "64", "64", "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    with Image.open(path) as im:
+        w, h = im.size
+    assert w > 6 * 64 and h > 4 * 64

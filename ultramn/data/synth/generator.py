@@ -1,0 +1,239 @@
+"""Clip and dataset generation: anatomy -> scene -> motion -> B-mode frames and masks.
+
+Determinism: every clip's random stream comes from ``numpy.random.SeedSequence(seed,
+spawn_key=...)`` keyed by (participant index, plane, side); the participant's anatomy
+from (participant index,) and each arm's variation from (participant index, side). Clips
+are therefore independent tasks, and the output is byte-identical for any worker count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ultramn.contract import PLANES, SIDES, SPLITS
+from ultramn.data.clipio import ClipArrays, write_clip
+from ultramn.data.manifest import ClipRecord, write_manifest
+from ultramn.data.synth.anatomy import AnatomyParams, sample_anatomy, vary_side
+from ultramn.data.synth.bmode import AcquisitionParams, BModeFormer, bilinear_gather, scatterer_fields
+from ultramn.data.synth.config import SynthConfig
+from ultramn.data.synth.motion import ClipMotion, motion_margins_mm, sample_motion
+from ultramn.data.synth.psf import PSF_VARIANTS, PsfBank, load_profiles, warm_cache
+from ultramn.data.synth.quality import reverberation, sample_quality
+from ultramn.data.synth.scene import LEVELS, render_scene
+from ultramn.data.synth.tissue import Canvas
+
+U8 = npt.NDArray[np.uint8]
+SOURCE = "synthetic"
+SPLIT_RATIOS = (0.7, 0.15, 0.15)
+_SIDE_KEY = 1
+_CLIP_KEY = 2
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One clip to generate: who, which plane/side, and optional overrides."""
+
+    config: SynthConfig
+    participant: int
+    plane: str
+    side: str
+    grade: str | None = None
+    """Force a quality grade (the preview does); ``None`` samples one."""
+
+    @property
+    def participant_id(self) -> str:
+        """E.g. ``syn0-p0003``: unique across seeds."""
+        return f"syn{self.config.seed}-p{self.participant:04d}"
+
+    @property
+    def clip_id(self) -> str:
+        """E.g. ``syn0-p0003_TW_L``."""
+        return f"{self.participant_id}_{self.plane}_{self.side}"
+
+
+@dataclass(frozen=True)
+class GeneratedClip:
+    """A generated clip: frames and masks ``uint8 [T, H, W]`` and the settings used."""
+
+    arrays: ClipArrays
+    acquisition: AcquisitionParams
+
+
+def _seq(seed: int, *key: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed, spawn_key=key)
+
+
+def side_anatomy(config: SynthConfig, participant: int, side: str) -> AnatomyParams:
+    """The anatomy of one arm of one participant (the right arm is the base sample)."""
+    base = sample_anatomy(np.random.default_rng(_seq(config.seed, participant)), config.anatomy)
+    if side == "R":
+        return base
+    return vary_side(base, np.random.default_rng(_seq(config.seed, participant, _SIDE_KEY, SIDES.index(side))), config.anatomy)
+
+
+def sample_acquisition(rng: np.random.Generator, config: SynthConfig, grade: str | None) -> AcquisitionParams:
+    """Per-clip scanner settings and image quality."""
+    ar = config.acquisition
+    depth = float(rng.uniform(*ar.depth_setting_mm))
+    n_frames = config.frames if config.frames is not None else int(rng.integers(ar.frames[0], ar.frames[1] + 1))
+    spacing = depth / config.height
+    return AcquisitionParams(
+        depth_mm=depth,
+        pixel_spacing_mm=spacing,
+        gain_db=float(rng.uniform(*ar.gain_db)),
+        dynamic_range_db=float(rng.uniform(*ar.dynamic_range_db)),
+        tgc_compensation=float(rng.uniform(*ar.tgc_compensation)),
+        grey_gamma=float(rng.uniform(*ar.grey_gamma)),
+        psf_variant=int(rng.integers(0, len(PSF_VARIANTS))),
+        fps=round(float(rng.uniform(*ar.fps)), 2),
+        n_frames=n_frames,
+        nerve_offset_mm=float(rng.uniform(*ar.probe_offset_frac)) * spacing * config.width,
+        speckle_reduction_px=float(rng.uniform(*ar.speckle_reduction_px)),
+        quality=sample_quality(rng, config.quality, grade),
+    )
+
+
+def generate_clip(spec: ClipSpec) -> GeneratedClip:
+    """Generate one clip (frames, nerve masks) of ``spec``."""
+    cfg = spec.config
+    rc = cfg.render
+    h, w = cfg.height, cfg.width
+    anatomy = side_anatomy(cfg, spec.participant, spec.side)
+    rng = np.random.default_rng(_seq(cfg.seed, spec.participant, _CLIP_KEY, PLANES.index(spec.plane), SIDES.index(spec.side)))
+    acq = sample_acquisition(rng, cfg, spec.grade)
+    motion_p = sample_motion(rng, cfg.motion, spec.plane)
+    s = acq.pixel_spacing_mm
+    width_mm, depth_mm = w * s, h * s
+    lat, ax = motion_margins_mm(motion_p, width_mm, depth_mm)
+    canvas = Canvas(
+        shape=(math.ceil((depth_mm + 2 * ax) / s), math.ceil((width_mm + 2 * lat) / s)),
+        spacing_mm=s,
+        z0_mm=-ax,
+        x0_mm=-width_mm / 2 - lat,
+    )
+    maps = render_scene(spec.plane, anatomy, canvas, acq.nerve_offset_mm, spec.side == "L", rng, rc)
+    field_a, field_b = scatterer_fields(rng, canvas, rc.scatterer_presmooth_px)
+    psf = PsfBank(load_profiles(PSF_VARIANTS[acq.psf_variant]), (h, w), s, rc.depth_bands)
+    former = BModeFormer(acq, psf, rc, (h, w))
+    former.seed_noise(rng)
+    motion = ClipMotion(motion_p, maps, (h, w), s, acq.fps)
+    reverb = reverberation(acq.quality, rng, (h, w), s, LEVELS.skin_entry)
+
+    n_canvas = canvas.shape[0] * canvas.shape[1]
+    stack = np.empty((2, n_canvas), np.float32)  # the complex tissue field (re, im): bilinear
+    static = np.stack([maps.atten.ravel(), maps.nerve.ravel()])  # attenuation, nerve: nearest
+    aniso_idx = np.flatnonzero(maps.aniso)
+    aniso_val = maps.aniso.ravel()[aniso_idx]
+    aniso_ang = maps.fibre_angle.ravel()[aniso_idx]
+    echo_flat = maps.echo.ravel()
+    inv_w2 = np.float32(1.0 / rc.anisotropy_width_rad**2)
+    theta = float(rng.uniform(0, 2 * np.pi))
+
+    frames = np.empty((acq.n_frames, h, w), np.uint8)
+    masks = np.empty((acq.n_frames, h, w), np.uint8)
+    for t in range(acq.n_frames):
+        st = motion.state(t)
+        echo_t = echo_flat.copy()
+        off2 = (aniso_ang + np.float32(st.tilt_rad)) ** 2 + np.float32(st.elevation_tilt_rad**2)
+        echo_t[aniso_idx] += aniso_val * (np.float32(0.25) + np.float32(0.75) * np.exp(-off2 * inv_w2))
+        scat = (np.float32(np.cos(theta)) * field_a + np.float32(np.sin(theta)) * field_b).ravel()
+        stack[0] = scat.real * echo_t
+        stack[1] = scat.imag * echo_t
+        rows, cols = motion.coords(st)
+        g, near = bilinear_gather(stack, canvas.shape, rows, cols, static)
+        assert near is not None
+        field = (g[0] + 1j * g[1]).astype(np.complex64)
+        frames[t] = former.frame(field, near[0], t, rng, reverb)
+        masks[t] = near[1] > 0.5
+        theta += motion_p.decorrelation_rad * (1.0 + 0.3 * float(rng.standard_normal()))
+    return GeneratedClip(ClipArrays(frames=frames, masks=masks), acq)
+
+
+def _run_spec(spec: ClipSpec, root: Path) -> ClipRecord:
+    """Generate ``spec``, write its clip file under ``root``; returns its manifest row."""
+    clip = generate_clip(spec)
+    rel = f"clips/{spec.clip_id}.npz"
+    write_clip(root / rel, clip.arrays)
+    acq = clip.acquisition
+    t, h, w = clip.arrays.frames.shape
+    return ClipRecord(
+        clip_id=spec.clip_id,
+        participant_id=spec.participant_id,
+        side=spec.side,
+        plane=spec.plane,
+        quality=acq.quality.grade,
+        pixel_spacing_mm=acq.pixel_spacing_mm,
+        fps=acq.fps,
+        n_frames=t,
+        height=h,
+        width=w,
+        split="",
+        source=SOURCE,
+        file=rel,
+    )
+
+
+def dataset_specs(config: SynthConfig) -> list[ClipSpec]:
+    """All clips of a dataset: participants x sides x planes (8 per participant), in order."""
+    return [ClipSpec(config, p, plane, side) for p in range(config.participants) for side in SIDES for plane in PLANES]
+
+
+def _fallback_splits(records: list[ClipRecord], seed: int) -> list[ClipRecord]:
+    """Participant-level train/val/test (0.7/0.15/0.15) from a seeded permutation."""
+    pids = sorted({r.participant_id for r in records})
+    order = np.random.default_rng(_seq(seed, 2**31 - 1)).permutation(len(pids))
+    n = len(pids)
+    n_train = max(1, round(SPLIT_RATIOS[0] * n)) if n else 0
+    n_val = round(SPLIT_RATIOS[1] * n) if n >= 3 else 0
+    split_of: dict[str, str] = {}
+    for rank, i in enumerate(order):
+        split_of[pids[i]] = SPLITS[0] if rank < n_train else SPLITS[1] if rank < n_train + n_val else SPLITS[2]
+    return [r.with_split(split_of[r.participant_id]) for r in records]
+
+
+def assign_dataset_splits(records: list[ClipRecord], seed: int) -> list[ClipRecord]:
+    """Participant-level splits: :func:`ultramn.data.splits.assign_splits` when present."""
+    try:
+        from ultramn.data.splits import assign_splits
+    except ImportError:
+        return _fallback_splits(records, seed)
+    return list(assign_splits(records, ratios=SPLIT_RATIOS, seed=seed))
+
+
+def generate_dataset(
+    config: SynthConfig, out: Path, workers: int | None = None, progress: Callable[[int], None] | None = None
+) -> list[ClipRecord]:
+    """Write ``out/clips/*.npz`` and ``out/manifest.csv``; returns the manifest rows.
+
+    ``workers`` processes (default ``os.cpu_count()``); ``progress(n)`` is called after
+    every finished clip with the number of clips just finished (1).
+    """
+    n_workers = workers or os.cpu_count() or 1
+    specs = dataset_specs(config)
+    warm_cache()  # compute the PSF once here, not in every worker
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[ClipRecord | None] = [None] * len(specs)
+    if n_workers == 1:
+        for i, spec in enumerate(specs):
+            records[i] = _run_spec(spec, out)
+            if progress:
+                progress(1)
+    else:
+        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+            futures = {pool.submit(_run_spec, spec, out): i for i, spec in enumerate(specs)}
+            for fut in as_completed(futures):
+                records[futures[fut]] = fut.result()
+                if progress:
+                    progress(1)
+    done = [r for r in records if r is not None]
+    done = assign_dataset_splits(done, config.seed)
+    write_manifest(out, done)
+    return done
