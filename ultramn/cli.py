@@ -21,6 +21,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "importers",
     "split",
     "train",
+    "evaluate",
+    "triton",
+    "analyze",
 )
 
 app = typer.Typer(

@@ -8,6 +8,11 @@ Shapes and units:
   :func:`ultramn.preprocess.normalize_intensity` (uint8 grey levels mapped to [0, 1]).
 - model output ``plane_logits``: ``[B, 4] float32``, order :data:`PLANES`.
 - model output ``mask_logits``: ``[B, 1, T, H, W] float32`` (pre-sigmoid nerve logits).
+
+What Triton serves (``served_outputs``; the export's serving head computes them in-graph):
+- ``plane_probs``: ``[B, 4] float32``, softmax of ``plane_logits``.
+- ``mask_probs``: ``[B, 1, T, H, W] uint8``, ``round(sigmoid(mask_logits) * MASK_PROB_SCALE)``;
+  divide by :data:`MASK_PROB_SCALE` to get probabilities (4x fewer bytes than float32).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ PLANE_NAMES: Final[dict[str, str]] = {
 SIDES: Final[tuple[str, ...]] = ("L", "R")
 QUALITY_GRADES: Final[tuple[str, ...]] = ("good", "fair", "poor")
 SPLITS: Final[tuple[str, ...]] = ("train", "val", "test")
+#: The served ``mask_probs`` are ``uint8``: probability = value / MASK_PROB_SCALE.
+MASK_PROB_SCALE: Final[int] = 255
 
 TritonDType = Literal["TYPE_FP32", "TYPE_FP16", "TYPE_UINT8"]
 
@@ -66,6 +73,7 @@ class ModelContract:
     planes: tuple[str, ...] = PLANES
     inputs: tuple[TensorSpec, ...] = field(default=())
     outputs: tuple[TensorSpec, ...] = field(default=())
+    served_outputs: tuple[TensorSpec, ...] = field(default=())
 
     @property
     def window_shape(self) -> tuple[int, int, int]:
@@ -80,6 +88,10 @@ class ModelContract:
         """The output spec called ``name``."""
         return next(t for t in self.outputs if t.name == name)
 
+    def served_output(self, name: str) -> TensorSpec:
+        """The served (Triton) output spec called ``name``."""
+        return next(t for t in self.served_outputs if t.name == name)
+
 
 def _default_contract() -> ModelContract:
     t, h, w = 8, 128, 128
@@ -91,6 +103,10 @@ def _default_contract() -> ModelContract:
         outputs=(
             TensorSpec("plane_logits", "TYPE_FP32", (len(PLANES),)),
             TensorSpec("mask_logits", "TYPE_FP32", (1, t, h, w)),
+        ),
+        served_outputs=(
+            TensorSpec("plane_probs", "TYPE_FP32", (len(PLANES),)),
+            TensorSpec("mask_probs", "TYPE_UINT8", (1, t, h, w)),
         ),
     )
 

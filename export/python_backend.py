@@ -1,0 +1,105 @@
+"""Triton python backend for the ``cpu`` target: ONNX Runtime on CPU.
+
+Copied verbatim to ``triton_models/cpu/<model>/1/model.py`` by ``python -m export repo``.
+It reads tensor names from the model config (generated from ``ultramn/contract.py``), so
+it needs neither ``ultramn`` nor torch: numpy and onnxruntime only.
+
+All requests of one ``execute()`` call (the dynamic batcher's merged batch) are
+concatenated and run through ONNX Runtime once, then split back: one response per
+request, in order. A request that cannot be read gets its own ``TritonError`` response
+and does not fail the others.
+
+Config parameters: ``onnx_file`` (default ``model.onnx``, relative to the version
+folder), ``intra_op_num_threads`` (0: one per core), ``inter_op_num_threads``.
+"""
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    """ONNX Runtime session per model instance; batches each execute() into one run."""
+
+    def initialize(self, args):
+        """Load the config's tensor specs and create the ONNX Runtime session."""
+        self.model_config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
+        onnx_path = os.path.join(args["model_repository"], args["model_version"], params.get("onnx_file") or "model.onnx")
+        if not os.path.isfile(onnx_path):
+            raise pb_utils.TritonModelException(
+                f"ONNX model {onnx_path} is missing: build it with `python -m export build` or `ultramn triton --checkpoint ...`"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(params.get("intra_op_num_threads") or 0)
+        options.inter_op_num_threads = int(params.get("inter_op_num_threads") or 1)
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        self.inputs = [
+            (spec["name"], pb_utils.triton_string_to_numpy(spec["data_type"]), tuple(int(d) for d in spec["dims"]))
+            for spec in self.model_config["input"]
+        ]
+        self.outputs = [(spec["name"], pb_utils.triton_string_to_numpy(spec["data_type"])) for spec in self.model_config["output"]]
+        graph_outputs = {o.name for o in self.session.get_outputs()}
+        missing = [name for name, _ in self.outputs if name not in graph_outputs]
+        if missing:
+            raise pb_utils.TritonModelException(
+                f"{onnx_path} lacks outputs {missing} that config.pbtxt declares (graph has {sorted(graph_outputs)}); "
+                "re-export it with `python -m export build`"
+            )
+
+    def _read(self, request):
+        """The request's inputs as ``{name: array [b, ...]}``; ValueError when one is unusable."""
+        feed = {}
+        for name, dtype, dims in self.inputs:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise ValueError(f"input {name!r} is missing")
+            array = tensor.as_numpy()
+            if array.dtype != dtype:
+                raise ValueError(f"input {name!r} must be {np.dtype(dtype).name}, got {array.dtype}")
+            if tuple(array.shape[1:]) != dims:
+                raise ValueError(f"input {name!r} must have shape [batch, {', '.join(map(str, dims))}], got {list(array.shape)}")
+            feed[name] = array
+        sizes = {a.shape[0] for a in feed.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"inputs disagree on the batch size: {sorted(sizes)}")
+        return feed
+
+    def execute(self, requests):
+        """One ORT run for all readable requests; one response per request, in order."""
+        responses = [None] * len(requests)
+        feeds, order = [], []
+        for i, request in enumerate(requests):
+            try:
+                feeds.append(self._read(request))
+                order.append(i)
+            except ValueError as exc:
+                responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+        if feeds:
+            names = [name for name, _, _ in self.inputs]
+            batch = {n: feeds[0][n] if len(feeds) == 1 else np.concatenate([f[n] for f in feeds]) for n in names}
+            counts = [f[names[0]].shape[0] for f in feeds]
+            try:
+                results = self.session.run([name for name, _ in self.outputs], batch)
+            except Exception as exc:  # an ORT failure fails this batch's requests, not the server
+                for i in order:
+                    responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(f"inference failed: {exc}"))
+                return responses
+            splits = np.cumsum(counts)[:-1]
+            per_output = [np.split(result, splits) for result in results]
+            for k, i in enumerate(order):
+                tensors = [
+                    pb_utils.Tensor(name, np.ascontiguousarray(parts[k], dtype=dtype))
+                    for (name, dtype), parts in zip(self.outputs, per_output, strict=True)
+                ]
+                responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
+        return responses
+
+    def finalize(self):
+        """Release the ONNX Runtime session."""
+        self.session = None

@@ -1,0 +1,108 @@
+"""Pre-flight checks of the embedded server: clear messages before anything starts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.repository import RepoSettings, write_repository
+from ultramn.contract import CONTRACT
+from ultramn.serving import embedded
+from ultramn.serving.build import contract_fingerprint, ensure_onnx, meta_path, onnx_model_path, staleness
+from ultramn.serving.embedded import EmbeddedTriton, Ports, TritonStartError, free_ports, prepare_install, server_env
+
+
+@pytest.mark.parametrize(("text", "ok"), [("glibc 2.35", True), ("glibc 2.39", True), ("glibc 2.31", False), ("glibc 2.17", False)])
+def test_glibc_check(monkeypatch: pytest.MonkeyPatch, text: str, ok: bool) -> None:
+    monkeypatch.setattr(os, "confstr", lambda name: text)
+    if ok:
+        embedded.check_glibc()
+    else:
+        with pytest.raises(TritonStartError, match=r"glibc 2\.\d+ is too old.*>= 2\.35"):
+            embedded.check_glibc()
+
+
+def test_no_glibc_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "confstr", lambda name: None)
+    with pytest.raises(TritonStartError, match="needs Linux with glibc"):
+        embedded.check_glibc()
+
+
+def test_this_machine_can_run_the_server() -> None:
+    embedded.check_glibc()  # the serving tests need it; fail loudly here if not
+
+
+def test_taken_port_is_reported_before_start(tmp_path: Path) -> None:
+    write_repository(tmp_path, RepoSettings(target="cpu"))
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        a, b = free_ports(2)
+        server = EmbeddedTriton(tmp_path, Ports(http=a, grpc=taken, metrics=b), models=[CONTRACT.name])
+        with pytest.raises(TritonStartError, match=f"gRPC port {taken} is already in use"):
+            server.start()
+    assert server.process is None
+
+
+def test_equal_ports_are_rejected() -> None:
+    with pytest.raises(TritonStartError, match="must differ"):
+        embedded.check_ports(Ports(9000, 9000, 9002))
+
+
+def test_missing_model_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(TritonStartError, match="does not exist"):
+        embedded.check_repository(tmp_path / "nope", [CONTRACT.name])
+    with pytest.raises(TritonStartError, match=f"model '{CONTRACT.name}' is missing"):
+        embedded.check_repository(tmp_path, [CONTRACT.name])
+
+
+def test_prepare_install_layout(tmp_path: Path) -> None:
+    install = prepare_install(tmp_path / "ts")
+    assert os.access(install.binary, os.X_OK)
+    assert (install.backends / "python" / "triton_python_backend_stub").is_file()
+    assert (install.backends / "python" / "libtriton_python.so").is_file()
+    assert prepare_install(tmp_path / "ts") == install  # reused
+    env = server_env(install, {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/x"})
+    assert env["LD_LIBRARY_PATH"].split(os.pathsep)[0] == str(install.libs)
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+
+
+def test_model_missing_without_checkpoint(tmp_path: Path) -> None:
+    write_repository(tmp_path, RepoSettings(target="cpu"))
+    with pytest.raises(Exception, match="model missing"):
+        ensure_onnx(tmp_path, None)
+
+
+def test_staleness_follows_checkpoint_and_contract(tmp_path: Path) -> None:
+    onnx = onnx_model_path(tmp_path)
+    ckpt = tmp_path / "a.pt"
+    ckpt.write_bytes(b"one")
+    assert "does not exist" in (staleness(onnx, ckpt) or "")
+    onnx.parent.mkdir(parents=True)
+    onnx.write_bytes(b"x")
+    assert "build record" in (staleness(onnx, ckpt) or "")
+    from ultramn.serving.build import file_sha256
+
+    meta_path(onnx).write_text(f'{{"contract_fingerprint": "{contract_fingerprint()}", "checkpoint_sha256": "{file_sha256(ckpt)}"}}')
+    assert staleness(onnx, ckpt) is None
+    ckpt.write_bytes(b"two")
+    assert "changed" in (staleness(onnx, ckpt) or "")
+    meta_path(onnx).write_text('{"contract_fingerprint": "0"}')
+    assert "contract changed" in (staleness(onnx, None) or "")
+
+
+def test_cli_reports_missing_model_with_exit_code_2(tmp_path: Path) -> None:
+    http, grpc, metrics = free_ports(3)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ultramn", "triton", "--repository", str(tmp_path / "repo"), "--checkpoint", str(tmp_path / "none.pt"),
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "does not exist" in proc.stderr

@@ -1,0 +1,155 @@
+"""The real tritonserver (cpu target) against ONNX Runtime in-process, over gRPC and HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tests.serving.fixtures import ServedModel
+from ultramn.contract import CONTRACT
+
+IN = CONTRACT.inputs[0]
+OUTS = CONTRACT.served_outputs
+Client = grpcclient.InferenceServerClient | httpclient.InferenceServerClient
+
+
+def windows(batch: int, seed: int = 0, dtype: str = IN.numpy_dtype, shape: tuple[int, ...] = IN.dims) -> np.ndarray:
+    """Random windows ``[batch, *shape]`` in [0, 1]."""
+    return np.random.default_rng(seed).random((batch, *shape)).astype(dtype)
+
+
+def reference(served: ServedModel, x: np.ndarray) -> dict[str, np.ndarray]:
+    """ONNX Runtime in-process on the file the server serves."""
+    sess = ort.InferenceSession(str(served.onnx_path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in OUTS], sess.run([o.name for o in OUTS], {IN.name: x}), strict=True))
+
+
+def infer(module, client: Client, x: np.ndarray, datatype: str = IN.triton_datatype) -> dict[str, np.ndarray]:
+    """One request through ``client`` (``module`` is tritonclient.grpc or .http)."""
+    inp = module.InferInput(IN.name, list(x.shape), datatype)
+    inp.set_data_from_numpy(x)
+    outs = [module.InferRequestedOutput(o.name) for o in OUTS]
+    result = client.infer(CONTRACT.name, [inp], outputs=outs)
+    return {o.name: result.as_numpy(o.name) for o in OUTS}
+
+
+@pytest.fixture(scope="module")
+def grpc_client(served_model: ServedModel):
+    client = grpcclient.InferenceServerClient(served_model.server.grpc_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def http_client(served_model: ServedModel):
+    client = httpclient.InferenceServerClient(served_model.server.http_url, concurrency=4)
+    yield client
+    client.close()
+
+
+def assert_matches(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    for spec in OUTS:
+        assert got[spec.name].dtype == np.dtype(spec.numpy_dtype), spec.name
+        assert got[spec.name].shape == want[spec.name].shape, spec.name
+    plane = OUTS[0].name
+    np.testing.assert_allclose(got[plane], want[plane], atol=1e-5)
+    mask = OUTS[1].name
+    # same graph, same provider: at most a rounding tie may differ by one uint8 level
+    assert np.abs(got[mask].astype(np.int16) - want[mask].astype(np.int16)).max() <= 1
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_grpc_equals_onnxruntime(served_model: ServedModel, grpc_client, batch: int) -> None:
+    x = windows(batch, seed=batch)
+    assert_matches(infer(grpcclient, grpc_client, x), reference(served_model, x))
+
+
+def test_http_equals_onnxruntime(served_model: ServedModel, http_client) -> None:
+    x = windows(2, seed=7)
+    assert_matches(infer(httpclient, http_client, x), reference(served_model, x))
+
+
+def _counts(client: grpcclient.InferenceServerClient) -> tuple[int, int]:
+    stats = client.get_inference_statistics(CONTRACT.name, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+
+def test_dynamic_batcher_merges_64_concurrent_requests(served_model: ServedModel, grpc_client) -> None:
+    n = 64
+    x = windows(n, seed=3)
+    want = reference(served_model, x)
+    inferences_before, executions_before = _counts(grpc_client)
+    done = threading.Semaphore(0)
+    results: dict[int, object] = {}
+
+    def callback(i: int, result, error) -> None:
+        results[i] = error if error is not None else result
+        done.release()
+
+    for i in range(n):
+        inp = grpcclient.InferInput(IN.name, [1, *IN.dims], IN.triton_datatype)
+        inp.set_data_from_numpy(x[i : i + 1])
+        grpc_client.async_infer(CONTRACT.name, [inp], callback=lambda result, error, i=i: callback(i, result, error))
+    deadline = time.monotonic() + 60
+    for _ in range(n):
+        assert done.acquire(timeout=max(0.0, deadline - time.monotonic())), "a request got no answer within 60 s"
+    errors = [r for r in results.values() if isinstance(r, Exception)]
+    assert not errors, errors[:3]
+    got = {o.name: np.concatenate([results[i].as_numpy(o.name) for i in range(n)]) for o in OUTS}  # type: ignore[union-attr]
+    assert_matches(got, want)
+    inferences, executions = _counts(grpc_client)
+    assert inferences - inferences_before == n
+    assert executions - executions_before < n, "the dynamic batcher merged no requests"
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "datatype", "words"),
+    [
+        ((1, IN.dims[1], IN.dims[2] // 2, IN.dims[3]), IN.numpy_dtype, IN.triton_datatype, ("shape",)),
+        (IN.dims, "float64", "FP64", ("data-type", "datatype", "data type")),
+        (IN.dims, "uint8", "UINT8", ("data-type", "datatype", "data type")),
+    ],
+    ids=["wrong-shape", "fp64", "uint8"],
+)
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_bad_input_is_a_clear_error(grpc_client, http_client, protocol, shape, dtype, datatype, words) -> None:
+    module, client = (grpcclient, grpc_client) if protocol == "grpc" else (httpclient, http_client)
+    x = windows(1, shape=shape, dtype=dtype)
+    with pytest.raises(InferenceServerException) as info:
+        infer(module, client, x, datatype=datatype)
+    message = str(info.value.message() or "").lower()
+    assert IN.name in message, message
+    assert any(w in message for w in words), message
+
+
+def test_server_still_serves_after_errors(served_model: ServedModel, grpc_client) -> None:
+    x = windows(1, seed=11)
+    assert_matches(infer(grpcclient, grpc_client, x), reference(served_model, x))
+
+
+def test_model_config_matches_contract(grpc_client, http_client) -> None:
+    for config in (grpc_client.get_model_config(CONTRACT.name, as_json=True)["config"], http_client.get_model_config(CONTRACT.name)):
+        assert config["name"] == CONTRACT.name
+        assert int(config["max_batch_size"]) == CONTRACT.max_batch_size
+        got_in = [(t["name"], t["data_type"], [int(d) for d in t["dims"]]) for t in config["input"]]
+        got_out = [(t["name"], t["data_type"], [int(d) for d in t["dims"]]) for t in config["output"]]
+        assert got_in == [(t.name, t.dtype, list(t.dims)) for t in CONTRACT.inputs]
+        assert got_out == [(t.name, t.dtype, list(t.dims)) for t in CONTRACT.served_outputs]
+        assert "dynamic_batching" in config
+        assert config["backend"] == "python"
+
+
+def test_health_and_metrics(triton_server) -> None:
+    assert triton_server.is_live() and triton_server.is_ready()
+    import urllib.request
+
+    with urllib.request.urlopen(triton_server.metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+    assert f'nv_inference_request_success{{model="{CONTRACT.name}"' in text

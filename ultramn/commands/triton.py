@@ -1,0 +1,74 @@
+"""`ultramn triton`: run the embedded Triton Inference Server on the ``cpu`` repository."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+#: The checkpoint the repository ships (models/ultramn.pt).
+DEFAULT_CHECKPOINT = Path("models/ultramn.pt")
+
+
+class _StopRequestedError(Exception):
+    """Raised by the SIGTERM handler to leave the serving loop."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequestedError(signal.Signals(signum).name)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ultramn triton`` to ``app``."""
+
+    @app.command("triton")
+    def triton(
+        http_port: int = typer.Option(8000, "--http-port", help="HTTP/REST port."),
+        grpc_port: int = typer.Option(8001, "--grpc-port", help="gRPC port."),
+        metrics_port: int = typer.Option(8002, "--metrics-port", help="Prometheus metrics port."),
+        repository: Path = typer.Option(Path("triton_models/cpu"), "--repository", help="Model repository (cpu target)."),
+        checkpoint: Path = typer.Option(
+            DEFAULT_CHECKPOINT, "--checkpoint", help="Checkpoint the ONNX model is built from when missing or stale."
+        ),
+        log_file: Path | None = typer.Option(None, "--log-file", help="Server log (default: a temporary file)."),
+        ready_timeout: float = typer.Option(120.0, "--ready-timeout", help="Seconds to wait for readiness."),
+    ) -> None:
+        """Serve the model with the real tritonserver (python backend + ONNX Runtime on CPU).
+
+        Builds the repository's ONNX model from CHECKPOINT when it is missing or stale,
+        starts the server, waits until the model is ready and runs until Ctrl-C/SIGTERM.
+        """
+        from ultramn.contract import CONTRACT
+        from ultramn.errors import UserInputError
+        from ultramn.serving.build import ensure_onnx
+        from ultramn.serving.embedded import EmbeddedTriton, Ports, check_glibc, check_ports
+
+        if checkpoint != DEFAULT_CHECKPOINT and not checkpoint.is_file():
+            raise UserInputError(f"checkpoint {checkpoint} does not exist")
+        ports = Ports(http_port, grpc_port, metrics_port)
+        check_glibc()
+        check_ports(ports)  # before a possibly long ONNX build
+        onnx_path, rebuilt = ensure_onnx(repository, checkpoint if checkpoint.is_file() else None)
+        typer.echo(f"model: {onnx_path}{' (rebuilt from ' + str(checkpoint) + ')' if rebuilt else ''}")
+        server = EmbeddedTriton(repository, ports, models=[CONTRACT.name], log_path=log_file)
+        previous = signal.signal(signal.SIGTERM, _raise_stop)
+        try:
+            server.start(timeout=ready_timeout)
+            typer.echo(
+                f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url} "
+                f"(log {server.log_path}); Ctrl-C to stop"
+            )
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(0.5)
+            code = server.process.returncode if server.process is not None else None
+            typer.echo(f"error: tritonserver exited unexpectedly (code {code}); log {server.log_path}:\n{server.log_tail()}", err=True)
+            raise typer.Exit(1)
+        except (KeyboardInterrupt, _StopRequestedError):
+            typer.echo("stopping tritonserver ...")
+        finally:
+            server.stop()
+            signal.signal(signal.SIGTERM, previous)
+        typer.echo("stopped")

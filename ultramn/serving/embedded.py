@@ -1,0 +1,455 @@
+"""Launch the real ``tritonserver`` binary that the ``nvidia-pytriton`` wheel ships.
+
+What the binary needs (DESIGN.md, "The embedded default"):
+
+- a writable copy of ``site-packages/pytriton/tritonserver`` with the python-backend stub
+  for this interpreter's version copied into ``backends/python/``;
+- ``site-packages/nvidia_pytriton.libs`` on ``LD_LIBRARY_PATH`` (the copy's relative rpath
+  no longer resolves);
+- the virtual environment's ``bin`` first on ``PATH`` so the stub sees numpy/onnxruntime;
+- glibc 2.35 or newer.
+
+:class:`EmbeddedTriton` checks those preconditions (and that the ports are free and the
+model is present) *before* starting, so the user gets one clear sentence instead of a
+crash log; it then waits for readiness and stops the server with SIGTERM (SIGKILL after a
+grace period), killing its whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from ultramn.errors import UserInputError
+
+#: Oldest glibc the wheel's ``tritonserver`` binary runs on.
+MIN_GLIBC: tuple[int, int] = (2, 35)
+#: Triton release of the ``nvidia-pytriton==0.7.0`` wheel (used to name the writable copy).
+TRITON_VERSION = "2.51"
+
+
+class TritonStartError(UserInputError):
+    """The embedded server cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The three ports one Triton server listens on."""
+
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        """``(http, grpc, metrics)``."""
+        return (self.http, self.grpc, self.metrics)
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def glibc_version() -> tuple[int, int] | None:
+    """The running glibc as ``(major, minor)``, or ``None`` when not glibc (musl, macOS)."""
+    try:
+        text = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError, AttributeError):
+        return None
+    if not text or not text.startswith("glibc "):
+        return None
+    major, _, minor = text.removeprefix("glibc ").partition(".")
+    try:
+        return int(major), int(minor.split(".")[0])
+    except ValueError:
+        return None
+
+
+def check_glibc(minimum: tuple[int, int] = MIN_GLIBC) -> None:
+    """Raise :class:`TritonStartError` unless glibc >= ``minimum``."""
+    found = glibc_version()
+    need = f"{minimum[0]}.{minimum[1]}"
+    if found is None:
+        raise TritonStartError(
+            f"the embedded tritonserver needs Linux with glibc >= {need}; this system has none "
+            "(run NVIDIA's Triton container instead: see docs/serving.md)"
+        )
+    if found < minimum:
+        raise TritonStartError(
+            f"glibc {found[0]}.{found[1]} is too old: the embedded tritonserver needs glibc >= {need} "
+            "(Ubuntu 22.04 / Debian 12 or newer), or run NVIDIA's Triton container (docs/serving.md)"
+        )
+
+
+def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
+    """Whether ``port`` can be bound on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(ports: Ports) -> None:
+    """Raise :class:`TritonStartError` when a port is taken or two ports coincide."""
+    values = ports.as_tuple()
+    if len(set(values)) != len(values):
+        raise TritonStartError(f"the HTTP, gRPC and metrics ports must differ, got {values}")
+    for label, port in zip(("HTTP", "gRPC", "metrics"), values, strict=True):
+        if not 0 < port < 65536:
+            raise TritonStartError(f"{label} port {port} is not a valid port number")
+        if not port_is_free(port):
+            raise TritonStartError(
+                f"{label} port {port} is already in use (another Triton?); stop that process or choose "
+                f"another port with --{label.lower()}-port"
+            )
+
+
+def free_ports(count: int = 3) -> list[int]:
+    """``count`` distinct ports that are free now (the OS picks them)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def check_repository(repository: Path, model_names: Sequence[str]) -> None:
+    """Raise :class:`TritonStartError` when a model's config or version folder is missing."""
+    if not repository.is_dir():
+        raise TritonStartError(f"model repository {repository} does not exist")
+    for name in model_names:
+        config = repository / name / "config.pbtxt"
+        if not config.is_file():
+            raise TritonStartError(f"model {name!r} is missing: {config} does not exist")
+        versions = [p for p in (repository / name).iterdir() if p.is_dir() and p.name.isdigit()]
+        if not versions:
+            raise TritonStartError(f"model {name!r} has no version folder (e.g. {repository / name / '1'})")
+
+
+# --------------------------------------------------------------------------- install
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """A runnable tritonserver: the writable copy and the wheel's shared-library folder."""
+
+    root: Path
+    libs: Path
+
+    @property
+    def binary(self) -> Path:
+        """``bin/tritonserver``."""
+        return self.root / "bin" / "tritonserver"
+
+    @property
+    def backends(self) -> Path:
+        """The ``--backend-directory``."""
+        return self.root / "backends"
+
+
+def _site_packages_of(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonStartError(f"package {package!r} is not installed: install the serve extra (pip install -e '.[serve]')")
+    return Path(next(iter(spec.submodule_search_locations))).parent
+
+
+def _default_install_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    root = Path(base) / "ultramn"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        root = Path(tempfile.gettempdir()) / f"ultramn-{os.getuid()}"
+        root.mkdir(parents=True, exist_ok=True)
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return root / f"tritonserver-{TRITON_VERSION}-py{py}"
+
+
+def prepare_install(dest: Path | None = None) -> TritonInstall:
+    """Make (once) a writable copy of the wheel's tritonserver with the python-backend stub.
+
+    The copy is reused when it is complete; it is built in a temporary folder and renamed
+    into place so that concurrent callers never see half a copy.
+    """
+    site = _site_packages_of("pytriton")
+    source = site / "pytriton" / "tritonserver"
+    libs = site / "nvidia_pytriton.libs"
+    if not (source / "bin" / "tritonserver").is_file() or not libs.is_dir():
+        raise TritonStartError(f"the nvidia-pytriton wheel at {site} has no tritonserver binary")
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = source / "python_backend_stubs" / py / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise TritonStartError(f"the nvidia-pytriton wheel has no python-backend stub for Python {py}")
+    dest = dest or _default_install_dir()
+    install = TritonInstall(root=dest, libs=libs)
+    if (install.backends / "python" / stub.name).is_file() and install.binary.is_file():
+        return install
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    try:
+        shutil.copytree(source, staging / "t", symlinks=True, ignore=shutil.ignore_patterns("python_backend_stubs"))
+        shutil.copy2(stub, staging / "t" / "backends" / "python" / stub.name)
+        try:
+            (staging / "t").rename(dest)
+        except OSError:
+            if not (install.backends / "python" / stub.name).is_file():  # lost a race to a broken copy
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return install
+
+
+def server_env(install: TritonInstall, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the server runs in: wheel libs on ``LD_LIBRARY_PATH``, venv ``bin`` first."""
+    env = dict(os.environ if base is None else base)
+    ld = [str(install.libs)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(ld)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([venv_bin] + [p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin])
+    env.setdefault("VIRTUAL_ENV", sys.prefix)
+    return env
+
+
+# --------------------------------------------------------------------------- server
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGTERM the child when the parent dies (even on SIGKILL of a test run)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+class EmbeddedTriton:
+    """One ``tritonserver`` child process serving ``repository``.
+
+    Use as a context manager (``with EmbeddedTriton(repo) as server: ...``) or call
+    :meth:`start` / :meth:`stop`. The server runs in its own process group, which
+    :meth:`stop` terminates as a whole.
+    """
+
+    def __init__(
+        self,
+        repository: Path | str,
+        ports: Ports | None = None,
+        *,
+        models: Sequence[str] = (),
+        install: TritonInstall | None = None,
+        log_path: Path | str | None = None,
+        extra_args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        exit_timeout: int = 5,
+        die_with_parent: bool = True,
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.ports = ports or Ports()
+        self.models = tuple(models)
+        self.install = install
+        self.log_path = Path(log_path) if log_path else None
+        self.extra_args = tuple(extra_args)
+        self.host = host
+        self.exit_timeout = exit_timeout
+        self.die_with_parent = die_with_parent
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    # URLs ------------------------------------------------------------------
+    @property
+    def http_url(self) -> str:
+        """``host:port`` for ``tritonclient.http``."""
+        return f"{self.host}:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` for ``tritonclient.grpc``."""
+        return f"{self.host}:{self.ports.grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The Prometheus metrics endpoint."""
+        return f"http://{self.host}:{self.ports.metrics}/metrics"
+
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        install = self.install or prepare_install()
+        self.install = install
+        return [
+            str(install.binary),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={install.backends}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--allow-gpu-metrics=false",
+            # open client connections otherwise hold a SIGTERMed server for 30 s
+            f"--exit-timeout-secs={self.exit_timeout}",
+            *self.extra_args,
+        ]
+
+    # lifecycle ---------------------------------------------------------------
+    def preflight(self) -> None:
+        """Every check that must pass before starting (glibc, model present, ports free)."""
+        check_glibc()
+        check_repository(self.repository, self.models)
+        check_ports(self.ports)
+
+    def start(self, timeout: float = 120.0) -> EmbeddedTriton:
+        """Check, start the server and wait until it and :attr:`models` are ready."""
+        if self.process is not None:
+            raise RuntimeError("server already started")
+        self.preflight()
+        cmd = self.command()
+        assert self.install is not None
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(self.install),
+            start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
+        )
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The last ``lines`` lines of the server log."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def is_live(self) -> bool:
+        """Whether the process runs and answers ``/v2/health/live``."""
+        return self.process is not None and self.process.poll() is None and _http_ok(f"http://{self.host}:{self.ports.http}/v2/health/live")
+
+    def is_ready(self) -> bool:
+        """Whether the server and every model in :attr:`models` are ready."""
+        base = f"http://{self.host}:{self.ports.http}/v2"
+        if not _http_ok(f"{base}/health/ready"):
+            return False
+        return all(_http_ok(f"{base}/models/{name}/ready") for name in self.models)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Poll readiness; raise :class:`TritonStartError` with the log tail on exit or timeout."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                raise TritonStartError(self._explain(f"tritonserver exited with code {code} while starting"))
+            if self.is_ready():
+                return
+            time.sleep(0.2)
+        raise TritonStartError(self._explain(f"tritonserver was not ready after {timeout:.0f} s"))
+
+    def _explain(self, headline: str) -> str:
+        tail = self.log_tail()
+        hint = ""
+        if "failed to load" in tail or "UNAVAILABLE" in tail:
+            hint = "a model failed to load (see the log below); "
+        if "address already in use" in tail.lower():
+            hint = "a port is already in use; "
+        if "GLIBC" in tail:
+            hint = f"glibc too old (need >= {MIN_GLIBC[0]}.{MIN_GLIBC[1]}); "
+        return f"{headline}: {hint}log {self.log_path}:\n{tail}"
+
+    def stop(self, grace: float | None = None) -> int | None:
+        """SIGTERM the server's process group, SIGKILL after ``grace`` seconds; the exit code.
+
+        ``grace`` defaults to the server's exit timeout plus 10 s.
+        """
+        grace = self.exit_timeout + 10.0 if grace is None else grace
+        proc, self.process = self.process, None
+        code: int | None = None
+        if proc is not None:
+            code = proc.poll()
+            if code is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    code = proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    code = proc.wait(5)
+            # the python-backend stubs share the group: make sure none outlives the server
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
+        return code
+
+    def __enter__(self) -> EmbeddedTriton:
+        if self.process is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def start_on_free_ports(repository: Path | str, models: Sequence[str] = (), *, attempts: int = 3, **kwargs: Any) -> EmbeddedTriton:
+    """Start a server on ports the OS says are free, retrying when another process grabs one first."""
+    for attempt in range(attempts):
+        http, grpc, metrics = free_ports(3)
+        server = EmbeddedTriton(repository, Ports(http, grpc, metrics), models=models, **kwargs)
+        try:
+            return server.start()
+        except TritonStartError as exc:
+            if "in use" not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def running_triton(repository: Path | str, models: Sequence[str] = (), **kwargs: Any) -> Iterator[EmbeddedTriton]:
+    """A started server on free ports for the ``with`` block (tests, benchmarks); always stopped."""
+    server = start_on_free_ports(repository, models, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
