@@ -67,8 +67,8 @@ class ModelContract:
 
     name: str = "ultramn"
     window_frames: int = 8
-    height: int = 128
-    width: int = 128
+    height: int = 160
+    width: int = 160
     max_batch_size: int = 16
     planes: tuple[str, ...] = PLANES
     inputs: tuple[TensorSpec, ...] = field(default=())
@@ -94,7 +94,7 @@ class ModelContract:
 
 
 def _default_contract() -> ModelContract:
-    t, h, w = 8, 128, 128
+    t, h, w = 8, 160, 160
     return ModelContract(
         window_frames=t,
         height=h,

@@ -1,0 +1,126 @@
+"""Output shapes, shape errors and gradients of every window model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ultramn.contract import PLANES
+from ultramn.model import (
+    ARCHS,
+    InputShapeError,
+    MultitaskUNet2D,
+    MultitaskUNet3D,
+    PlaneClassifier2D,
+    UNet2D,
+    build_model,
+)
+
+SMALL = {"base_width": 4, "depth": 2}
+SMALL_PAIR = {**SMALL, "classifier_width": 4, "classifier_stages": 2}
+
+
+def small(arch: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(arch, **(SMALL_PAIR if arch == "unet2d_pair" else SMALL)).eval()
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize(("b", "t", "h", "w"), [(1, 1, 16, 16), (2, 3, 16, 32), (1, 8, 32, 24)])
+def test_window_output_shapes(arch: str, b: int, t: int, h: int, w: int) -> None:
+    model = small(arch)
+    with torch.no_grad():
+        plane, mask = model(torch.rand(b, 1, t, h, w))
+    assert plane.shape == (b, len(PLANES))
+    assert mask.shape == (b, 1, t, h, w)
+    assert plane.dtype == mask.dtype == torch.float32
+    assert torch.isfinite(plane).all() and torch.isfinite(mask).all()
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_unet3d_depths_and_options(depth: int) -> None:
+    size = 2**depth * 2
+    for kwargs in ({}, {"factorised": False}, {"temporal_kernel": 1}, {"norm": "group"}, {"norm": "instance"}):
+        model = MultitaskUNet3D(base_width=4, depth=depth, **kwargs).eval()
+        plane, mask = model(torch.rand(2, 1, 3, size, size))
+        assert plane.shape == (2, 4) and mask.shape == (2, 1, 3, size, size)
+
+
+def test_2d_networks_shapes() -> None:
+    x = torch.rand(3, 1, 32, 16)
+    assert UNet2D(base_width=4, depth=3).eval()(x).shape == (3, 1, 32, 16)
+    plane, mask = MultitaskUNet2D(base_width=4, depth=3).eval()(x)
+    assert plane.shape == (3, 4) and mask.shape == (3, 1, 32, 16)
+    assert PlaneClassifier2D(base_width=4, n_stages=3).eval()(torch.rand(3, 1, 20, 28)).shape == (3, 4)
+
+
+def test_framewise_models_treat_frames_independently() -> None:
+    """2D wrappers: frame t of the output depends on frame t of the input only; planes are the mean over T."""
+    model = small("unet2d_multitask")
+    x = torch.rand(2, 1, 3, 16, 16)
+    with torch.no_grad():
+        plane, mask = model(x)
+        x2 = x.clone()
+        x2[:, :, 1] = torch.rand(2, 1, 16, 16)
+        _, mask2 = model(x2)
+        per_frame = [model.net(x[:, :, i])[0] for i in range(3)]
+    torch.testing.assert_close(mask[:, :, [0, 2]], mask2[:, :, [0, 2]])
+    assert not torch.allclose(mask[:, :, 1], mask2[:, :, 1])
+    torch.testing.assert_close(plane, torch.stack(per_frame, 1).mean(1))
+
+
+def test_unet3d_mixes_time() -> None:
+    model = small("unet3d")
+    x = torch.rand(1, 1, 3, 16, 16)
+    with torch.no_grad():
+        _, mask = model(x)
+        x2 = x.clone()
+        x2[:, :, 1] += 0.5
+        _, mask2 = model(x2)
+    assert not torch.allclose(mask[:, :, 0], mask2[:, :, 0])
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((1, 1, 2, 18, 16), "divisible by 4"),
+        ((1, 1, 2, 16, 10), "divisible by 4"),
+        ((1, 1, 16, 16), "5-D"),
+        ((1, 2, 2, 16, 16), "1 input channel"),
+        ((1, 1, 0, 16, 16), "empty"),
+    ],
+)
+def test_invalid_shapes_are_rejected_clearly(arch: str, shape: tuple[int, ...], message: str) -> None:
+    model = small(arch)
+    with pytest.raises(InputShapeError, match=message):
+        model(torch.rand(*shape))
+
+
+def test_invalid_hparams() -> None:
+    with pytest.raises(ValueError, match="unknown arch"):
+        build_model("vit")
+    with pytest.raises(ValueError, match="bad hyper-parameters"):
+        build_model("unet3d", widht=8)
+    with pytest.raises(ValueError, match="unknown norm"):
+        build_model("unet3d", norm="layer")
+    with pytest.raises(ValueError, match="temporal_kernel"):
+        build_model("unet3d", temporal_kernel=2)
+    with pytest.raises(ValueError, match="depth"):
+        build_model("unet2d_multitask", depth=0)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_gradient_reaches_both_heads_and_the_input(arch: str) -> None:
+    model = small(arch).train()
+    x = torch.rand(2, 1, 2, 16, 16, requires_grad=True)
+    plane, mask = model(x)
+    (plane.sum() + mask.mean()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+    heads = [n for n, _ in model.named_parameters() if "head" in n or "classifier" in n or "unet.mask" in n]
+    assert any("mask" in n for n in heads) and any(("plane" in n) or ("classifier" in n) for n in heads)
+    for name, p in model.named_parameters():
+        if name in heads and name.endswith("weight"):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
