@@ -1,0 +1,1 @@
+"""Routers: ``analyses`` (the data API), ``health`` and ``metrics``."""

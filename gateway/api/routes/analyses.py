@@ -1,0 +1,371 @@
+"""``/v1/analyses``: upload a clip, follow the job, read results, masks and overlays.
+
+Every route here needs the API key when ``ULTRAMN_API_KEY`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import shutil
+import time
+import uuid
+from collections import OrderedDict
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Annotated, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.types import Message, Receive
+
+from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, RepoDep, SettingsDep, TritonDep
+from gateway.api.schemas import AnalysisDetail, AnalysisList, AnalysisSummary, ErrorResponse, summary
+from gateway.core.config import Settings
+from gateway.core.errors import ApiError, PayloadTooLargeError, decode_error_to_api
+from gateway.store import Analysis, FileStore, JobStatus, ListFilters
+from gateway.worker import JobQueue, Outcome, QueueFullError
+from ultramn.contract import CONTRACT, PLANES
+from ultramn.data.decoders import DecodedClip, DecodeError, decode
+from ultramn.windowing import window_starts
+
+router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        401: "Missing X-API-Key",
+        403: "Wrong X-API-Key",
+        404: "No such analysis or frame",
+        413: "Upload too large",
+        415: "Unsupported or mislabelled file type",
+        422: "Corrupt or undecodable file, or invalid fields",
+        429: "Queue full (Retry-After)",
+        503: "Triton unavailable (Retry-After); the job is kept and completes later",
+    }.items()
+}
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, PNG/JPEG/BMP, ZIP of frames",
+                        },
+                        "pixel_spacing_mm": {"type": "number", "description": "mm per pixel (overrides the file's)"},
+                        "stride": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": CONTRACT.window_frames,
+                            "description": "frames between windows",
+                        },
+                        "wait": {"type": "boolean", "default": False, "description": "answer with the result when the clip is short"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+_EXT = re.compile(r"^\.[a-z0-9]{1,10}$")
+
+
+# --------------------------------------------------------------------------- upload helpers
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises 413 once more than ``limit`` body bytes arrived."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLargeError(limit)
+        return message
+
+    return wrapped
+
+
+def _parse_float(name: str, raw: Any) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ApiError(422, "validation_error", f"{name}: not a number: {str(raw)[:40]!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ApiError(422, "validation_error", f"{name}: must be a positive number")
+    return value
+
+
+def _parse_int(name: str, raw: Any, low: int, high: int) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ApiError(422, "validation_error", f"{name}: not an integer: {str(raw)[:40]!r}") from None
+    if not low <= value <= high:
+        raise ApiError(422, "validation_error", f"{name}: must be in [{low}, {high}]")
+    return value
+
+
+def _parse_bool(name: str, raw: Any) -> bool:
+    if raw is None or raw == "":
+        return False
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(422, "validation_error", f"{name}: not a boolean: {str(raw)[:40]!r}")
+
+
+def _copy(src: IO[bytes], dest: Path) -> int:
+    with open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, length=1 << 20)
+    return dest.stat().st_size
+
+
+def _retry_after(settings: Settings) -> dict[str, str]:
+    return {"Retry-After": str(settings.retry_after_s)}
+
+
+def _detail(row: Analysis, jobs: JobQueue, include_frames: bool = True) -> dict[str, Any]:
+    live = jobs.progress.get(row.id)
+    data = summary(row, (live.done, live.total) if live and live.total else None)
+    result = row.result
+    if result is not None and not include_frames:
+        result = {k: v for k, v in result.items() if k != "frames"}
+    data["result"] = result
+    return AnalysisDetail.model_validate(data).model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Upload a clip for analysis",
+    openapi_extra=_UPLOAD_SCHEMA,
+    response_model=AnalysisDetail,
+    responses={200: {"model": AnalysisDetail, "description": "wait=true and the clip was short: the finished analysis"}, **_ERRORS},
+)
+async def create_analysis(
+    request: Request, settings: SettingsDep, repo: RepoDep, files: FilesDep, jobs: JobsDep, triton: TritonDep
+) -> JSONResponse:
+    """Store the upload, check that it decodes, queue the job.
+
+    202 with the job (and ``Location``), or 200 with the result when ``wait=true`` and the
+    clip has at most ``ULTRAMN_WAIT_MAX_FRAMES`` frames.
+    """
+    if not jobs.has_room():
+        raise ApiError(429, "queue_full", f"{jobs.depth} analyses are queued; retry later", headers=_retry_after(settings))
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > settings.max_upload_bytes:
+        raise PayloadTooLargeError(settings.max_upload_bytes)
+    job_id = uuid.uuid4().hex
+    body = Request(request.scope, receive=_limited(request.receive, settings.max_upload_bytes))
+    try:
+        form = await body.form(max_files=1, max_fields=16)
+    except MultiPartException as exc:
+        raise ApiError(422, "validation_error", f"invalid multipart body: {exc.message}") from exc
+    staging = files.staging_path(job_id)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "validation_error", "file: a multipart file field named 'file' is required")
+        spacing = _parse_float("pixel_spacing_mm", form.get("pixel_spacing_mm"))
+        stride = _parse_int("stride", form.get("stride"), 1, CONTRACT.window_frames)
+        wait = _parse_bool("wait", form.get("wait"))
+        ext = Path(upload.filename or "").suffix.lower()
+        ext = ext if _EXT.match(ext) else ""
+        size = await asyncio.to_thread(_copy, upload.file, staging)
+    finally:
+        await form.close()
+    t0 = time.perf_counter()
+    try:
+        clip = await asyncio.to_thread(decode, staging, f"upload{ext}", settings.decode_limits)
+    except DecodeError as exc:
+        staging.unlink(missing_ok=True)
+        raise decode_error_to_api(exc) from exc
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    decode_ms = (time.perf_counter() - t0) * 1000.0
+    os.replace(staging, files.upload_path(job_id, ext))
+    n_windows = len(window_starts(clip.n_frames, CONTRACT.window_frames, stride or settings.default_stride))
+    row = repo.create(
+        Analysis(
+            id=job_id,
+            status=JobStatus.QUEUED.value,
+            upload_ext=ext,
+            upload_bytes=size,
+            format=clip.format,
+            n_frames=clip.n_frames,
+            windows_total=n_windows,
+            options={"pixel_spacing_mm": spacing, "stride": stride},
+        )
+    )
+    short = wait and clip.n_frames <= settings.wait_max_frames
+    fut = jobs.watch(job_id) if short else None
+    try:
+        jobs.submit(job_id, clip, decode_ms)
+    except QueueFullError as exc:
+        if fut is not None:
+            jobs.unwatch(job_id, fut)
+        repo.delete(job_id)
+        files.delete(job_id, ext)
+        raise ApiError(429, "queue_full", str(exc), headers=_retry_after(settings)) from exc
+    location = {"Location": f"/v1/analyses/{job_id}"}
+    if fut is not None:
+        outcome = Outcome.TRITON_UNAVAILABLE if not await triton.is_ready() else await jobs.wait(job_id, settings.wait_timeout_s, fut)
+        jobs.unwatch(job_id, fut)
+        if outcome is Outcome.TRITON_UNAVAILABLE:
+            raise ApiError(
+                503,
+                "triton_unavailable",
+                "the inference server is unavailable; the analysis is queued and will complete when it is back",
+                headers={**_retry_after(settings), **location},
+                extra={"id": job_id},
+            )
+        done = repo.get(job_id)
+        if outcome is Outcome.SUCCEEDED and done is not None:
+            return JSONResponse(_detail(done, jobs), status_code=200, headers=location)
+        if outcome is Outcome.FAILED and done is not None:
+            code, message = done.error_code or "analysis_failed", done.error_message or "analysis failed"
+            raise ApiError(500, code, message, headers=location, extra={"id": job_id})
+    current = repo.get(job_id) or row
+    return JSONResponse(_detail(current, jobs), status_code=202, headers=location)
+
+
+@router.get("", summary="List analyses", response_model=AnalysisList)
+async def list_analyses(
+    repo: RepoDep,
+    jobs: JobsDep,
+    plane: Annotated[Literal["TW", "TF", "LW", "LF"] | None, Query(description=f"one of {', '.join(PLANES)}")] = None,
+    status: Annotated[Literal["queued", "running", "succeeded", "failed"] | None, Query()] = None,
+    created_after: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
+    created_before: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Newest first, with cursor pagination."""
+    page = repo.list(ListFilters(plane, status, created_after, created_before), limit, cursor)
+    items = []
+    for row in page.items:
+        live = jobs.progress.get(row.id)
+        items.append(AnalysisSummary.model_validate(summary(row, (live.done, live.total) if live and live.total else None)))
+    return {"items": items, "next_cursor": page.next_cursor}
+
+
+def _row(repo: RepoDep, job_id: str) -> Analysis:
+    row = repo.get(job_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no analysis {job_id}")
+    return row
+
+
+@router.get("/{job_id}", summary="Status, progress and result", response_model=AnalysisDetail, responses=_ERRORS)
+async def get_analysis(
+    job_id: str, repo: RepoDep, jobs: JobsDep, include_frames: Annotated[bool, Query(description="include the per-frame list")] = True
+) -> JSONResponse:
+    """The job's status, progress (windows done/total) and, once succeeded, the result."""
+    return JSONResponse(_detail(_row(repo, job_id), jobs, include_frames))
+
+
+@router.delete("/{job_id}", status_code=204, summary="Delete an analysis and its files", responses=_ERRORS)
+async def delete_analysis(job_id: str, repo: RepoDep, files: FilesDep, jobs: JobsDep) -> Response:
+    """Remove the row, the upload and the masks (a running job is discarded when it ends)."""
+    row = _row(repo, job_id)
+    repo.delete(job_id)
+    jobs.forget(job_id)
+    files.delete(job_id, row.upload_ext)
+    _frame_cache.pop(job_id, None)
+    return Response(status_code=204)
+
+
+def _finished(repo: RepoDep, job_id: str) -> Analysis:
+    row = _row(repo, job_id)
+    if row.status != JobStatus.SUCCEEDED.value:
+        raise ApiError(409, "not_ready", f"analysis {job_id} is {row.status}; masks exist once it succeeded")
+    return row
+
+
+@router.get("/{job_id}/masks.npz", summary="All masks (compressed NumPy archive)", response_class=FileResponse, responses=_ERRORS)
+async def get_masks_npz(job_id: str, repo: RepoDep, files: FilesDep) -> FileResponse:
+    """``masks`` uint8 [N,H,W] 0/1 (original geometry), ``plane_probs`` float32 [N,4], ``roi`` [x0,y0,x1,y1]."""
+    _finished(repo, job_id)
+    path = files.mask_path(job_id)
+    if not path.is_file():
+        raise ApiError(404, "not_found", f"masks of {job_id} are missing")
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{job_id}-masks.npz")
+
+
+def _mask(files: FileStore, job_id: str, index: int) -> npt.NDArray[np.uint8]:
+    try:
+        masks = files.load_masks(job_id)
+    except FileNotFoundError:
+        raise ApiError(404, "not_found", f"masks of {job_id} are missing") from None
+    if not 0 <= index < masks.shape[0]:
+        raise ApiError(404, "not_found", f"frame {index} does not exist (the clip has {masks.shape[0]} frames)")
+    return masks[index]
+
+
+@router.get("/{job_id}/frames/{index}/mask.png", summary="One frame's mask (PNG)", response_class=Response, responses=_ERRORS)
+async def get_mask_png(job_id: str, index: int, repo: RepoDep, files: FilesDep) -> Response:
+    """Binary mask at the original frame size: nerve 255, background 0."""
+    from gateway.store.files import mask_png
+
+    _finished(repo, job_id)
+    mask = await asyncio.to_thread(_mask, files, job_id, index)
+    return Response(await asyncio.to_thread(mask_png, mask), media_type="image/png")
+
+
+_frame_cache: OrderedDict[str, DecodedClip] = OrderedDict()
+
+
+def _frames(files: FileStore, row: Analysis, settings: Settings) -> DecodedClip:
+    clip = _frame_cache.get(row.id)
+    if clip is None:
+        clip = decode(files.upload_path(row.id, row.upload_ext), f"upload{row.upload_ext}", settings.decode_limits)
+        _frame_cache[row.id] = clip
+        while len(_frame_cache) > 2:
+            _frame_cache.popitem(last=False)
+    return clip
+
+
+@router.get(
+    "/{job_id}/frames/{index}/overlay.png",
+    summary="One frame with the nerve tinted and outlined",
+    response_class=Response,
+    responses=_ERRORS,
+)
+async def get_overlay_png(job_id: str, index: int, repo: RepoDep, files: FilesDep, settings: SettingsDep) -> Response:
+    """The original frame (RGB) with the nerve tinted yellow and its contour in red."""
+    from gateway.store.files import overlay_png
+
+    row = _finished(repo, job_id)
+    mask = await asyncio.to_thread(_mask, files, job_id, index)
+    try:
+        clip = await asyncio.to_thread(_frames, files, row, settings)
+    except (DecodeError, OSError):
+        raise ApiError(404, "not_found", f"the upload of {job_id} is no longer readable") from None
+    return Response(await asyncio.to_thread(overlay_png, clip.frames[index], mask), media_type="image/png")

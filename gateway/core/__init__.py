@@ -1,0 +1,1 @@
+"""Settings, errors and logging of the gateway."""

@@ -1,0 +1,72 @@
+"""Gateway settings (pydantic-settings): environment variables with the prefix ``ULTRAMN_``.
+
+Example: ``ULTRAMN_TRITON_URL=triton:8001 ULTRAMN_API_KEY=secret uvicorn gateway.main:app``.
+Every field below is one variable (upper case, prefixed); docs/api.md has the table.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ultramn.contract import CONTRACT
+from ultramn.data.decoders import DecodeLimits
+
+
+class Settings(BaseSettings):
+    """All knobs of the gateway (units in the names: ``_s`` seconds, ``_bytes``, ``_mm``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ULTRAMN_", env_file=None, extra="ignore", frozen=True)
+
+    # Triton ------------------------------------------------------------------------------
+    triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
+    model_name: str = Field(CONTRACT.name, description="Model name in the Triton repository.")
+    model_version: str = Field("", description="Model version ('' = the server's choice).")
+    infer_concurrency: int = Field(8, ge=1, description="Windows in flight to Triton at once (per gateway process).")
+    infer_timeout_s: float = Field(30.0, gt=0, description="Deadline of one inference request.")
+    triton_check_timeout_s: float = Field(2.0, gt=0, description="Deadline of readiness/config calls.")
+
+    # storage -----------------------------------------------------------------------------
+    data_dir: Path = Field(Path("data/gateway"), description="Folder for uploads, masks and the SQLite database.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/ultramn.db.")
+
+    # jobs --------------------------------------------------------------------------------
+    workers: int = Field(1, ge=0, description="Clips analysed at once (0 = accept and queue only).")
+    queue_max: int = Field(32, ge=1, description="Queued + running jobs; more uploads get 429.")
+    retry_initial_s: float = Field(0.5, gt=0, description="First back-off when Triton is unavailable.")
+    retry_max_s: float = Field(10.0, gt=0, description="Longest back-off between retries.")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After header value (s) of 429/503 answers.")
+    wait_max_frames: int = Field(300, ge=1, description="wait=true answers with the result only up to this many frames.")
+    wait_timeout_s: float = Field(60.0, gt=0, description="Longest time a wait=true request waits for its result.")
+
+    # input limits ------------------------------------------------------------------------
+    max_upload_bytes: int = Field(512 * 1024**2, ge=1, description="Largest request body (upload) in bytes: 413 beyond.")
+    max_frames: int = Field(5000, ge=1, description="Most frames a clip may have: 422 beyond.")
+    max_side: int = Field(4096, ge=8, description="Largest frame side in pixels: 422 beyond.")
+
+    # analysis ----------------------------------------------------------------------------
+    default_stride: int = Field(CONTRACT.window_frames // 2, ge=1, description="Default window stride in frames.")
+    mask_threshold: float = Field(0.5, gt=0, lt=1, description="Nerve probability threshold.")
+    roi_enabled: bool = Field(True, description="Crop the imaging region (drop on-screen text and borders).")
+
+    # API ---------------------------------------------------------------------------------
+    api_key: str | None = Field(None, description="When set, data endpoints need header X-API-Key with this value.")
+    log_level: str = Field("INFO", description="Log level of the gateway's JSON logs.")
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in use (SQLite in :attr:`data_dir` unless :attr:`database_url`)."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ultramn.db').resolve()}"
+
+    @cached_property
+    def decode_limits(self) -> DecodeLimits:
+        """Decoder bounds from :attr:`max_frames` and :attr:`max_side`."""
+        return DecodeLimits(max_frames=self.max_frames, max_side=self.max_side)
+
+
+def get_settings() -> Settings:
+    """Settings from the environment."""
+    return Settings()

@@ -1,0 +1,23 @@
+"""What the app holds for its lifetime (created in the lifespan, closed at shutdown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.core.config import Settings
+from gateway.core.metrics import Metrics
+from gateway.store import AnalysisRepository, FileStore
+from gateway.triton_client import TritonClient
+from gateway.worker import JobQueue
+
+
+@dataclass
+class AppState:
+    """Settings, metrics, store, Triton client and job queue of one app."""
+
+    settings: Settings
+    metrics: Metrics
+    repo: AnalysisRepository
+    files: FileStore
+    triton: TritonClient
+    jobs: JobQueue

@@ -1,0 +1,98 @@
+"""The app factory: ``create_app(settings)``; ``uvicorn gateway.main:app`` serves the default.
+
+The lifespan creates, in order: the store (database + folders), the Triton client (one per
+process; the model config is checked against the contract when Triton answers), the
+pipeline and the job queue (which resumes unfinished jobs); at shutdown it stops the
+workers and closes the client and the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.api.routes import analyses, health, metrics
+from gateway.core.config import Settings
+from gateway.core.errors import install_error_handlers
+from gateway.core.logging import configure_logging
+from gateway.core.metrics import Metrics, MetricsMiddleware
+from gateway.core.state import AppState
+from gateway.pipeline import PipelineConfig, build_pipeline
+from gateway.store import AnalysisRepository, FileStore
+from gateway.triton_client import TritonClient
+from gateway.worker import JobQueue
+
+log = logging.getLogger("gateway")
+
+API_DESCRIPTION = """Median-nerve ultrasound clip analysis: imaging plane (TW, TF, LW, LF) and
+nerve outline per frame, with CSA, shape and excursion measurements. Errors are
+`{"error": {"code", "message"}}`. When `ULTRAMN_API_KEY` is set, `/v1` routes need the
+header `X-API-Key`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A configured gateway app (settings from the environment when not given)."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    app_metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        repo = AnalysisRepository(settings.sqlalchemy_url)
+        files = FileStore(settings.data_dir)
+        triton = TritonClient(
+            settings.triton_url,
+            settings.model_name,
+            settings.model_version,
+            concurrency=settings.infer_concurrency,
+            timeout_s=settings.infer_timeout_s,
+            check_timeout_s=settings.triton_check_timeout_s,
+        )
+        try:
+            await triton.start()
+            pipeline = build_pipeline(PipelineConfig.from_settings(settings), triton, app_metrics.observe_stage)
+            jobs = JobQueue(settings, repo, files, pipeline, triton, app_metrics)
+            app_metrics.track_queue(lambda: jobs.depth)
+            await jobs.start()
+        except BaseException:
+            await triton.close()
+            repo.close()
+            raise
+        app.state.ultramn = AppState(settings, app_metrics, repo, files, triton, jobs)
+        log.info("gateway started", extra={"triton": settings.triton_url, "model": settings.model_name, "workers": settings.workers})
+        try:
+            yield
+        finally:
+            app.state.ultramn = None
+            await jobs.stop()
+            await triton.close()
+            repo.close()
+            log.info("gateway stopped")
+
+    app = FastAPI(
+        title="UltraMN gateway",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(analyses.router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``gateway.main:app``: the app with settings from the environment (built on first access)."""
+    if name == "app":
+        instance = create_app()
+        globals()["app"] = instance
+        return instance
+    raise AttributeError(name)

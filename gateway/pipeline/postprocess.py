@@ -1,0 +1,133 @@
+"""Stage ``postprocess``: masks back to the original frame geometry, measurements, result JSON.
+
+Per frame the stitched probabilities ``[H,W]`` (model geometry) are resized to the ROI's
+size (bilinear, :func:`ultramn.preprocess.resize_probabilities`), thresholded and placed
+into an all-background frame of the original size: ``ctx.masks`` ``uint8 [N,H0,W0]``.
+Measurements are taken inside the ROI and shifted by its offset, which equals measuring
+the full frame (the mask is empty outside the ROI) at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gateway.pipeline.context import ClipContext
+from ultramn.contract import PLANES
+from ultramn.measure import FrameMeasurement, MeasureConfig, measure_frames, summarize_clip
+from ultramn.measure.spacing import normalize_spacing
+from ultramn.preprocess import resize_probabilities
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Threshold of the nerve probability, measurement options, rounding of floats."""
+
+    threshold: float = 0.5
+    measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
+    decimals: int = 4
+
+
+def _shift(m: FrameMeasurement, dx: int, dy: int, spacing: tuple[float, float] | None) -> FrameMeasurement:
+    """``m`` measured in a crop at offset ``(dx, dy)`` -> full-frame coordinates."""
+    if not m.present or (dx == 0 and dy == 0):
+        return m
+    assert m.centroid_px is not None and m.bbox_px is not None
+    cx, cy = m.centroid_px[0] + dx, m.centroid_px[1] + dy
+    x0, y0, x1, y1 = m.bbox_px
+    return dataclasses.replace(
+        m,
+        centroid_px=(cx, cy),
+        centroid_mm=(cx * spacing[1], cy * spacing[0]) if spacing else None,
+        bbox_px=(x0 + dx, y0 + dy, x1 + dx, y1 + dy),
+        contour_px=tuple((round(x + dx, 2), round(y + dy, 2)) for x, y in m.contour_px) if m.contour_px else m.contour_px,
+    )
+
+
+def _r(value: Any, decimals: int) -> Any:
+    if isinstance(value, float):
+        return round(value, decimals)
+    if isinstance(value, list | tuple):
+        return [_r(v, decimals) for v in value]
+    if isinstance(value, dict):
+        return {k: _r(v, decimals) for k, v in value.items()}
+    return value
+
+
+def spacing_of(ctx: ClipContext) -> tuple[tuple[float, float] | None, str | None]:
+    """``((dy, dx) mm/px, source)``: the request's value wins over the file's."""
+    if ctx.pixel_spacing_mm is not None:
+        return normalize_spacing(ctx.pixel_spacing_mm), "request"
+    clip = ctx.require_clip()
+    if clip.pixel_spacing_xy_mm is not None:
+        sx, sy = clip.pixel_spacing_xy_mm
+        return normalize_spacing((sy, sx)), "file"
+    if clip.pixel_spacing_mm is not None:
+        return normalize_spacing(clip.pixel_spacing_mm), "file"
+    return None, None
+
+
+def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray) -> dict[str, Any]:
+    """One frame's JSON (see docs/api.md, "Result")."""
+    k = int(np.argmax(probs))
+    return {
+        "index": i,
+        "plane_probs": {p: float(v) for p, v in zip(PLANES, probs, strict=True)},
+        "plane": PLANES[k],
+        "confidence": float(probs[k]),
+        "nerve_present": m.present,
+        "csa_px": m.area_px,
+        "csa_mm2": m.area_mm2,
+        "centroid": list(m.centroid_px) if m.centroid_px else None,
+        "centroid_mm": list(m.centroid_mm) if m.centroid_mm else None,
+        "bbox": list(m.bbox_px) if m.bbox_px else None,
+        "perimeter_px": m.perimeter_px,
+        "perimeter_mm": m.perimeter_mm,
+        "circularity": m.circularity,
+        "flattening_ratio": m.flattening_ratio,
+        "contour": [list(p) for p in m.contour_px] if m.contour_px else None,
+    }
+
+
+def run(ctx: ClipContext, config: PostprocessConfig) -> None:
+    """Set ``ctx.masks`` and ``ctx.result`` (clip summary + per-frame list)."""
+    clip = ctx.require_clip()
+    if ctx.frame_mask_probs is None or ctx.frame_planes is None:
+        raise RuntimeError("stitch must run before postprocess")
+    n, h0, w0 = clip.frames.shape
+    x0, y0, x1, y1 = ctx.roi or (0, 0, w0, h0)
+    probs = resize_probabilities(ctx.frame_mask_probs, y1 - y0, x1 - x0)
+    crop_masks = (probs >= config.threshold).astype(np.uint8)
+    masks = np.zeros((n, h0, w0), dtype=np.uint8)
+    masks[:, y0:y1, x0:x1] = crop_masks
+    ctx.masks = masks
+
+    spacing, spacing_source = spacing_of(ctx)
+    frames = [_shift(m, x0, y0, spacing) for m in measure_frames(crop_masks, spacing, config.measure)]
+    summary = summarize_clip(frames, ctx.frame_planes, clip.fps)
+    s = summary.to_dict()
+    ctx.result = _r(
+        {
+            "n_frames": n,
+            "fps": clip.fps,
+            "duration_s": s["duration_s"],
+            "frame_size": {"width": w0, "height": h0},
+            "format": clip.format,
+            "pixel_spacing_mm": {"dy": spacing[0], "dx": spacing[1]} if spacing else None,
+            "spacing_source": spacing_source,
+            "roi": {"x0": x0, "y0": y0, "x1": x1, "y1": y1},
+            "plane": s["plane"],
+            "plane_confidence": s["plane_confidence"],
+            "plane_probs_mean": s["plane_probs_mean"],
+            "plane_timeline": s["timeline"],
+            "nerve_fraction": s["nerve_fraction"],
+            "csa": s["csa"],
+            "excursion": s["excursion"],
+            "warnings": list(clip.warnings),
+            "frames": [frame_dict(i, m, ctx.frame_planes[i]) for i, m in enumerate(frames)],
+        },
+        config.decimals,
+    )

@@ -1,0 +1,91 @@
+"""Stage ``roi``: find the imaging region of a screen capture; keep its box.
+
+Recorded clips often carry on-screen text, depth markers, icons and black borders around
+the B-mode image. The region is found on the clip's temporal maximum image (frames
+subsampled to at most ``max_frames``):
+
+1. threshold: pixels brighter than ``threshold`` grey levels;
+2. opening with a square of side ``~min(H, W) * text_kernel_frac`` (odd, >= 3): thin
+   strokes (text, tick marks, thin lines) vanish, the speckled image stays;
+3. closing of the gaps between image parts (dark tissue bands split the bright mask),
+   then the largest connected region; its bounding box is the ROI;
+4. the image's deep part may be dark (acoustic shadow, attenuation) and is then
+   indistinguishable from a black border, so the box is extended downwards through rows
+   that are dark across the box's width, up to the next on-screen element or the frame's
+   edge (dark rows cost nothing; cutting off tissue would distort the geometry the model
+   was trained on);
+5. a box smaller than ``min_area_frac`` of the frame (no clear image) falls back to the
+   full frame.
+
+The mask is mapped back into the full frame with this box (postprocess stage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage as ndi
+
+from gateway.pipeline.context import Box, ClipContext
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    """ROI detection parameters (grey levels 0-255, fractions of the frame)."""
+
+    enabled: bool = True
+    threshold: int = 12
+    text_kernel_frac: float = 0.025
+    gap_frac: float = 0.05
+    min_area_frac: float = 0.15
+    max_frames: int = 64
+
+
+def temporal_max(frames: npt.NDArray[np.uint8], max_frames: int) -> npt.NDArray[np.uint8]:
+    """Max over (up to ``max_frames`` evenly spaced) frames: ``uint8 [H,W]``."""
+    n = frames.shape[0]
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
+    return np.asarray(frames[idx].max(axis=0))
+
+
+def _odd(value: float, minimum: int = 3) -> int:
+    k = max(minimum, round(value))
+    return k if k % 2 else k + 1
+
+
+def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> Box:
+    """The imaging region ``(x0, y0, x1, y1)`` of ``uint8 [N,H,W]`` frames (see the module docstring)."""
+    _, h, w = frames.shape
+    full: Box = (0, 0, w, h)
+    if not config.enabled:
+        return full
+    tmax = temporal_max(frames, config.max_frames)
+    bright = tmax > config.threshold
+    k = _odd(min(h, w) * config.text_kernel_frac)
+    solid = ndi.binary_opening(bright, structure=np.ones((k, k), bool))
+    if not solid.any():
+        return full
+    gap = _odd(min(h, w) * config.gap_frac)
+    joined = ndi.binary_closing(solid, structure=np.ones((gap, gap), bool), border_value=0) | solid
+    labels, n = ndi.label(joined)
+    if n == 0:
+        return full
+    sizes = ndi.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    region = (labels == int(np.argmax(sizes)) + 1) & solid
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
+    # extend down through rows with nothing on screen (dark deep tissue looks like a border)
+    empty_rows = ~bright[:, x0:x1].any(axis=1)
+    while y1 < h and empty_rows[y1]:
+        y1 += 1
+    if (x1 - x0) * (y1 - y0) < config.min_area_frac * h * w:
+        return full
+    return (x0, y0, x1, y1)
+
+
+def run(ctx: ClipContext, config: RoiConfig) -> None:
+    """Set ``ctx.roi``."""
+    ctx.roi = find_roi(ctx.require_clip().frames, config)

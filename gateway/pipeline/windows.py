@@ -1,0 +1,26 @@
+"""Stage ``windows``: temporal windows of T frames every ``stride`` frames (tail edge-padded).
+
+See :mod:`ultramn.windowing`; a still image is one window of its frame repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.pipeline.context import ClipContext
+from ultramn.contract import CONTRACT
+from ultramn.windowing import window_indices
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Window length T (from the contract) and default stride (frames)."""
+
+    window: int = CONTRACT.window_frames
+    stride: int = CONTRACT.window_frames // 2
+
+
+def run(ctx: ClipContext, config: WindowConfig) -> None:
+    """Set ``ctx.indices`` ``int64 [n_windows, T]``."""
+    n = ctx.require_clip().n_frames
+    ctx.indices = window_indices(n, config.window, ctx.stride or config.stride)

@@ -1,0 +1,87 @@
+"""Files of an analysis under the data folder, and PNG rendering on demand.
+
+Layout: ``<data_dir>/uploads/<id><ext>`` (the upload as received) and
+``<data_dir>/masks/<id>.npz`` (compressed: ``masks`` ``uint8 [N,H,W]`` 0/1 in original
+frame geometry, ``plane_probs`` ``float32 [N,4]``, ``roi`` ``int64 [4]`` = x0,y0,x1,y1).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+from scipy import ndimage as ndi
+
+U8 = npt.NDArray[np.uint8]
+
+#: Overlay colours (RGB): nerve tint and contour.
+TINT = np.array([255, 210, 0], dtype=np.float32)
+CONTOUR = np.array([255, 40, 40], dtype=np.uint8)
+
+
+class FileStore:
+    """Paths and file operations for uploads and masks."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uploads = root / "uploads"
+        self.masks = root / "masks"
+        for folder in (self.uploads, self.masks):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def upload_path(self, job_id: str, ext: str) -> Path:
+        """Where the upload of ``job_id`` lives."""
+        return self.uploads / f"{job_id}{ext}"
+
+    def staging_path(self, job_id: str) -> Path:
+        """Where an upload is written while it streams in."""
+        return self.uploads / f".{job_id}.part"
+
+    def mask_path(self, job_id: str) -> Path:
+        """The compressed mask archive of ``job_id``."""
+        return self.masks / f"{job_id}.npz"
+
+    def save_masks(self, job_id: str, masks: U8, plane_probs: npt.NDArray[np.float32], roi: tuple[int, int, int, int]) -> Path:
+        """Write the archive atomically (temporary file, then rename)."""
+        path = self.mask_path(job_id)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, masks=masks.astype(np.uint8), plane_probs=plane_probs.astype(np.float32), roi=np.asarray(roi, np.int64))
+        os.replace(tmp, path)
+        return path
+
+    def load_masks(self, job_id: str) -> U8:
+        """``uint8 [N,H,W]`` 0/1 masks; ``FileNotFoundError`` when absent."""
+        with np.load(self.mask_path(job_id)) as data:
+            return np.asarray(data["masks"], dtype=np.uint8)
+
+    def delete(self, job_id: str, ext: str) -> None:
+        """Remove every file of ``job_id`` (missing files are fine)."""
+        for path in (self.upload_path(job_id, ext), self.mask_path(job_id), self.staging_path(job_id)):
+            path.unlink(missing_ok=True)
+
+
+def png_bytes(image: npt.NDArray[np.uint8]) -> bytes:
+    """Encode ``uint8 [H,W]`` or ``[H,W,3]`` as PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def mask_png(mask: U8) -> bytes:
+    """A binary mask ``[H,W]`` as a black/white PNG (nerve = 255)."""
+    return png_bytes(np.where(mask > 0, 255, 0).astype(np.uint8))
+
+
+def overlay_png(frame: U8, mask: U8, alpha: float = 0.35) -> bytes:
+    """The grey frame ``[H,W]`` in RGB with the nerve tinted and its contour drawn."""
+    rgb = np.repeat(frame[..., None], 3, axis=2).astype(np.float32)
+    inside = mask > 0
+    rgb[inside] = (1 - alpha) * rgb[inside] + alpha * TINT
+    out = np.clip(rgb, 0, 255).astype(np.uint8)
+    edge = inside & ~ndi.binary_erosion(inside, iterations=1, border_value=0)
+    out[edge] = CONTOUR
+    return png_bytes(out)

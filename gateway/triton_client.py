@@ -1,0 +1,201 @@
+"""The gateway's Triton client: one ``tritonclient.grpc.aio`` client per process.
+
+- created in the app's lifespan (:meth:`TritonClient.start`) and closed at shutdown;
+- :meth:`infer_window` sends one window per request; at most ``infer_concurrency``
+  requests are in flight (an ``asyncio.Semaphore``), so the windows of a clip (and of
+  concurrent clips) reach Triton together and its dynamic batcher merges them;
+- every call has a deadline; a server that is down, overloaded or still loading the model
+  raises :class:`TritonUnavailableError` (the worker retries the job later), anything else
+  :class:`TritonRequestError`;
+- the served model's config is checked against :data:`ultramn.contract.CONTRACT` once the
+  server answers (at start-up, or at the first call when it was down then):
+  :class:`ContractMismatchError` when names, dtypes or dims differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from ultramn.contract import CONTRACT, MASK_PROB_SCALE, ModelContract
+
+log = logging.getLogger("gateway.triton")
+
+#: gRPC status codes that mean "try again later" rather than "this request is wrong".
+RETRYABLE = {
+    "StatusCode.UNAVAILABLE",
+    "StatusCode.DEADLINE_EXCEEDED",
+    "StatusCode.NOT_FOUND",
+    "StatusCode.RESOURCE_EXHAUSTED",
+    "StatusCode.CANCELLED",
+}
+#: gRPC channel options: reconnect quickly after a Triton restart; big messages.
+CHANNEL_ARGS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 2**31 - 1),
+]
+
+
+class TritonUnavailableError(RuntimeError):
+    """Triton is down, overloaded or the model is not ready: retry later."""
+
+
+class TritonRequestError(RuntimeError):
+    """Triton rejected a request (a bug or a model fault: retrying will not help)."""
+
+
+class ContractMismatchError(RuntimeError):
+    """The served model's inputs/outputs differ from the contract."""
+
+
+@dataclass(frozen=True)
+class WindowOutput:
+    """One window's answer: ``plane_probs`` ``float32 [P]``, ``mask_probs`` ``float32 [T,H,W]`` in [0, 1]."""
+
+    plane_probs: npt.NDArray[np.float32]
+    mask_probs: npt.NDArray[np.float32]
+
+
+def _dims(values: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+def check_model_config(config: dict[str, Any], contract: ModelContract = CONTRACT) -> None:
+    """Raise :class:`ContractMismatchError` when the Triton model config (as JSON) breaks the contract."""
+    problems: list[str] = []
+    for kind, specs, served in (
+        ("input", contract.inputs, config.get("input", [])),
+        ("output", contract.served_outputs, config.get("output", [])),
+    ):
+        by_name = {t["name"]: t for t in served}
+        for spec in specs:
+            got = by_name.get(spec.name)
+            if got is None:
+                problems.append(f"{kind} {spec.name!r} missing")
+                continue
+            dtype, dims = got.get("data_type"), _dims(got.get("dims", []))
+            if dtype != spec.dtype or dims != spec.dims:
+                problems.append(f"{kind} {spec.name!r} is {dtype} {dims}, expected {spec.dtype} {spec.dims}")
+    if problems:
+        raise ContractMismatchError(f"model {config.get('name')!r} does not match the contract: " + "; ".join(problems))
+
+
+class TritonClient:
+    """Async Triton access for the gateway (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str = CONTRACT.name,
+        model_version: str = "",
+        concurrency: int = 8,
+        timeout_s: float = 30.0,
+        check_timeout_s: float = 2.0,
+        contract: ModelContract = CONTRACT,
+    ) -> None:
+        self.url = url
+        self.model_name = model_name
+        self.model_version = model_version
+        self.timeout_s = timeout_s
+        self.check_timeout_s = check_timeout_s
+        self.contract = contract
+        self.served_version: str | None = None
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._client: grpcclient.InferenceServerClient | None = None
+        self._checked = False
+
+    # lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Create the client and check the model when the server answers (not fatal when down)."""
+        self._client = grpcclient.InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
+        try:
+            await self.ensure_checked()
+        except TritonUnavailableError as exc:
+            log.warning("triton not reachable at start-up; will check the model at first use", extra={"reason": str(exc)[:200]})
+
+    async def close(self) -> None:
+        """Close the channel."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> grpcclient.InferenceServerClient:
+        """The underlying client (after :meth:`start`)."""
+        if self._client is None:
+            raise RuntimeError("TritonClient.start() was not called")
+        return self._client
+
+    # checks ----------------------------------------------------------------------------
+    async def ensure_checked(self) -> None:
+        """Fetch the model config and metadata once and compare them with the contract."""
+        if self._checked:
+            return
+        try:
+            cfg = await self.client.get_model_config(
+                self.model_name, self.model_version, as_json=True, client_timeout=self.check_timeout_s
+            )
+            meta = await self.client.get_model_metadata(
+                self.model_name, self.model_version, as_json=True, client_timeout=self.check_timeout_s
+            )
+        except InferenceServerException as exc:
+            raise self._map(exc) from exc
+        check_model_config(cfg.get("config", cfg), self.contract)
+        versions = meta.get("versions") or []
+        self.served_version = self.model_version or (str(max(versions, key=int)) if versions else None)
+        self._checked = True
+        log.info("model matches the contract", extra={"model": self.model_name, "version": self.served_version})
+
+    async def is_ready(self) -> bool:
+        """Whether the server answers and the model is ready (never raises)."""
+        try:
+            ready = await self.client.is_model_ready(self.model_name, self.model_version, client_timeout=self.check_timeout_s)
+        except (InferenceServerException, RuntimeError, OSError):
+            return False
+        return bool(ready)
+
+    # inference -------------------------------------------------------------------------
+    async def infer_window(self, window: npt.NDArray[np.float32]) -> WindowOutput:
+        """One window ``float32 [1,T,H,W]`` (the contract's input dims) -> :class:`WindowOutput`."""
+        await self.ensure_checked()
+        spec = self.contract.inputs[0]
+        if window.shape != spec.dims:
+            raise ValueError(f"window shape {window.shape} != contract {spec.dims}")
+        batch = np.ascontiguousarray(window[None], dtype=spec.numpy_dtype)
+        inp = InferInput(spec.name, list(batch.shape), spec.triton_datatype)
+        inp.set_data_from_numpy(batch)
+        outputs = [InferRequestedOutput(o.name) for o in self.contract.served_outputs]
+        async with self._semaphore:
+            try:
+                result = await self.client.infer(
+                    self.model_name, [inp], model_version=self.model_version, outputs=outputs, client_timeout=self.timeout_s
+                )
+            except InferenceServerException as exc:
+                raise self._map(exc) from exc
+        plane_spec, mask_spec = self.contract.served_outputs
+        plane = result.as_numpy(plane_spec.name)
+        mask = result.as_numpy(mask_spec.name)
+        if plane is None or mask is None:
+            raise TritonRequestError("Triton answered without the expected outputs")
+        probs = mask[0, 0].astype(np.float32) * np.float32(1.0 / MASK_PROB_SCALE)
+        return WindowOutput(plane_probs=plane[0].astype(np.float32), mask_probs=probs)
+
+    @staticmethod
+    def _map(exc: InferenceServerException) -> Exception:
+        status = str(exc.status() or "")
+        text = exc.message() or str(exc)
+        if status in RETRYABLE or "failed to connect" in text.lower() or "unavailable" in text.lower():
+            return TritonUnavailableError(f"{status or 'Triton error'}: {text}")
+        return TritonRequestError(f"{status or 'Triton error'}: {text}")

@@ -1,0 +1,295 @@
+"""The background job queue.
+
+Contract with the API:
+
+- an upload is on disk and its row is in the database (status ``queued``) *before*
+  :meth:`JobQueue.submit` is called, so a restart loses no accepted work: at start-up
+  rows left ``running`` go back to ``queued`` and every ``queued`` row is enqueued again;
+- the queue is bounded: more than ``queue_max`` queued + running jobs -> :class:`QueueFullError`
+  (the API answers 429);
+- ``workers`` tasks run jobs concurrently (their windows share the Triton client's
+  semaphore); ``workers=0`` accepts and queues without processing;
+- a job that finds Triton unavailable goes back to ``queued`` and is retried after an
+  exponential back-off (``retry_initial_s`` doubling up to ``retry_max_s``), for as long
+  as it takes: the job is kept, it completes once Triton is back;
+- waiters (``wait=true`` requests) are told when a job finishes or hits an unavailable Triton.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.core.config import Settings
+from gateway.core.metrics import Metrics
+from gateway.pipeline import ClipContext, Pipeline
+from gateway.store import AnalysisRepository, FileStore, JobStatus
+from gateway.store.models import utcnow
+from gateway.triton_client import TritonClient, TritonUnavailableError
+from ultramn.data.decoders import DecodedClip, DecodeError
+
+log = logging.getLogger("gateway.worker")
+
+
+class QueueFullError(RuntimeError):
+    """More than ``queue_max`` jobs are queued or running."""
+
+
+class Outcome(StrEnum):
+    """What a waiter learns."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TRITON_UNAVAILABLE = "triton_unavailable"
+    DELETED = "deleted"
+    TIMEOUT = "timeout"
+
+
+@dataclass
+class Progress:
+    """Windows done / total of a running job."""
+
+    done: int = 0
+    total: int = 0
+
+
+class JobQueue:
+    """See the module docstring."""
+
+    #: decoded clips kept in memory between upload and processing (bytes of frames, all jobs)
+    CLIP_CACHE_BYTES = 512 * 1024**2
+
+    def __init__(
+        self, settings: Settings, repo: AnalysisRepository, files: FileStore, pipeline: Pipeline, triton: TritonClient, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.files = files
+        self.pipeline = pipeline
+        self.triton = triton
+        self.metrics = metrics
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._pending: set[str] = set()  # queued (incl. backing off) + running
+        self._clips: OrderedDict[str, DecodedClip] = OrderedDict()
+        self._decode_ms: dict[str, float] = {}
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._retries: set[asyncio.Task[None]] = set()
+        self.progress: dict[str, Progress] = {}
+
+    # lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover unfinished jobs from the database and start the worker tasks."""
+        requeued = self.repo.requeue_running()
+        pending = self.repo.pending_ids()
+        for job_id in pending:
+            self._pending.add(job_id)
+            self._queue.put_nowait(job_id)
+        if pending:
+            log.info("resuming unfinished jobs", extra={"jobs": len(pending), "were_running": requeued})
+        self._tasks = [asyncio.create_task(self._run(), name=f"worker-{i}") for i in range(self.settings.workers)]
+
+    async def stop(self) -> None:
+        """Cancel the workers; running jobs stay ``running`` in the database and resume at the next start."""
+        tasks = self._tasks + list(self._retries)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._retries.clear()
+        for futures in self._waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+
+    # API side --------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Queued + running jobs."""
+        return len(self._pending)
+
+    def has_room(self) -> bool:
+        """Whether one more job may be accepted."""
+        return self.depth < self.settings.queue_max
+
+    def submit(self, job_id: str, clip: DecodedClip | None = None, decode_ms: float | None = None) -> None:
+        """Enqueue a job whose upload and row are already stored; :class:`QueueFullError` when full.
+
+        ``clip``: the upload already decoded by the request (``decode_ms`` took), reused by
+        the pipeline's decode stage when still in memory.
+        """
+        if not self.has_room():
+            raise QueueFullError(f"{self.depth} jobs are queued or running (limit {self.settings.queue_max})")
+        self._pending.add(job_id)
+        if clip is not None:
+            self._remember(job_id, clip, decode_ms)
+        self._queue.put_nowait(job_id)
+
+    def forget(self, job_id: str) -> None:
+        """Drop in-memory state of a deleted job (a running one finishes and is discarded)."""
+        self._clips.pop(job_id, None)
+        self._notify(job_id, Outcome.DELETED)
+
+    def is_pending(self, job_id: str) -> bool:
+        """Whether the job is queued or running in this process."""
+        return job_id in self._pending
+
+    def watch(self, job_id: str) -> asyncio.Future[Outcome]:
+        """A future resolved with the job's next :class:`Outcome` (register before submitting)."""
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(fut)
+        return fut
+
+    async def wait(self, job_id: str, timeout: float, fut: asyncio.Future[Outcome] | None = None) -> Outcome:
+        """Wait until the job finishes or hits an unavailable Triton, at most ``timeout`` s."""
+        fut = fut or self.watch(job_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            return Outcome.TIMEOUT
+        finally:
+            futures = self._waiters.get(job_id, [])
+            if fut in futures:
+                futures.remove(fut)
+            if not futures:
+                self._waiters.pop(job_id, None)
+
+    def unwatch(self, job_id: str, fut: asyncio.Future[Outcome]) -> None:
+        """Drop a future from :meth:`watch` that nobody will await."""
+        futures = self._waiters.get(job_id, [])
+        if fut in futures:
+            futures.remove(fut)
+        if not futures:
+            self._waiters.pop(job_id, None)
+
+    # internals -------------------------------------------------------------------------
+    def _remember(self, job_id: str, clip: DecodedClip, decode_ms: float | None) -> None:
+        self._clips[job_id] = clip
+        if decode_ms is not None:
+            self._decode_ms[job_id] = decode_ms
+        while sum(c.frames.nbytes for c in self._clips.values()) > self.CLIP_CACHE_BYTES and len(self._clips) > 1:
+            self._clips.popitem(last=False)
+
+    def _notify(self, job_id: str, outcome: Outcome) -> None:
+        for fut in self._waiters.get(job_id, []):
+            if not fut.done():
+                fut.set_result(outcome)
+
+    def _backoff(self, attempts: int) -> float:
+        return float(min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** max(attempts - 1, 0)))
+
+    async def _requeue_later(self, job_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._queue.put_nowait(job_id)
+
+    async def _run(self) -> None:
+        while True:
+            job_id = await self._queue.get()
+            try:
+                await self._process(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one job kill the worker
+                log.exception("worker error", extra={"job_id": job_id})
+
+    async def _process(self, job_id: str) -> None:
+        row = self.repo.get(job_id)
+        if row is None or row.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            self._pending.discard(job_id)
+            self._clips.pop(job_id, None)
+            return
+        attempts = row.attempts + 1
+        self.repo.update(job_id, status=JobStatus.RUNNING.value, started_at=utcnow(), attempts=attempts)
+        progress = self.progress.setdefault(job_id, Progress())
+
+        def on_progress(done: int, total: int) -> None:
+            progress.done, progress.total = done, total
+
+        options = row.options or {}
+        ctx = ClipContext(
+            job_id=job_id,
+            source=self.files.upload_path(job_id, row.upload_ext),
+            filename=f"upload{row.upload_ext}",
+            pixel_spacing_mm=options.get("pixel_spacing_mm"),
+            stride=options.get("stride"),
+            progress=on_progress,
+            clip=self._clips.get(job_id),
+        )
+        cached = ctx.clip is not None
+        t0 = time.perf_counter()
+        try:
+            await self.pipeline.run(ctx)
+        except TritonUnavailableError as exc:
+            delay = self._backoff(attempts)
+            self.repo.update(job_id, status=JobStatus.QUEUED.value, error_code="triton_unavailable", error_message=str(exc)[:500])
+            log.warning("triton unavailable; job requeued", extra={"job_id": job_id, "attempt": attempts, "retry_in_s": delay})
+            self._notify(job_id, Outcome.TRITON_UNAVAILABLE)
+            task = asyncio.create_task(self._requeue_later(job_id, delay))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+            return
+        except DecodeError as exc:
+            self._finish_failed(job_id, "corrupt_file", str(exc))
+            return
+        except Exception as exc:
+            log.exception("analysis failed", extra={"job_id": job_id})
+            self._finish_failed(job_id, "analysis_failed", f"{type(exc).__name__}: {exc}"[:500])
+            return
+        assert ctx.result is not None and ctx.masks is not None and ctx.frame_planes is not None and ctx.roi is not None
+        if self.repo.get(job_id) is None:  # deleted while running
+            self._drop(job_id)
+            return
+        self.files.save_masks(job_id, ctx.masks, ctx.frame_planes, ctx.roi)
+        result = dict(ctx.result)
+        timings = dict(ctx.timings)
+        if cached and job_id in self._decode_ms:  # the request decoded the upload: report that time
+            timings["decode"] = round(self._decode_ms[job_id], 2)
+            timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 2)
+        result["timings_ms"] = timings
+        result["model"] = {"name": self.triton.model_name, "version": self.triton.served_version}
+        n_windows = int(ctx.indices.shape[0]) if ctx.indices is not None else 0
+        self.repo.update(
+            job_id,
+            status=JobStatus.SUCCEEDED.value,
+            finished_at=utcnow(),
+            format=ctx.require_clip().format,
+            n_frames=result["n_frames"],
+            windows_total=n_windows,
+            windows_done=n_windows,
+            plane=result["plane"],
+            plane_confidence=result["plane_confidence"],
+            error_code=None,
+            error_message=None,
+            result=result,
+        )
+        if self.repo.get(job_id) is None:
+            self.files.delete(job_id, row.upload_ext)
+        self.metrics.jobs.labels("succeeded").inc()
+        log.info(
+            "analysis done",
+            extra={"job_id": job_id, "n_frames": result["n_frames"], "windows": n_windows, "timings_ms": ctx.timings,
+                   "wall_ms": round((time.perf_counter() - t0) * 1000, 1)},
+        )
+        self._drop(job_id)
+        self._notify(job_id, Outcome.SUCCEEDED)
+
+    def _finish_failed(self, job_id: str, code: str, message: str) -> None:
+        self.repo.update(job_id, status=JobStatus.FAILED.value, finished_at=utcnow(), error_code=code, error_message=message)
+        self.metrics.jobs.labels("failed").inc()
+        log.warning("analysis failed", extra={"job_id": job_id, "error_code": code})
+        self._drop(job_id)
+        self._notify(job_id, Outcome.FAILED)
+
+    def _drop(self, job_id: str) -> None:
+        self._pending.discard(job_id)
+        self._clips.pop(job_id, None)
+        self._decode_ms.pop(job_id, None)
+        self.progress.pop(job_id, None)
+
+
+__all__ = ["JobQueue", "Outcome", "Progress", "QueueFullError"]
+

@@ -1,0 +1,101 @@
+"""Bad input gets a clear JSON error and never takes the service down."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset
+
+from tests.data.test_decoders import _base_dicom
+from tests.gateway.conftest import SynthClip
+from tests.gateway.helpers import assert_error, make_settings, running_gateway, upload, write_clip
+from ultramn.serving.embedded import EmbeddedTriton
+
+pytestmark = pytest.mark.anyio
+
+
+def _png(h: int, w: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((h, w), 90, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _dicom_without_pixels(frames: np.ndarray, path: Path) -> bytes:
+    ds: Dataset = _base_dicom(frames)
+    del ds.PixelData
+    ds.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+async def test_bad_files(gateway: httpx.AsyncClient, clip: SynthClip, files_dir: Path) -> None:
+    mp4 = write_clip("mp4", clip.frames, files_dir).read_bytes()
+    cases: list[tuple[bytes, str, int, str]] = [
+        (b"just some text, not a clip\n" * 20, "notes.txt", 415, "unsupported_media_type"),
+        (_png(64, 64), "clip.mp4", 415, "unsupported_media_type"),  # lying type
+        (mp4[: len(mp4) // 3], "clip.mp4", 422, "corrupt_file"),  # truncated
+        (_dicom_without_pixels(clip.frames[:2], files_dir / "nopix.dcm"), "scan.dcm", 422, "corrupt_file"),
+        (_npy(np.zeros((0, 64, 64), np.uint8)), "empty.npy", 422, "corrupt_file"),  # zero frames
+        (_png(10, 5000), "wide.png", 422, "limit_exceeded"),  # absurd dimensions
+        (b"", "empty.mp4", 422, "corrupt_file"),
+    ]
+    for content, name, status, code in cases:
+        assert_error(await upload(gateway, content=content, name=name, wait=True), status, code)
+    # the service is still fine and nothing was queued
+    assert (await gateway.get("/health/ready")).status_code == 200
+    assert (await gateway.get("/v1/analyses", params={"status": "queued"})).json()["items"] == []
+
+
+async def test_bad_fields(gateway: httpx.AsyncClient, clip: SynthClip, files_dir: Path) -> None:
+    path = write_clip("png", clip.frames, files_dir)
+    assert_error(await upload(gateway, path, stride=0), 422, "validation_error")
+    assert_error(await upload(gateway, path, stride="two"), 422, "validation_error")
+    assert_error(await upload(gateway, path, pixel_spacing_mm=-1), 422, "validation_error")
+    assert_error(await upload(gateway, path, wait="maybe"), 422, "validation_error")
+    r = await gateway.post("/v1/analyses", data={"wait": "true"}, files={"other": ("x.png", b"123")})
+    assert_error(r, 422, "validation_error")
+    r = await gateway.post("/v1/analyses", content=b"not multipart", headers={"content-type": "text/plain"})
+    assert r.status_code in (415, 422) and "error" in r.json()
+
+
+async def test_upload_size_limit_while_streaming(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:
+    settings = make_settings(tmp_path / "data", triton_server.grpc_url, max_upload_bytes=20_000)
+    big = write_clip("npy", clip.frames, tmp_path / "files")  # 16*128*160 = 327 kB
+    async with running_gateway(settings) as client:
+        assert_error(await upload(client, big), 413, "payload_too_large")
+
+        async def chunks():  # no Content-Length: the limit is enforced on the stream
+            body = big.read_bytes()
+            head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="clip.npy"\r\n\r\n'
+            yield head
+            for i in range(0, len(body), 8192):
+                yield body[i : i + 8192]
+            yield b"\r\n--b--\r\n"
+
+        r = await client.post("/v1/analyses", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+        assert_error(r, 413, "payload_too_large")
+        assert not list((tmp_path / "data" / "uploads").iterdir())  # nothing kept
+        small = write_clip("png", clip.frames, tmp_path / "files")
+        assert (await upload(client, small, wait=True)).status_code == 200
+
+
+async def test_queue_full_gives_429(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:
+    settings = make_settings(tmp_path / "data", triton_server.grpc_url, workers=0, queue_max=2)
+    path = write_clip("png", clip.frames, tmp_path / "files")
+    async with running_gateway(settings) as client:
+        assert (await upload(client, path)).status_code == 202
+        assert (await upload(client, path)).status_code == 202
+        r = await upload(client, path)
+        assert_error(r, 429, "queue_full")
+        assert int(r.headers["retry-after"]) > 0
+        assert "ultramn_queue_depth 2.0" in (await client.get("/metrics")).text

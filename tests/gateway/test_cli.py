@@ -1,0 +1,71 @@
+"""`ultramn analyze` against the real gateway served by uvicorn (in a thread) and the real Triton."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+from typer.testing import CliRunner
+
+from gateway.main import create_app
+from tests.gateway.conftest import SynthClip
+from tests.gateway.helpers import make_settings, write_clip
+from ultramn.cli import app as cli_app
+from ultramn.cli import main
+from ultramn.serving.embedded import EmbeddedTriton, free_ports
+
+
+@pytest.fixture
+def gateway_url(triton_server: EmbeddedTriton, tmp_path: Path) -> Iterator[str]:
+    port = free_ports(1)[0]
+    settings = make_settings(tmp_path / "data", triton_server.grpc_url, api_key="k")
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_analyze_writes_results(gateway_url: str, tmp_path: Path, clip: SynthClip) -> None:
+    path = write_clip("mp4", clip.frames, tmp_path / "files")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    args = ["analyze", str(path), "--gateway", gateway_url, "--out", str(out), "--api-key", "k", "--pixel-spacing", "0.2", "--quiet"]
+    res = runner.invoke(cli_app, args)
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "succeeded" and result["result"]["n_frames"] == 16
+    assert result["result"]["spacing_source"] == "request"
+    with np.load(out / "masks.npz") as data:
+        masks = data["masks"]
+    pngs = sorted((out / "masks").glob("frame_*.png"))
+    assert len(pngs) == 16 and masks.shape == (16, 128, 160)
+    assert np.array_equal(np.asarray(Image.open(pngs[5])) > 0, masks[5] > 0)
+
+
+def test_analyze_bad_input_exits_2(gateway_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_text("not a video")
+    for args, code in (
+        (["analyze", str(bogus), "--gateway", gateway_url, "--api-key", "k", "--quiet"], 2),  # 415 from the gateway
+        (["analyze", str(bogus), "--gateway", gateway_url, "--api-key", "wrong", "--quiet"], 2),  # 403
+        (["analyze", str(tmp_path / "missing.mp4"), "--gateway", gateway_url], 2),
+        (["analyze", str(bogus), "--gateway", "http://127.0.0.1:9", "--quiet"], 1),  # nobody there
+    ):
+        monkeypatch.setattr(sys, "argv", ["ultramn", *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        assert exc.value.code == code, args

@@ -1,0 +1,80 @@
+"""Pipeline stages without a server: geometry of the mask mapping, contract check, windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.pipeline import postprocess, preprocess, stitch, windows
+from gateway.pipeline.context import ClipContext
+from gateway.triton_client import ContractMismatchError, check_model_config
+from ultramn.contract import CONTRACT
+from ultramn.data.decoders import DecodedClip
+
+
+def test_masks_go_back_to_the_original_geometry_through_the_roi() -> None:
+    """A disc predicted in model geometry lands where it belongs in the full (uncropped) frame."""
+    n, h0, w0 = 3, 220, 280
+    roi = (52, 34, 212, 162)  # 160 x 128 crop
+    frames = np.zeros((n, h0, w0), np.uint8)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.2, (0.2, 0.2), "npy"), roi=roi)
+    model = CONTRACT.height, CONTRACT.width
+    # a disc in model geometry that is an ellipse of 40 x 32 px centred at (80, 64) in the 160 x 128 crop
+    sx, sy = CONTRACT.width / 160, CONTRACT.height / 128
+    yy, xx = np.mgrid[0 : model[0], 0 : model[1]]
+    ellipse = (((xx - 80 * sx) / (20 * sx)) ** 2 + ((yy - 64 * sy) / (16 * sy)) ** 2 <= 1).astype(np.float32)
+    probs = np.stack([ellipse] * n)
+    ctx.frame_mask_probs = probs
+    ctx.frame_planes = np.tile(np.array([[0.7, 0.1, 0.1, 0.1]], np.float32), (n, 1))
+    postprocess.run(ctx, postprocess.PostprocessConfig())
+    assert ctx.masks is not None and ctx.masks.shape == (n, h0, w0)
+    assert ctx.masks[:, : roi[1]].sum() == 0 and ctx.masks[:, :, : roi[0]].sum() == 0
+    assert ctx.result is not None
+    f = ctx.result["frames"][0]
+    cx, cy = f["centroid"]
+    assert cx == pytest.approx(52 + 80, abs=1.0) and cy == pytest.approx(34 + 64, abs=1.0)
+    x0, y0, x1, y1 = f["bbox"]
+    assert (x1 - x0) == pytest.approx(40, abs=3) and (y1 - y0) == pytest.approx(32, abs=3)
+    assert f["flattening_ratio"] == pytest.approx(1.25, abs=0.08)
+    assert f["csa_mm2"] == pytest.approx(f["csa_px"] * 0.04, rel=1e-6)
+    xs = [p[0] for p in f["contour"]]
+    assert min(xs) >= x0 - 1 and max(xs) <= x1
+    assert ctx.result["roi"] == {"x0": 52, "y0": 34, "x1": 212, "y1": 162}
+    assert ctx.result["plane"] == "TW" and ctx.result["spacing_source"] == "file"
+    assert ctx.result["csa"]["unit"] == "mm2" or ctx.result["csa"]["unit"].startswith("mm")
+
+
+def test_preprocess_windows_stitch_shapes() -> None:
+    frames = np.random.default_rng(0).integers(0, 255, (10, 60, 90), dtype=np.uint8)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, None, None, None, "npy"), roi=(10, 5, 70, 55))
+    preprocess.run(ctx, preprocess.PreprocessConfig())
+    assert ctx.model_frames is not None and ctx.model_frames.shape == (10, CONTRACT.height, CONTRACT.width)
+    assert ctx.model_frames.dtype == np.float32 and ctx.model_frames.min() >= 0 and ctx.model_frames.max() <= 1
+    windows.run(ctx, windows.WindowConfig(stride=4))
+    assert ctx.indices is not None and ctx.indices.tolist()[-1] == [2, 3, 4, 5, 6, 7, 8, 9]
+    nw = ctx.indices.shape[0]
+    ctx.window_masks = np.ones((nw, CONTRACT.window_frames, CONTRACT.height, CONTRACT.width), np.float32) * 0.25
+    ctx.window_planes = np.tile(np.array([[0.1, 0.6, 0.2, 0.1]], np.float32), (nw, 1))
+    stitch.run(ctx)
+    assert ctx.frame_mask_probs is not None and ctx.frame_mask_probs.shape == (10, CONTRACT.height, CONTRACT.width)
+    np.testing.assert_allclose(ctx.frame_mask_probs, 0.25, atol=1e-6)
+
+
+def _config(**changes: object) -> dict[str, object]:
+    cfg: dict[str, object] = {
+        "name": "ultramn",
+        "input": [{"name": t.name, "data_type": t.dtype, "dims": [str(d) for d in t.dims]} for t in CONTRACT.inputs],
+        "output": [{"name": t.name, "data_type": t.dtype, "dims": [str(d) for d in t.dims]} for t in CONTRACT.served_outputs],
+    }
+    cfg.update(changes)
+    return cfg
+
+
+def test_model_config_is_checked_against_the_contract() -> None:
+    check_model_config(_config())
+    bad_dims = _config(input=[{"name": "frames", "data_type": "TYPE_FP32", "dims": ["1", "16", "128", "128"]}])
+    with pytest.raises(ContractMismatchError, match="frames"):
+        check_model_config(bad_dims)
+    missing = _config(output=[{"name": "plane_probs", "data_type": "TYPE_FP32", "dims": ["4"]}])
+    with pytest.raises(ContractMismatchError, match="mask_probs"):
+        check_model_config(missing)

@@ -1,0 +1,85 @@
+"""Triton going away mid-job and the gateway restarting: accepted work is never lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+from gateway.store import AnalysisRepository
+from tests.gateway.conftest import SynthClip
+from tests.gateway.helpers import assert_error, make_settings, running_gateway, upload, wait_done, write_clip
+from tests.serving.fixtures import ServedModel
+from ultramn.contract import CONTRACT
+from ultramn.serving.embedded import EmbeddedTriton, Ports, check_glibc, check_repository, free_ports
+
+pytestmark = pytest.mark.anyio
+
+
+class SamePorts(EmbeddedTriton):
+    """Restartable on the ports it just left: tritonserver binds with SO_REUSEADDR, so the
+    preflight's plain bind test (which TIME_WAIT connections fail for a minute) is skipped."""
+
+    def preflight(self) -> None:
+        check_glibc()
+        check_repository(self.repository, self.models)
+
+
+async def test_triton_stopped_mid_job_then_back(served_model: ServedModel, tmp_path: Path, clip: SynthClip) -> None:
+    ports = Ports(*free_ports(3))
+
+    def start() -> EmbeddedTriton:
+        return SamePorts(served_model.repository, ports, models=[CONTRACT.name], log_path=tmp_path / "triton.log").start()
+
+    server = await anyio.to_thread.run_sync(start)
+    try:
+        settings = make_settings(tmp_path / "data", server.grpc_url, infer_concurrency=2)
+        long_clip = write_clip("npy", np.tile(clip.frames, (10, 1, 1)), tmp_path / "long")  # 160 frames
+        short_clip = write_clip("png", clip.frames, tmp_path / "short")
+        async with running_gateway(settings) as client:
+            long_job = await upload(client, long_clip, stride=1)  # 153 windows
+            assert long_job.status_code == 202
+            job_id = long_job.json()["id"]
+            with anyio.fail_after(60):
+                while (await client.get(f"/v1/analyses/{job_id}")).json()["progress"]["windows_done"] < 1:
+                    await anyio.sleep(0.02)
+            await anyio.to_thread.run_sync(server.stop)  # mid-job
+
+            r = await upload(client, short_clip, wait=True)
+            body = assert_error(r, 503, "triton_unavailable")
+            assert int(r.headers["retry-after"]) > 0 and r.headers["location"] == f"/v1/analyses/{body['error']['id']}"
+            waiting_id = body["error"]["id"]
+            assert_error(await client.get("/health/ready"), 503, "triton_unavailable")
+            with anyio.fail_after(30):
+                while (job := (await client.get(f"/v1/analyses/{job_id}")).json())["error"] is None:
+                    await anyio.sleep(0.1)
+            assert job["status"] in ("queued", "running") and job["error"]["code"] == "triton_unavailable"
+            assert (await client.get(f"/v1/analyses/{waiting_id}")).json()["status"] in ("queued", "running")
+
+            server = await anyio.to_thread.run_sync(start)  # Triton is back on the same ports
+            for jid in (waiting_id, job_id):
+                done = await wait_done(client, jid, timeout=120)
+                assert done["status"] == "succeeded", done
+                assert done["error"] is None and done["attempts"] >= 2
+            assert (await client.get("/health/ready")).status_code == 200
+    finally:
+        await anyio.to_thread.run_sync(server.stop)
+
+
+async def test_restart_resumes_pending_jobs(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:
+    data = tmp_path / "data"
+    path = write_clip("npz", clip.frames, tmp_path / "files")
+    async with running_gateway(make_settings(data, triton_server.grpc_url, workers=0)) as client:  # accept only
+        ids = [(await upload(client, path)).json()["id"] for _ in range(2)]
+        assert {(await client.get(f"/v1/analyses/{i}")).json()["status"] for i in ids} == {"queued"}
+    # the first job was being processed when the process died
+    settings = make_settings(data, triton_server.grpc_url)
+    repo = AnalysisRepository(settings.sqlalchemy_url)
+    repo.update(ids[0], status="running")
+    repo.close()
+    async with running_gateway(settings) as client:
+        for job_id in ids:
+            done = await wait_done(client, job_id)
+            assert done["status"] == "succeeded" and done["result"]["n_frames"] == 16

@@ -1,0 +1,54 @@
+"""ROI: a synthetic clip embedded in a larger "screen capture" with text, ticks, a logo and borders."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from gateway.pipeline.roi import RoiConfig, find_roi
+from tests.gateway.conftest import SynthClip
+
+X0, Y0 = 52, 34  # where the 128x160 image sits in the 220x280 screen
+TEXT_BELOW = 186  # first row of the text line under the image
+
+
+def screen_capture(frames: np.ndarray) -> np.ndarray:
+    """``uint8 [N,220,280]``: black screen, the clip at (X0, Y0), text, depth ticks and a logo."""
+    n, h, w = frames.shape
+    screen = Image.new("L", (280, 220), 0)
+    draw = ImageDraw.Draw(screen)
+    draw.text((6, 4), "MEDIAN N.  L12-5  18 MHz  GAIN 54", fill=255)
+    draw.text((6, 16), "DR 60  FR 25", fill=230)
+    draw.text((60, TEXT_BELOW), "CSA 9.1 mm2   DEPTH 3.0 cm", fill=255)
+    draw.text((4, 80), "R", fill=255)
+    for y in range(Y0, Y0 + h, 10):  # depth ticks right of the image, 3 px away
+        draw.line([(X0 + w + 3, y), (X0 + w + 8, y)], fill=200, width=1)
+    draw.rectangle([262, 196, 274, 208], fill=180)  # a solid icon in the corner
+    base = np.asarray(screen)
+    out = np.repeat(base[None], n, axis=0).copy()
+    out[:, Y0 : Y0 + h, X0 : X0 + w] = frames
+    return out
+
+
+def test_roi_finds_the_image_in_a_screen_capture(clip: SynthClip) -> None:
+    frames = screen_capture(clip.frames)
+    x0, y0, x1, y1 = find_roi(frames)
+    h, w = clip.frames.shape[1:]
+    assert abs(x0 - X0) <= 2 and abs(x1 - (X0 + w)) <= 2 and abs(y0 - Y0) <= 2
+    # the image's deep rows are dark like the border: the box may reach down to the text, never into it
+    empty = screen_capture(np.zeros_like(clip.frames[:1]))[0]
+    first_text_row = Y0 + h + int(np.flatnonzero(empty[Y0 + h :, X0 : X0 + w].any(axis=1))[0])
+    assert TEXT_BELOW <= first_text_row < TEXT_BELOW + 6
+    assert Y0 + h - 2 <= y1 <= first_text_row
+
+
+def test_roi_keeps_a_plain_clip_whole(clip: SynthClip) -> None:
+    assert find_roi(clip.frames) == (0, 0, 160, 128)
+
+
+def test_roi_falls_back_to_full_frame() -> None:
+    dark = np.zeros((3, 64, 80), np.uint8)
+    assert find_roi(dark) == (0, 0, 80, 64)
+    assert find_roi(dark, RoiConfig(enabled=False)) == (0, 0, 80, 64)
+    text_only = screen_capture(np.zeros((3, 128, 160), np.uint8))
+    assert find_roi(text_only) == (0, 0, 280, 220)
