@@ -35,3 +35,6 @@ fmt: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+up: install  ## the README's main command: embedded Triton + gateway + web viewer on CPU (port 8080)
+	$(PY) -m gateway.up
