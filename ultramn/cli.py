@@ -22,8 +22,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "split",
     "train",
     "evaluate",
+    "compare",
     "triton",
     "analyze",
+    "batch",
 )
 
 app = typer.Typer(

@@ -5,7 +5,7 @@
 """
 
 from gateway.store.files import FileStore
-from gateway.store.models import Analysis, Base, JobStatus
+from gateway.store.models import Analysis, Base, Batch, JobStatus
 from gateway.store.repository import AnalysisRepository, ListFilters, Page
 
-__all__ = ["Analysis", "AnalysisRepository", "Base", "FileStore", "JobStatus", "ListFilters", "Page"]
+__all__ = ["Analysis", "AnalysisRepository", "Base", "Batch", "FileStore", "JobStatus", "ListFilters", "Page"]

@@ -59,9 +59,32 @@ class Analysis(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    batch_id: Mapped[str | None] = mapped_column(String(32))  # the batch (POST /v1/batches) the clip came in
+    batch_index: Mapped[int | None] = mapped_column(Integer)  # its position in that batch
 
     __table_args__ = (
         Index("ix_analyses_created", "created_at", "id"),
         Index("ix_analyses_status", "status"),
         Index("ix_analyses_plane", "plane"),
+        Index("ix_analyses_batch", "batch_id", "batch_index"),
     )
+
+
+class Batch(Base):
+    """One uploaded archive whose clips became analyses (``Analysis.batch_id``).
+
+    Like analyses, no names are kept: not the archive's, not its members' (the POST answer
+    lists them once, for the client).
+    """
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    archive_ext: Mapped[str] = mapped_column(String(16), default="")
+    archive_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    n_clips: Mapped[int] = mapped_column(Integer, default=0)
+    n_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_batches_created", "created_at", "id"),)

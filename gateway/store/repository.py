@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, or_, select
+from sqlalchemy import Engine, and_, create_engine, event, inspect, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.errors import ApiError
-from gateway.store.models import Analysis, Base, JobStatus, utcnow
+from gateway.store.models import Analysis, Base, Batch, JobStatus, utcnow
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,19 @@ class AnalysisRepository:
         self.engine = make_engine(url)
         self._is_sqlite = url.startswith("sqlite")
         Base.metadata.create_all(self.engine)
+        self._add_batch_columns()
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _add_batch_columns(self) -> None:
+        """Databases made before batches existed: add ``analyses.batch_id`` / ``batch_index`` (additive)."""
+        columns = {c["name"] for c in inspect(self.engine).get_columns("analyses")}
+        with self.engine.begin() as conn:
+            if "batch_id" not in columns:
+                conn.execute(text("ALTER TABLE analyses ADD COLUMN batch_id VARCHAR(32)"))
+            if "batch_index" not in columns:
+                conn.execute(text("ALTER TABLE analyses ADD COLUMN batch_index INTEGER"))
+            if "batch_id" not in columns:
+                conn.execute(text("CREATE INDEX IF NOT EXISTS ix_analyses_batch ON analyses (batch_id, batch_index)"))
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -164,3 +176,40 @@ class AnalysisRepository:
         more = len(rows) > limit
         rows = rows[:limit]
         return Page(items=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
+
+    # batches ---------------------------------------------------------------------------
+    def create_batch(self, batch: Batch, rows: Sequence[Analysis]) -> Batch:
+        """Insert a batch and its analyses in one transaction."""
+        with self.session() as s, s.begin():
+            s.add(batch)
+            s.add_all(list(rows))
+        return batch
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        """The batch, or ``None``."""
+        with self.session() as s:
+            return s.get(Batch, batch_id)
+
+    def batch_analyses(self, batch_id: str) -> Sequence[Analysis]:
+        """The batch's analyses in archive order."""
+        with self.session() as s:
+            stmt = select(Analysis).where(Analysis.batch_id == batch_id).order_by(Analysis.batch_index, Analysis.id)
+            return list(s.scalars(stmt).all())
+
+    def list_batches(self, limit: int, cursor: str | None = None) -> tuple[Sequence[Batch], str | None]:
+        """Batches newest first, ``limit`` per page after ``cursor``; (rows, next cursor)."""
+        stmt = select(Batch)
+        if cursor:
+            t, i = decode_cursor(cursor)
+            t = _naive_utc(t) if self._is_sqlite else t
+            stmt = stmt.where(or_(Batch.created_at < t, and_(Batch.created_at == t, Batch.id < i)))
+        stmt = stmt.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)
+        with self.session() as s:
+            rows = list(s.scalars(stmt).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = None
+        if more and rows:
+            raw = json.dumps({"t": rows[-1].created_at.isoformat(), "i": rows[-1].id}).encode()
+            nxt = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return rows, nxt

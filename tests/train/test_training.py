@@ -130,6 +130,14 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     for fig in ("confusion.png", "dice_by_quality.png", "overlays.png", "report.md", "frames.csv"):
         assert (ev / fig).is_file(), fig
 
+    table = tmp_path / "compare.md"
+    r = _cli("compare", f"UltraMN={ev}", f"again={ev / 'metrics.json'}", "--out", str(table))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [ln for ln in table.read_text().splitlines() if ln.startswith("| ")]
+    assert len(rows) == 3 and rows[1].startswith("| UltraMN |") and f"{metrics['dice_mean']:.4f}" in rows[1]
+    assert _cli("compare", "no-equals-sign").returncode == 2
+    assert _cli("compare", f"x={tmp_path / 'nowhere'}").returncode == 2
+
 
 def test_init_with_another_arch_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "m.pt"

@@ -1,6 +1,7 @@
 """Reading and writing one clip file of the dataset layout.
 
-A clip file is an ``.npz`` (deflate level 1: same size as level 6 on speckle, 2.6x faster) holding ``frames`` (``uint8 [T,H,W]``, grey levels) and
+A clip file is an ``.npz`` (deflate level 1: as small as level 6 on speckle, 2.6x faster)
+holding ``frames`` (``uint8 [T,H,W]``, grey levels) and
 ``masks`` (``uint8 [T,H,W]``, 1 = nerve, 0 = background). Files are written with fixed
 zip timestamps so that the same arrays always give the same bytes (the generator's
 determinism depends on it).

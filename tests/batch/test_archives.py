@@ -1,0 +1,143 @@
+"""``ultramn.data.archives``: safe listing/extraction of ZIP, TAR and DICOMDIR (real archives in tmp)."""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.fileset import FileSet
+from pydicom.uid import generate_uid
+
+from tests.batch.archives import ClipSet, malicious, png_bytes, zip_many, zip_with
+from tests.data.test_decoders import write_dicom_cine
+from ultramn.batch.discover import discover
+from ultramn.data.archives import (
+    ArchiveError,
+    ArchiveLimitError,
+    ArchiveLimits,
+    UnsafeArchiveError,
+    archive_kind,
+    dicomdir_files,
+    list_members,
+    safe_extract,
+    safe_name,
+)
+
+EXPECTED = {
+    "traversal": (UnsafeArchiveError, "path traversal"),
+    "traversal_nested": (UnsafeArchiveError, "path traversal"),
+    "absolute": (UnsafeArchiveError, "absolute path"),
+    "windows_absolute": (UnsafeArchiveError, "absolute path"),
+    "zip_symlink_out": (UnsafeArchiveError, "points outside"),
+    "tar_symlink_out": (UnsafeArchiveError, "points outside"),
+    "tar_hardlink_out": (UnsafeArchiveError, "points outside"),
+    "zip_bomb": (ArchiveLimitError, "zip bomb"),
+    "tar_bomb": (ArchiveLimitError, "bomb"),
+    "too_many": (ArchiveLimitError, "more than 10000 members"),
+}
+
+
+@pytest.fixture(scope="module")
+def evil(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return malicious(tmp_path_factory.mktemp("evil"))
+
+
+def test_every_hostile_archive_is_refused_before_anything_is_written(evil: dict[str, Path], tmp_path: Path) -> None:
+    assert set(evil) == set(EXPECTED)
+    for what, path in evil.items():
+        error, text = EXPECTED[what]
+        with pytest.raises(error, match=text):
+            list_members(path)
+        dest = tmp_path / what
+        with pytest.raises(error):
+            safe_extract(path, dest)
+        assert not any(p.is_file() for p in dest.rglob("*")), f"{what}: files were written"
+    assert not (tmp_path / "evil.png").exists() and not (tmp_path.parent / "evil.png").exists()
+
+
+def test_safe_names() -> None:
+    assert safe_name("a/./b//c.png") == "a/b/c.png"
+    assert safe_name("a\\b.png") == "a/b.png"
+    for bad in ("../x", "/x", "a/../../x", "C:/x", "x\x00y", "", "./"):
+        with pytest.raises(UnsafeArchiveError):
+            safe_name(bad)
+
+
+def test_extracts_a_good_archive_and_links_inside_are_not_followed(clip_set: ClipSet, tmp_path: Path) -> None:
+    members = {m.name for m in list_members(clip_set.archive)}
+    assert members == {*clip_set.clips, "notes.txt"}
+    written = safe_extract(clip_set.archive, tmp_path / "x")
+    assert {p.relative_to(tmp_path / "x").as_posix() for p in written} == members
+    tar_written = safe_extract(clip_set.tar, tmp_path / "t")
+    assert {p.relative_to(tmp_path / "t").as_posix() for p in tar_written} == members
+    assert (tmp_path / "t" / "exam1" / "clip_b.npy").read_bytes() == (tmp_path / "x" / "exam1" / "clip_b.npy").read_bytes()
+
+
+def test_limits_are_configurable(tmp_path: Path) -> None:
+    many = zip_many(tmp_path / "m.zip", 6)
+    assert len(list_members(many, ArchiveLimits(max_members=6))) == 6
+    with pytest.raises(ArchiveLimitError, match="more than 5 members"):
+        list_members(many, ArchiveLimits(max_members=5))
+    big = zip_with(tmp_path / "b.zip", {"a.png": png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))})
+    with pytest.raises(ArchiveLimitError, match="uncompressed"):
+        list_members(big, ArchiveLimits(max_member_bytes=100))
+    with pytest.raises(ArchiveLimitError, match="in all"):
+        list_members(big, ArchiveLimits(max_total_bytes=100))
+
+
+def test_unreadable_archives(tmp_path: Path) -> None:
+    trunc = tmp_path / "t.zip"
+    good = zip_with(tmp_path / "g.zip", {"a.png": b"x" * 5000})
+    trunc.write_bytes(good.read_bytes()[:-30])
+    with pytest.raises(ArchiveError):
+        safe_extract(trunc, tmp_path / "out")
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    assert archive_kind(note) is None
+    with pytest.raises(ArchiveError, match="not a ZIP or TAR"):
+        list_members(note)
+
+
+def _dicom_set(folder: Path, n: int = 2) -> Path:
+    fs = FileSet()
+    for i in range(n):
+        path = write_dicom_cine(folder.parent / f"src{i}.dcm", np.full((3, 32, 32), 40 * i, np.uint8))
+        ds = pydicom.dcmread(path)
+        ds.StudyDate, ds.StudyTime, ds.StudyID = "20250101", "101010", "1"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.SeriesNumber, ds.InstanceNumber = 1, i + 1
+        fs.add(ds)
+    fs.write(folder)
+    return folder / "DICOMDIR"
+
+
+def test_dicomdir_references_and_traversal(tmp_path: Path) -> None:
+    dicomdir = _dicom_set(tmp_path / "set")
+    files = dicomdir_files(dicomdir)
+    assert len(files) == 2 and all(f.is_file() and f.is_relative_to((tmp_path / "set").resolve()) for f in files)
+    found = discover(dicomdir, tmp_path / "work")
+    assert [c.path for c in found.clips] == files
+    in_folder = discover(tmp_path / "set", tmp_path / "work")  # a folder holding a DICOMDIR: files not listed twice
+    assert sorted(c.path.resolve() for c in in_folder.clips) == sorted(files)
+    ds = pydicom.dcmread(dicomdir)
+    for record in ds.DirectoryRecordSequence:
+        if "ReferencedFileID" in record:
+            with warnings.catch_warnings():  # ".." is no valid CS value: that is the point
+                warnings.simplefilter("ignore")
+                record.ReferencedFileID = ["..", "..", "etc", "passwd"]
+            break
+    ds.save_as(dicomdir)
+    with pytest.raises(UnsafeArchiveError, match="path traversal"):
+        dicomdir_files(dicomdir)
+
+
+def test_discovery_of_an_archive(clip_set: ClipSet, tmp_path: Path) -> None:
+    found = discover(clip_set.archive, tmp_path / "work")
+    assert [c.name for c in found.clips] == sorted(clip_set.clips)
+    assert found.skipped == ["notes.txt"]
+    with zipfile.ZipFile(clip_set.archive) as zf:
+        assert zf.read("exam1/clip_b.npy") == next(c for c in found.clips if c.name == "exam1/clip_b.npy").path.read_bytes()

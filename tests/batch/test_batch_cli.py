@@ -1,0 +1,183 @@
+"""`ultramn batch` against the REAL stack: uvicorn serving create_app (in a thread) on the real Triton,
+and the ``--triton`` direct path on the same archive."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from gateway.main import create_app
+from tests.batch.archives import CORRUPT, N_FRAMES, ClipSet, malicious
+from tests.gateway.helpers import make_settings
+from ultramn.batch.outputs import SUMMARY_COLUMNS
+from ultramn.cli import main
+from ultramn.serving.embedded import EmbeddedTriton, free_ports
+
+KEY = "batch-key"
+
+
+@pytest.fixture(scope="module")
+def gateway_url(triton_server: EmbeddedTriton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_ports(1)[0]
+    settings = make_settings(tmp_path_factory.mktemp("gw"), triton_server.grpc_url, api_key=KEY)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """``ultramn ARGS`` through the real entry point; its exit code."""
+    monkeypatch.setattr(sys, "argv", ["ultramn", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def read_outputs(out: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    with open(out / "summary.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == SUMMARY_COLUMNS
+        rows = list(reader)
+    assert len(lines) == len({r["clip"] for r in lines}) and len(rows) == len(lines)
+    return {r["clip"]: r for r in lines}, {r["clip"]: r for r in rows}
+
+
+def check_outputs(out: Path, clip_set: ClipSet) -> dict[str, dict[str, Any]]:
+    """Every clip has a line and a row; good ones succeeded with masks; the corrupt one failed with its error."""
+    results, rows = read_outputs(out)
+    assert set(results) == set(clip_set.clips) == set(rows)
+    for name in clip_set.good:
+        rec, row = results[name], rows[name]
+        assert rec["status"] == "succeeded", rec["error"]
+        assert rec["result"]["n_frames"] == N_FRAMES and rec["result"]["plane"] in ("TW", "TF", "LW", "LF")
+        assert row["status"] == "succeeded" and row["plane"] == rec["result"]["plane"] and row["n_frames"] == str(N_FRAMES)
+        assert float(row["confidence"]) == pytest.approx(rec["result"]["plane_confidence"], abs=1e-4)
+        assert float(row["seconds"]) > 0 and row["error"] == ""
+        with np.load(out / rec["masks"]) as data:
+            assert data["masks"].shape == (N_FRAMES, clip_set.clips[name].shape[1], clip_set.clips[name].shape[2])  # type: ignore[union-attr]
+            assert data["plane_probs"].shape == (N_FRAMES, 4)
+    bad, bad_row = results[CORRUPT], rows[CORRUPT]
+    assert bad["status"] == "failed" and bad["result"] is None and bad["masks"] is None
+    assert bad["error"]["code"] == "unsupported_media_type" and "unrecognised content" in bad["error"]["message"]
+    assert bad_row["status"] == "failed" and bad_row["error"].startswith("unsupported_media_type:") and bad_row["plane"] == ""
+    assert not (out / "masks" / f"{CORRUPT}.npz").exists()
+    return results
+
+
+def analyses_on(gateway_url: str) -> list[str]:
+    r = httpx.get(f"{gateway_url}/v1/analyses", params={"limit": 200}, headers={"X-API-Key": KEY})
+    assert r.status_code == 200, r.text
+    return [item["id"] for item in r.json()["items"]]
+
+
+def state_lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "state.jsonl").read_text().splitlines()]
+
+
+def test_batch_through_the_gateway_is_complete_and_resumable(
+    gateway_url: str, clip_set: ClipSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    args = ["batch", str(clip_set.archive), "--out", str(out), "--gateway", gateway_url, "--api-key", KEY, "--concurrency", "3", "--quiet"]
+    assert run_cli(monkeypatch, *args) == 1  # one clip failed: reported, not fatal
+    results = check_outputs(out, clip_set)
+    ids = analyses_on(gateway_url)
+    assert sorted(ids) == sorted(results[n]["analysis_id"] for n in clip_set.good)  # the corrupt upload was refused (415)
+    assert len(state_lines(out)) == len(clip_set.clips)
+
+    # re-run: the done clips are skipped, only the failed one is tried again
+    assert run_cli(monkeypatch, *args) == 1
+    lines = state_lines(out)
+    assert len(lines) == len(clip_set.clips) + 1 and lines[-1]["clip"] == CORRUPT and lines[-1]["status"] == "failed"
+    assert sorted(analyses_on(gateway_url)) == sorted(ids)  # nothing new analysed
+    again = check_outputs(out, clip_set)
+    assert {n: again[n]["analysis_id"] for n in clip_set.good} == {n: results[n]["analysis_id"] for n in clip_set.good}
+
+    # fix the corrupt clip's content: it is retried and now succeeds; a changed clip is analysed again
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    with zipfile.ZipFile(clip_set.archive) as zf:
+        zf.extractall(fixed)
+    good_mp4 = fixed / "exam1" / "clip_a.mp4"
+    shutil.copy(good_mp4, fixed / CORRUPT)
+    args[1] = str(fixed)
+    assert run_cli(monkeypatch, *args) == 0
+    lines = state_lines(out)
+    assert [rec["clip"] for rec in lines[len(clip_set.clips) + 1 :]] == [CORRUPT]
+    final, rows = read_outputs(out)
+    assert final[CORRUPT]["status"] == "succeeded" and rows[CORRUPT]["status"] == "succeeded"
+    assert len(analyses_on(gateway_url)) == len(ids) + 1
+
+
+def test_batch_direct_on_triton_matches_the_gateway(
+    gateway_url: str, triton_server: EmbeddedTriton, clip_set: ClipSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct, via = tmp_path / "direct", tmp_path / "via"
+    assert run_cli(monkeypatch, "batch", str(clip_set.tar), "--out", str(direct), "--triton", triton_server.grpc_url, "--quiet") == 1
+    results = check_outputs(direct, clip_set)
+    assert all(results[n]["analysis_id"] is None for n in clip_set.good)
+    assert run_cli(monkeypatch, "batch", str(clip_set.tar), "--out", str(via), "--gateway", gateway_url, "--api-key", KEY, "--quiet") == 1
+    via_results = check_outputs(via, clip_set)
+    for name in clip_set.good:  # same pipeline, same model: same answers
+        a, b = results[name]["result"], via_results[name]["result"]
+        assert a["plane"] == b["plane"] and a["plane_confidence"] == pytest.approx(b["plane_confidence"], abs=1e-6)
+        with np.load(direct / results[name]["masks"]) as da, np.load(via / via_results[name]["masks"]) as db:
+            assert np.array_equal(da["masks"], db["masks"])
+    # a re-run of the direct path does nothing new but the failed clip
+    assert run_cli(monkeypatch, "batch", str(clip_set.tar), "--out", str(direct), "--triton", triton_server.grpc_url, "--quiet") == 1
+    assert [r["clip"] for r in state_lines(direct)][len(clip_set.clips) :] == [CORRUPT]
+
+
+def test_hostile_archives_and_bad_input_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for what, path in malicious(tmp_path / "evil").items():
+        out = tmp_path / f"out-{what}"
+        assert run_cli(monkeypatch, "batch", str(path), "--out", str(out), "--gateway", "http://127.0.0.1:9", "--quiet") == 2, what
+        err = capsys.readouterr().err
+        assert f"refused {path.name}" in err, (what, err)
+        assert not (out / "results.jsonl").exists()
+    assert not (tmp_path / "evil.png").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no clips here")
+    assert run_cli(monkeypatch, "batch", str(empty), "--out", str(tmp_path / "o1"), "--quiet") == 2
+    assert "no clips" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "batch", str(tmp_path / "missing"), "--out", str(tmp_path / "o2"), "--quiet") == 2
+
+
+def test_unreachable_gateway_exits_1(
+    clip_set: ClipSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    code = run_cli(monkeypatch, "batch", str(clip_set.archive), "--out", str(out), "--gateway", "http://127.0.0.1:9", "--quiet")
+    assert code == 1 and "cannot reach the gateway" in capsys.readouterr().err
+
+
+def test_triton_path_without_the_serve_extra_exits_2(
+    clip_set: ClipSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "gateway.batch_direct", None)  # import fails as without fastapi/tritonclient
+    code = run_cli(monkeypatch, "batch", str(clip_set.archive), "--out", str(tmp_path / "o"), "--triton", "127.0.0.1:9", "--quiet")
+    assert code == 2 and "needs the serve extra" in capsys.readouterr().err

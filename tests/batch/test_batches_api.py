@@ -1,0 +1,124 @@
+"""``/v1/batches`` on the REAL app (lifespan running) and the REAL Triton: archive in, analyses out."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import numpy as np
+import pytest
+
+from tests.batch.archives import CORRUPT, N_FRAMES, ClipSet, malicious, png_bytes
+from tests.gateway.helpers import assert_error, make_settings, running_gateway
+from ultramn.serving.embedded import EmbeddedTriton
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+async def gateway(
+    anyio_backend: str, triton_server: EmbeddedTriton, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with a queue smaller than a batch (the batch feeds it as it drains)."""
+    data = tmp_path_factory.mktemp("gateway")
+    settings = make_settings(data, triton_server.grpc_url, queue_max=2, workers=1)
+    async with running_gateway(settings) as client:
+        client.data_dir = data  # type: ignore[attr-defined]
+        yield client
+
+
+async def post_batch(client: httpx.AsyncClient, path: Path, **fields: Any) -> httpx.Response:
+    return await client.post("/v1/batches", files={"file": (path.name, path.read_bytes())}, data={k: str(v) for k, v in fields.items()})
+
+
+async def wait_batch(client: httpx.AsyncClient, batch_id: str, timeout: float = 90.0) -> dict[str, Any]:
+    seen: list[float] = []
+    with anyio.fail_after(timeout):
+        while True:
+            r = await client.get(f"/v1/batches/{batch_id}")
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            seen.append(body["progress"]["fraction"])
+            if body["status"] == "done":
+                assert seen == sorted(seen), "progress went backwards"
+                return body
+            await anyio.sleep(0.1)
+
+
+async def test_archive_becomes_a_batch_of_analyses(gateway: httpx.AsyncClient, clip_set: ClipSet) -> None:
+    r = await post_batch(gateway, clip_set.archive, pixel_spacing_mm=0.1)
+    assert r.status_code == 202, r.text
+    created = r.json()
+    batch_id = created["id"]
+    assert r.headers["location"] == f"/v1/batches/{batch_id}"
+    assert created["n_clips"] == 4 and created["n_skipped"] == 1 and created["progress"]["total"] == 4
+    names = {c["name"]: c for c in created["clips"]}
+    assert set(names) == set(clip_set.clips) and [c["index"] for c in created["clips"]] == [0, 1, 2, 3]
+
+    done = await wait_batch(gateway, batch_id)
+    assert done["counts"]["succeeded"] == 3 and done["counts"]["failed"] == 1
+    assert done["progress"] == {"done": 4, "total": 4, "fraction": 1.0}
+    by_id = {c["id"]: c for c in done["clips"]}
+    assert all(c["name"] is None for c in done["clips"])  # names are not stored
+    for name, clip in names.items():
+        view = by_id[clip["id"]]
+        a = await gateway.get(f"/v1/analyses/{clip['id']}", params={"include_frames": "false"})
+        assert a.status_code == 200
+        body = a.json()
+        if name == CORRUPT:
+            assert view["status"] == body["status"] == "failed"
+            assert view["error"]["code"] == body["error"]["code"] == "corrupt_file"
+            assert "unrecognised content" in view["error"]["message"]
+        else:
+            assert view["status"] == body["status"] == "succeeded" and view["plane"] == body["plane"]
+            assert body["result"]["n_frames"] == N_FRAMES and body["result"]["spacing_source"] == "request"
+            m = await gateway.get(view["links"]["masks_npz"])
+            assert m.status_code == 200
+
+    listed = (await gateway.get("/v1/batches")).json()
+    assert listed["items"][0]["id"] == batch_id and listed["items"][0]["status"] == "done" and "clips" not in listed["items"][0]
+    assert (await gateway.get("/v1/batches/nope")).status_code == 404
+
+
+async def test_tar_batch_and_pagination(gateway: httpx.AsyncClient, clip_set: ClipSet) -> None:
+    r = await post_batch(gateway, clip_set.tar)
+    assert r.status_code == 202, r.text
+    await wait_batch(gateway, r.json()["id"])
+    page = (await gateway.get("/v1/batches", params={"limit": 1})).json()
+    assert len(page["items"]) == 1 and page["items"][0]["id"] == r.json()["id"] and page["next_cursor"]
+    nxt = (await gateway.get("/v1/batches", params={"limit": 1, "cursor": page["next_cursor"]})).json()
+    assert len(nxt["items"]) == 1 and nxt["items"][0]["id"] != page["items"][0]["id"]
+
+
+async def test_hostile_and_bad_archives_are_refused(gateway: httpx.AsyncClient, tmp_path: Path) -> None:
+    expected = {
+        "traversal": "unsafe_archive",
+        "traversal_nested": "unsafe_archive",
+        "absolute": "unsafe_archive",
+        "windows_absolute": "unsafe_archive",
+        "zip_symlink_out": "unsafe_archive",
+        "tar_symlink_out": "unsafe_archive",
+        "tar_hardlink_out": "unsafe_archive",
+        "zip_bomb": "limit_exceeded",
+        "tar_bomb": "limit_exceeded",
+        "too_many": "limit_exceeded",
+    }
+    data_dir: Path = gateway.data_dir  # type: ignore[attr-defined]
+    uploads_before = sorted(p.name for p in (data_dir / "uploads").iterdir())
+    for what, path in malicious(tmp_path / "evil").items():
+        body = assert_error(await post_batch(gateway, path), 422, expected[what])
+        assert body["error"]["message"].startswith("archive."), (what, body)  # names the rule, not the client's file name
+    png = tmp_path / "still.png"
+    png.write_bytes(png_bytes(np.zeros((16, 16), np.uint8)))
+    assert_error(await post_batch(gateway, png), 415, "unsupported_media_type")
+    notes = tmp_path / "notes.zip"
+    with zipfile.ZipFile(notes, "w") as zf:
+        zf.writestr("readme.txt", "nothing to analyse")
+    assert_error(await post_batch(gateway, notes), 422, "no_clips")
+    assert_error(await gateway.post("/v1/batches", data={"x": "1"}), 422, "validation_error")
+    assert sorted(p.name for p in (data_dir / "uploads").iterdir()) == uploads_before  # nothing kept
+    assert not any((data_dir / "batches").iterdir())  # no staging or extraction left behind

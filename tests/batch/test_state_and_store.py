@@ -1,0 +1,84 @@
+"""The batch journal (torn lines, content changes), the CSV row, and the additive store migration."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from gateway.store import AnalysisRepository
+from gateway.store.models import Analysis, Batch
+from ultramn.batch.outputs import record, summary_row
+from ultramn.batch.state import BatchState, file_sha256
+
+
+def test_journal_last_record_wins_and_torn_lines_are_ignored(tmp_path: Path) -> None:
+    clip = tmp_path / "a.npy"
+    clip.write_bytes(b"one")
+    sha = file_sha256(clip)
+    state = BatchState(tmp_path)
+    state.append(record("a.npy", sha, 1.0, error=("corrupt_file", "bad")))
+    state.append(record("a.npy", sha, 2.0, result={"plane": "TW"}))
+    with open(tmp_path / "state.jsonl", "a") as fh:
+        fh.write('{"clip": "b.npy", "status": "succ')  # a crash mid-line
+    again = BatchState(tmp_path)
+    assert set(again.records) == {"a.npy"} and again.is_done("a.npy", sha)
+    clip.write_bytes(b"two")  # changed content: analysed again
+    assert not again.is_done("a.npy", file_sha256(clip))
+
+
+def test_summary_row() -> None:
+    result = {
+        "plane": "TF",
+        "plane_confidence": 0.87654321,
+        "n_frames": 12,
+        "csa": {"unit": "mm2", "median": 6.5, "min": 6.0, "max": 7.25},
+        "excursion": {"unit": "mm", "max_from_first": 1.5},
+    }
+    row = summary_row(record("x/y.mp4", "h", 1.23456, result=result))
+    assert row == {
+        "clip": "x/y.mp4",
+        "plane": "TF",
+        "confidence": 0.8765,
+        "csa_median": 6.5,
+        "csa_min": 6.0,
+        "csa_max": 7.25,
+        "csa_unit": "mm2",
+        "excursion": 1.5,
+        "excursion_unit": "mm",
+        "n_frames": 12,
+        "status": "succeeded",
+        "error": "",
+        "seconds": 1.235,
+    }
+    failed = summary_row(record("z.dcm", "h", 0.5, error=("corrupt_file", "no pixel data")))
+    assert (
+        failed["status"] == "failed"
+        and failed["error"] == "corrupt_file: no pixel data"
+        and failed["plane"] == ""
+        and failed["csa_unit"] == ""
+    )
+
+
+def test_old_database_gets_the_batch_columns(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the analyses table as created before batches existed
+        conn.execute(
+            "CREATE TABLE analyses (id VARCHAR(32) PRIMARY KEY, created_at DATETIME, updated_at DATETIME, started_at DATETIME, "
+            "finished_at DATETIME, status VARCHAR(16), upload_ext VARCHAR(16), upload_bytes INTEGER, format VARCHAR(16), options JSON, "
+            "n_frames INTEGER, windows_total INTEGER, windows_done INTEGER, attempts INTEGER, plane VARCHAR(8), plane_confidence FLOAT, "
+            "error_code VARCHAR(64), error_message TEXT, result JSON)"
+        )
+        conn.execute(
+            "INSERT INTO analyses (id, status, upload_ext, options, windows_done, attempts) VALUES ('old', 'succeeded', '.mp4', '{}', 0, 1)"
+        )
+    repo = AnalysisRepository(f"sqlite:///{db}")
+    try:
+        old = repo.get("old")
+        assert old is not None and old.batch_id is None
+        repo.create_batch(Batch(id="b1", n_clips=1), [Analysis(id="new", batch_id="b1", batch_index=0)])
+        assert [r.id for r in repo.batch_analyses("b1")] == ["new"]
+        rows, nxt = repo.list_batches(10)
+        assert [b.id for b in rows] == ["b1"] and nxt is None
+    finally:
+        repo.close()
+    AnalysisRepository(f"sqlite:///{db}").close()  # idempotent

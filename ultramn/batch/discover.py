@@ -1,0 +1,122 @@
+"""Find the clips of a batch input: a folder, a ZIP/TAR archive, or a DICOMDIR.
+
+A file is a clip when its extension is one the decoders know (``.mp4``, ``.dcm``, ``.npy``,
+...) or when its content sniffs as a known format (DICOM files of an exam export often have
+no extension). A file with a known extension but broken content is still a clip: it fails
+at analysis and is reported, it is not silently dropped. Everything else (notes, hidden
+files, ``__MACOSX``, links) is listed in :attr:`Discovery.skipped`.
+
+An archive is extracted safely (:func:`ultramn.data.archives.safe_extract`) under the
+work folder; a ZIP given as the input is always an archive of clips (to analyse a ZIP of
+frame images as one clip, put it in a folder). A DICOMDIR (the file, or one inside a
+folder or archive) contributes the image files it references; they are not listed twice.
+Clip names are POSIX paths relative to the input, naturally sorted; they key the results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ultramn.data.archives import (
+    DEFAULT_ARCHIVE_LIMITS,
+    ArchiveError,
+    ArchiveLimits,
+    archive_kind,
+    dicomdir_files,
+    remove_tree,
+    safe_extract,
+)
+from ultramn.data.decoders import EXTENSION_FORMATS, SNIFF_BYTES, DecodeError, natural_key, sniff_format
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip of a batch: ``name`` (relative POSIX path, the batch's key) and its file."""
+
+    name: str
+    path: Path
+
+
+@dataclass
+class Discovery:
+    """The clips found, and the names of files that are not clips."""
+
+    clips: list[Clip] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def is_clip_file(path: Path) -> bool:
+    """Known clip extension, or content one of the decoders recognises."""
+    if path.suffix.lower() in EXTENSION_FORMATS:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+        sniff_format(head, path.name)
+    except (OSError, DecodeError):
+        return False
+    return True
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _walk(root: Path) -> Discovery:
+    """Clips under the folder ``root`` (links are never followed)."""
+    found = Discovery()
+    files: list[Path] = []
+    referenced: set[Path] = set()
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not _hidden(d) and not (Path(folder) / d).is_symlink())
+        for name in sorted(names):
+            path = Path(folder) / name
+            rel = path.relative_to(root).as_posix()
+            if _hidden(name) or path.is_symlink() or not path.is_file():
+                found.skipped.append(rel)
+            elif name.upper() == "DICOMDIR":
+                for ref in dicomdir_files(path):
+                    if not ref.is_relative_to(root.resolve()):
+                        raise ArchiveError(f"{rel}: references a file outside the input")
+                    referenced.add(ref)
+            else:
+                files.append(path)
+    root_resolved = root.resolve()
+    for ref in sorted(referenced):
+        found.clips.append(Clip(ref.relative_to(root_resolved).as_posix(), ref))
+    for path in files:
+        if path.resolve() in referenced:
+            continue
+        rel = path.relative_to(root).as_posix()
+        if is_clip_file(path):
+            found.clips.append(Clip(rel, path))
+        else:
+            found.skipped.append(rel)
+    found.clips.sort(key=lambda c: natural_key(c.name))
+    return found
+
+
+def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS) -> Discovery:
+    """The clips of ``source`` (folder, archive, DICOMDIR or one clip file).
+
+    Archives are extracted into ``workdir / "extracted"`` (replaced on each call).
+    Raises :class:`FileNotFoundError` for a missing input and :class:`ArchiveError` for an
+    unsafe or unreadable archive.
+    """
+    if source.is_dir():
+        return _walk(source)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist")
+    kind = archive_kind(source)
+    if kind == "dicomdir":
+        root = source.parent.resolve()
+        clips = [Clip(p.relative_to(root).as_posix(), p) for p in dicomdir_files(source)]
+        return Discovery(sorted(clips, key=lambda c: natural_key(c.name)))
+    if kind in ("zip", "tar"):
+        dest = workdir / "extracted"
+        remove_tree(dest)
+        safe_extract(source, dest, limits)
+        return _walk(dest)
+    return Discovery([Clip(source.name, source)])

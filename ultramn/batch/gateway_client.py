@@ -1,0 +1,120 @@
+"""An :class:`~ultramn.batch.types.Analyzer` that sends clips to a running gateway (httpx, async).
+
+Per clip: ``POST /v1/analyses`` with ``wait=true`` (a short clip answers with its result at
+once), else polling ``GET /v1/analyses/{id}`` until it succeeded or failed, then
+``GET .../masks.npz``. A full queue (429) is retried after ``Retry-After``; a refused
+upload (4xx) or a failed analysis raises :class:`ClipError` with the gateway's error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ultramn.batch.types import ClipAnalysis, ClipError
+
+
+class GatewayUnreachableError(RuntimeError):
+    """The gateway does not answer at all (checked once before a batch starts)."""
+
+
+def error_of(resp: httpx.Response) -> tuple[str, str]:
+    """``(code, message)`` of a gateway error response."""
+    try:
+        err = resp.json()["error"]
+        return str(err["code"]), str(err["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"http_{resp.status_code}", resp.text[:200] or f"HTTP {resp.status_code}"
+
+
+class GatewayAnalyzer:
+    """See the module docstring; one ``httpx.AsyncClient`` shared by all clips."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        pixel_spacing_mm: float | None = None,
+        stride: int | None = None,
+        poll_s: float = 0.25,
+        timeout_s: float = 3600.0,
+        max_queue_retries: int = 240,
+    ) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(120.0, connect=10.0))
+        self.fields: dict[str, str] = {"wait": "true"}
+        if pixel_spacing_mm is not None:
+            self.fields["pixel_spacing_mm"] = str(pixel_spacing_mm)
+        if stride is not None:
+            self.fields["stride"] = str(stride)
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.max_queue_retries = max_queue_retries
+
+    async def check(self) -> None:
+        """:class:`GatewayUnreachableError` unless ``/health/live`` answers."""
+        try:
+            resp = await self.client.get("/health/live")
+        except httpx.HTTPError as exc:
+            raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url}: {exc}") from exc
+        if resp.status_code != 200:
+            raise GatewayUnreachableError(f"the gateway at {self.client.base_url} is not live (HTTP {resp.status_code})")
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()
+
+    async def _upload(self, path: Path) -> httpx.Response:
+        for _ in range(self.max_queue_retries + 1):
+            data = await asyncio.to_thread(path.read_bytes)
+            resp = await self.client.post("/v1/analyses", files={"file": (path.name, data)}, data=self.fields)
+            if resp.status_code != 429:
+                return resp
+            delay = float(resp.headers.get("Retry-After", "1") or 1)
+            await asyncio.sleep(min(max(delay, 0.2), 10.0))
+        raise ClipError("queue_full", "the gateway's queue stayed full")
+
+    async def _poll(self, job_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            resp = await self.client.get(f"/v1/analyses/{job_id}")
+            if resp.status_code != 200:
+                raise ClipError(*error_of(resp))
+            job: dict[str, Any] = resp.json()
+            if job["status"] in ("succeeded", "failed"):
+                return job
+            if time.monotonic() > deadline:
+                raise ClipError("timeout", f"analysis {job_id} not finished after {self.timeout_s:.0f} s")
+            await asyncio.sleep(self.poll_s)
+
+    async def analyze(self, path: Path, name: str) -> ClipAnalysis:
+        """Upload, wait, download the masks (see the module docstring)."""
+        try:
+            resp = await self._upload(path)
+            body: dict[str, Any] = {}
+            with contextlib.suppress(ValueError):
+                body = resp.json()
+            job_id = (body.get("error") or {}).get("id") if "error" in body else body.get("id")
+            if resp.status_code in (200, 202):
+                job = body
+            elif job_id and resp.status_code in (500, 503):  # failed while waiting / Triton away: the job row has it
+                job = await self._poll(str(job_id))
+            else:
+                raise ClipError(*error_of(resp))
+            if job["status"] not in ("succeeded", "failed"):
+                job = await self._poll(job["id"])
+            if job["status"] == "failed":
+                err = job.get("error") or {}
+                raise ClipError(str(err.get("code") or "analysis_failed"), str(err.get("message") or "analysis failed"))
+            masks = await self.client.get(f"/v1/analyses/{job['id']}/masks.npz")
+            if masks.status_code != 200:
+                raise ClipError(*error_of(masks))
+        except httpx.HTTPError as exc:
+            raise ClipError("gateway_unreachable", f"{type(exc).__name__}: {exc}") from exc
+        return ClipAnalysis(result=job["result"], masks_npz=masks.content, analysis_id=job["id"])

@@ -1,0 +1,121 @@
+"""The batch's outputs: ``results.jsonl``, ``summary.csv`` and ``masks/<clip>.npz``.
+
+``results.jsonl``: one JSON object per clip, in the batch's order: ``clip``, ``status``
+(``succeeded``/``failed``), ``analysis_id`` (gateway runs), ``seconds``, ``error``
+(``{"code", "message"}`` or null), ``masks`` (path relative to the output folder) and
+``result`` (the gateway's result object, null for a failed clip).
+``summary.csv``: one row per clip with :data:`SUMMARY_COLUMNS`.
+Both are rewritten from the state journal at the end of every run (atomically).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.csv"
+MASKS_DIR = "masks"
+
+#: Columns of ``summary.csv`` (CSA in ``csa_unit``: mm2 with a known pixel spacing, else px).
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "clip",
+    "plane",
+    "confidence",
+    "csa_median",
+    "csa_min",
+    "csa_max",
+    "csa_unit",
+    "excursion",
+    "excursion_unit",
+    "n_frames",
+    "status",
+    "error",
+    "seconds",
+)
+
+
+def mask_relpath(clip: str) -> str:
+    """``masks/<clip>.npz`` (the clip name is a safe relative path)."""
+    return f"{MASKS_DIR}/{clip}.npz"
+
+
+def record(
+    clip: str,
+    sha256: str,
+    seconds: float,
+    *,
+    result: dict[str, Any] | None = None,
+    analysis_id: str | None = None,
+    error: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """One clip's journal record and ``results.jsonl`` line."""
+    return {
+        "clip": clip,
+        "status": "failed" if error else "succeeded",
+        "analysis_id": analysis_id,
+        "seconds": round(seconds, 3),
+        "error": {"code": error[0], "message": error[1]} if error else None,
+        "masks": None if error else mask_relpath(clip),
+        "sha256": sha256,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "result": result,
+    }
+
+
+def _num(value: Any, digits: int = 4) -> Any:
+    return round(float(value), digits) if isinstance(value, int | float) else ""
+
+
+def summary_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """The ``summary.csv`` row of a record."""
+    res = rec.get("result") or {}
+    csa = res.get("csa") or {}
+    exc = res.get("excursion") or {}
+    err = rec.get("error") or {}
+    return {
+        "clip": rec["clip"],
+        "plane": res.get("plane") or "",
+        "confidence": _num(res.get("plane_confidence")),
+        "csa_median": _num(csa.get("median")),
+        "csa_min": _num(csa.get("min")),
+        "csa_max": _num(csa.get("max")),
+        "csa_unit": csa.get("unit", "") if csa.get("median") is not None else "",
+        "excursion": _num(exc.get("max_from_first")),
+        "excursion_unit": exc.get("unit", "") if exc.get("max_from_first") is not None else "",
+        "n_frames": res.get("n_frames", ""),
+        "status": rec.get("status", ""),
+        "error": f"{err.get('code')}: {err.get('message')}" if err else "",
+        "seconds": rec.get("seconds", ""),
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_outputs(out: Path, clips: Iterable[str], records: dict[str, dict[str, Any]]) -> tuple[int, int]:
+    """Rewrite ``results.jsonl`` and ``summary.csv`` for ``clips`` (in order); (lines, clips without a record)."""
+    lines: list[str] = []
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    missing = 0
+    for clip in clips:
+        rec = records.get(clip)
+        if rec is None:
+            missing += 1
+            continue
+        lines.append(json.dumps({k: v for k, v in rec.items() if k not in ("sha256", "finished_at")}))
+        writer.writerow(summary_row(rec))
+    _atomic_write(out / RESULTS_FILE, "".join(line + "\n" for line in lines))
+    _atomic_write(out / SUMMARY_FILE, buf.getvalue())
+    return len(lines), missing

@@ -1,0 +1,37 @@
+"""What the batch runner needs from an analysis back end (the gateway, or Triton directly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ClipError(Exception):
+    """One clip could not be analysed; the batch records ``code`` and ``message`` and goes on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ClipAnalysis:
+    """A finished analysis: the result JSON (the gateway's ``result`` object), the masks archive, its id."""
+
+    result: dict[str, Any]
+    masks_npz: bytes
+    analysis_id: str | None = None
+
+
+class Analyzer(Protocol):
+    """Analyses one clip file; raises :class:`ClipError` for a clip that fails."""
+
+    async def analyze(self, path: Path, name: str) -> ClipAnalysis:
+        """The analysis of the clip at ``path`` (``name``: its name in the batch, for messages)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,117 @@
+"""`ultramn batch INPUT --out DIR`: analyse every clip of a folder, archive or DICOMDIR.
+
+INPUT: a folder (searched recursively), a ZIP/TAR(.gz/.bz2/.xz) archive of clips (extracted
+safely under ``DIR/.work``), or a DICOMDIR. The clips go to a running gateway
+(``--gateway URL``, the default) or straight to Triton (``--triton HOST:PORT``, gRPC; needs
+the ``serve`` extra; takes precedence over ``--gateway``), ``--concurrency`` at a time. Output in DIR: ``results.jsonl`` (one
+line per clip), ``summary.csv`` (one row per clip), ``masks/<clip>.npz`` and the resumable
+``state.jsonl``: a re-run skips the clips already done and retries the failed ones.
+
+Exit codes: 0 every clip succeeded; 1 some clips failed (each is in the outputs with its
+error) or the gateway/Triton is unreachable; 2 bad input (missing INPUT, an unsafe or
+unreadable archive, no clips, bad options).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from ultramn.batch.types import Analyzer
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+WORK_DIR = ".work"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ultramn batch`` to ``app``."""
+
+    @app.command("batch")
+    def batch(
+        source: Path = typer.Argument(..., metavar="INPUT", help="Folder, ZIP/TAR archive or DICOMDIR of clips."),
+        out: Path = typer.Option(..., "--out", help="Output folder (results.jsonl, summary.csv, masks/, state.jsonl)."),
+        gateway: str | None = typer.Option(
+            None, "--gateway", envvar="ULTRAMN_GATEWAY", help=f"Gateway base URL (default {DEFAULT_GATEWAY}; ignored with --triton)."
+        ),
+        triton: str | None = typer.Option(None, "--triton", help="Triton gRPC HOST:PORT: analyse in-process, without a gateway."),
+        concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Clips in flight at once."),
+        api_key: str | None = typer.Option(None, "--api-key", envvar="ULTRAMN_API_KEY", help="X-API-Key for the gateway."),
+        pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help="Pixel size in mm for every clip (overrides the files')."),
+        stride: int | None = typer.Option(None, "--stride", help="Frames between window starts."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Analyse every clip of INPUT and write results.jsonl, summary.csv and masks into --out."""
+        import asyncio
+
+        from ultramn.batch.discover import discover
+        from ultramn.batch.runner import run_batch
+        from ultramn.data.archives import ArchiveError
+        from ultramn.errors import UserInputError
+
+        if pixel_spacing is not None and not pixel_spacing > 0:
+            raise UserInputError(f"--pixel-spacing must be positive, got {pixel_spacing}")
+        try:
+            found = discover(source, out / WORK_DIR)
+        except FileNotFoundError as exc:
+            raise UserInputError(str(exc)) from exc
+        except ArchiveError as exc:
+            raise UserInputError(f"refused {source.name}: {exc}") from exc
+        if not found.clips:
+            raise UserInputError(f"no clips found in {source} ({len(found.skipped)} other files)")
+        if not quiet:
+            skipped = f" ({len(found.skipped)} other files skipped)" if found.skipped else ""
+            typer.echo(f"{len(found.clips)} clips in {source.name}{skipped}")
+
+        async def go() -> int:
+            analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
+            try:
+                report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet)
+            finally:
+                await analyzer.aclose()
+            typer.echo(
+                f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
+                f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
+            )
+            return 1 if report.failed else 0
+
+        code = asyncio.run(go())
+        if code:
+            sys.exit(code)
+
+
+async def _analyzer(gateway: str | None, triton: str | None, api_key: str | None, spacing: float | None, stride: int | None) -> Analyzer:
+    """The back end: the gateway client, or ``gateway.batch_direct`` imported lazily for ``--triton``."""
+    import importlib
+
+    from ultramn.errors import UserInputError
+
+    if triton:
+        try:
+            direct = importlib.import_module("gateway.batch_direct")  # ultramn never imports gateway at module level
+        except ImportError as exc:
+            raise UserInputError(f"--triton needs the serve extra (pip install 'ultramn[serve]'): {exc}") from exc
+        try:
+            analyzer: Analyzer = await direct.DirectAnalyzer.create(triton, pixel_spacing_mm=spacing, stride=stride)
+        except Exception as exc:
+            _unreachable(f"cannot use Triton at {triton}: {exc}")
+        return analyzer
+    try:
+        from ultramn.batch.gateway_client import GatewayAnalyzer, GatewayUnreachableError
+    except ImportError as exc:
+        raise UserInputError(f"--gateway needs httpx (pip install 'ultramn[serve]'): {exc}") from exc
+    client = GatewayAnalyzer(gateway or DEFAULT_GATEWAY, api_key=api_key, pixel_spacing_mm=spacing, stride=stride)
+    try:
+        await client.check()
+    except GatewayUnreachableError as exc:
+        await client.aclose()
+        _unreachable(str(exc))
+    return client
+
+
+def _unreachable(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(1)  # typer.Exit would be swallowed by the CLI's standalone_mode=False

@@ -1,0 +1,36 @@
+"""``ultramn compare``: one markdown table from several ``ultramn evaluate`` outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ultramn.errors import UserInputError
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``compare`` to ``app``."""
+
+    @app.command("compare")
+    def compare_command(
+        evals: list[str] = typer.Argument(..., help="NAME=EVAL_DIR pairs (folders written by ultramn evaluate)."),
+        out: Path | None = typer.Option(None, "--out", help="Write the table to this markdown file too."),
+    ) -> None:
+        """Compare evaluations side by side (plane accuracy, Dice, HD95, CSA error, stability, with CIs)."""
+        from ultramn.evaluate.compare import comparison_table, load_metrics
+
+        named = []
+        for item in evals:
+            name, sep, folder = item.partition("=")
+            if not sep or not name or not folder:
+                raise UserInputError(f"expected NAME=EVAL_DIR, got {item!r}")
+            try:
+                named.append((name, load_metrics(Path(folder))))
+            except (FileNotFoundError, ValueError) as exc:
+                raise UserInputError(str(exc)) from exc
+        table = comparison_table(named)
+        typer.echo(table)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(table)
