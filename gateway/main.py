@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api.routes import analyses, health, metrics
+from gateway.api.routes import analyses, batches, frames, health, metrics, ui
 from gateway.core.config import Settings
 from gateway.core.errors import install_error_handlers
 from gateway.core.logging import configure_logging
@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(analyses.router)
+    app.include_router(batches.router)
+    app.include_router(frames.router)
+    app.include_router(ui.router)
     return app
 
 

@@ -1,0 +1,50 @@
+"""``GET /v1/analyses/{id}/frames/{i}/image.png``: one original frame, as uploaded (grey PNG).
+
+The web viewer draws the nerve overlay itself (from ``mask.png``) over this image, so it can
+toggle the overlay and change its opacity without a round trip. The frame is read from the
+stored upload with the decoded-clip cache of :mod:`gateway.api.routes.analyses`; unlike
+the mask routes it is available as soon as the upload was accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from fastapi import APIRouter, Response
+
+from gateway.api.deps import ApiKeyDep, FilesDep, RepoDep, SettingsDep
+from gateway.api.routes.analyses import _ERRORS, _frames, _row
+from gateway.core.config import Settings
+from gateway.core.errors import ApiError
+from gateway.store import Analysis, FileStore
+from gateway.store.files import png_bytes
+from ultramn.data.decoders import DecodeError
+
+router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
+
+# A viewer asks for every frame of a clip at once: without the lock each request that
+# misses the cache would decode the whole upload again.
+_decode_lock = threading.Lock()
+
+
+def _frame_png(files: FileStore, row: Analysis, settings: Settings, index: int) -> bytes:
+    with _decode_lock:
+        clip = _frames(files, row, settings)
+    if not 0 <= index < clip.n_frames:
+        raise ApiError(404, "not_found", f"frame {index} does not exist (the clip has {clip.n_frames} frames)")
+    return png_bytes(clip.frames[index])
+
+
+@router.get("/{job_id}/frames/{index}/image.png", summary="One original frame (grey PNG)", response_class=Response, responses=_ERRORS)
+async def get_frame_png(job_id: str, index: int, repo: RepoDep, files: FilesDep, settings: SettingsDep) -> Response:
+    """Frame ``index`` of the upload at its original size, grey levels as decoded."""
+    row = _row(repo, job_id)
+    if row.n_frames is not None and not 0 <= index < row.n_frames:
+        raise ApiError(404, "not_found", f"frame {index} does not exist (the clip has {row.n_frames} frames)")
+    try:
+        data = await asyncio.to_thread(_frame_png, files, row, settings, index)
+    except (DecodeError, OSError):
+        raise ApiError(404, "not_found", f"the upload of {job_id} is no longer readable") from None
+    # Frames of an analysis never change: let the browser keep them.
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

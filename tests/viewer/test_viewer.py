@@ -1,0 +1,293 @@
+"""The web viewer in headless Chromium against the real gateway (uvicorn + Triton).
+
+The page is driven like a user would: API key, uploads (file picker and drag and drop),
+player, overlay controls, timeline, CSA plot, downloads, results list. What the page draws
+is compared with what the API returns: the overlay canvas has tinted pixels exactly where
+the mask is 1, the frame canvas shows the uploaded frame.
+
+``ULTRAMN_WRITE_SCREENSHOT=1`` also writes ``docs/viewer.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.viewer.conftest import API_KEY, UNTRAINED_THRESHOLD, LiveGateway, ViewerClip
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "viewer.png"
+SPACING_MM = 0.1
+
+# Reads a canvas back as base64 bytes: channel `c` of every pixel (3 = alpha).
+READ_CANVAS_JS = """([id, c]) => {
+  const canvas = document.getElementById(id);
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let s = "";
+  for (let p = 0; p < data.length; p += 4) s += String.fromCharCode(data[p + c]);
+  return btoa(s);
+}"""
+
+# Both canvases show frame i.
+SHOWS_FRAME_JS = """i => ["frame", "overlay"].every((id) => document.getElementById(id).dataset.frame === String(i))"""
+# Every frame image and mask of the open analysis has loaded.
+ALL_LOADED_JS = """n => { const s = window.ultramnViewer.state;
+  return s.masks.filter(Boolean).length === n && s.images.filter(Boolean).length === n; }"""
+# The timeline's runs: [plane, start, end, class].
+SEGMENTS_JS = "els => els.map(e => [e.dataset.plane, +e.dataset.start, +e.dataset.end, e.className])"
+# Points of the CSA plot (polyline vertices + lone dots).
+PLOT_POINTS_JS = """els => els.reduce((a, e) => a + (e.tagName === "circle" ? 1 : e.getAttribute("points").split(" ").length), 0)"""
+# The results list holds exactly one row, analysis `id`.
+ONLY_ROW_JS = """id => { const rows = document.querySelectorAll("#results-body tr[data-id]");
+  return rows.length === 1 && rows[0].dataset.id === id; }"""
+
+# The tint of the overlay's non-transparent pixels: [min R, max G, min G, max B] over them.
+TINT_JS = """() => {
+  const canvas = document.getElementById("overlay");
+  const d = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0, greenest = 0;
+  for (let p = 0; p < d.length; p += 4) if (d[p + 3] > 0) { n++; if (d[p + 1] > d[p] && d[p + 1] > d[p + 2]) greenest++; }
+  return [n, greenest];
+}"""
+
+
+def _canvas(page: Any, canvas_id: str, channel: int, shape: tuple[int, int]) -> np.ndarray:
+    raw = base64.b64decode(page.evaluate(READ_CANVAS_JS, [canvas_id, channel]))
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+
+
+def _show_frame(page: Any, i: int) -> None:
+    """Seek to frame ``i`` and wait until both canvases show it."""
+    page.evaluate("i => window.ultramnViewer.seek(i)", i)
+    page.wait_for_function(SHOWS_FRAME_JS, arg=i)
+
+
+def _set_range(page: Any, selector: str, value: float) -> None:
+    page.eval_on_selector(selector, "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }", value)
+
+
+def _drop_file(page: Any, name: str, data: bytes) -> None:
+    """Drag-and-drop ``data`` as a file named ``name`` onto the drop zone."""
+    page.evaluate(
+        """([name, b64]) => {
+          const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+          const dt = new DataTransfer();
+          dt.items.add(new File([bytes], name, {type: "application/octet-stream"}));
+          const zone = document.getElementById("drop-zone");
+          zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: dt, bubbles: true, cancelable: true}));
+          zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+        }""",
+        [name, base64.b64encode(data).decode()],
+    )
+
+
+def _upload_api(gw: LiveGateway, clip: ViewerClip) -> dict[str, Any]:
+    r = httpx.post(
+        f"{gw.url}/v1/analyses",
+        files={"file": ("clip.npz", clip.npz)},
+        data={"wait": "true"},
+        headers=gw.headers,
+        timeout=90,
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    assert body["status"] == "succeeded", body
+    return body
+
+
+def test_serves_page_static_files_and_frame_images(live_gateway: LiveGateway, viewer_clip: ViewerClip) -> None:
+    gw = live_gateway
+    with httpx.Client(base_url=gw.url, timeout=60) as http:
+        r = http.get("/")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert '<canvas id="overlay">' in r.text and "/static/app.js" in r.text
+        for name, ctype in (("app.js", "javascript"), ("style.css", "text/css")):
+            r = http.get(f"/static/{name}")
+            assert r.status_code == 200 and ctype in r.headers["content-type"], (name, r.headers)
+        assert http.get("/static/missing.js").status_code == 404
+
+        job = _upload_api(gw, viewer_clip)
+        n = viewer_clip.frames.shape[0]
+        url = f"/v1/analyses/{job['id']}/frames/{{}}/image.png"
+        # The frame image is data: it needs the key like every /v1 route.
+        r = http.get(url.format(0))
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        for i in (0, n // 2, n - 1):
+            r = http.get(url.format(i), headers=gw.headers)
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+            np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(r.content))), viewer_clip.frames[i])
+        for bad in (n, -1):
+            r = http.get(url.format(bad), headers=gw.headers)
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+        r = http.get("/v1/analyses/nope/frames/0/image.png", headers=gw.headers)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, page: Any, tmp_path: Path) -> None:
+    gw = live_gateway
+    frames = viewer_clip.frames
+    n, h, w = frames.shape
+
+    # -- without the key the list request fails: the API's error is shown
+    page.goto(gw.url + "/")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.get_attribute("#error", "data-code") == "unauthorized"
+    assert "X-API-Key" in page.inner_text("#error-message")
+
+    # -- save the key (kept in localStorage): the error goes, the list loads
+    page.fill("#api-key", API_KEY)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#error", state="hidden")
+    assert page.evaluate("localStorage.getItem('ultramn.apiKey')") == API_KEY
+
+    # -- a bad upload through the file picker: the 415 error body is displayed
+    page.set_input_files("#file-input", files=[{"name": "clip.mp4", "mimeType": "video/mp4", "buffer": b"not a video at all"}])
+    page.click("#upload-btn")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.get_attribute("#error", "data-code") == "unsupported_media_type"
+    assert "HTTP 415" in page.inner_text("#error-code")
+
+    # -- the real clip by drag and drop, with a pixel spacing
+    _drop_file(page, "clip.npz", viewer_clip.npz)
+    assert "clip.npz" in page.inner_text("#file-name")
+    page.fill("#spacing", str(SPACING_MM))
+    page.click("#upload-btn")
+    page.wait_for_selector("#progress[data-state=succeeded]", timeout=90_000)
+    assert page.inner_text("#upload-pct") == "100 %"
+    page.wait_for_selector("#error", state="hidden")
+    page.wait_for_selector("#viewer[data-id]")
+    job_id = page.get_attribute("#viewer", "data-id")
+    assert job_id
+    # every frame and mask loaded
+    page.wait_for_function(ALL_LOADED_JS, arg=n)
+
+    detail = httpx.get(f"{gw.url}/v1/analyses/{job_id}", headers=gw.headers, timeout=30).json()
+    result = detail["result"]
+    assert detail["status"] == "succeeded" and result["pixel_spacing_mm"]["dx"] == pytest.approx(SPACING_MM)
+    npz = httpx.get(f"{gw.url}/v1/analyses/{job_id}/masks.npz", headers=gw.headers, timeout=30)
+    masks = np.load(io.BytesIO(npz.content))["masks"]
+    assert masks.shape == (n, h, w)
+
+    # -- canvases vs the API: frame pixels = upload; overlay alpha > 0 exactly where mask == 1
+    nonempty = [i for i in range(n) if masks[i].any()]
+    if gw.settings.mask_threshold == UNTRAINED_THRESHOLD:
+        assert nonempty, "the untrained model's threshold no longer yields any mask pixels"
+    for i in range(n):
+        _show_frame(page, i)
+        np.testing.assert_array_equal(_canvas(page, "frame", 0, (h, w)), frames[i], err_msg=f"frame canvas, frame {i}")
+        alpha = _canvas(page, "overlay", 3, (h, w))
+        np.testing.assert_array_equal(alpha > 0, masks[i] == 1, err_msg=f"overlay vs mask, frame {i}")
+        assert page.input_value("#frame-slider") == str(i)
+        assert page.inner_text("#frame-label") == f"{i + 1} / {n}"
+    if nonempty:
+        # A frame with a nerve: tinted green at the chosen opacity, and its measurements shown.
+        k = max(nonempty, key=lambda i: int(masks[i].sum()))
+        _set_range(page, "#opacity", 0.8)
+        _show_frame(page, k)
+        alpha = _canvas(page, "overlay", 3, (h, w))
+        assert set(np.unique(alpha[masks[k] == 1]).tolist()) == {204}
+        tinted, greenish = page.evaluate(TINT_JS)
+        assert tinted == int(masks[k].sum()) == greenish
+        f = result["frames"][k]
+        assert f["nerve_present"]
+        assert page.get_attribute("#m-plane", "data-plane") == f["plane"]
+        assert f"{f['csa_mm2']:.2f} mm²" in page.inner_text("#m-csa")
+        assert page.inner_text("#m-circularity") == f"{f['circularity']:.2f}"
+    else:
+        # An untrained model may find no nerve: every overlay above was empty, as the masks are.
+        assert not masks.any()
+
+    # -- overlay toggle: off clears the canvas, on draws it again
+    page.uncheck("#overlay-toggle")
+    assert not _canvas(page, "overlay", 3, (h, w)).any()
+    page.check("#overlay-toggle")
+    np.testing.assert_array_equal(_canvas(page, "overlay", 3, (h, w)) > 0, masks[page.evaluate("window.ultramnViewer.state.current")] == 1)
+
+    # -- plane timeline: one coloured run per result run, the clip plane, the frame marker
+    runs = result["plane_timeline"]
+    segs = page.eval_on_selector_all("#timeline .seg", SEGMENTS_JS)
+    assert [(p, s, e) for p, s, e, _ in segs] == [(r["plane"], r["start"], r["end"]) for r in runs]
+    assert all(f"plane-{p}" in cls for p, _, _, cls in segs)
+    assert page.get_attribute("#clip-plane", "data-plane") == result["plane"]
+    _show_frame(page, n - 1)
+    left = page.eval_on_selector("#timeline-marker", "el => parseFloat(el.style.left)")
+    assert left == pytest.approx((n - 0.5) / n * 100, abs=0.01)
+
+    # -- a click on the timeline seeks to the frame under the pointer
+    box = page.locator("#timeline").bounding_box()
+    k = n // 3
+    page.click("#timeline", position={"x": box["width"] * (k + 0.5) / n, "y": box["height"] / 2})
+    page.wait_for_function(SHOWS_FRAME_JS, arg=k)
+
+    # -- CSA plot: in mm² (the spacing is known), one point per frame the result says has a nerve
+    assert page.get_attribute("#csa-plot", "data-unit") == "mm²"
+    n_points = page.eval_on_selector_all("#csa-plot polyline, #csa-plot circle", PLOT_POINTS_JS)
+    assert n_points == sum(f["nerve_present"] for f in result["frames"])
+
+    # -- play advances the frames, pause stops
+    _show_frame(page, 0)
+    page.click("#play")
+    page.wait_for_function("() => window.ultramnViewer.state.current >= 2")
+    page.click("#play")
+    assert not page.evaluate("window.ultramnViewer.state.playing")
+
+    # -- downloads: the result JSON and masks.npz
+    with page.expect_download() as dl:
+        page.click("#dl-json")
+    saved = json.loads(Path(dl.value.path()).read_text())
+    assert saved["id"] == job_id and saved["result"]["plane_timeline"] == runs
+    with page.expect_download() as dl:
+        page.click("#dl-npz")
+    np.testing.assert_array_equal(np.load(dl.value.path())["masks"], masks)
+
+    # -- results list: filters find it; cursor pagination reaches it behind a newer analysis
+    page.select_option("#filter-status", "succeeded")
+    page.select_option("#filter-plane", result["plane"])
+    page.wait_for_selector(f"#results-body tr[data-id='{job_id}']")
+    newer = _upload_api(gw, viewer_clip)
+    page.select_option("#filter-plane", "")
+    page.fill("#page-size", "1")
+    page.dispatch_event("#page-size", "change")
+    page.wait_for_function(ONLY_ROW_JS, arg=newer["id"])
+    page.click(f"#results-body tr[data-id='{newer['id']}']")  # open another analysis
+    page.wait_for_selector(f"#viewer[data-id='{newer['id']}']")
+    page.click("#next-page")
+    page.wait_for_selector(f"#results-body tr[data-id='{job_id}']")
+    assert page.inner_text("#page-label") == "page 2"
+    page.click(f"#results-body tr[data-id='{job_id}']")  # and back to the first one
+    page.wait_for_selector(f"#viewer[data-id='{job_id}']")
+    page.wait_for_function(ALL_LOADED_JS, arg=n)
+
+    # -- long clips keep only a window of frames in memory, and it follows the player
+    page.evaluate("id => { window.ultramnViewer.state.preload = 6; return window.ultramnViewer.openAnalysis(id); }", job_id)
+    page.wait_for_function("() => window.ultramnViewer.state.images.filter(Boolean).length === 6")
+    for i in (4, n - 2):
+        _show_frame(page, i)
+        np.testing.assert_array_equal(_canvas(page, "frame", 0, (h, w)), frames[i])
+        np.testing.assert_array_equal(_canvas(page, "overlay", 3, (h, w)) > 0, masks[i] == 1)
+        assert page.evaluate("window.ultramnViewer.state.images.filter(Boolean).length") <= 6
+
+    # -- the address names the open analysis: a reload opens it again (the key is remembered)
+    assert page.url.endswith(f"#/analyses/{job_id}")
+    page.reload()
+    page.wait_for_selector(f"#viewer[data-id='{job_id}']")
+    page.wait_for_function(ALL_LOADED_JS, arg=n)
+    assert page.input_value("#api-key") == API_KEY
+
+    if os.environ.get("ULTRAMN_WRITE_SCREENSHOT") == "1":
+        page.fill("#page-size", "12")
+        page.dispatch_event("#page-size", "change")
+        page.select_option("#filter-status", "")
+        _set_range(page, "#opacity", 0.5)
+        _show_frame(page, max(nonempty, key=lambda i: int(masks[i].sum())) if nonempty else n // 2)
+        page.evaluate("document.activeElement.blur()")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(SCREENSHOT), full_page=False)
