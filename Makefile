@@ -21,13 +21,13 @@ install: $(STAMP)  ## create .venv and install ultramn with every extra
 
 test: install  ## the README's test command: lint, type-check, then the whole test suite
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ultramn
+	$(VENV)/bin/mypy ultramn gateway export
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --timeout 900
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy ultramn
+	$(VENV)/bin/mypy ultramn gateway export
 
 fmt: install
 	$(VENV)/bin/ruff check --fix .

@@ -30,11 +30,11 @@ class ServingHead(nn.Module):
             raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
         self.model = model.half() if half else model
         self.encoding = encoding
-        self.half = half
+        self.use_fp16 = half
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``frames [B,1,T,H,W] float32`` -> ``(plane, mask)`` in the served encoding."""
-        x = frames.half() if self.half else frames
+        x = frames.half() if self.use_fp16 else frames
         plane_logits, mask_logits = self.model(x)
         plane_logits, mask_logits = plane_logits.float(), mask_logits.float()
         if self.encoding == "logits":

@@ -15,6 +15,7 @@ folder), ``intra_op_num_threads`` (0: one per core), ``inter_op_num_threads``.
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -24,7 +25,7 @@ import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     """ONNX Runtime session per model instance; batches each execute() into one run."""
 
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         """Load the config's tensor specs and create the ONNX Runtime session."""
         self.model_config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
@@ -52,9 +53,9 @@ class TritonPythonModel:
                 "re-export it with `python -m export build`"
             )
 
-    def _read(self, request):
+    def _read(self, request: Any) -> dict[str, np.ndarray]:
         """The request's inputs as ``{name: array [b, ...]}``; ValueError when one is unusable."""
-        feed = {}
+        feed: dict[str, np.ndarray] = {}
         for name, dtype, dims in self.inputs:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
@@ -70,9 +71,9 @@ class TritonPythonModel:
             raise ValueError(f"inputs disagree on the batch size: {sorted(sizes)}")
         return feed
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         """One ORT run for all readable requests; one response per request, in order."""
-        responses = [None] * len(requests)
+        responses: list[Any] = [None] * len(requests)
         feeds, order = [], []
         for i, request in enumerate(requests):
             try:
@@ -100,6 +101,6 @@ class TritonPythonModel:
                 responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
         return responses
 
-    def finalize(self):
+    def finalize(self) -> None:
         """Release the ONNX Runtime session."""
         self.session = None
