@@ -11,9 +11,11 @@ subsampled to at most ``max_frames``):
    then the largest connected region; its bounding box is the ROI;
 4. the image's deep part may be dark (acoustic shadow, attenuation) and is then
    indistinguishable from a black border, so the box is extended downwards through rows
-   that are dark across the box's width, up to the next on-screen element or the frame's
-   edge (dark rows cost nothing; cutting off tissue would distort the geometry the model
-   was trained on);
+   without on-screen elements, up to the next one or the frame's edge (dark rows cost
+   nothing; cutting off tissue would distort the geometry the model was trained on). An
+   on-screen element is *static* bright content: text and markers do not change between
+   frames, while tissue and its noise do (a noise pixel in the deep shadow must not stop
+   the extension). A still image has no temporal information: any bright pixel stops it;
 5. a box smaller than ``min_area_frac`` of the frame (no clear image) falls back to the
    full frame.
 
@@ -41,13 +43,30 @@ class RoiConfig:
     gap_frac: float = 0.05
     min_area_frac: float = 0.15
     max_frames: int = 64
+    #: a bright pixel whose value varies by at most this over the clip is static (on screen)
+    static_ptp: int = 2
+    #: static bright pixels in a row (within the box's width) that make it an on-screen element
+    static_row_pixels: int = 2
+
+
+def _subsample(frames: npt.NDArray[np.uint8], max_frames: int) -> npt.NDArray[np.uint8]:
+    n = frames.shape[0]
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
+    return np.asarray(frames[idx])
 
 
 def temporal_max(frames: npt.NDArray[np.uint8], max_frames: int) -> npt.NDArray[np.uint8]:
     """Max over (up to ``max_frames`` evenly spaced) frames: ``uint8 [H,W]``."""
-    n = frames.shape[0]
-    idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
-    return np.asarray(frames[idx].max(axis=0))
+    return np.asarray(_subsample(frames, max_frames).max(axis=0))
+
+
+def on_screen_rows(frames: npt.NDArray[np.uint8], bright: npt.NDArray[np.bool_], config: RoiConfig) -> npt.NDArray[np.bool_]:
+    """``bool [H,W]`` pixels of on-screen elements: bright and static over the clip (any bright pixel of a still)."""
+    sub = _subsample(frames, config.max_frames)
+    if sub.shape[0] < 2:
+        return bright
+    ptp = sub.max(axis=0).astype(np.int16) - sub.min(axis=0).astype(np.int16)
+    return bright & (ptp <= config.static_ptp)
 
 
 def _odd(value: float, minimum: int = 3) -> int:
@@ -78,7 +97,8 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     cols = np.flatnonzero(region.any(axis=0))
     x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
     # extend down through rows with nothing on screen (dark deep tissue looks like a border)
-    empty_rows = ~bright[:, x0:x1].any(axis=1)
+    static = on_screen_rows(frames, bright, config)
+    empty_rows = static[:, x0:x1].sum(axis=1) < (config.static_row_pixels if frames.shape[0] > 1 else 1)
     while y1 < h and empty_rows[y1]:
         y1 += 1
     if (x1 - x0) * (y1 - y0) < config.min_area_frac * h * w:

@@ -52,3 +52,20 @@ def test_roi_falls_back_to_full_frame() -> None:
     assert find_roi(dark, RoiConfig(enabled=False)) == (0, 0, 80, 64)
     text_only = screen_capture(np.zeros((3, 128, 160), np.uint8))
     assert find_roi(text_only) == (0, 0, 280, 220)
+
+
+def test_sparse_noise_in_a_dark_deep_region_does_not_truncate_the_image() -> None:
+    """Deep acoustic shadow with flickering noise pixels is tissue, not a border: keep it."""
+    rng = np.random.default_rng(0)
+    n, h, w = 12, 200, 160
+    frames = np.zeros((n, h, w), np.uint8)
+    frames[:, :70] = rng.integers(40, 200, size=(n, 70, w), dtype=np.uint8)  # bright superficial tissue
+    noise = rng.random((n, h - 70, w)) < 0.002  # sparse noise flickering in the shadow
+    frames[:, 70:][noise] = 60
+    from gateway.pipeline.roi import find_roi
+
+    assert find_roi(frames) == (0, 0, w, h)
+    # the same image with static text below it: the box stops above the text
+    frames[:, 185:190, 20:120] = 255
+    x0, y0, x1, y1 = find_roi(frames)
+    assert (x0, y0, x1) == (0, 0, w) and y1 <= 185

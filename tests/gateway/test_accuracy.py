@@ -1,10 +1,8 @@
 """Whole-stack accuracy: a synthetic clip with known masks, analysed through the gateway and the
 real Triton server, scores Dice >= 0.85 at the clip's original resolution.
 
-NOT COLLECTED YET (the file name has no ``test_`` prefix): it needs the TRAINED weights at
-``models/ultramn.pt`` (the session's ``served_model`` fixture exports them when present).
-Once the weights land, enable it with ``git mv tests/gateway/accuracy_check.py
-tests/gateway/test_accuracy.py``; it then fails loudly (never skips) without the weights.
+It uses the shipped weights at ``models/ultramn.pt`` (the session's ``served_model``
+fixture exports them) and fails loudly (never skips) without them.
 """
 
 from __future__ import annotations
