@@ -8,6 +8,7 @@ from pathlib import Path
 
 from export.repository import DEFAULT_ROOT, TARGETS, RepoSettings, drift, write_repository
 from export.specs import ENCODINGS
+from ultramn.contract import SHIPPED_CHECKPOINT
 
 
 def _cmd_onnx(args: argparse.Namespace) -> int:
@@ -87,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
     onnx.set_defaults(func=_cmd_onnx)
 
     build = sub.add_parser("build", help="the repository's build step: checkpoint -> triton_models/<target>/ultramn/1/model.onnx")
-    build.add_argument("--checkpoint", type=Path, default=Path("models/ultramn.pt"))
+    build.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     build.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     build.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     build.add_argument("--fp16", action="store_true", help="also write gpu/ultramn/1/model_fp16.onnx")

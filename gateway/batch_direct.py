@@ -56,14 +56,7 @@ class DirectAnalyzer:
     async def create(cls, triton_url: str, *, pixel_spacing_mm: float | None = None, stride: int | None = None) -> DirectAnalyzer:
         """Connect to Triton and check that the model is ready and matches the contract."""
         settings = Settings(triton_url=_grpc_target(triton_url))
-        client = TritonClient(
-            settings.triton_url,
-            settings.model_name,
-            settings.model_version,
-            concurrency=settings.infer_concurrency,
-            timeout_s=settings.infer_timeout_s,
-            check_timeout_s=settings.triton_check_timeout_s,
-        )
+        client = TritonClient.from_settings(settings)
         try:
             await client.start()
             if not await client.is_ready():

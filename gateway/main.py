@@ -44,14 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         repo = AnalysisRepository(settings.sqlalchemy_url)
         files = FileStore(settings.data_dir)
-        triton = TritonClient(
-            settings.triton_url,
-            settings.model_name,
-            settings.model_version,
-            concurrency=settings.infer_concurrency,
-            timeout_s=settings.infer_timeout_s,
-            check_timeout_s=settings.triton_check_timeout_s,
-        )
+        triton = TritonClient.from_settings(settings)
         try:
             await triton.start()
             pipeline = build_pipeline(PipelineConfig.from_settings(settings), triton, app_metrics.observe_stage)

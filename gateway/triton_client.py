@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,9 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from ultramn.contract import CONTRACT, MASK_PROB_SCALE, ModelContract
+
+if TYPE_CHECKING:
+    from gateway.core.config import Settings
 
 log = logging.getLogger("gateway.triton")
 
@@ -115,6 +118,18 @@ class TritonClient:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._client: grpcclient.InferenceServerClient | None = None
         self._checked = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TritonClient:
+        """A client configured by the gateway's settings (URL, model, concurrency, timeouts)."""
+        return cls(
+            settings.triton_url,
+            settings.model_name,
+            settings.model_version,
+            concurrency=settings.infer_concurrency,
+            timeout_s=settings.infer_timeout_s,
+            check_timeout_s=settings.triton_check_timeout_s,
+        )
 
     # lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:

@@ -20,7 +20,7 @@ from types import FrameType
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ultramn.contract import CONTRACT
+from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
 from ultramn.errors import UserInputError
 
 
@@ -35,7 +35,7 @@ class UpSettings(BaseSettings):
     triton_grpc_port: int = Field(8001, ge=1, le=65535)
     triton_metrics_port: int = Field(8002, ge=1, le=65535)
     repository: Path = Field(Path("triton_models/cpu"), description="The cpu model repository.")
-    checkpoint: Path = Field(Path("models/ultramn.pt"), description="Weights the ONNX model is built from.")
+    checkpoint: Path = Field(SHIPPED_CHECKPOINT, description="Weights the ONNX model is built from.")
     ready_timeout_s: float = Field(180.0, gt=0)
 
 

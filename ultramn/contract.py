@@ -18,6 +18,7 @@ What Triton serves (``served_outputs``; the export's serving head computes them 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, Literal
 
 #: The four standard imaging planes, in the order of the model's plane head.
@@ -32,6 +33,8 @@ PLANE_NAMES: Final[dict[str, str]] = {
 SIDES: Final[tuple[str, ...]] = ("L", "R")
 QUALITY_GRADES: Final[tuple[str, ...]] = ("good", "fair", "poor")
 SPLITS: Final[tuple[str, ...]] = ("train", "val", "test")
+#: The shipped weights, relative to the repository root: the default of every ``--checkpoint``.
+SHIPPED_CHECKPOINT: Final[Path] = Path("models/ultramn.pt")
 #: The served ``mask_probs`` are ``uint8``: probability = value / MASK_PROB_SCALE.
 MASK_PROB_SCALE: Final[int] = 255
 

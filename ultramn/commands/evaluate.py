@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
+from ultramn.contract import SHIPPED_CHECKPOINT
 from ultramn.errors import UserInputError
 
 #: The shipped weights: the default of every ``--checkpoint``.
-DEFAULT_CHECKPOINT = Path("models/ultramn.pt")
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
 
 
 def register(app: typer.Typer) -> None:

@@ -9,8 +9,10 @@ from types import FrameType
 
 import typer
 
+from ultramn.contract import SHIPPED_CHECKPOINT
+
 #: The checkpoint the repository ships (models/ultramn.pt).
-DEFAULT_CHECKPOINT = Path("models/ultramn.pt")
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
 
 
 class _StopRequestedError(Exception):
