@@ -113,9 +113,10 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
 
     # fine-tune from the checkpoint on the same layout
     ft = tmp_path / "ft"
-    r = _cli("train", "--config", str(cfg), "--init", str(best), "--out", str(ft), "--epochs", "1")
+    r = _cli("train", "--config", str(cfg), "--init", str(best), "--out", str(ft), "--epochs", "1", "--threads", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fine-tuning from" in r.stderr
+    assert json.loads((ft / "config.json").read_text())["threads"] == 1
     assert (ft / "best.pt").is_file()
 
     ev = tmp_path / "eval"

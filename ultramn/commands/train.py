@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last epoch."),
         epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the config's epoch count."),
         device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (overrides the config)."),
+        threads: int | None = typer.Option(
+            None, "--threads", min=1, help="torch CPU threads (overrides the config; the speed, not the result)."
+        ),
     ) -> None:
         """Train the multitask model (or a 2D reference model) and keep the best validation checkpoint."""
         import logging
@@ -41,6 +44,8 @@ def register(app: typer.Typer) -> None:
             if device not in ("auto", "cpu", "cuda"):
                 raise UserInputError(f"--device must be auto, cpu or cuda, not {device!r}")
             overrides["device"] = device
+        if threads is not None:
+            overrides["threads"] = threads
         if overrides:
             cfg = cfg.with_overrides(**overrides)
         if init is not None and not init.is_file():
