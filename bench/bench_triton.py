@@ -7,6 +7,8 @@ python backend + ONNX Runtime) started here on free ports, one server at a time:
   repositories, two servers) and in-process ONNX Runtime (same ONNX file, same thread budget:
   ``intra_op_num_threads`` as in the served config);
 - ``queue-delay``: the dynamic batcher's ``max_queue_delay_microseconds`` sweep;
+- ``run-batch``: in-process ONNX Runtime cost per window at batch 1, 2, 4, 8, and the
+  python backend's ``run_batch_size`` (windows per ORT run inside one merged batch) sweep;
 - ``encoding``: served output encodings (uint8 mask probabilities vs float32
   probabilities vs float32 logits): bytes per response on the wire and latency.
 
@@ -41,7 +43,7 @@ import tritonclient.grpc.aio as grpcaio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.repository import RepoSettings, write_repository
-from export.specs import ENCODINGS, output_specs
+from export.specs import ENCODINGS, Encoding, output_specs
 from ultramn.contract import CONTRACT
 from ultramn.serving.build import onnx_model_path
 from ultramn.serving.embedded import EmbeddedTriton, running_triton
@@ -146,7 +148,7 @@ def inprocess_load(onnx_path: Path, concurrency: int, warmup: float, duration: f
 # --------------------------------------------------------------------------- setup
 
 
-def build_onnx(work: Path, checkpoint: Path | None, encoding: str = "probs_u8") -> Path:
+def build_onnx(work: Path, checkpoint: Path | None, encoding: Encoding = "probs_u8") -> Path:
     """Export the benchmark model (``models/ultramn.pt`` or an untrained full-size unet3d)."""
     out = work / f"model_{encoding}.onnx"
     if out.is_file():
@@ -310,6 +312,46 @@ def experiment_queue_delay(args: argparse.Namespace, work: Path) -> str:
     return table(results)
 
 
+def batch_cost(onnx_path: Path, threads: int, batches: list[int], repeats: int = 24) -> str:
+    """Markdown table: in-process ORT milliseconds per batch and per window at each batch size."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    rows = ["| batch | ms / batch (median) | ms / window | vs batch 1 |", "|---|---|---|---|"]
+    first = 0.0
+    for b in batches:
+        x = np.concatenate([window(i) for i in range(b)])
+        for _ in range(2):
+            sess.run(None, {IN.name: x})
+        times = []
+        for _ in range(max(4, repeats // b)):
+            t0 = time.perf_counter()
+            sess.run(None, {IN.name: x})
+            times.append(time.perf_counter() - t0)
+        per_window = float(np.median(times)) * 1e3 / b
+        first = first or per_window
+        rows.append(f"| {b} | {per_window * b:.1f} | {per_window:.1f} | {per_window / first:.2f}x |")
+    return "\n".join(rows)
+
+
+def experiment_run_batch(args: argparse.Namespace, work: Path) -> str:
+    onnx = build_onnx(work, args.checkpoint)
+    names = [o.name for o in CONTRACT.served_outputs]
+    cost = batch_cost(onnx, args.threads, [1, 2, 4, 8])
+    print(cost, flush=True)
+    repos = {
+        f"run_batch_size {n or 'whole batch'}": make_repo(
+            work, f"run_batch_{n}", onnx, RepoSettings(target="cpu", intra_op_threads=args.threads, run_batch_size=n)
+        )
+        for n in args.run_batch_sizes
+    }
+    with contextlib.ExitStack() as stack:
+        servers = start_servers(stack, repos)
+        results = run_interleaved({k: triton_runner(v, args, names) for k, v in servers.items()}, args.concurrency, args.rounds)
+    return "In-process ONNX Runtime, one run per batch:\n\n" + cost + "\n\nServed, dynamic batching on:\n\n" + table(results)
+
+
 def experiment_encoding(args: argparse.Namespace, work: Path) -> str:
     specs = {e: output_specs(e) for e in args.encodings}
     repos = {
@@ -327,7 +369,7 @@ def experiment_encoding(args: argparse.Namespace, work: Path) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        outs = ", ".join(f"{s.name} {s.dtype.removeprefix('TYPE_')}" for s in specs[r.system])  # type: ignore[index]
+        outs = ", ".join(f"{s.name} {s.dtype.removeprefix('TYPE_')}" for s in specs[r.system])
         rows.append(
             f"| {r.system} | {outs} | {r.response_bytes:,} | {r.concurrency} | {r.throughput:.2f} "
             f"| {r.pct(50):.1f} | {r.pct(99):.1f} | {r.latencies_ms.mean():.1f} | {r.server_ms:.1f} "
@@ -338,11 +380,12 @@ def experiment_encoding(args: argparse.Namespace, work: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiment", choices=["main", "queue-delay", "encoding"], default="main")
+    p.add_argument("--experiment", choices=["main", "queue-delay", "run-batch", "encoding"], default="main")
     p.add_argument("--checkpoint", type=Path, default=REPO_CHECKPOINT, help="default models/ultramn.pt; untrained unet3d if absent")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--queue-delays", type=int, nargs="+", default=[0, 1000, 2000, 5000, 10000])
     p.add_argument("--queue-delay-us", type=int, default=None, help="main: the batching-on repository's delay (default: config's)")
+    p.add_argument("--run-batch-sizes", type=int, nargs="+", default=[0, 1, 2], help="run-batch: values to sweep (0: whole batch)")
     p.add_argument("--encodings", nargs="+", choices=ENCODINGS, default=list(ENCODINGS))
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads, served and in-process (0: one per core)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions, pooled")
@@ -356,7 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        run = {"main": experiment_main, "queue-delay": experiment_queue_delay, "encoding": experiment_encoding}[args.experiment]
+        experiments = {
+            "main": experiment_main,
+            "queue-delay": experiment_queue_delay,
+            "run-batch": experiment_run_batch,
+            "encoding": experiment_encoding,
+        }
+        run = experiments[args.experiment]
         text = run(args, work)
     print(text)
     if args.out:

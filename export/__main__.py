@@ -56,6 +56,7 @@ def _cmd_repo(args: argparse.Namespace) -> int:
         max_queue_delay_us=args.max_queue_delay_us if args.max_queue_delay_us is not None else RepoSettings.max_queue_delay_us,
         instances=args.instances,
         intra_op_threads=args.intra_op_threads,
+        run_batch_size=args.run_batch_size,
         encoding=args.encoding,
     )
     for path in write_repository(args.out, settings):
@@ -101,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
     repo.add_argument("--max-queue-delay-us", type=int, default=None)
     repo.add_argument("--instances", type=int, default=1)
     repo.add_argument("--intra-op-threads", type=int, default=0)
+    repo.add_argument(
+        "--run-batch-size", type=int, default=RepoSettings.run_batch_size, help="cpu: windows per ONNX Runtime run (0: whole merged batch)"
+    )
     repo.add_argument("--encoding", choices=ENCODINGS, default="probs_u8")
     repo.set_defaults(func=_cmd_repo)
 

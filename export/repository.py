@@ -48,6 +48,9 @@ class RepoSettings:
     #: ONNX Runtime threads inside the python backend (0: ORT picks one per core)
     intra_op_threads: int = 0
     inter_op_threads: int = 1
+    #: cpu: windows per ONNX Runtime run inside one execute() (0: the whole merged batch);
+    #: 1 because on CPU the per-window cost rises with the batch size (docs/benchmarks.md)
+    run_batch_size: int = 1
     encoding: Encoding = "probs_u8"
     trt_cache_path: str = "/trt_cache"
     trt_workspace_bytes: int = 1 << 30
@@ -123,6 +126,7 @@ def config_text(settings: RepoSettings, contract: ModelContract = CONTRACT) -> s
             _parameter("onnx_file", "model.onnx"),
             _parameter("intra_op_num_threads", str(s.intra_op_threads)),
             _parameter("inter_op_num_threads", str(s.inter_op_threads)),
+            _parameter("run_batch_size", str(s.run_batch_size)),
         ]
     else:
         trt = [

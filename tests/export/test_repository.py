@@ -50,9 +50,10 @@ def test_config_carries_every_contract_tensor(target: str) -> None:
 
 
 def test_cpu_config_is_python_backend_with_thread_parameters() -> None:
-    text = config_text(RepoSettings(target="cpu", intra_op_threads=3))
+    text = config_text(RepoSettings(target="cpu", intra_op_threads=3, run_batch_size=2))
     assert 'backend: "python"' in text and "KIND_CPU" in text
     assert 'key: "intra_op_num_threads"\n  value: { string_value: "3" }' in text
+    assert 'key: "run_batch_size"\n  value: { string_value: "2" }' in text
     assert "model.py" in "".join(generated_files(RepoSettings(target="cpu")))
 
 

@@ -5,12 +5,16 @@ It reads tensor names from the model config (generated from ``ultramn/contract.p
 it needs neither ``ultramn`` nor torch: numpy and onnxruntime only.
 
 All requests of one ``execute()`` call (the dynamic batcher's merged batch) are
-concatenated and run through ONNX Runtime once, then split back: one response per
-request, in order. A request that cannot be read gets its own ``TritonError`` response
+concatenated, run through ONNX Runtime in chunks of ``run_batch_size`` windows, then
+split back: one response per request, in order. A request that cannot be read gets its own ``TritonError`` response
 and does not fail the others.
 
 Config parameters: ``onnx_file`` (default ``model.onnx``, relative to the version
-folder), ``intra_op_num_threads`` (0: one per core), ``inter_op_num_threads``.
+folder), ``intra_op_num_threads`` (0: one per core), ``inter_op_num_threads``,
+``run_batch_size`` (windows per ONNX Runtime run; 0: the whole merged batch in one run.
+On a CPU the per-window cost does not fall with the batch size, it rises as activations
+leave the cache, so the ``cpu`` target runs merged batches window by window: the batcher
+then saves the per-request round trips, not compute; docs/benchmarks.md).
 """
 
 import json
@@ -40,6 +44,7 @@ class TritonPythonModel:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        self.run_batch_size = max(0, int(params.get("run_batch_size") or 0))
         self.inputs = [
             (spec["name"], pb_utils.triton_string_to_numpy(spec["data_type"]), tuple(int(d) for d in spec["dims"]))
             for spec in self.model_config["input"]
@@ -86,7 +91,7 @@ class TritonPythonModel:
             batch = {n: feeds[0][n] if len(feeds) == 1 else np.concatenate([f[n] for f in feeds]) for n in names}
             counts = [f[names[0]].shape[0] for f in feeds]
             try:
-                results = self.session.run([name for name, _ in self.outputs], batch)
+                results = self._run(batch)
             except Exception as exc:  # an ORT failure fails this batch's requests, not the server
                 for i in order:
                     responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(f"inference failed: {exc}"))
@@ -100,6 +105,16 @@ class TritonPythonModel:
                 ]
                 responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
         return responses
+
+    def _run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """ONNX Runtime outputs for ``batch`` (``[b, ...]`` per input), ``run_batch_size`` windows per run."""
+        names = [name for name, _ in self.outputs]
+        total = next(iter(batch.values())).shape[0]
+        step = self.run_batch_size or total
+        if step >= total:
+            return list(self.session.run(names, batch))
+        chunks = [self.session.run(names, {k: v[i : i + step] for k, v in batch.items()}) for i in range(0, total, step)]
+        return [np.concatenate([chunk[j] for chunk in chunks]) for j in range(len(names))]
 
     def finalize(self) -> None:
         """Release the ONNX Runtime session."""
