@@ -159,9 +159,7 @@ class TritonClient:
         if self._checked:
             return
         try:
-            cfg = await self.client.get_model_config(
-                self.model_name, self.model_version, as_json=True, client_timeout=self.check_timeout_s
-            )
+            cfg = await self.client.get_model_config(self.model_name, self.model_version, as_json=True, client_timeout=self.check_timeout_s)
             meta = await self.client.get_model_metadata(
                 self.model_name, self.model_version, as_json=True, client_timeout=self.check_timeout_s
             )

@@ -271,8 +271,13 @@ class JobQueue:
         self.metrics.jobs.labels("succeeded").inc()
         log.info(
             "analysis done",
-            extra={"job_id": job_id, "n_frames": result["n_frames"], "windows": n_windows, "timings_ms": ctx.timings,
-                   "wall_ms": round((time.perf_counter() - t0) * 1000, 1)},
+            extra={
+                "job_id": job_id,
+                "n_frames": result["n_frames"],
+                "windows": n_windows,
+                "timings_ms": ctx.timings,
+                "wall_ms": round((time.perf_counter() - t0) * 1000, 1),
+            },
         )
         self._drop(job_id)
         self._notify(job_id, Outcome.SUCCEEDED)
@@ -292,4 +297,3 @@ class JobQueue:
 
 
 __all__ = ["JobQueue", "Outcome", "Progress", "QueueFullError"]
-

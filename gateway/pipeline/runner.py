@@ -76,9 +76,7 @@ def _threaded(fn: Callable[[ClipContext], None]) -> StageFn:
     return stage
 
 
-def build_pipeline(
-    config: PipelineConfig, client: TritonClient, on_stage: Callable[[str, float], None] | None = None
-) -> Pipeline:
+def build_pipeline(config: PipelineConfig, client: TritonClient, on_stage: Callable[[str, float], None] | None = None) -> Pipeline:
     """``decode -> roi -> preprocess -> windows -> inference -> stitch -> postprocess``."""
     c = config
 

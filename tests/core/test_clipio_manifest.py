@@ -19,9 +19,19 @@ def _clip(seed: int) -> ClipArrays:
 
 def _record(clip_id: str, **kw: object) -> ClipRecord:
     base: dict[str, object] = dict(
-        clip_id=clip_id, participant_id="p1", side="L", plane="TW", quality="good",
-        pixel_spacing_mm=0.1, fps=25.0, n_frames=5, height=16, width=20, split="train",
-        source="synthetic", file=f"clips/{clip_id}.npz",
+        clip_id=clip_id,
+        participant_id="p1",
+        side="L",
+        plane="TW",
+        quality="good",
+        pixel_spacing_mm=0.1,
+        fps=25.0,
+        n_frames=5,
+        height=16,
+        width=20,
+        split="train",
+        source="synthetic",
+        file=f"clips/{clip_id}.npz",
     )
     base.update(kw)
     return ClipRecord(**base)  # type: ignore[arg-type]
@@ -52,14 +62,11 @@ def test_manifest_roundtrip(tmp_path: Path) -> None:
     write_manifest(tmp_path, recs)
     assert read_manifest(tmp_path) == recs
     header = (tmp_path / "manifest.csv").read_text().splitlines()[0].split(",")
-    for col in ("clip_id", "participant_id", "side", "plane", "quality", "pixel_spacing_mm", "fps",
-                "n_frames", "split", "source", "file"):
+    for col in ("clip_id", "participant_id", "side", "plane", "quality", "pixel_spacing_mm", "fps", "n_frames", "split", "source", "file"):
         assert col in header
 
 
-@pytest.mark.parametrize(
-    ("field", "value"), [("plane", "XX"), ("side", "left"), ("quality", "great"), ("split", "dev"), ("n_frames", 0)]
-)
+@pytest.mark.parametrize(("field", "value"), [("plane", "XX"), ("side", "left"), ("quality", "great"), ("split", "dev"), ("n_frames", 0)])
 def test_manifest_rejects_invalid_values(field: str, value: object) -> None:
     with pytest.raises(ManifestError):
         _record("a", **{field: value})

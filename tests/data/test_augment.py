@@ -200,4 +200,3 @@ def test_config_validation() -> None:
         cfg.p_mirror = 0.0
     with pytest.raises(ValueError):
         augment_window(torch.zeros(T, H, W), torch.zeros(T, H, W), cfg, gen(0))
-

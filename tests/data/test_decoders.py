@@ -113,8 +113,13 @@ def us_region(delta_x_cm: float, delta_y_cm: float, w: int = W, h: int = H) -> D
 
 
 def write_dicom_cine(
-    path: Path, frames: np.ndarray, *, patient_id: str = "MRN-0042", name: str = "Doe^Jane",
-    region_cm: tuple[float, float] | None = (0.008, 0.008), cine_rate: float | None = 30.0,
+    path: Path,
+    frames: np.ndarray,
+    *,
+    patient_id: str = "MRN-0042",
+    name: str = "Doe^Jane",
+    region_cm: tuple[float, float] | None = (0.008, 0.008),
+    cine_rate: float | None = 30.0,
     laterality: str | None = None,
 ) -> Path:
     """An uncompressed multi-frame ultrasound DICOM with regions in cm and a cine rate."""

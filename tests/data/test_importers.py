@@ -26,9 +26,7 @@ USGRA = Path("/work/shared/data/usgra_seg")
 
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ultramn", *map(str, args)], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "ultramn", *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 def _no_participant_crosses_splits(root: Path) -> None:
@@ -41,12 +39,10 @@ def _no_participant_crosses_splits(root: Path) -> None:
 
 def test_usgra_seg_imports_244_single_frame_clips_with_nerve_masks(tmp_path: Path) -> None:
     out = tmp_path / "usgra"
-    result = _cli("import", "images", "--images", USGRA / "images", "--masks", USGRA / "masks", "--out", out,
-                  "--mask-value", "1")
+    result = _cli("import", "images", "--images", USGRA / "images", "--masks", USGRA / "masks", "--out", out, "--mask-value", "1")
     assert result.returncode == 0, result.stderr
     assert "imported 204 clips" in result.stdout
-    report = import_images(USGRA / "test" / "images", USGRA / "test" / "masks",
-                           ImportOptions(out=out, mask_value=1), dataset="usgra-test")
+    report = import_images(USGRA / "test" / "images", USGRA / "test" / "masks", ImportOptions(out=out, mask_value=1), dataset="usgra-test")
     assert len(report.written) == 40
     records = read_manifest(out)
     assert len(records) == 244
@@ -92,8 +88,9 @@ def test_images_clip_and_participant_patterns_and_reimport(tmp_path: Path) -> No
     _write_pngs(images, imgs)
     _write_pngs(mask_dir, msks)
     opts = ImportOptions(out=out, mask_value=2, plane="TW", side="L", pixel_spacing_mm=0.08)
-    report = import_images(images, mask_dir, opts, dataset="demo", mask_suffix="_mask",
-                           clip_pattern=r"^(s\d+_[ab])_", participant_pattern=r"^(s\d+)_")
+    report = import_images(
+        images, mask_dir, opts, dataset="demo", mask_suffix="_mask", clip_pattern=r"^(s\d+_[ab])_", participant_pattern=r"^(s\d+)_"
+    )
     assert sorted(r.clip_id for r in report.written) == ["demo-s01_a", "demo-s01_b", "demo-s02_a", "demo-s02_b"]
     records = read_manifest(out)
     assert {r.participant_id for r in records} == {"demo-s01", "demo-s02"}
@@ -103,8 +100,9 @@ def test_images_clip_and_participant_patterns_and_reimport(tmp_path: Path) -> No
     np.testing.assert_array_equal(stored.frames, frames)  # natural order f1, f2, f10
     np.testing.assert_array_equal(stored.masks, square_masks(n=3))
     _no_participant_crosses_splits(out)
-    again = import_images(images, mask_dir, opts, dataset="demo", mask_suffix="_mask",
-                          clip_pattern=r"^(s\d+_[ab])_", participant_pattern=r"^(s\d+)_")
+    again = import_images(
+        images, mask_dir, opts, dataset="demo", mask_suffix="_mask", clip_pattern=r"^(s\d+_[ab])_", participant_pattern=r"^(s\d+)_"
+    )
     assert len(again.all_records) == 4 and len(read_manifest(out)) == 4
     # images and their _mask files in one folder
     both = tmp_path / "both"
@@ -120,8 +118,7 @@ def test_images_bad_input_exits_2(tmp_path: Path) -> None:
     result = _cli("import", "images", "--images", images, "--masks", masks, "--out", out)
     assert result.returncode == 2
     assert re.search(r"frames are 64x48 but masks 64x50", result.stderr), result.stderr
-    skipped = _cli("import", "images", "--images", images, "--masks", masks, "--out", out, "--skip-bad",
-                   "--dataset", "images")
+    skipped = _cli("import", "images", "--images", images, "--masks", masks, "--out", out, "--skip-bad", "--dataset", "images")
     assert skipped.returncode == 0, skipped.stderr
     assert "skipped" in skipped.stderr and [r.clip_id for r in read_manifest(out)] == ["images-b"]
     missing = _cli("import", "images", "--images", tmp_path / "nope", "--masks", masks, "--out", out)
@@ -145,8 +142,7 @@ def test_video_import_mask_conventions(tmp_path: Path) -> None:
     np.save(videos / "p2_clip_mask.npy", masks * 3)  # label 3 = nerve
     write_video(videos / "p1_other.mp4", frames, "libx264")
     write_video(videos / "p1_other_mask.mp4", masks * 255, "libx264", colour=False)
-    result = _cli("import", "video", "--videos", videos, "--out", out, "--participant-pattern", r"^(p\d+)_",
-                  "--plane", "tf")
+    result = _cli("import", "video", "--videos", videos, "--out", out, "--participant-pattern", r"^(p\d+)_", "--plane", "tf")
     assert result.returncode == 0, result.stderr
     records = {r.clip_id: r for r in read_manifest(out)}
     assert set(records) == {"videos-p1_clip", "videos-p2_clip", "videos-p1_other"}

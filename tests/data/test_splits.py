@@ -16,8 +16,19 @@ from ultramn.data.splits import SplitError, assign_splits, dominant_plane, valid
 
 def _rec(clip_id: str, participant: str, plane: str = "") -> ClipRecord:
     return ClipRecord(
-        clip_id=clip_id, participant_id=participant, side="", plane=plane, quality="", pixel_spacing_mm=None,
-        fps=None, n_frames=1, height=8, width=8, split="", source="test", file=f"clips/{clip_id}.npz",
+        clip_id=clip_id,
+        participant_id=participant,
+        side="",
+        plane=plane,
+        quality="",
+        pixel_spacing_mm=None,
+        fps=None,
+        n_frames=1,
+        height=8,
+        width=8,
+        split="",
+        source="test",
+        file=f"clips/{clip_id}.npz",
     )
 
 

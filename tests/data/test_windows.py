@@ -225,9 +225,7 @@ def test_default_jitter_mixes_steps_and_pads_short_clips_at_the_tail(dataset_roo
         assert idx.max() <= n - 1
         if n_valid > 1:
             steps |= set(np.diff(idx[:n_valid]).tolist())
-        np.testing.assert_array_equal(
-            item["frames"][0, n_valid:], item["frames"][0, n_valid - 1 : n_valid].expand(T - n_valid, -1, -1)
-        )
+        np.testing.assert_array_equal(item["frames"][0, n_valid:], item["frames"][0, n_valid - 1 : n_valid].expand(T - n_valid, -1, -1))
     assert steps == {1, 2}
 
 

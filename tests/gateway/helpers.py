@@ -80,8 +80,15 @@ def write_clip(fmt: str, frames: np.ndarray, folder: Path, spacing_mm: float | N
     raise ValueError(fmt)
 
 
-async def upload(client: httpx.AsyncClient, path: Path | None = None, *, content: bytes | None = None, name: str | None = None,
-                 headers: dict[str, str] | None = None, **fields: Any) -> httpx.Response:
+async def upload(
+    client: httpx.AsyncClient,
+    path: Path | None = None,
+    *,
+    content: bytes | None = None,
+    name: str | None = None,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> httpx.Response:
     """``POST /v1/analyses`` with ``path`` (or ``content`` named ``name``) and form ``fields``."""
     data = path.read_bytes() if path is not None else content
     assert data is not None

@@ -16,8 +16,19 @@ from ultramn.contract import PLANES
 pytestmark = pytest.mark.anyio
 
 FRAME_KEYS = {
-    "index", "plane_probs", "plane", "confidence", "nerve_present", "csa_px", "csa_mm2", "centroid", "bbox",
-    "perimeter_px", "circularity", "flattening_ratio", "contour",
+    "index",
+    "plane_probs",
+    "plane",
+    "confidence",
+    "nerve_present",
+    "csa_px",
+    "csa_mm2",
+    "centroid",
+    "bbox",
+    "perimeter_px",
+    "circularity",
+    "flattening_ratio",
+    "contour",
 }
 
 

@@ -42,8 +42,18 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
             write_clip(root / "clips" / f"{cid}.npz", clip)
             recs.append(
                 ClipRecord(
-                    clip_id=cid, participant_id=f"p{p}", side="L", plane=plane, quality=("good", "fair", "poor")[p % 3],
-                    pixel_spacing_mm=0.1, fps=25.0, n_frames=n, height=96, width=112, split=split, source="test",
+                    clip_id=cid,
+                    participant_id=f"p{p}",
+                    side="L",
+                    plane=plane,
+                    quality=("good", "fair", "poor")[p % 3],
+                    pixel_spacing_mm=0.1,
+                    fps=25.0,
+                    n_frames=n,
+                    height=96,
+                    width=112,
+                    split=split,
+                    source="test",
                     file=f"clips/{cid}.npz",
                 )
             )

@@ -120,8 +120,7 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     assert (ft / "best.pt").is_file()
 
     ev = tmp_path / "eval"
-    r = _cli("evaluate", "--checkpoint", str(best), "--data", str(tiny_dataset), "--split", "test", "--out", str(ev),
-             "--n-boot", "100")
+    r = _cli("evaluate", "--checkpoint", str(best), "--data", str(tiny_dataset), "--split", "test", "--out", str(ev), "--n-boot", "100")
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((ev / "metrics.json").read_text())
     for key in ("plane_accuracy", "dice_mean", "csa_abs_error_mm2_median", "n_clips", "n_frames"):
@@ -144,8 +143,9 @@ def test_init_with_another_arch_is_refused(tiny_dataset: Path, tmp_path: Path) -
     ckpt = tmp_path / "m.pt"
     from ultramn.model.checkpoint import save_checkpoint
 
-    save_checkpoint(ckpt, build_model("unet2d_multitask", base_width=4, depth=2), "unet2d_multitask",
-                    {"base_width": 4, "depth": 2}, extra={})
+    save_checkpoint(
+        ckpt, build_model("unet2d_multitask", base_width=4, depth=2), "unet2d_multitask", {"base_width": 4, "depth": 2}, extra={}
+    )
     cfg = _write_config(tmp_path / "c.toml", tiny_dataset)
     r = _cli("train", "--config", str(cfg), "--init", str(ckpt), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "unet2d_multitask" in r.stderr

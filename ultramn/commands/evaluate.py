@@ -55,8 +55,13 @@ def register(app: typer.Typer) -> None:
         try:
             with torch.inference_mode():
                 metrics = evaluate_dataset(
-                    data, split, predictor, out, meta={"checkpoint": str(checkpoint), "arch": meta.arch},
-                    n_boot=n_boot, max_clips=max_clips,
+                    data,
+                    split,
+                    predictor,
+                    out,
+                    meta={"checkpoint": str(checkpoint), "arch": meta.arch},
+                    n_boot=n_boot,
+                    max_clips=max_clips,
                 )
         except (ManifestError, ValueError) as exc:
             raise UserInputError(str(exc)) from exc

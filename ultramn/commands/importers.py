@@ -66,15 +66,21 @@ def register(app: typer.Typer) -> None:
         images: Path = typer.Option(..., "--images", help="Folder of PNG/BMP/JPEG/TIFF images."),
         masks: Path = typer.Option(..., "--masks", help="Folder of mask images named like the images."),
         out: Path = typer.Option(..., "--out", help="Dataset folder (created; an existing manifest is merged)."),
-        mask_value: int | None = typer.Option(None, "--mask-value", help="Label of the nerve in multi-class masks "
-                                              "(default: any nonzero pixel is nerve)."),
+        mask_value: int | None = typer.Option(
+            None, "--mask-value", help="Label of the nerve in multi-class masks (default: any nonzero pixel is nerve)."
+        ),
         mask_suffix: str = typer.Option("", "--mask-suffix", help="Mask stem = image stem + this (e.g. _mask)."),
-        clip_pattern: str | None = typer.Option(None, "--clip-pattern", help="Regex on the file name; its first "
-                                                "group is the clip id (frames sharing it form one clip)."),
-        participant_pattern: str | None = typer.Option(None, "--participant-pattern", help="Regex on the file name; "
-                                                       "its first group is the participant id (default: the clip id)."),
-        dataset: str | None = typer.Option(None, "--dataset", help="Prefix of clip and participant ids (default: the "
-                                           "images folder's name, or its parent's if it is called images/frames)."),
+        clip_pattern: str | None = typer.Option(
+            None, "--clip-pattern", help="Regex on the file name; its first group is the clip id (frames sharing it form one clip)."
+        ),
+        participant_pattern: str | None = typer.Option(
+            None, "--participant-pattern", help="Regex on the file name; its first group is the participant id (default: the clip id)."
+        ),
+        dataset: str | None = typer.Option(
+            None,
+            "--dataset",
+            help="Prefix of clip and participant ids (default: the images folder's name, or its parent's if it is called images/frames).",
+        ),
         plane: str = typer.Option("", "--plane", help=_PLANE_HELP),
         side: str = typer.Option("", "--side", help=_SIDE_HELP),
         pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help=_SPACING_HELP),
@@ -87,8 +93,13 @@ def register(app: typer.Typer) -> None:
 
         opts = _options(out, plane, side, pixel_spacing, mask_value, split_seed, ratios, skip_bad)
         report = import_images(
-            images, masks, opts, dataset=dataset, mask_suffix=mask_suffix,
-            clip_pattern=clip_pattern, participant_pattern=participant_pattern,
+            images,
+            masks,
+            opts,
+            dataset=dataset,
+            mask_suffix=mask_suffix,
+            clip_pattern=clip_pattern,
+            participant_pattern=participant_pattern,
         )
         _print_report(report)
 
@@ -97,11 +108,15 @@ def register(app: typer.Typer) -> None:
         videos: Path = typer.Option(..., "--videos", help="Folder of MP4/AVI/MOV/MKV videos."),
         out: Path = typer.Option(..., "--out", help="Dataset folder (created; an existing manifest is merged)."),
         masks: Path | None = typer.Option(None, "--masks", help="Folder holding the masks (default: --videos)."),
-        masks_suffix: str = typer.Option("_mask", "--masks-suffix", help="clip.mp4's mask is clip<suffix>/ (PNG "
-                                         "frames), clip<suffix>.npy/.npz, clip<suffix>.mp4/.avi or .tif."),
+        masks_suffix: str = typer.Option(
+            "_mask",
+            "--masks-suffix",
+            help="clip.mp4's mask is clip<suffix>/ (PNG frames), clip<suffix>.npy/.npz, clip<suffix>.mp4/.avi or .tif.",
+        ),
         mask_value: int | None = typer.Option(None, "--mask-value", help="Nerve label in label masks (not videos)."),
-        participant_pattern: str | None = typer.Option(None, "--participant-pattern", help="Regex on the file name; "
-                                                       "its first group is the participant id (default: the stem)."),
+        participant_pattern: str | None = typer.Option(
+            None, "--participant-pattern", help="Regex on the file name; its first group is the participant id (default: the stem)."
+        ),
         dataset: str | None = typer.Option(None, "--dataset", help="Prefix of ids (default: the folder's name)."),
         plane: str = typer.Option("", "--plane", help=_PLANE_HELP),
         side: str = typer.Option("", "--side", help=_SIDE_HELP),
@@ -115,7 +130,11 @@ def register(app: typer.Typer) -> None:
 
         opts = _options(out, plane, side, pixel_spacing, mask_value, split_seed, ratios, skip_bad)
         report = import_videos(
-            videos, opts, masks_dir=masks, mask_suffix=masks_suffix, dataset=dataset,
+            videos,
+            opts,
+            masks_dir=masks,
+            mask_suffix=masks_suffix,
+            dataset=dataset,
             participant_pattern=participant_pattern,
         )
         _print_report(report)
@@ -124,13 +143,14 @@ def register(app: typer.Typer) -> None:
     def dicom_command(
         dicoms: Path = typer.Option(..., "--dicoms", help="Folder searched recursively for DICOM files."),
         out: Path = typer.Option(..., "--out", help="Dataset folder (created; an existing manifest is merged)."),
-        masks: Path | None = typer.Option(None, "--masks", help="Folder mirroring --dicoms with the masks "
-                                          "(default: beside each DICOM)."),
-        masks_suffix: str = typer.Option("_mask", "--masks-suffix", help="x.dcm's mask is x<suffix>/ (PNG frames), "
-                                         "x<suffix>.npy/.npz or .tif."),
+        masks: Path | None = typer.Option(None, "--masks", help="Folder mirroring --dicoms with the masks (default: beside each DICOM)."),
+        masks_suffix: str = typer.Option(
+            "_mask", "--masks-suffix", help="x.dcm's mask is x<suffix>/ (PNG frames), x<suffix>.npy/.npz or .tif."
+        ),
         mask_value: int | None = typer.Option(None, "--mask-value", help="Nerve label in label masks."),
-        salt: str | None = typer.Option(None, "--salt", help="Secret mixed into the pseudonyms (default: random, "
-                                        "kept in OUT/.participant_salt)."),
+        salt: str | None = typer.Option(
+            None, "--salt", help="Secret mixed into the pseudonyms (default: random, kept in OUT/.participant_salt)."
+        ),
         plane: str = typer.Option("", "--plane", help=_PLANE_HELP),
         side: str = typer.Option("", "--side", help=_SIDE_HELP + " Default: the DICOM's laterality."),
         pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help=_SPACING_HELP),

@@ -98,9 +98,7 @@ class AugmentConfig(BaseModel):
 
     def geometry_only(self) -> AugmentConfig:
         """A copy with every intensity and noise transform switched off."""
-        return self.model_copy(
-            update={"p_blur": 0.0, "p_gain": 0.0, "p_contrast": 0.0, "p_gamma": 0.0, "p_speckle": 0.0, "p_noise": 0.0}
-        )
+        return self.model_copy(update={"p_blur": 0.0, "p_gain": 0.0, "p_contrast": 0.0, "p_gamma": 0.0, "p_speckle": 0.0, "p_noise": 0.0})
 
     def intensity_only(self) -> AugmentConfig:
         """A copy with every geometric transform (mirror included) switched off."""

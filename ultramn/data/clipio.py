@@ -33,10 +33,7 @@ class ClipArrays:
         if self.frames.ndim != 3 or self.frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 [T,H,W], got {self.frames.dtype} {self.frames.shape}")
         if self.masks.shape != self.frames.shape or self.masks.dtype != np.uint8:
-            raise ValueError(
-                f"masks must be uint8 with the frames' shape {self.frames.shape}, "
-                f"got {self.masks.dtype} {self.masks.shape}"
-            )
+            raise ValueError(f"masks must be uint8 with the frames' shape {self.frames.shape}, got {self.masks.dtype} {self.masks.shape}")
 
 
 def write_clip(path: Path, clip: ClipArrays) -> None:

@@ -108,9 +108,7 @@ class DecodeLimits:
         if n_frames > self.max_frames:
             raise LimitExceededError(f"{n_frames} frames exceed the limit of {self.max_frames}")
         if n_frames * height * width > self.max_pixels:
-            raise LimitExceededError(
-                f"{n_frames} frames of {width}x{height} exceed the limit of {self.max_pixels} pixels in all"
-            )
+            raise LimitExceededError(f"{n_frames} frames of {width}x{height} exceed the limit of {self.max_pixels} pixels in all")
 
 
 DEFAULT_LIMITS: Final[DecodeLimits] = DecodeLimits()
@@ -650,8 +648,10 @@ def decode_zip(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                         raise UnsupportedFormatError(f"{name}: member {info.filename} is {fmt}, not a frame image")
                     page = _pil_frames(io.BytesIO(data), f"{name}:{info.filename}", limits, max_frames=1)[0]
                     if frames and page.shape != frames[0].shape:
-                        raise CorruptFileError(f"{name}: {info.filename} is {page.shape[1]}x{page.shape[0]}, "
-                                               f"other frames {frames[0].shape[1]}x{frames[0].shape[0]}")
+                        raise CorruptFileError(
+                            f"{name}: {info.filename} is {page.shape[1]}x{page.shape[0]}, "
+                            f"other frames {frames[0].shape[1]}x{frames[0].shape[0]}"
+                        )
                     frames.append(page)
                     if len(frames) * page.size > limits.max_pixels:
                         raise LimitExceededError(f"{name}: clip exceeds {limits.max_pixels} pixels in all")

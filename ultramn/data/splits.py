@@ -140,7 +140,6 @@ def format_split_table(records: Sequence[ClipRecord]) -> str:
     header = ["split", *columns, "clips", "participants"]
     lines = ["  ".join(f"{h:>12}" for h in header)]
     for split, row in table.items():
-        cells = [split or "(none)", *(str(row.get(c, 0)) for c in columns), str(sum(row.values())),
-                 str(len(participants[split]))]
+        cells = [split or "(none)", *(str(row.get(c, 0)) for c in columns), str(sum(row.values())), str(len(participants[split]))]
         lines.append("  ".join(f"{c:>12}" for c in cells))
     return "\n".join(lines)

@@ -107,9 +107,7 @@ def resampled_positions(n_frames: int, rate: float) -> IntArray:
     return np.minimum(pos, n_frames - 1)
 
 
-def sample_train_window(
-    n_frames: int, window: int, rng: np.random.Generator, rate: float = 1.0
-) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+def sample_train_window(n_frames: int, window: int, rng: np.random.Generator, rate: float = 1.0) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     """One random training window: ``(frame_indices int64 [T], valid bool [T])``.
 
     The clip is resampled at ``rate`` (:func:`resampled_positions`); a start is drawn
@@ -283,9 +281,7 @@ class WindowDataset(Dataset[dict[str, Any]]):
         self.records: list[ClipRecord] = subsample_evenly(select_split(all_records, split), max_clips)
         # eval index: (record number, window row) for every window of every clip
         self._eval_windows: list[IntArray] = [window_indices(r.n_frames, self.window, self.stride) for r in self.records]
-        self._eval_index: list[tuple[int, int]] = [
-            (ci, wi) for ci, rows in enumerate(self._eval_windows) for wi in range(rows.shape[0])
-        ]
+        self._eval_index: list[tuple[int, int]] = [(ci, wi) for ci, rows in enumerate(self._eval_windows) for wi in range(rows.shape[0])]
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._cache = ClipCache(int(self.cache_mb * 2**20))
 

@@ -156,8 +156,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
         f"- model: `{metrics.get('checkpoint', '?')}` ({metrics.get('arch', '?')})",
         f"- data: `{metrics['data']}`, split `{metrics['split']}`: {metrics['n_clips']} clips, "
         f"{metrics['n_frames']} frames, {metrics['n_participants']} participants",
-        "- masks scored at each clip's original resolution; intervals are 95 % bootstrap intervals "
-        "resampling participants",
+        "- masks scored at each clip's original resolution; intervals are 95 % bootstrap intervals resampling participants",
         "",
         "## Summary",
         "",

@@ -47,9 +47,7 @@ class EvaluationData:
     frames: list[dict[str, Any]] = field(default_factory=list)
     clips: list[dict[str, Any]] = field(default_factory=list)
     #: clip_id -> (frames, gt masks, pred masks) kept for the overlay figures
-    examples: dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]] = field(
-        default_factory=dict
-    )
+    examples: dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]] = field(default_factory=dict)
 
 
 def select_records(records: Sequence[ClipRecord], split: str) -> list[ClipRecord]:
@@ -184,9 +182,7 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
         out[f"csa_abs_error_{area}_median_ci"] = (
             _ci([r["csa_abs_error"] for r in rows], [r["participant_id"] for r in rows], "median", n_boot) if rows else None
         )
-        out[f"hd95_{units}_mean_ci"] = (
-            _ci([r["hd95"] for r in rows], [r["participant_id"] for r in rows], "mean", n_boot) if rows else None
-        )
+        out[f"hd95_{units}_mean_ci"] = _ci([r["hd95"] for r in rows], [r["participant_id"] for r in rows], "mean", n_boot) if rows else None
     rel = _finite([r["csa_rel_error"] for r in frames])
     out["csa_rel_error_median"] = float(np.median(rel)) if rel.size else None
     multi = [c for c in clips if c["n_frames"] > 1]
@@ -196,9 +192,7 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
             "pred_mean_abs_delta_csa": float(np.mean([c["stability_pred"] for c in multi])),
             "gt_mean_abs_delta_csa": float(np.mean([c["stability_gt"] for c in multi])),
             "abs_difference_mean": float(np.mean([c["stability_error"] for c in multi])),
-            "abs_difference_ci": _ci(
-                [c["stability_error"] for c in multi], [c["participant_id"] for c in multi], n_boot=n_boot
-            ),
+            "abs_difference_ci": _ci([c["stability_error"] for c in multi], [c["participant_id"] for c in multi], n_boot=n_boot),
         }
     else:
         out["temporal_stability"] = None

@@ -242,11 +242,7 @@ def summarize_clip(
         unit, track = "mm", [f.centroid_mm for f in present]
     else:
         unit, track = "px", [f.centroid_px for f in present]
-    exc = (
-        excursion(np.array(track, dtype=np.float64), unit, fps, config.centroid_smoothing_frames, duration_frames=n)
-        if present
-        else None
-    )
+    exc = excursion(np.array(track, dtype=np.float64), unit, fps, config.centroid_smoothing_frames, duration_frames=n) if present else None
     return ClipMeasurement(
         n_frames=n,
         fps=fps,

@@ -120,9 +120,7 @@ class _CsvLog:
         self.append = True
 
 
-def train(
-    cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: bool = False, show_progress: bool = True
-) -> TrainResult:
+def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: bool = False, show_progress: bool = True) -> TrainResult:
     """Train ``cfg`` into ``out_dir``; ``init`` fine-tunes from a checkpoint; ``resume`` continues."""
     from torch.utils.tensorboard import SummaryWriter
 
@@ -136,8 +134,13 @@ def train(
     root = Path(cfg.data.root)
     augment = AugmentConfig(**cfg.data.augment)
     train_ds = WindowDataset(
-        root, split="train", mode="train", windows_per_clip=cfg.data.windows_per_clip, augment=augment,
-        seed=cfg.seed, max_clips=cfg.data.max_train_clips,
+        root,
+        split="train",
+        mode="train",
+        windows_per_clip=cfg.data.windows_per_clip,
+        augment=augment,
+        seed=cfg.seed,
+        max_clips=cfg.data.max_train_clips,
     )
     val_ds = WindowDataset(root, split="val", mode="eval", stride=cfg.data.eval_stride, max_clips=cfg.data.max_val_clips)
     if len(train_ds) == 0:
@@ -192,7 +195,10 @@ def train(
         t_epoch = time.perf_counter()
         bar = tqdm(
             _loader(train_ds, cfg, shuffle=True, seed=cfg.seed + epoch),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show_progress, leave=False, unit="batch",
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not show_progress,
+            leave=False,
+            unit="batch",
         )
         for batch in bar:
             frames = batch["frames"].to(device, non_blocking=True)
@@ -233,7 +239,10 @@ def train(
         if improved:
             best_score, best_epoch, stale, best_metrics = score, epoch, 0, val
             save_checkpoint(
-                out_dir / BEST_NAME, model, cfg.model.arch, cfg.model.hparams,
+                out_dir / BEST_NAME,
+                model,
+                cfg.model.arch,
+                cfg.model.hparams,
                 extra={"epoch": epoch + 1, "val": val, "config": cfg.model_dump(), "init": str(init) if init else None},
             )
         else:
@@ -247,9 +256,15 @@ def train(
         log.info(msg)
         torch.save(
             {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
-                "stale": stale, "best_metrics": best_metrics,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch,
+                "best_score": best_score,
+                "best_epoch": best_epoch,
+                "stale": stale,
+                "best_metrics": best_metrics,
             },
             state_path,
         )

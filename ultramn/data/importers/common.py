@@ -265,17 +265,16 @@ def check_pair(frames: U8Array, masks: U8Array, what: str) -> None:
     if masks.shape[0] != frames.shape[0]:
         raise DecodeError(f"{what}: {frames.shape[0]} frames but {masks.shape[0]} mask frames")
     if masks.shape[1:] != frames.shape[1:]:
-        raise DecodeError(
-            f"{what}: frames are {frames.shape[2]}x{frames.shape[1]} but masks {masks.shape[2]}x{masks.shape[1]}"
-        )
+        raise DecodeError(f"{what}: frames are {frames.shape[2]}x{frames.shape[1]} but masks {masks.shape[2]}x{masks.shape[1]}")
 
 
 # ---------------------------------------------------------------------------------------
 # running an import
 
 
-def guarded(items: Iterable[T], work: Callable[[T], ImportedClip | None], describe: Callable[[T], str],
-            report: ImportReport, skip_bad: bool) -> Iterator[ImportedClip]:
+def guarded(
+    items: Iterable[T], work: Callable[[T], ImportedClip | None], describe: Callable[[T], str], report: ImportReport, skip_bad: bool
+) -> Iterator[ImportedClip]:
     """Apply ``work`` to each item; a :class:`DecodeError` stops the import (exit 2) or, with
     ``skip_bad``, is reported and the item skipped."""
     for item in items:
@@ -297,9 +296,7 @@ def progress(items: list[T], desc: str) -> Iterator[T]:
     yield from tqdm(items, desc=desc, unit="clip", file=sys.stderr, disable=None, leave=False)
 
 
-def write_import(
-    clips: Iterable[ImportedClip], options: ImportOptions, source: str, report: ImportReport | None = None
-) -> ImportReport:
+def write_import(clips: Iterable[ImportedClip], options: ImportOptions, source: str, report: ImportReport | None = None) -> ImportReport:
     """Write ``clips`` into ``options.out`` and update its manifest and splits (see the module doc).
 
     ``report`` (filled with skipped inputs while ``clips`` is consumed) is completed and returned.

@@ -91,8 +91,7 @@ def read_header(path: Path) -> DicomHeader:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                             specific_tags=["PatientID", "ImageLaterality", "Laterality"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["PatientID", "ImageLaterality", "Laterality"])
     except Exception as exc:  # pydicom raises many types for broken files
         raise DecodeError(f"{path.name}: unreadable DICOM header ({exc})") from exc
     laterality = str(getattr(ds, "ImageLaterality", "") or getattr(ds, "Laterality", "") or "").strip().upper()
@@ -102,8 +101,7 @@ def read_header(path: Path) -> DicomHeader:
     )
 
 
-def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOptions, salt: str,
-                    mask_suffix: str) -> ImportedClip:
+def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOptions, salt: str, mask_suffix: str) -> ImportedClip:
     """Decode one DICOM and its mask into an :class:`ImportedClip` with pseudonymous ids."""
     rel_dir = path.parent.relative_to(root)
     mask_path = find_mask(masks_root / rel_dir, path.stem, mask_suffix)

@@ -92,16 +92,12 @@ def group_images(
         key = match_key(clip_re, image.name, image.stem, "--clip-pattern")
         participant = match_key(part_re, image.name, key, "--participant-pattern")
         if participants.setdefault(key, participant) != participant:
-            raise UserInputError(
-                f"clip {key!r} mixes participants {participants[key]!r} and {participant!r}: check --participant-pattern"
-            )
+            raise UserInputError(f"clip {key!r} mixes participants {participants[key]!r} and {participant!r}: check --participant-pattern")
         frames[key].append((image, mask))
     groups = []
     for key in sorted(frames, key=natural_key):
         pairs = sorted(frames[key], key=lambda pair: natural_key(pair[0].name))
-        groups.append(
-            ImageGroup(key, participants[key], tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
-        )
+        groups.append(ImageGroup(key, participants[key], tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)))
     return groups, unmatched
 
 

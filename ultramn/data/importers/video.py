@@ -38,9 +38,7 @@ from ultramn.data.importers.common import (
 from ultramn.errors import UserInputError
 
 
-def load_video_clip(
-    video: Path, masks_dir: Path, options: ImportOptions, mask_suffix: str, participant: str, dataset: str
-) -> ImportedClip:
+def load_video_clip(video: Path, masks_dir: Path, options: ImportOptions, mask_suffix: str, participant: str, dataset: str) -> ImportedClip:
     """Decode ``video`` and its mask into an :class:`ImportedClip`."""
     mask_path = find_mask(masks_dir, video.stem, mask_suffix)
     if mask_path is None:
