@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024**2, ge=1, description="Largest request body (upload) in bytes: 413 beyond.")
     max_frames: int = Field(5000, ge=1, description="Most frames a clip may have: 422 beyond.")
     max_side: int = Field(4096, ge=8, description="Largest frame side in pixels: 422 beyond.")
+    max_batch_clips: int = Field(2000, ge=1, description="Most clips one batch archive may hold: 422 beyond.")
+    max_archive_members: int = Field(10_000, ge=1, description="Most members (files and folders) of a batch archive: 422 beyond.")
+    max_archive_ratio: float = Field(200.0, gt=1, description="Largest compression ratio of an archive member (zip bombs): 422 beyond.")
+    max_archive_uploads: int = Field(
+        100, ge=1, description="A batch archive may unpack to this many times max_upload_bytes in all: 422 beyond."
+    )
 
     # analysis ----------------------------------------------------------------------------
     default_stride: int = Field(CONTRACT.window_frames // 2, ge=1, description="Default window stride in frames.")

@@ -122,3 +122,18 @@ async def test_hostile_and_bad_archives_are_refused(gateway: httpx.AsyncClient, 
     assert_error(await gateway.post("/v1/batches", data={"x": "1"}), 422, "validation_error")
     assert sorted(p.name for p in (data_dir / "uploads").iterdir()) == uploads_before  # nothing kept
     assert not any((data_dir / "batches").iterdir())  # no staging or extraction left behind
+
+
+async def test_batch_limits_come_from_settings(triton_server: EmbeddedTriton, clip_set: ClipSet, tmp_path: Path) -> None:
+    """``ULTRAMN_MAX_BATCH_CLIPS`` / ``ULTRAMN_MAX_ARCHIVE_MEMBERS`` bound a batch: 422, nothing kept."""
+    data = tmp_path / "data"
+    settings = make_settings(data, triton_server.grpc_url, max_batch_clips=3, max_archive_members=4)
+    async with running_gateway(settings) as client:
+        body = assert_error(await post_batch(client, clip_set.archive), 422, "limit_exceeded")
+        assert "members" in body["error"]["message"], body  # the archive holds 4 clips + 1 other file
+    settings = make_settings(data, triton_server.grpc_url, max_batch_clips=3)
+    async with running_gateway(settings) as client:
+        body = assert_error(await post_batch(client, clip_set.archive), 422, "limit_exceeded")
+        assert "4 clips exceed the limit of 3" in body["error"]["message"], body
+        assert not any((data / "uploads").iterdir()) and not any((data / "batches").iterdir())
+        assert (await client.get("/v1/batches")).json()["items"] == []

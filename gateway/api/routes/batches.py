@@ -43,12 +43,6 @@ from ultramn.data.decoders import SNIFF_BYTES, DecodeError, sniff_format
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[ApiKeyDep])
 
-#: Most clips one batch may hold (422 ``limit_exceeded`` beyond).
-MAX_BATCH_CLIPS = 2000
-#: Most archive members (files and folders) before the archive is refused.
-MAX_ARCHIVE_MEMBERS = 10_000
-#: Largest compression ratio of a member (zip bombs).
-MAX_COMPRESSION_RATIO = 200.0
 #: How often the feeder looks for room in the job queue.
 FEED_POLL_S = 0.1
 
@@ -178,12 +172,12 @@ def _view(batch: Batch, rows: Sequence[Analysis], names: dict[str, str] | None =
 
 
 def _archive_limits(settings: Settings) -> ArchiveLimits:
-    """A member may be as large as one upload; the whole archive a hundred uploads."""
+    """A member may be as large as one upload; the whole archive ``max_archive_uploads`` uploads."""
     return ArchiveLimits(
-        max_members=MAX_ARCHIVE_MEMBERS,
-        max_total_bytes=100 * settings.max_upload_bytes,
+        max_members=settings.max_archive_members,
+        max_total_bytes=settings.max_archive_uploads * settings.max_upload_bytes,
         max_member_bytes=settings.max_upload_bytes,
-        max_ratio=MAX_COMPRESSION_RATIO,
+        max_ratio=settings.max_archive_ratio,
     )
 
 
@@ -221,8 +215,10 @@ def _ingest(
         found = discover(staging, workdir, _archive_limits(settings))
         if not found.clips:
             raise ApiError(422, "no_clips", f"the archive holds no clips ({len(found.skipped)} other files)")
-        if len(found.clips) > MAX_BATCH_CLIPS:
-            raise ApiError(422, "limit_exceeded", f"{len(found.clips)} clips exceed the limit of {MAX_BATCH_CLIPS} per batch")
+        if len(found.clips) > settings.max_batch_clips:
+            limit = settings.max_batch_clips
+            message = f"{len(found.clips)} clips exceed the limit of {limit} per batch (ULTRAMN_MAX_BATCH_CLIPS)"
+            raise ApiError(422, "limit_exceeded", message)
         pairs: list[tuple[Clip, Analysis]] = []
         for index, clip in enumerate(found.clips):
             job_id = uuid.uuid4().hex
