@@ -297,19 +297,22 @@ def experiment_main(args: argparse.Namespace, work: Path) -> str:
     return "\n".join(lines)
 
 
-def experiment_queue_delay(args: argparse.Namespace, work: Path) -> str:
-    onnx = build_onnx(work, args.checkpoint)
+def sweep(args: argparse.Namespace, work: Path, onnx: Path, variants: dict[str, RepoSettings]) -> list[Result]:
+    """One cpu server per labelled settings variant, all serving ``onnx``; interleaved load on each."""
     names = [o.name for o in CONTRACT.served_outputs]
-    repos = {
-        f"max_queue_delay {d} us": make_repo(
-            work, f"delay_{d}", onnx, RepoSettings(target="cpu", intra_op_threads=args.threads, max_queue_delay_us=d)
-        )
-        for d in args.queue_delays
-    }
+    repos = {label: make_repo(work, f"variant_{i}", onnx, settings) for i, (label, settings) in enumerate(variants.items())}
     with contextlib.ExitStack() as stack:
         servers = start_servers(stack, repos)
-        results = run_interleaved({k: triton_runner(v, args, names) for k, v in servers.items()}, args.concurrency, args.rounds)
-    return table(results)
+        return run_interleaved({k: triton_runner(v, args, names) for k, v in servers.items()}, args.concurrency, args.rounds)
+
+
+def experiment_queue_delay(args: argparse.Namespace, work: Path) -> str:
+    onnx = build_onnx(work, args.checkpoint)
+    variants = {
+        f"max_queue_delay {d} us": RepoSettings(target="cpu", intra_op_threads=args.threads, max_queue_delay_us=d)
+        for d in args.queue_delays
+    }
+    return table(sweep(args, work, onnx, variants))
 
 
 def batch_cost(onnx_path: Path, threads: int, batches: list[int], repeats: int = 24) -> str:
@@ -337,18 +340,13 @@ def batch_cost(onnx_path: Path, threads: int, batches: list[int], repeats: int =
 
 def experiment_run_batch(args: argparse.Namespace, work: Path) -> str:
     onnx = build_onnx(work, args.checkpoint)
-    names = [o.name for o in CONTRACT.served_outputs]
     cost = batch_cost(onnx, args.threads, [1, 2, 4, 8])
     print(cost, flush=True)
-    repos = {
-        f"run_batch_size {n or 'whole batch'}": make_repo(
-            work, f"run_batch_{n}", onnx, RepoSettings(target="cpu", intra_op_threads=args.threads, run_batch_size=n)
-        )
+    variants = {
+        f"run_batch_size {n or 'whole batch'}": RepoSettings(target="cpu", intra_op_threads=args.threads, run_batch_size=n)
         for n in args.run_batch_sizes
     }
-    with contextlib.ExitStack() as stack:
-        servers = start_servers(stack, repos)
-        results = run_interleaved({k: triton_runner(v, args, names) for k, v in servers.items()}, args.concurrency, args.rounds)
+    results = sweep(args, work, onnx, variants)
     return "In-process ONNX Runtime, one run per batch:\n\n" + cost + "\n\nServed, dynamic batching on:\n\n" + table(results)
 
 
