@@ -26,7 +26,8 @@ from starlette.formparsers import MultiPartException
 from starlette.types import Message, Receive
 
 from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, RepoDep, SettingsDep, TritonDep
-from gateway.api.schemas import AnalysisDetail, AnalysisList, AnalysisSummary, ErrorResponse, summary
+from gateway.api.openapi import error_responses, multipart_upload
+from gateway.api.schemas import AnalysisDetail, AnalysisList, AnalysisSummary, summary
 from gateway.core.config import Settings
 from gateway.core.errors import ApiError, PayloadTooLargeError, decode_error_to_api
 from gateway.store import Analysis, FileStore, JobStatus, ListFilters
@@ -37,48 +38,25 @@ from ultramn.windowing import window_starts
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text}
-    for code, text in {
-        401: "Missing X-API-Key",
-        403: "Wrong X-API-Key",
+_ERRORS = error_responses(
+    {
         404: "No such analysis or frame",
         413: "Upload too large",
         415: "Unsupported or mislabelled file type",
         422: "Corrupt or undecodable file, or invalid fields",
         429: "Queue full (Retry-After)",
         503: "Triton unavailable (Retry-After); the job is kept and completes later",
-    }.items()
-}
-
-_UPLOAD_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, PNG/JPEG/BMP, ZIP of frames",
-                        },
-                        "pixel_spacing_mm": {"type": "number", "description": "mm per pixel (overrides the file's)"},
-                        "stride": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": CONTRACT.window_frames,
-                            "description": "frames between windows",
-                        },
-                        "wait": {"type": "boolean", "default": False, "description": "answer with the result when the clip is short"},
-                    },
-                }
-            }
-        },
     }
-}
+)
+
+_UPLOAD_SCHEMA = multipart_upload(
+    {
+        "file": {"type": "string", "format": "binary", "description": "MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, PNG/JPEG/BMP, ZIP of frames"},
+        "pixel_spacing_mm": {"type": "number", "description": "mm per pixel (overrides the file's)"},
+        "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames, "description": "frames between windows"},
+        "wait": {"type": "boolean", "default": False, "description": "answer with the result when the clip is short"},
+    }
+)
 
 _EXT = re.compile(r"^\.[a-z0-9]{1,10}$")
 

@@ -30,8 +30,9 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, RepoDep, SettingsDep
+from gateway.api.openapi import error_responses, multipart_upload
 from gateway.api.routes.analyses import _EXT, _copy, _limited, _parse_float, _parse_int
-from gateway.api.schemas import ErrorInfo, ErrorResponse, aware
+from gateway.api.schemas import ErrorInfo, aware
 from gateway.core.config import Settings
 from gateway.core.errors import ApiError, PayloadTooLargeError
 from gateway.store import Analysis, AnalysisRepository, Batch, FileStore, JobStatus
@@ -49,36 +50,22 @@ FEED_POLL_S = 0.1
 _FINISHED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 _feeders: set[asyncio.Task[None]] = set()
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text}
-    for code, text in {
-        401: "Missing X-API-Key",
-        403: "Wrong X-API-Key",
+_ERRORS = error_responses(
+    {
         404: "No such batch",
         413: "Upload too large",
         415: "Not a ZIP or TAR archive",
         422: "Unsafe archive (path traversal, link out), limits exceeded (members, size, zip bomb), no clips, or invalid fields",
-    }.items()
-}
-
-_UPLOAD_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "ZIP or TAR(.gz/.bz2/.xz) of clips"},
-                        "pixel_spacing_mm": {"type": "number", "description": "mm per pixel for every clip (overrides the files')"},
-                        "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames},
-                    },
-                }
-            }
-        },
     }
-}
+)
+
+_UPLOAD_SCHEMA = multipart_upload(
+    {
+        "file": {"type": "string", "format": "binary", "description": "ZIP or TAR(.gz/.bz2/.xz) of clips"},
+        "pixel_spacing_mm": {"type": "number", "description": "mm per pixel for every clip (overrides the files')"},
+        "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames},
+    }
+)
 
 
 # --------------------------------------------------------------------------- schemas
