@@ -135,6 +135,7 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [ln for ln in table.read_text().splitlines() if ln.startswith("| ")]
     assert len(rows) == 3 and rows[1].startswith("| UltraMN |") and f"{metrics['dice_mean']:.4f}" in rows[1]
+    assert len({row.count("|") for row in rows}) == 1, rows  # no stray pipe splits a cell: every row has the header's columns
     assert _cli("compare", "no-equals-sign").returncode == 2
     assert _cli("compare", f"x={tmp_path / 'nowhere'}").returncode == 2
 

@@ -45,7 +45,7 @@ def _stability(metrics: dict[str, Any]) -> str:
     ci = ts.get("abs_difference_ci")
     diff = ts["abs_difference_mean"]
     interval = f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""
-    return f"{ts['pred_mean_abs_delta_csa']:.3f} vs {ts['gt_mean_abs_delta_csa']:.3f}; |diff| {diff:.3f}{interval}"
+    return f"{ts['pred_mean_abs_delta_csa']:.3f} vs {ts['gt_mean_abs_delta_csa']:.3f}; abs diff {diff:.3f}{interval}"
 
 
 def comparison_table(named: list[tuple[str, dict[str, Any]]]) -> str:
