@@ -9,6 +9,8 @@ python backend + ONNX Runtime) started here on free ports, one server at a time:
 - ``queue-delay``: the dynamic batcher's ``max_queue_delay_microseconds`` sweep;
 - ``run-batch``: in-process ONNX Runtime cost per window at batch 1, 2, 4, 8, and the
   python backend's ``run_batch_size`` (windows per ORT run inside one merged batch) sweep;
+- ``server-time``: at concurrency 1, Triton's per-phase statistics (queue, compute input /
+  infer / output) beside in-process ORT, for several intra-op thread counts;
 - ``encoding``: served output encodings (uint8 mask probabilities vs float32
   probabilities vs float32 logits): bytes per response on the wire and latency.
 
@@ -116,12 +118,17 @@ def triton_load(url: str, concurrency: int, warmup: float, duration: float, name
     return result
 
 
-def inprocess_load(onnx_path: Path, concurrency: int, warmup: float, duration: float, threads: int) -> Result:
-    """The same closed loop against one in-process ONNX Runtime session shared by ``concurrency`` threads."""
+def ort_session(onnx_path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session set up as the served python backend sets up its own (intra-op ``threads``, 1 inter-op)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def inprocess_load(onnx_path: Path, concurrency: int, warmup: float, duration: float, threads: int) -> Result:
+    """The same closed loop against one in-process ONNX Runtime session shared by ``concurrency`` threads."""
+    sess = ort_session(onnx_path, threads)
     sess.run(None, {IN.name: window()})
     latencies: list[float] = []
     lock = threading.Lock()
@@ -209,15 +216,23 @@ def run_interleaved(systems: dict[str, Runner], levels: list[int], rounds: int) 
     return [merge(raw[(name, c)]) for name in systems for c in levels]
 
 
-def _success(url: str) -> tuple[int, int]:
+STAT_PHASES = ("success", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+def _stats(url: str) -> dict[str, tuple[int, int]]:
+    """Triton's cumulative ``(count, ns)`` per phase of the model's inference statistics."""
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url)
     try:
-        stats = client.get_inference_statistics(CONTRACT.name, as_json=True)["model_stats"][0]["inference_stats"]["success"]
+        stats = client.get_inference_statistics(CONTRACT.name, as_json=True)["model_stats"][0]["inference_stats"]
     finally:
         client.close()
-    return int(stats.get("count", 0)), int(stats.get("ns", 0))
+    return {k: (int(stats.get(k, {}).get("count", 0)), int(stats.get(k, {}).get("ns", 0))) for k in STAT_PHASES}
+
+
+def _success(url: str) -> tuple[int, int]:
+    return _stats(url)["success"]
 
 
 def triton_runner(server: EmbeddedTriton, args: argparse.Namespace, names: list[str]) -> Runner:
@@ -315,12 +330,35 @@ def experiment_queue_delay(args: argparse.Namespace, work: Path) -> str:
     return table(sweep(args, work, onnx, variants))
 
 
+def experiment_server_time(args: argparse.Namespace, work: Path) -> str:
+    """Concurrency 1: where a served request's time goes (Triton's statistics) beside in-process ORT, per thread count."""
+    onnx = build_onnx(work, args.checkpoint)
+    names = [o.name for o in CONTRACT.served_outputs]
+    rows = [
+        "| intra-op threads | in-process ORT p50 ms | served p50 ms (client) | queue ms | compute input ms | compute infer ms "
+        "| compute output ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for threads in args.thread_sweep:
+        repo = make_repo(work, f"threads_{threads}", onnx, RepoSettings(target="cpu", intra_op_threads=threads))
+        local = inprocess_load(onnx, 1, args.warmup, args.duration, threads)
+        with running_triton(repo, [CONTRACT.name]) as server:
+            before = _stats(server.grpc_url)
+            served = triton_load(server.grpc_url, 1, args.warmup, args.duration, names, "")
+            after = _stats(server.grpc_url)
+        n = max(1, after["success"][0] - before["success"][0])
+        phase = {k: (after[k][1] - before[k][1]) / n / 1e6 for k in STAT_PHASES}
+        rows.append(
+            f"| {threads} | {local.pct(50):.1f} | {served.pct(50):.1f} | {phase['queue']:.1f} | {phase['compute_input']:.1f} "
+            f"| {phase['compute_infer']:.1f} | {phase['compute_output']:.1f} |"
+        )
+        print(rows[-1], flush=True)
+    return "\n".join(rows)
+
+
 def batch_cost(onnx_path: Path, threads: int, batches: list[int], repeats: int = 24) -> str:
     """Markdown table: in-process ORT milliseconds per batch and per window at each batch size."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path, threads)
     rows = ["| batch | ms / batch (median) | ms / window | vs batch 1 |", "|---|---|---|---|"]
     first = 0.0
     for b in batches:
@@ -378,12 +416,13 @@ def experiment_encoding(args: argparse.Namespace, work: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiment", choices=["main", "queue-delay", "run-batch", "encoding"], default="main")
+    p.add_argument("--experiment", choices=["main", "queue-delay", "run-batch", "server-time", "encoding"], default="main")
     p.add_argument("--checkpoint", type=Path, default=REPO_CHECKPOINT, help="default models/ultramn.pt; untrained unet3d if absent")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--queue-delays", type=int, nargs="+", default=[0, 1000, 2000, 5000, 10000])
     p.add_argument("--queue-delay-us", type=int, default=None, help="main: the batching-on repository's delay (default: config's)")
     p.add_argument("--run-batch-sizes", type=int, nargs="+", default=[0, 1, 2], help="run-batch: values to sweep (0: whole batch)")
+    p.add_argument("--thread-sweep", type=int, nargs="+", default=[0, 2, 1], help="server-time: intra-op thread counts")
     p.add_argument("--encodings", nargs="+", choices=ENCODINGS, default=list(ENCODINGS))
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads, served and in-process (0: one per core)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions, pooled")
@@ -401,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             "main": experiment_main,
             "queue-delay": experiment_queue_delay,
             "run-batch": experiment_run_batch,
+            "server-time": experiment_server_time,
             "encoding": experiment_encoding,
         }
         run = experiments[args.experiment]

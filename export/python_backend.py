@@ -6,8 +6,8 @@ it needs neither ``ultramn`` nor torch: numpy and onnxruntime only.
 
 All requests of one ``execute()`` call (the dynamic batcher's merged batch) are
 concatenated, run through ONNX Runtime in chunks of ``run_batch_size`` windows, then
-split back: one response per request, in order. A request that cannot be read gets its own ``TritonError`` response
-and does not fail the others.
+split back: one response per request, in order. A request that cannot be read gets its
+own ``TritonError`` response and does not fail the others.
 
 Config parameters: ``onnx_file`` (default ``model.onnx``, relative to the version
 folder), ``intra_op_num_threads`` (0: one per core), ``inter_op_num_threads``,
