@@ -15,6 +15,7 @@ from ultramn.model import (
     UNet2D,
     build_model,
 )
+from ultramn.model.blocks import TemporalResidual
 
 SMALL = {"base_width": 4, "depth": 2}
 SMALL_PAIR = {**SMALL, "classifier_width": 4, "classifier_stages": 2}
@@ -40,10 +41,60 @@ def test_window_output_shapes(arch: str, b: int, t: int, h: int, w: int) -> None
 @pytest.mark.parametrize("depth", [1, 3])
 def test_unet3d_depths_and_options(depth: int) -> None:
     size = 2**depth * 2
-    for kwargs in ({}, {"factorised": False}, {"temporal_kernel": 1}, {"norm": "group"}, {"norm": "instance"}):
+    options: tuple[dict[str, object], ...] = (
+        {},
+        {"temporal_residual": False},
+        {"factorised": False, "temporal_residual": False},
+        {"temporal_kernel": 1},
+        {"norm": "group"},
+        {"norm": "instance"},
+    )
+    for kwargs in options:
         model = MultitaskUNet3D(base_width=4, depth=depth, **kwargs).eval()
         plane, mask = model(torch.rand(2, 1, 3, size, size))
         assert plane.shape == (2, 4) and mask.shape == (2, 1, 3, size, size)
+
+
+def _framewise(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mask logits of ``x [B,1,T,H,W]`` computed one frame at a time (T=1 windows)."""
+    return torch.cat([model(x[:, :, i : i + 1])[1] for i in range(x.shape[2])], dim=2)
+
+
+def _grow_temporal_branches(model: torch.nn.Module) -> None:
+    """Give every zero-initialised temporal branch a non-zero scale (as training does)."""
+    for module in model.modules():
+        if isinstance(module, TemporalResidual):
+            torch.nn.init.ones_(module.norm.weight)
+
+
+def test_temporal_residual_starts_framewise_then_mixes_frames() -> None:
+    """Zero-initialised temporal branches: at init each frame's mask ignores its neighbours; once
+    the branch's scale is non-zero, changing one frame changes the next frame's mask.
+    (BatchNorm only: group and instance norms pool statistics over T, so they are never frame-wise.)"""
+    torch.manual_seed(0)
+    model = MultitaskUNet3D(base_width=4, depth=2, temporal_residual=True).eval()
+    x = torch.rand(2, 1, 4, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[1], _framewise(model, x), atol=1e-5, rtol=1e-5)
+        _grow_temporal_branches(model)
+        assert not torch.allclose(model(x)[1], _framewise(model, x), atol=1e-3)
+        y = x.clone()
+        y[:, :, 1] = torch.rand_like(y[:, :, 1])
+        assert not torch.allclose(model(x)[1][:, :, 2], model(y)[1][:, :, 2], atol=1e-4)
+
+
+def test_plain_temporal_block_mixes_frames_from_init() -> None:
+    """The first shipped design (temporal conv-norm-ReLU inside the block) is not frame-wise at init."""
+    torch.manual_seed(0)
+    model = MultitaskUNet3D(base_width=4, depth=2, temporal_residual=False).eval()
+    x = torch.rand(2, 1, 4, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[1], _framewise(model, x), atol=1e-3)
+
+
+def test_temporal_residual_needs_factorised_blocks() -> None:
+    with pytest.raises(ValueError, match="factorised"):
+        MultitaskUNet3D(base_width=4, depth=2, factorised=False, temporal_residual=True)
 
 
 def test_2d_networks_shapes() -> None:
@@ -71,6 +122,7 @@ def test_framewise_models_treat_frames_independently() -> None:
 
 def test_unet3d_mixes_time() -> None:
     model = small("unet3d")
+    _grow_temporal_branches(model)
     x = torch.rand(1, 1, 3, 16, 16)
     with torch.no_grad():
         _, mask = model(x)

@@ -3,8 +3,11 @@
 Every block works for ``spatial_dims`` 2 (tensors ``[B,C,H,W]``) or 3 (tensors
 ``[B,C,T,H,W]``). In 3D the spatial and temporal parts are factorised: a ``(1,3,3)``
 convolution mixes pixels within a frame and a ``(kt,1,1)`` convolution mixes frames, so
-the block costs little more than its 2D twin while seeing time. Pooling and upsampling
-act on H and W only: T is kept through the whole network, so any ``T >= 1`` is valid.
+the block costs little more than its 2D twin while seeing time. The temporal part can be a
+zero-initialised residual branch (:class:`TemporalResidual`): the 3D network then starts
+out as exactly its frame-wise 2D twin and learns temporal mixing on top. Pooling and
+upsampling act on H and W only: T is kept through the whole network, so any ``T >= 1`` is
+valid.
 """
 
 from __future__ import annotations
@@ -52,14 +55,40 @@ def _conv(spatial_dims: int, cin: int, cout: int, kernel: tuple[int, ...], bias:
     return nn.Conv2d(cin, cout, (kernel[0], kernel[1]), padding=(padding[0], padding[1]), bias=bias)
 
 
+class TemporalResidual(nn.Module):
+    """Zero-initialised residual temporal mixing: ``x + norm(conv_(kt,1,1)(x))``.
+
+    Input and output ``[B,C,T,H,W]``. The norm's scale starts at zero, so at
+    initialisation the module is the identity and a network built from it computes exactly
+    what its frame-wise twin computes; training then grows the temporal branch where
+    neighbouring frames help. Zero padding at the window's ends keeps ``T=1`` valid.
+    """
+
+    def __init__(self, channels: int, temporal_kernel: int = 3, norm: str = "batch") -> None:
+        super().__init__()
+        self.conv = _conv(3, channels, channels, (temporal_kernel, 1, 1))
+        self.norm = make_norm(norm, channels, 3)
+        weight = getattr(self.norm, "weight", None)
+        if weight is None:  # every norm make_norm builds is affine
+            raise ValueError(f"norm {norm!r} has no scale to zero-initialise")
+        nn.init.zeros_(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B,C,T,H,W]`` -> ``[B,C,T,H,W]``."""
+        return x + self.norm(self.conv(x))
+
+
 class ResBlock(nn.Module):
     """Residual convolution block: two 3x3 spatial convolutions (+ temporal mixing in 3D).
 
     2D: ``conv3x3-norm-act-conv3x3-norm (+ skip) -act``.
 
     3D, ``factorised=True``: ``conv(1,3,3)-norm-act-conv(kt,1,1)-norm-act-conv(1,3,3)-norm
-    (+ skip) -act``; ``factorised=False`` uses two full ``(kt,3,3)`` convolutions instead.
-    ``temporal_kernel=1`` removes temporal mixing (a per-frame network in 3D clothing).
+    (+ skip) -act``; with ``temporal_residual=True`` the middle part is
+    :class:`TemporalResidual` instead (``y + norm(conv(kt,1,1)(y))``, zero-initialised, no
+    activation), so the block starts as its 2D twin. ``factorised=False`` uses two full
+    ``(kt,3,3)`` convolutions instead. ``temporal_kernel=1`` removes temporal mixing (a
+    per-frame network in 3D clothing).
 
     Input ``[B,cin,*S]`` -> output ``[B,cout,*S]`` (same spatial/temporal size ``S``).
     The skip is the identity when ``cin == cout``, else a 1x1 convolution + norm.
@@ -73,9 +102,12 @@ class ResBlock(nn.Module):
         norm: str = "batch",
         temporal_kernel: int = 3,
         factorised: bool = True,
+        temporal_residual: bool = False,
     ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
+        if temporal_residual and not factorised:
+            raise ValueError("temporal_residual needs factorised blocks")
         if temporal_kernel < 1 or temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd and >= 1, got {temporal_kernel}")
         kt = temporal_kernel
@@ -90,7 +122,9 @@ class ResBlock(nn.Module):
         if d == 2:
             layers = cna(cin, cout, (3, 3)) + cna(cout, cout, (3, 3), act=False)
         elif factorised:
-            temporal = cna(cout, cout, (kt, 1, 1)) if kt > 1 else []
+            temporal: list[nn.Module] = []
+            if kt > 1:
+                temporal = [TemporalResidual(cout, kt, norm)] if temporal_residual else cna(cout, cout, (kt, 1, 1))
             layers = cna(cin, cout, (1, 3, 3)) + temporal + cna(cout, cout, (1, 3, 3), act=False)
         else:
             layers = cna(cin, cout, (kt, 3, 3)) + cna(cout, cout, (kt, 3, 3), act=False)
@@ -112,7 +146,8 @@ class UNetBackbone(nn.Module):
     Level ``i`` (``0..depth``) has ``base_width * 2**i`` channels; between levels the
     encoder max-pools H and W by 2 and the decoder upsamples them with a stride-2
     transposed convolution, concatenates the encoder's skip and applies a
-    :class:`ResBlock`. T (3D) is never pooled.
+    :class:`ResBlock`. T (3D) is never pooled. ``temporal_kernel``, ``factorised`` and
+    ``temporal_residual`` are passed to every 3D block.
 
     Input ``[B,in_channels,(T,)H,W]`` with H and W divisible by ``2**depth``.
     Output ``(deep [B,base_width*2**depth,(T,)H/2**depth,W/2**depth], top [B,base_width,(T,)H,W])``.
@@ -128,6 +163,7 @@ class UNetBackbone(nn.Module):
         dropout: float = 0.1,
         temporal_kernel: int = 3,
         factorised: bool = True,
+        temporal_residual: bool = False,
     ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
@@ -143,7 +179,15 @@ class UNetBackbone(nn.Module):
         self.widths = widths
 
         def block(cin: int, cout: int) -> ResBlock:
-            return ResBlock(spatial_dims, cin, cout, norm=norm, temporal_kernel=temporal_kernel, factorised=factorised)
+            return ResBlock(
+                spatial_dims,
+                cin,
+                cout,
+                norm=norm,
+                temporal_kernel=temporal_kernel,
+                factorised=factorised,
+                temporal_residual=temporal_residual,
+            )
 
         pool: type[nn.Module]
         up: Callable[[int, int], nn.Module]

@@ -22,7 +22,9 @@ class MultitaskUNet3D(WindowModel):
     pre-sigmoid, planes in :data:`ultramn.contract.PLANES` order.
 
     Architecture: a :class:`~ultramn.model.blocks.UNetBackbone` of factorised residual
-    blocks (``(1,3,3)`` spatial + ``(kt,1,1)`` temporal convolutions, BatchNorm, ReLU),
+    blocks (``(1,3,3)`` spatial + ``(kt,1,1)`` temporal convolutions, BatchNorm, ReLU; by
+    default the temporal convolution is a zero-initialised residual branch, so the network
+    starts as its frame-wise 2D twin and learns temporal mixing on top),
     ``depth`` 2x spatial max-pools, stride-2 transposed-convolution upsampling with skip
     concatenation, channel dropout on the bottleneck; a 1x1x1 convolution gives the mask
     logits and a global-average-pool + dropout + linear head on the deepest features gives
@@ -40,6 +42,9 @@ class MultitaskUNet3D(WindowModel):
         head_dropout: dropout before the plane head's linear layer.
         temporal_kernel: odd temporal kernel size (1 disables temporal mixing).
         factorised: ``(1,3,3)+(kt,1,1)`` blocks (True) or full ``(kt,3,3)`` convolutions.
+        temporal_residual: the temporal convolution as a zero-initialised residual branch
+            (:class:`~ultramn.model.blocks.TemporalResidual`, default) or, False, as a plain
+            ``conv-norm-ReLU`` inside the block (the first shipped design); needs ``factorised``.
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class MultitaskUNet3D(WindowModel):
         head_dropout: float = 0.2,
         temporal_kernel: int = 3,
         factorised: bool = True,
+        temporal_residual: bool = True,
     ) -> None:
         super().__init__()
         if in_channels != 1:
@@ -68,6 +74,7 @@ class MultitaskUNet3D(WindowModel):
             dropout=dropout,
             temporal_kernel=temporal_kernel,
             factorised=factorised,
+            temporal_residual=temporal_residual,
         )
         self.mask_head = nn.Conv3d(self.backbone.out_channels, 1, kernel_size=1)
         self.plane_head = PlaneHead(self.backbone.deep_channels, n_planes, head_dropout)
