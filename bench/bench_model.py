@@ -12,6 +12,8 @@ reports the median over rounds and the best round. Throughput is frames/s = wind
 Usage::
 
     .venv/bin/python bench/bench_model.py --threads 2 --T 8 16 --hw 96 128 160 --width 8 12 16 --depth 4
+    # two block designs of the product model side by side in one run
+    .venv/bin/python bench/bench_model.py --hw 160 --width 8 --variant temporal_residual=true temporal_residual=false
 
 It prints a markdown table (one row per config and batch size) as it goes; ``--out``
 also writes it to a file. Not part of the test suite.
@@ -58,6 +60,7 @@ class Row:
     ort_s: list[float] = field(default_factory=list)
     torch_s: list[float] = field(default_factory=list)
     train_s: list[float] = field(default_factory=list)
+    variant: str = ""
 
     def fps(self, seconds: float) -> float:
         """Frames/s of one call taking ``seconds``."""
@@ -72,8 +75,9 @@ class Row:
             tm = statistics.median(self.torch_s)
             torch_cells = f"{tm * 1e3:.0f} | {self.fps(tm):.1f}"
         train_cell = f"{self.fps(statistics.median(self.train_s)):.1f}" if self.train_s else "-"
+        arch = f"{self.arch} ({self.variant})" if self.variant else self.arch
         return (
-            f"| {self.arch} | {self.t} | {self.hw} | {self.width} | {self.depth} | {self.batch} | {self.params_m:.2f} "
+            f"| {arch} | {self.t} | {self.hw} | {self.width} | {self.depth} | {self.batch} | {self.params_m:.2f} "
             f"| {self.gflop_per_frame:.3f} | {ort_med * 1e3:.1f} | **{self.fps(ort_med):.0f}** | {self.fps(ort_best):.0f} "
             f"| {gflops:.0f} | {torch_cells} | {train_cell} |"
         )
@@ -159,16 +163,35 @@ class Prepared:
     rows: list[Row]
 
 
-def prepare(arch: str, t: int, hw: int, width: int, depth: int, batches: list[int], threads: int, tmp: Path) -> Prepared:
+def parse_variant(text: str) -> dict[str, Any]:
+    """``"k=v,k2=v2"`` -> extra ``build_model`` hparams (values: true/false, int, float or string); ``""`` -> none."""
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--variant: expected KEY=VALUE, got {item!r}")
+        value: Any = {"true": True, "false": False}.get(raw.lower(), raw)
+        if isinstance(value, str):
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    pass
+        out[key] = value
+    return out
+
+
+def prepare(arch: str, t: int, hw: int, width: int, depth: int, batches: list[int], threads: int, tmp: Path, variant: str = "") -> Prepared:
     """Build, count and export one config; the rows are filled by :func:`measure`."""
     torch.manual_seed(0)
-    model = build_model(arch, base_width=width, depth=depth).eval()
+    model = build_model(arch, base_width=width, depth=depth, **parse_variant(variant)).eval()
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
     x1 = torch.rand(1, 1, t, hw, hw)
     gflop_per_frame = 2 * count_macs(model, x1) / t / 1e9
-    onnx_path = tmp / f"{arch}_{t}_{hw}_{width}_{depth}.onnx"
+    onnx_path = tmp / f"{arch}_{t}_{hw}_{width}_{depth}_{abs(hash(variant))}.onnx"
     export_onnx(model, x1, onnx_path)
-    rows = [Row(arch, t, hw, width, depth, b, params_m, gflop_per_frame) for b in batches]
+    rows = [Row(arch, t, hw, width, depth, b, params_m, gflop_per_frame, variant=variant) for b in batches]
     return Prepared(model, ort_session(onnx_path, threads), rows)
 
 
@@ -215,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hw", nargs="+", type=int, default=[96, 128, 160], help="square frame sizes H=W")
     p.add_argument("--width", nargs="+", type=int, default=[8, 12, 16], help="base widths")
     p.add_argument("--depth", nargs="+", type=int, default=[4], help="U-Net depths")
+    p.add_argument(
+        "--variant",
+        nargs="+",
+        default=[""],
+        help="extra hparams per variant, KEY=VALUE[,KEY=VALUE] (e.g. temporal_residual=false); one grid dimension",
+    )
     p.add_argument("--batch", nargs="+", type=int, default=[1, 4], help="window batch sizes")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (ORT and torch)")
     p.add_argument("--warmup", type=int, default=2, help="discarded calls before timing")
@@ -240,11 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ultramn-bench-") as tmp:
         preps: list[Prepared] = []
-        for arch, t, hw, width, depth in itertools.product(args.arch, args.T, args.hw, args.width, args.depth):
+        grid = itertools.product(args.arch, args.T, args.hw, args.width, args.depth, args.variant)
+        for arch, t, hw, width, depth, variant in grid:
             if hw % 2**depth:
                 print(f"<!-- skip H=W={hw}: not divisible by 2**{depth} -->", flush=True)
                 continue
-            preps.append(prepare(arch, t, hw, width, depth, args.batch, args.threads, Path(tmp)))
+            preps.append(prepare(arch, t, hw, width, depth, args.batch, args.threads, Path(tmp), variant))
         for r in range(args.rounds):
             for prep in preps:
                 measure(prep, args)
