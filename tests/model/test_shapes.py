@@ -64,7 +64,7 @@ def _grow_temporal_branches(model: torch.nn.Module) -> None:
     """Give every zero-initialised temporal branch a non-zero scale (as training does)."""
     for module in model.modules():
         if isinstance(module, TemporalResidual):
-            torch.nn.init.ones_(module.norm.weight)
+            torch.nn.init.ones_(module.scale)
 
 
 def test_temporal_residual_starts_framewise_then_mixes_frames() -> None:

@@ -68,10 +68,15 @@ class TemporalResidual(nn.Module):
         super().__init__()
         self.conv = _conv(3, channels, channels, (temporal_kernel, 1, 1))
         self.norm = make_norm(norm, channels, 3)
+        nn.init.zeros_(self.scale)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """The branch's per-channel scale ``[C]`` (the norm's affine weight; 0 at initialisation)."""
         weight = getattr(self.norm, "weight", None)
-        if weight is None:  # every norm make_norm builds is affine
-            raise ValueError(f"norm {norm!r} has no scale to zero-initialise")
-        nn.init.zeros_(weight)
+        if not isinstance(weight, torch.Tensor):  # every norm make_norm builds is affine
+            raise TypeError(f"{type(self.norm).__name__} has no affine scale")
+        return weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B,C,T,H,W]`` -> ``[B,C,T,H,W]``."""
