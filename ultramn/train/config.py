@@ -29,7 +29,7 @@ class ModelSection(_Strict):
 
 
 class LossSection(_Strict):
-    """Weights of the combined loss: plane cross-entropy + mask Dice + mask BCE or focal."""
+    """Weights of the combined loss: plane cross-entropy + mask Dice + mask BCE or focal (+ temporal)."""
 
     plane_weight: float = Field(0.5, ge=0)
     dice_weight: float = Field(1.0, ge=0)
@@ -38,6 +38,9 @@ class LossSection(_Strict):
     focal_gamma: float = Field(2.0, ge=0)
     #: positive-class weight of the BCE term (the nerve is a small fraction of the image)
     pos_weight: float = Field(1.0, gt=0)
+    #: weight of the temporal area term (|ΔA_pred - ΔA_truth| between adjacent frames,
+    #: relative to the window's true area); 0 = off
+    temporal_weight: float = Field(0.0, ge=0)
 
 
 class OptimSection(_Strict):

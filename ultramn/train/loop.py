@@ -190,7 +190,7 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
             break
         train_ds.set_epoch(epoch)
         model.train()
-        sums = {"loss": 0.0, "plane": 0.0, "dice": 0.0, "pixel": 0.0}
+        sums = {"loss": 0.0, "plane": 0.0, "dice": 0.0, "pixel": 0.0, "temporal": 0.0}
         n_batches = 0
         t_epoch = time.perf_counter()
         bar = tqdm(
@@ -220,6 +220,7 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
             sums["plane"] += parts.plane
             sums["dice"] += parts.dice
             sums["pixel"] += parts.pixel
+            sums["temporal"] += parts.temporal
             bar.set_postfix(loss=f"{sums['loss'] / n_batches:.4f}")
         train_seconds = time.perf_counter() - t_epoch
         val = validate(model, val_loader, device)

@@ -1,4 +1,5 @@
-"""The combined multitask loss: plane cross-entropy + mask Dice + mask BCE or focal.
+"""The combined multitask loss: plane cross-entropy + mask Dice + mask BCE or focal,
+plus an optional temporal term on the frame-to-frame change of the nerve area.
 
 Shapes: plane logits ``[B,4]``, plane targets ``int64 [B]`` (-1 = no label, ignored);
 mask logits and targets ``[B,1,T,H,W]``; ``valid`` ``[B,T]`` marks real (not padded)
@@ -24,6 +25,7 @@ class LossParts:
     plane: float
     dice: float
     pixel: float
+    temporal: float = 0.0
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -50,6 +52,29 @@ def pixel_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
     return (per_frame * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def temporal_area_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, floor_fraction: float = 0.01) -> torch.Tensor:
+    """Mean |ΔA_pred - ΔA_truth| over adjacent real frame pairs, relative to the window's mean true area.
+
+    ``logits`` and ``target`` ``[B,T,H,W]``, ``valid`` ``[B,T]``. ``A`` is the soft mask area
+    (sum of probabilities, pixels); the error is divided by the window's mean true area
+    (at least ``floor_fraction`` of the frame, so windows without a nerve stay bounded).
+    This is the training-time form of the temporal-stability metric (mean |ΔCSA| predicted
+    vs truth): it penalises area jitter the ground truth does not have, and missed real
+    changes. A frame-wise model receives it too; only a temporal model can use
+    neighbouring frames to meet it.
+    """
+    if logits.shape[1] < 2:
+        return logits.sum() * 0.0
+    area = torch.sigmoid(logits).sum(dim=(-2, -1))
+    truth = target.sum(dim=(-2, -1))
+    real = valid.float()
+    pairs = real[:, 1:] * real[:, :-1]
+    floor = floor_fraction * logits.shape[-1] * logits.shape[-2]
+    scale = ((truth * real).sum(dim=1) / real.sum(dim=1).clamp_min(1.0)).clamp_min(floor)
+    err = ((area[:, 1:] - area[:, :-1]) - (truth[:, 1:] - truth[:, :-1])).abs() / scale[:, None]
+    return (err * pairs).sum() / pairs.sum().clamp_min(1.0)
+
+
 def multitask_loss(
     plane_logits: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -58,7 +83,7 @@ def multitask_loss(
     valid: torch.Tensor,
     cfg: LossSection,
 ) -> LossParts:
-    """Weighted sum of the three terms (see the module docstring for shapes)."""
+    """Weighted sum of the terms (see the module docstring for shapes); the temporal term only when weighted."""
     b, _, t, h, w = mask_logits.shape
     logits = mask_logits.float().reshape(b * t, h, w)
     target = mask_target.float().reshape(b * t, h, w)
@@ -71,4 +96,9 @@ def multitask_loss(
     else:
         plane = plane_logits.sum() * 0.0
     total = cfg.plane_weight * plane + cfg.dice_weight * dice + cfg.pixel_weight * pix
-    return LossParts(total=total, plane=float(plane.detach()), dice=float(dice.detach()), pixel=float(pix.detach()))
+    temporal = 0.0
+    if cfg.temporal_weight > 0:
+        term = temporal_area_loss(logits.reshape(b, t, h, w), target.reshape(b, t, h, w), valid)
+        total = total + cfg.temporal_weight * term
+        temporal = float(term.detach())
+    return LossParts(total=total, plane=float(plane.detach()), dice=float(dice.detach()), pixel=float(pix.detach()), temporal=temporal)
