@@ -1,10 +1,12 @@
 """The temporal area term: zero when predicted area changes follow the truth, hand-made values otherwise."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from ultramn.contract import PLANES
-from ultramn.train.config import LossSection
+from ultramn.train.config import LossSection, load_config
 from ultramn.train.losses import multitask_loss, temporal_area_loss
 
 ON, OFF = 1e4, -1e4  # sigmoid is exactly 1 / 0 in float32
@@ -68,3 +70,13 @@ def test_multitask_loss_adds_the_term_only_when_weighted() -> None:
     assert float(on.total.detach()) == pytest.approx(float(off.total.detach()) + 2.0 * on.temporal, rel=1e-5)
     on.total.backward()
     assert mask_logits.grad is not None and bool(torch.isfinite(mask_logits.grad).all())
+
+
+def test_every_committed_config_validates_and_the_experiment_pairs_differ_only_in_the_term() -> None:
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    loaded = {p.stem: load_config(p) for p in sorted(configs.glob("*.toml"))}
+    assert {"ultramn", "ultramn-temporal-term", "ref-unet2d-multitask", "ref-unet2d-multitask-temporal-term"} <= set(loaded)
+    for base in ("ultramn", "ref-unet2d-multitask"):
+        plain, term = loaded[base], loaded[f"{base}-temporal-term"]
+        assert plain.loss.temporal_weight == 0.0 and term.loss.temporal_weight > 0.0
+        assert term.model_copy(update={"loss": plain.loss}) == plain

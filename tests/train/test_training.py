@@ -133,9 +133,13 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     table = tmp_path / "compare.md"
     r = _cli("compare", f"UltraMN={ev}", f"again={ev / 'metrics.json'}", "--out", str(table))
     assert r.returncode == 0, r.stderr[-2000:]
-    rows = [ln for ln in table.read_text().splitlines() if ln.startswith("| ")]
+    main, _, paired = table.read_text().partition("Paired differences")
+    rows = [ln for ln in main.splitlines() if ln.startswith("| ")]
     assert len(rows) == 3 and rows[1].startswith("| UltraMN |") and f"{metrics['dice_mean']:.4f}" in rows[1]
     assert len({row.count("|") for row in rows}) == 1, rows  # no stray pipe splits a cell: every row has the header's columns
+    # the same evaluation twice: paired on all 4 clips, zero difference, no lead claimed
+    pair_rows = [ln for ln in paired.splitlines() if ln.startswith("| UltraMN − again")]
+    assert len(pair_rows) == 1 and "+0.0000 [+0.0000, +0.0000]" in pair_rows[0] and pair_rows[0].endswith("| 4 |")
     assert _cli("compare", "no-equals-sign").returncode == 2
     assert _cli("compare", f"x={tmp_path / 'nowhere'}").returncode == 2
 

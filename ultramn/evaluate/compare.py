@@ -1,14 +1,23 @@
 """Side-by-side table of several evaluations (``metrics.json`` of ``ultramn evaluate``).
 
 Used for the model card's "UltraMN vs reference models" table: each row a model, each
-column a headline metric with its 95 % participant-bootstrap interval.
+column a headline metric with its 95 % participant-bootstrap interval. Where the folders
+hold per-clip rows (``clips.csv``), a second table gives the paired differences of the
+first model against each other one on the same clips.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ultramn.evaluate.bootstrap import BootstrapResult, bootstrap_ci, bootstrap_indices
 
 #: (column title, metrics.json key of the point value, key of its interval, digits)
 COLUMNS: tuple[tuple[str, str, str | None, int], ...] = (
@@ -54,5 +63,82 @@ def comparison_table(named: list[tuple[str, dict[str, Any]]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in named:
         cells = [name, *[_cell(m, k, ci, d) for _, k, ci, d in COLUMNS], _stability(m), f"{m['n_clips']} / {m['n_frames']}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``first - other`` on the clips both evaluated, with participant-bootstrap intervals.
+
+    ``dice``: frame-weighted mean per-frame Dice difference (positive = first better).
+    ``stability``: mean per-clip temporal-stability error difference in mm² (negative =
+    first better); ``None`` where no clip has a defined stability (single frames).
+    """
+
+    n_clips: int
+    dice: BootstrapResult
+    stability: BootstrapResult | None
+
+
+def load_clip_rows(eval_dir: Path) -> dict[str, dict[str, str]] | None:
+    """Per-clip rows (``clips.csv`` of ``ultramn evaluate``) keyed by clip id; ``None`` if absent."""
+    folder = eval_dir.parent if eval_dir.suffix == ".json" else eval_dir
+    path = folder / "clips.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as fh:
+        return {row["clip_id"]: row for row in csv.DictReader(fh)}
+
+
+def paired_difference(
+    first: dict[str, dict[str, str]], other: dict[str, dict[str, str]], n_boot: int = 2000, seed: int = 0
+) -> PairedDifference:
+    """Paired ``first - other`` over the clips in both (same test clips, two models).
+
+    Pairing removes the between-clip spread that makes two separate intervals overlap; the
+    bootstrap resamples participants (all their clips), as ``ultramn evaluate`` does.
+    """
+    common = sorted(set(first) & set(other))
+    if not common:
+        raise ValueError("the two evaluations have no clip in common")
+    participants = [first[c]["participant_id"] for c in common]
+    weight = np.array([float(first[c]["n_frames"]) for c in common])
+    d_dice = np.array([float(first[c]["dice_mean"]) - float(other[c]["dice_mean"]) for c in common])
+    d_stab = np.array([float(first[c]["stability_error"]) - float(other[c]["stability_error"]) for c in common])
+
+    def weighted_dice(rows: npt.NDArray[np.int64]) -> float:
+        return float((weight[rows] * d_dice[rows]).sum() / weight[rows].sum())
+
+    stability = bootstrap_ci(d_stab, participants, "mean", n_boot=n_boot, seed=seed) if np.isfinite(d_stab).any() else None
+    return PairedDifference(
+        n_clips=len(common),
+        dice=bootstrap_indices(participants, weighted_dice, n_boot=n_boot, seed=seed),
+        stability=stability,
+    )
+
+
+def _verdict(result: BootstrapResult | None, better_if_positive: bool) -> str:
+    if result is None:
+        return "n/a"
+    if result.low <= 0.0 <= result.high:
+        return "not resolved (interval includes 0)"
+    ahead = (result.low > 0) == better_if_positive
+    return "ahead" if ahead else "behind"
+
+
+def paired_table(first_name: str, first: dict[str, dict[str, str]], others: list[tuple[str, dict[str, dict[str, str]] | None]]) -> str:
+    """Markdown table of :func:`paired_difference` of ``first`` against each other model."""
+    head = ["pair", "Dice difference", "Dice", "stability error difference (mm²)", "stability", "clips"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, rows in others:
+        if rows is None:
+            lines.append(f"| {first_name} − {name} | n/a (no clips.csv) | | | | |")
+            continue
+        diff = paired_difference(first, rows)
+        dice = f"{diff.dice.estimate:+.4f} [{diff.dice.low:+.4f}, {diff.dice.high:+.4f}]"
+        st = diff.stability
+        stab = "n/a" if st is None else f"{st.estimate:+.4f} [{st.low:+.4f}, {st.high:+.4f}]"
+        cells = [f"{first_name} − {name}", dice, _verdict(diff.dice, True), stab, _verdict(diff.stability, False), str(diff.n_clips)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,54 @@
+"""Paired differences between two evaluations of the same clips (``ultramn compare``)."""
+
+import pytest
+
+from ultramn.evaluate.compare import paired_difference, paired_table
+
+
+def _rows(dice: list[float], stability: list[float], frames: list[int]) -> dict[str, dict[str, str]]:
+    """clips.csv rows: clip i belongs to participant i // 2."""
+    return {
+        f"c{i}": {"clip_id": f"c{i}", "participant_id": f"p{i // 2}", "n_frames": str(n), "dice_mean": str(d), "stability_error": str(s)}
+        for i, (d, s, n) in enumerate(zip(dice, stability, frames, strict=True))
+    }
+
+
+def test_paired_difference_is_frame_weighted_for_dice_and_per_clip_for_stability() -> None:
+    first = _rows([0.9, 0.8, 0.7, 0.9], [0.1, 0.2, 0.1, 0.1], [10, 30, 10, 10])
+    other = _rows([0.8, 0.8, 0.7, 0.8], [0.2, 0.2, 0.3, 0.1], [10, 30, 10, 10])
+    diff = paired_difference(first, other, n_boot=200)
+    assert diff.n_clips == 4
+    # Dice: (10*0.1 + 30*0 + 10*0 + 10*0.1) / 60
+    assert diff.dice.estimate == pytest.approx(2 / 60)
+    # stability: mean of (-0.1, 0, -0.2, 0)
+    assert diff.stability.estimate == pytest.approx(-0.075)
+    assert diff.dice.low <= diff.dice.estimate <= diff.dice.high
+    assert diff.dice.n_clusters == 2
+
+
+def test_only_common_clips_are_paired_and_disjoint_sets_are_refused() -> None:
+    first = _rows([0.9, 0.8], [0.1, 0.2], [5, 5])
+    other = {"c1": _rows([0.9, 0.6], [0.1, 0.2], [5, 5])["c1"]}
+    assert paired_difference(first, other, n_boot=50).dice.estimate == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="no clip in common"):
+        paired_difference(first, {"x": {**other["c1"], "clip_id": "x"}}, n_boot=50)
+
+
+def test_table_states_the_verdict() -> None:
+    better = _rows([0.95] * 6, [0.05] * 6, [8] * 6)
+    worse = _rows([0.90, 0.91, 0.92, 0.90, 0.91, 0.92], [0.10, 0.12, 0.11, 0.10, 0.12, 0.11], [8] * 6)
+    table = paired_table("A", better, [("B", worse), ("C", better), ("D", None)])
+    lines = table.splitlines()
+    assert "| A − B |" in lines[2] and lines[2].count("ahead") == 2
+    assert lines[3].count("not resolved") == 2  # identical models: a zero difference is not a lead
+    assert "n/a (no clips.csv)" in lines[4]
+    reverse = paired_table("B", worse, [("A", better)])
+    assert reverse.splitlines()[2].count("behind") == 2
+
+
+def test_still_images_have_no_stability_difference() -> None:
+    first = _rows([0.5, 0.6], [float("nan")] * 2, [1, 1])
+    other = _rows([0.4, 0.4], [float("nan")] * 2, [1, 1])
+    diff = paired_difference(first, other, n_boot=50)
+    assert diff.stability is None and diff.dice.estimate == pytest.approx(0.15)
+    assert "| n/a | n/a |" in paired_table("A", first, [("B", other)])
