@@ -2,7 +2,7 @@
 
 import pytest
 
-from ultramn.evaluate.compare import paired_difference, paired_table
+from ultramn.evaluate.compare import average_clip_rows, paired_difference, paired_table, run_spread_table
 
 
 def _rows(dice: list[float], stability: list[float], frames: list[int]) -> dict[str, dict[str, str]]:
@@ -52,3 +52,35 @@ def test_still_images_have_no_stability_difference() -> None:
     diff = paired_difference(first, other, n_boot=50)
     assert diff.stability is None and diff.dice.estimate == pytest.approx(0.15)
     assert "| n/a | n/a |" in paired_table("A", first, [("B", other)])
+
+
+def test_replicate_runs_are_averaged_per_clip_before_pairing() -> None:
+    run1 = _rows([0.9, 0.8, 0.7, 0.6], [0.1, 0.2, float("nan"), 0.4], [10, 30, 1, 10])
+    run2 = _rows([0.7, 0.8, 0.9, 0.6], [0.3, 0.2, float("nan"), 0.0], [10, 30, 1, 10])
+    mean = average_clip_rows([run1, run2])
+    assert [float(mean[c]["dice_mean"]) for c in sorted(mean)] == pytest.approx([0.8, 0.8, 0.8, 0.6])
+    assert [float(mean[c]["stability_error"]) for c in ("c0", "c1", "c3")] == pytest.approx([0.2, 0.2, 0.2])
+    assert float(mean["c2"]["stability_error"]) != float(mean["c2"]["stability_error"])  # a still image stays nan
+    assert mean["c1"]["n_frames"] == "30" and mean["c1"]["participant_id"] == "p0"
+    assert average_clip_rows([run1]) is run1
+    # pairing the average against one run: (run2 - run1) / 2 per clip
+    diff = paired_difference(mean, run1, n_boot=50)
+    assert diff.dice.estimate == pytest.approx((10 * -0.1 + 1 * 0.1) / 51)
+
+
+def test_runs_of_different_clips_are_refused() -> None:
+    run1 = _rows([0.9, 0.8], [0.1, 0.2], [5, 5])
+    with pytest.raises(ValueError, match="different clips"):
+        average_clip_rows([run1, {"c0": run1["c0"]}])
+    with pytest.raises(ValueError, match="no runs"):
+        average_clip_rows([])
+
+
+def test_run_spread_pairs_run_1_with_each_other_run() -> None:
+    run1 = _rows([0.95] * 6, [0.05] * 6, [8] * 6)
+    run2 = _rows([0.90, 0.91, 0.92, 0.90, 0.91, 0.92], [0.10, 0.12, 0.11, 0.10, 0.12, 0.11], [8] * 6)
+    lines = run_spread_table("M", [run1, run2, run1]).splitlines()
+    assert lines[2].startswith("| M run 1 − M run 2 |") and lines[2].count("ahead") == 2
+    assert lines[3].startswith("| M run 1 − M run 3 |") and lines[3].count("not resolved") == 2
+    with pytest.raises(ValueError, match="at least two"):
+        run_spread_table("M", [run1])

@@ -113,10 +113,11 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
 
     # fine-tune from the checkpoint on the same layout
     ft = tmp_path / "ft"
-    r = _cli("train", "--config", str(cfg), "--init", str(best), "--out", str(ft), "--epochs", "1", "--threads", "1")
+    r = _cli("train", "--config", str(cfg), "--init", str(best), "--out", str(ft), "--epochs", "1", "--threads", "1", "--seed", "3")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fine-tuning from" in r.stderr
-    assert json.loads((ft / "config.json").read_text())["threads"] == 1
+    ft_config = json.loads((ft / "config.json").read_text())
+    assert ft_config["threads"] == 1 and ft_config["seed"] == 3
     assert (ft / "best.pt").is_file()
 
     ev = tmp_path / "eval"
@@ -140,7 +141,14 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     # the same evaluation twice: paired on all 4 clips, zero difference, no lead claimed
     pair_rows = [ln for ln in paired.splitlines() if ln.startswith("| UltraMN − again")]
     assert len(pair_rows) == 1 and "+0.0000 [+0.0000, +0.0000]" in pair_rows[0] and pair_rows[0].endswith("| 4 |")
+    # replicate runs: one row per run, per-clip rows averaged for pairing, a run-to-run table
+    r = _cli("compare", f"A={ev},{ev}", f"B={ev}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| A run 1 |" in r.stdout and "| A run 2 |" in r.stdout and "averaged over each model's runs" in r.stdout
+    spread = r.stdout.partition("Run-to-run spread of A")[2]
+    assert "| A run 1 − A run 2 | +0.0000 [+0.0000, +0.0000] |" in spread
     assert _cli("compare", "no-equals-sign").returncode == 2
+    assert _cli("compare", "x=,").returncode == 2
     assert _cli("compare", f"x={tmp_path / 'nowhere'}").returncode == 2
 
 

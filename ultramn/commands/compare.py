@@ -14,38 +14,65 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare")
     def compare_command(
-        evals: list[str] = typer.Argument(..., help="NAME=EVAL_DIR pairs (folders written by ultramn evaluate)."),
+        evals: list[str] = typer.Argument(
+            ...,
+            help="NAME=EVAL_DIR pairs (folders written by ultramn evaluate); NAME=DIR1,DIR2,... for replicate runs of one model.",
+        ),
         out: Path | None = typer.Option(None, "--out", help="Write the table to this markdown file too."),
     ) -> None:
         """Compare evaluations side by side (plane accuracy, Dice, HD95, CSA error, stability, with CIs).
 
         When the first folder has per-clip rows (clips.csv), a second table gives its paired
-        differences (Dice, stability error) against each other model on the same clips.
+        differences (Dice, stability error) against each other model on the same clips. A
+        model given several folders (replicate runs, e.g. ``--seed``) gets one row per run in
+        the first table, its per-clip rows averaged over the runs for pairing, and a table of
+        its run-to-run spread.
         """
-        from ultramn.evaluate.compare import comparison_table, load_clip_rows, load_metrics, paired_table
+        from ultramn.evaluate.compare import (
+            average_clip_rows,
+            comparison_table,
+            load_clip_rows,
+            load_metrics,
+            paired_table,
+            run_spread_table,
+        )
 
         named = []
-        clip_rows = []
+        clip_rows: list[tuple[str, dict[str, dict[str, str]] | None]] = []
+        replicates: list[tuple[str, list[dict[str, dict[str, str]]]]] = []
         for item in evals:
-            name, sep, folder = item.partition("=")
-            if not sep or not name or not folder:
-                raise UserInputError(f"expected NAME=EVAL_DIR, got {item!r}")
+            name, sep, folders = item.partition("=")
+            paths = [Path(f) for f in folders.split(",") if f]
+            if not sep or not name or not paths:
+                raise UserInputError(f"expected NAME=EVAL_DIR or NAME=DIR1,DIR2,..., got {item!r}")
             try:
-                named.append((name, load_metrics(Path(folder))))
-                clip_rows.append((name, load_clip_rows(Path(folder))))
+                runs = [load_clip_rows(p) for p in paths]
+                for i, path in enumerate(paths, start=1):
+                    named.append((name if len(paths) == 1 else f"{name} run {i}", load_metrics(path)))
+                complete = [r for r in runs if r is not None]
+                if len(complete) < len(runs):
+                    clip_rows.append((name, None))
+                else:
+                    clip_rows.append((name, average_clip_rows(complete)))
+                    if len(complete) > 1:
+                        replicates.append((name, complete))
             except (FileNotFoundError, ValueError) as exc:
-                raise UserInputError(str(exc)) from exc
+                raise UserInputError(f"{name}: {exc}") from exc
         table = comparison_table(named)
         (first_name, first_rows), others = clip_rows[0], clip_rows[1:]
-        if first_rows is not None and others:
-            try:
-                paired = paired_table(first_name, first_rows, others)
-            except ValueError as exc:
-                raise UserInputError(str(exc)) from exc
-            table += (
-                f"\nPaired differences, {first_name} minus each model, on the same clips (95 % participant"
-                " bootstrap; Dice: positive = first better; stability error: negative = first better):\n\n" + paired
-            )
+        try:
+            if first_rows is not None and others:
+                averaged = ", per-clip rows averaged over each model's runs" if replicates else ""
+                table += (
+                    f"\nPaired differences, {first_name} minus each model, on the same clips (95 % participant"
+                    f" bootstrap{averaged}; Dice: positive = first better; stability error: negative = first"
+                    " better):\n\n" + paired_table(first_name, first_rows, others)
+                )
+            for name, model_runs in replicates:
+                header = f"\nRun-to-run spread of {name} (replicate runs, e.g. seeds), same clips:\n\n"
+                table += header + run_spread_table(name, model_runs)
+        except ValueError as exc:
+            raise UserInputError(str(exc)) from exc
         typer.echo(table)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/train"), "--out", help="Output folder (best.pt, metrics.csv, tb/)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last epoch."),
         epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the config's epoch count."),
+        seed: int | None = typer.Option(
+            None, "--seed", min=0, help="Override the config's seed (weights init, sampling, augmentation): seed replicates."
+        ),
         device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (overrides the config)."),
         threads: int | None = typer.Option(
             None, "--threads", min=1, help="torch CPU threads (overrides the config; the speed, not the result)."
@@ -40,6 +43,8 @@ def register(app: typer.Typer) -> None:
             overrides["data"] = {"root": str(data)}
         if epochs is not None:
             overrides["epochs"] = epochs
+        if seed is not None:
+            overrides["seed"] = seed
         if device is not None:
             if device not in ("auto", "cpu", "cuda"):
                 raise UserInputError(f"--device must be auto, cpu or cuda, not {device!r}")

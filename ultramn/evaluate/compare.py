@@ -4,6 +4,11 @@ Used for the model card's "UltraMN vs reference models" table: each row a model,
 column a headline metric with its 95 % participant-bootstrap interval. Where the folders
 hold per-clip rows (``clips.csv``), a second table gives the paired differences of the
 first model against each other one on the same clips.
+
+A model can have several evaluation folders: replicate training runs (``--seed``). Its
+per-clip rows are then averaged over the runs before pairing (:func:`average_clip_rows`),
+so the paired difference is between the models' run-averaged performance on each clip, and
+:func:`run_spread_table` shows how far the replicate runs of one model differ from each other.
 """
 
 from __future__ import annotations
@@ -91,6 +96,34 @@ def load_clip_rows(eval_dir: Path) -> dict[str, dict[str, str]] | None:
         return {row["clip_id"]: row for row in csv.DictReader(fh)}
 
 
+#: the per-clip numbers that :func:`average_clip_rows` averages over replicate runs
+AVERAGED_COLUMNS: tuple[str, ...] = ("dice_mean", "stability_error")
+
+
+def average_clip_rows(runs: list[dict[str, dict[str, str]]]) -> dict[str, dict[str, str]]:
+    """Per-clip rows of replicate runs of one model, averaged over the runs.
+
+    Every run must have scored the same clips (same test split); ``dice_mean`` and
+    ``stability_error`` become their mean over the runs (``nan`` stays ``nan``: still
+    images), the other fields come from the first run. One run is returned unchanged.
+    """
+    if not runs:
+        raise ValueError("no runs to average")
+    if len(runs) == 1:
+        return runs[0]
+    clips = set(runs[0])
+    for i, run in enumerate(runs[1:], start=2):
+        if set(run) != clips:
+            raise ValueError(f"replicate runs scored different clips (run 1: {len(clips)}, run {i}: {len(run)})")
+    averaged: dict[str, dict[str, str]] = {}
+    for clip, row in runs[0].items():
+        merged = dict(row)
+        for key in AVERAGED_COLUMNS:
+            merged[key] = repr(float(np.mean([float(run[clip][key]) for run in runs])))
+        averaged[clip] = merged
+    return averaged
+
+
 def paired_difference(
     first: dict[str, dict[str, str]], other: dict[str, dict[str, str]], n_boot: int = 2000, seed: int = 0
 ) -> PairedDifference:
@@ -142,3 +175,15 @@ def paired_table(first_name: str, first: dict[str, dict[str, str]], others: list
         cells = [f"{first_name} − {name}", dice, _verdict(diff.dice, True), stab, _verdict(diff.stability, False), str(diff.n_clips)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def run_spread_table(name: str, runs: list[dict[str, dict[str, str]]]) -> str:
+    """Markdown table: paired differences of run 1 against each other replicate run of one model.
+
+    How far two training runs of the same recipe land apart on the same clips: a
+    difference between models smaller than this spread is not a difference of models.
+    """
+    if len(runs) < 2:
+        raise ValueError(f"{name}: run spread needs at least two runs")
+    others: list[tuple[str, dict[str, dict[str, str]] | None]] = [(f"{name} run {i}", run) for i, run in enumerate(runs[1:], start=2)]
+    return paired_table(f"{name} run 1", runs[0], others)
