@@ -646,8 +646,22 @@ async function loadPage() {
   }
 }
 
+/** What a row shows; equal keys mean the row can stay as it is. */
+function rowKey(it) {
+  return [it.id, it.status, it.plane || "", it.n_frames ?? "", it.created_at].join("|");
+}
+
 function renderList(items) {
   const tbody = $("results-body");
+  // A refresh that returns the rows already shown keeps the DOM nodes: replacing a row
+  // between a user's mousedown and mouseup would swallow the click (a page-size input
+  // fires "change" again when it loses focus to that very click).
+  const key = items.map(rowKey).join("\n");
+  if (items.length && tbody.dataset.key === key) {
+    updateListControls();
+    return;
+  }
+  tbody.dataset.key = key;
   tbody.replaceChildren(
     ...items.map((it) => {
       const tr = document.createElement("tr");
@@ -683,6 +697,11 @@ function renderList(items) {
     tr.innerHTML = '<td colspan="5" class="muted center">no analyses</td>';
     tbody.append(tr);
   }
+  updateListControls();
+}
+
+/** Pager buttons, page label and the selected row, after a page has loaded. */
+function updateListControls() {
   $("next-page").disabled = !list.nextCursor;
   $("first-page").disabled = list.page === 0;
   $("page-label").textContent = `page ${list.page + 1}`;

@@ -255,8 +255,13 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
     newer = _upload_api(gw, viewer_clip)
     page.select_option("#filter-plane", "")
     page.fill("#page-size", "1")
-    page.dispatch_event("#page-size", "change")
+    page.press("#page-size", "Enter")
     page.wait_for_function(ONLY_ROW_JS, arg=newer["id"])
+    # A refresh that returns the same rows keeps the row nodes, so a click that lands while
+    # one is in flight (the input's blur fires "change" again) still opens the analysis.
+    page.evaluate("() => { window._row = document.querySelector('#results-body tr[data-id]'); }")
+    page.evaluate("() => window.ultramnViewer.refreshList()")
+    assert page.evaluate("() => document.querySelector('#results-body tr[data-id]') === window._row")
     page.click(f"#results-body tr[data-id='{newer['id']}']")  # open another analysis
     page.wait_for_selector(f"#viewer[data-id='{newer['id']}']")
     page.click("#next-page")
@@ -284,7 +289,7 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
 
     if os.environ.get("ULTRAMN_WRITE_SCREENSHOT") == "1":
         page.fill("#page-size", "12")
-        page.dispatch_event("#page-size", "change")
+        page.press("#page-size", "Enter")
         page.select_option("#filter-status", "")
         _set_range(page, "#opacity", 0.5)
         _show_frame(page, max(nonempty, key=lambda i: int(masks[i].sum())) if nonempty else n // 2)
