@@ -1,5 +1,6 @@
 """Paired differences between two evaluations of the same clips (``ultramn compare``)."""
 
+import numpy as np
 import pytest
 
 from ultramn.evaluate.compare import average_clip_rows, paired_difference, paired_table, run_spread_table
@@ -16,7 +17,7 @@ def _rows(dice: list[float], stability: list[float], frames: list[int]) -> dict[
 def test_paired_difference_is_frame_weighted_for_dice_and_per_clip_for_stability() -> None:
     first = _rows([0.9, 0.8, 0.7, 0.9], [0.1, 0.2, 0.1, 0.1], [10, 30, 10, 10])
     other = _rows([0.8, 0.8, 0.7, 0.8], [0.2, 0.2, 0.3, 0.1], [10, 30, 10, 10])
-    diff = paired_difference(first, other, n_boot=200)
+    diff = paired_difference([first], [other], n_boot=200)
     assert diff.n_clips == 4
     # Dice: (10*0.1 + 30*0 + 10*0 + 10*0.1) / 60
     assert diff.dice.estimate == pytest.approx(2 / 60)
@@ -29,29 +30,29 @@ def test_paired_difference_is_frame_weighted_for_dice_and_per_clip_for_stability
 def test_only_common_clips_are_paired_and_disjoint_sets_are_refused() -> None:
     first = _rows([0.9, 0.8], [0.1, 0.2], [5, 5])
     other = {"c1": _rows([0.9, 0.6], [0.1, 0.2], [5, 5])["c1"]}
-    assert paired_difference(first, other, n_boot=50).dice.estimate == pytest.approx(0.2)
+    assert paired_difference([first], [other], n_boot=50).dice.estimate == pytest.approx(0.2)
     with pytest.raises(ValueError, match="no clip in common"):
-        paired_difference(first, {"x": {**other["c1"], "clip_id": "x"}}, n_boot=50)
+        paired_difference([first], [{"x": {**other["c1"], "clip_id": "x"}}], n_boot=50)
 
 
 def test_table_states_the_verdict() -> None:
     better = _rows([0.95] * 6, [0.05] * 6, [8] * 6)
     worse = _rows([0.90, 0.91, 0.92, 0.90, 0.91, 0.92], [0.10, 0.12, 0.11, 0.10, 0.12, 0.11], [8] * 6)
-    table = paired_table("A", better, [("B", worse), ("C", better), ("D", None)])
+    table = paired_table("A", [better], [("B", [worse]), ("C", [better]), ("D", None)])
     lines = table.splitlines()
     assert "| A − B |" in lines[2] and lines[2].count("ahead") == 2
     assert lines[3].count("not resolved") == 2  # identical models: a zero difference is not a lead
     assert "n/a (no clips.csv)" in lines[4]
-    reverse = paired_table("B", worse, [("A", better)])
+    reverse = paired_table("B", [worse], [("A", [better])])
     assert reverse.splitlines()[2].count("behind") == 2
 
 
 def test_still_images_have_no_stability_difference() -> None:
     first = _rows([0.5, 0.6], [float("nan")] * 2, [1, 1])
     other = _rows([0.4, 0.4], [float("nan")] * 2, [1, 1])
-    diff = paired_difference(first, other, n_boot=50)
+    diff = paired_difference([first], [other], n_boot=50)
     assert diff.stability is None and diff.dice.estimate == pytest.approx(0.15)
-    assert "| n/a | n/a |" in paired_table("A", first, [("B", other)])
+    assert "| n/a | n/a |" in paired_table("A", [first], [("B", [other])])
 
 
 def test_replicate_runs_are_averaged_per_clip_before_pairing() -> None:
@@ -63,8 +64,8 @@ def test_replicate_runs_are_averaged_per_clip_before_pairing() -> None:
     assert float(mean["c2"]["stability_error"]) != float(mean["c2"]["stability_error"])  # a still image stays nan
     assert mean["c1"]["n_frames"] == "30" and mean["c1"]["participant_id"] == "p0"
     assert average_clip_rows([run1]) is run1
-    # pairing the average against one run: (run2 - run1) / 2 per clip
-    diff = paired_difference(mean, run1, n_boot=50)
+    # pairing both runs against one run: (run2 - run1) / 2 per clip
+    diff = paired_difference([run1, run2], [run1], n_boot=50)
     assert diff.dice.estimate == pytest.approx((10 * -0.1 + 1 * 0.1) / 51)
 
 
@@ -84,3 +85,26 @@ def test_run_spread_pairs_run_1_with_each_other_run() -> None:
     assert lines[3].startswith("| M run 1 − M run 3 |") and lines[3].count("not resolved") == 2
     with pytest.raises(ValueError, match="at least two"):
         run_spread_table("M", [run1])
+
+
+def test_replicate_runs_that_disagree_widen_the_interval() -> None:
+    """Two runs of one model, one 0.10 ahead of the other model on every clip and one 0.05
+    behind: on the run average (+0.025, the same on every clip) a participant-only bootstrap
+    would call it "ahead" with a zero-width interval; resampling the runs does not."""
+    dice_other = [0.80, 0.82, 0.84, 0.86, 0.88, 0.90]
+    other = _rows(dice_other, [0.1] * 6, [8] * 6)
+    lucky = _rows([d + 0.10 for d in dice_other], [0.05] * 6, [8] * 6)
+    unlucky = _rows([d - 0.05 for d in dice_other], [0.20] * 6, [8] * 6)
+    averaged_only = paired_difference([average_clip_rows([lucky, unlucky])], [other], n_boot=400)
+    assert averaged_only.dice.estimate == pytest.approx(0.025)
+    assert averaged_only.dice.high - averaged_only.dice.low == pytest.approx(0.0, abs=1e-12)
+    both = paired_difference([lucky, unlucky], [other], n_boot=400)
+    assert both.dice.estimate == pytest.approx(0.025) and both.stability.estimate == pytest.approx(0.025)
+    # the run draws reach both single runs: the interval spans from -0.05 to +0.10
+    assert both.dice.low == pytest.approx(-0.05) and both.dice.high == pytest.approx(0.10)
+    assert both.stability.low == pytest.approx(-0.05) and both.stability.high == pytest.approx(0.10)
+    table = paired_table("A", [lucky, unlucky], [("B", [other])])
+    assert table.splitlines()[2].count("not resolved") == 2
+    # deterministic for a seed
+    again = paired_difference([lucky, unlucky], [other], n_boot=400)
+    np.testing.assert_array_equal(again.dice.replicates, both.dice.replicates)

@@ -75,8 +75,9 @@ def test_multitask_loss_adds_the_term_only_when_weighted() -> None:
 def test_every_committed_config_validates_and_the_experiment_pairs_differ_only_in_the_term() -> None:
     configs = Path(__file__).resolve().parents[2] / "configs"
     loaded = {p.stem: load_config(p) for p in sorted(configs.glob("*.toml"))}
-    assert {"ultramn", "ultramn-temporal-term", "ref-unet2d-multitask", "ref-unet2d-multitask-temporal-term"} <= set(loaded)
-    for base in ("ultramn", "ref-unet2d-multitask"):
+    bases = ("ultramn", "ref-unet2d-pair", "ref-unet2d-multitask")
+    assert {name for base in bases for name in (base, f"{base}-temporal-term")} <= set(loaded)
+    for base in bases:
         plain, term = loaded[base], loaded[f"{base}-temporal-term"]
         assert plain.loss.temporal_weight == 0.0 and term.loss.temporal_weight > 0.0
         assert term.model_copy(update={"loss": plain.loss}) == plain

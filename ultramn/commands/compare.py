@@ -25,10 +25,11 @@ def register(app: typer.Typer) -> None:
         When the first folder has per-clip rows (clips.csv), a second table gives its paired
         differences (Dice, stability error) against each other model on the same clips. A
         model given several folders (replicate runs, e.g. ``--seed``) gets one row per run in
-        the first table, its per-clip rows averaged over the runs for pairing, and a table of
-        its run-to-run spread.
+        the first table, its per-clip rows averaged over the runs for pairing (the interval
+        then also resamples its runs), and a table of its run-to-run spread.
         """
         from ultramn.evaluate.compare import (
+            ClipRows,
             average_clip_rows,
             comparison_table,
             load_clip_rows,
@@ -38,8 +39,8 @@ def register(app: typer.Typer) -> None:
         )
 
         named = []
-        clip_rows: list[tuple[str, dict[str, dict[str, str]] | None]] = []
-        replicates: list[tuple[str, list[dict[str, dict[str, str]]]]] = []
+        clip_rows: list[tuple[str, list[ClipRows] | None]] = []
+        replicates: list[tuple[str, list[ClipRows]]] = []
         for item in evals:
             name, sep, folders = item.partition("=")
             paths = [Path(f) for f in folders.split(",") if f]
@@ -53,7 +54,8 @@ def register(app: typer.Typer) -> None:
                 if len(complete) < len(runs):
                     clip_rows.append((name, None))
                 else:
-                    clip_rows.append((name, average_clip_rows(complete)))
+                    average_clip_rows(complete)  # refuses runs that scored different clips
+                    clip_rows.append((name, complete))
                     if len(complete) > 1:
                         replicates.append((name, complete))
             except (FileNotFoundError, ValueError) as exc:
@@ -62,7 +64,9 @@ def register(app: typer.Typer) -> None:
         (first_name, first_rows), others = clip_rows[0], clip_rows[1:]
         try:
             if first_rows is not None and others:
-                averaged = ", per-clip rows averaged over each model's runs" if replicates else ""
+                averaged = (
+                    "; per-clip rows averaged over each model's runs, and the bootstrap resamples those runs too" if replicates else ""
+                )
                 table += (
                     f"\nPaired differences, {first_name} minus each model, on the same clips (95 % participant"
                     f" bootstrap{averaged}; Dice: positive = first better; stability error: negative = first"

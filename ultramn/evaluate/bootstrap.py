@@ -53,12 +53,14 @@ def _cluster_codes(clusters: Sequence[Any] | npt.ArrayLike) -> tuple[IntArray, i
     return codes, int(codes.max()) + 1 if codes.size else 0
 
 
-def _draws(n_clusters: int, n_boot: int, seed: int | None) -> IntArray:
+def cluster_draws(n_clusters: int, n_boot: int, seed: int | None) -> IntArray:
+    """``[n_boot, n_clusters]`` cluster indices drawn with replacement (one row per replicate)."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, n_clusters, size=(n_boot, n_clusters), dtype=np.int64)
 
 
-def _interval(replicates: FloatArray, confidence: float) -> tuple[float, float]:
+def percentile_interval(replicates: FloatArray, confidence: float) -> tuple[float, float]:
+    """``[q(α/2), q(1 - α/2)]`` of the finite replicates (``nan, nan`` if none is finite)."""
     finite = replicates[np.isfinite(replicates)]
     if finite.size == 0:
         return math.nan, math.nan
@@ -97,9 +99,9 @@ def bootstrap_indices(
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     members = [order[s : s + c] for s, c in zip(starts, counts, strict=True)]
     reps = np.empty(n_boot, dtype=np.float64)
-    for b, draw in enumerate(_draws(n_clusters, n_boot, seed)):
+    for b, draw in enumerate(cluster_draws(n_clusters, n_boot, seed)):
         reps[b] = statistic(np.concatenate([members[k] for k in draw]))
-    lo, hi = _interval(reps, confidence)
+    lo, hi = percentile_interval(reps, confidence)
     return BootstrapResult(
         estimate=float(statistic(np.arange(codes.size, dtype=np.int64))),
         low=lo,
@@ -142,9 +144,9 @@ def bootstrap_ci(
         codes, n_clusters = _cluster_codes(cl)
         sums = np.bincount(codes, weights=vals, minlength=n_clusters)
         counts = np.bincount(codes, minlength=n_clusters).astype(np.float64)
-        draws = _draws(n_clusters, n_boot, seed)
+        draws = cluster_draws(n_clusters, n_boot, seed)
         reps = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-        lo, hi = _interval(reps, confidence)
+        lo, hi = percentile_interval(reps, confidence)
         return BootstrapResult(
             estimate=float(vals.mean()),
             low=lo,

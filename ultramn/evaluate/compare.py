@@ -6,15 +6,18 @@ hold per-clip rows (``clips.csv``), a second table gives the paired differences 
 first model against each other one on the same clips.
 
 A model can have several evaluation folders: replicate training runs (``--seed``). Its
-per-clip rows are then averaged over the runs before pairing (:func:`average_clip_rows`),
-so the paired difference is between the models' run-averaged performance on each clip, and
-:func:`run_spread_table` shows how far the replicate runs of one model differ from each other.
+per-clip rows are then averaged over the runs (:func:`average_clip_rows`), so the paired
+difference is between the models' run-averaged performance on each clip; its interval
+comes from a two-level bootstrap that resamples each model's runs as well as the
+participants (:func:`paired_difference`), so run-to-run luck widens it. :func:`run_spread_table`
+shows how far the replicate runs of one model differ from each other.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ultramn.evaluate.bootstrap import BootstrapResult, bootstrap_ci, bootstrap_indices
+from ultramn.evaluate.bootstrap import BootstrapResult, cluster_draws, percentile_interval
+
+#: per-clip rows of one evaluation (``clips.csv``), keyed by clip id
+ClipRows = dict[str, dict[str, str]]
 
 #: (column title, metrics.json key of the point value, key of its interval, digits)
 COLUMNS: tuple[tuple[str, str, str | None, int], ...] = (
@@ -86,7 +92,7 @@ class PairedDifference:
     stability: BootstrapResult | None
 
 
-def load_clip_rows(eval_dir: Path) -> dict[str, dict[str, str]] | None:
+def load_clip_rows(eval_dir: Path) -> ClipRows | None:
     """Per-clip rows (``clips.csv`` of ``ultramn evaluate``) keyed by clip id; ``None`` if absent."""
     folder = eval_dir.parent if eval_dir.suffix == ".json" else eval_dir
     path = folder / "clips.csv"
@@ -100,7 +106,7 @@ def load_clip_rows(eval_dir: Path) -> dict[str, dict[str, str]] | None:
 AVERAGED_COLUMNS: tuple[str, ...] = ("dice_mean", "stability_error")
 
 
-def average_clip_rows(runs: list[dict[str, dict[str, str]]]) -> dict[str, dict[str, str]]:
+def average_clip_rows(runs: Sequence[ClipRows]) -> ClipRows:
     """Per-clip rows of replicate runs of one model, averaged over the runs.
 
     Every run must have scored the same clips (same test split); ``dice_mean`` and
@@ -115,7 +121,7 @@ def average_clip_rows(runs: list[dict[str, dict[str, str]]]) -> dict[str, dict[s
     for i, run in enumerate(runs[1:], start=2):
         if set(run) != clips:
             raise ValueError(f"replicate runs scored different clips (run 1: {len(clips)}, run {i}: {len(run)})")
-    averaged: dict[str, dict[str, str]] = {}
+    averaged: ClipRows = {}
     for clip, row in runs[0].items():
         merged = dict(row)
         for key in AVERAGED_COLUMNS:
@@ -124,31 +130,60 @@ def average_clip_rows(runs: list[dict[str, dict[str, str]]]) -> dict[str, dict[s
     return averaged
 
 
-def paired_difference(
-    first: dict[str, dict[str, str]], other: dict[str, dict[str, str]], n_boot: int = 2000, seed: int = 0
-) -> PairedDifference:
-    """Paired ``first - other`` over the clips in both (same test clips, two models).
+def _column(runs: Sequence[ClipRows], clips: list[str], key: str) -> npt.NDArray[np.float64]:
+    """``[n_runs, n_clips]`` float values of ``key``."""
+    return np.array([[float(run[c][key]) for c in clips] for run in runs], dtype=np.float64)
 
-    Pairing removes the between-clip spread that makes two separate intervals overlap; the
-    bootstrap resamples participants (all their clips), as ``ultramn evaluate`` does.
+
+def paired_difference(
+    first_runs: Sequence[ClipRows], other_runs: Sequence[ClipRows], n_boot: int = 2000, seed: int = 0
+) -> PairedDifference:
+    """Paired ``first - other`` over the clips both scored (same test clips, two models).
+
+    Each model is given as its replicate runs (one or more ``clips.csv`` row sets of the same
+    clips); the estimate pairs the run-averaged per-clip values (:func:`average_clip_rows`).
+    Pairing removes the between-clip spread that makes two separate intervals overlap. The
+    interval is a two-level percentile bootstrap: each replicate first draws every model's
+    runs with replacement (skipped for a model with one run) and then draws participants
+    (all their clips), as ``ultramn evaluate`` does. With one run per model this is the
+    plain participant bootstrap; with replicate runs, run-to-run luck widens the interval.
     """
-    common = sorted(set(first) & set(other))
+    first_mean, other_mean = average_clip_rows(list(first_runs)), average_clip_rows(list(other_runs))
+    common = sorted(set(first_mean) & set(other_mean))
     if not common:
         raise ValueError("the two evaluations have no clip in common")
-    participants = [first[c]["participant_id"] for c in common]
-    weight = np.array([float(first[c]["n_frames"]) for c in common])
-    d_dice = np.array([float(first[c]["dice_mean"]) - float(other[c]["dice_mean"]) for c in common])
-    d_stab = np.array([float(first[c]["stability_error"]) - float(other[c]["stability_error"]) for c in common])
+    _, codes = np.unique([first_mean[c]["participant_id"] for c in common], return_inverse=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    n_clusters = int(codes.max()) + 1
+    weight = np.array([float(first_mean[c]["n_frames"]) for c in common])
+    dice_a, dice_b = _column(first_runs, common, "dice_mean"), _column(other_runs, common, "dice_mean")
+    stab_a, stab_b = _column(first_runs, common, "stability_error"), _column(other_runs, common, "stability_error")
 
-    def weighted_dice(rows: npt.NDArray[np.int64]) -> float:
-        return float((weight[rows] * d_dice[rows]).sum() / weight[rows].sum())
+    def statistics(pick_a: npt.NDArray[np.int64], pick_b: npt.NDArray[np.int64], count: npt.NDArray[np.float64]) -> tuple[float, float]:
+        """Frame-weighted Dice and mean stability difference; ``count`` = each clip's multiplicity."""
+        d_dice = dice_a[pick_a].mean(axis=0) - dice_b[pick_b].mean(axis=0)
+        d_stab = stab_a[pick_a].mean(axis=0) - stab_b[pick_b].mean(axis=0)
+        finite = np.isfinite(d_stab)
+        n_stab = count[finite].sum()
+        dice = float((count * weight * d_dice).sum() / (count * weight).sum())
+        return dice, float((count[finite] * d_stab[finite]).sum() / n_stab) if n_stab > 0 else float("nan")
 
-    stability = bootstrap_ci(d_stab, participants, "mean", n_boot=n_boot, seed=seed) if np.isfinite(d_stab).any() else None
-    return PairedDifference(
-        n_clips=len(common),
-        dice=bootstrap_indices(participants, weighted_dice, n_boot=n_boot, seed=seed),
-        stability=stability,
-    )
+    run_rng = np.random.default_rng([seed, 1])
+    all_a, all_b = np.arange(len(first_runs)), np.arange(len(other_runs))
+    reps = np.empty((n_boot, 2), dtype=np.float64)
+    for b, draw in enumerate(cluster_draws(n_clusters, n_boot, seed)):
+        pick_a = run_rng.integers(0, all_a.size, all_a.size) if all_a.size > 1 else all_a
+        pick_b = run_rng.integers(0, all_b.size, all_b.size) if all_b.size > 1 else all_b
+        count = np.bincount(draw, minlength=n_clusters)[codes].astype(np.float64)
+        reps[b] = statistics(pick_a, pick_b, count)
+    dice_est, stab_est = statistics(all_a, all_b, np.ones(len(common)))
+
+    def result(estimate: float, replicates: npt.NDArray[np.float64]) -> BootstrapResult:
+        low, high = percentile_interval(replicates, 0.95)
+        return BootstrapResult(estimate, low, high, 0.95, n_boot, n_clusters, len(common), replicates)
+
+    stability = result(stab_est, reps[:, 1]) if np.isfinite(stab_est) else None
+    return PairedDifference(n_clips=len(common), dice=result(dice_est, reps[:, 0]), stability=stability)
 
 
 def _verdict(result: BootstrapResult | None, better_if_positive: bool) -> str:
@@ -160,8 +195,11 @@ def _verdict(result: BootstrapResult | None, better_if_positive: bool) -> str:
     return "ahead" if ahead else "behind"
 
 
-def paired_table(first_name: str, first: dict[str, dict[str, str]], others: list[tuple[str, dict[str, dict[str, str]] | None]]) -> str:
-    """Markdown table of :func:`paired_difference` of ``first`` against each other model."""
+def paired_table(first_name: str, first: Sequence[ClipRows], others: Sequence[tuple[str, Sequence[ClipRows] | None]]) -> str:
+    """Markdown table of :func:`paired_difference` of ``first`` against each other model.
+
+    Every model is given as its replicate runs' rows (``None``: no ``clips.csv``).
+    """
     head = ["pair", "Dice difference", "Dice", "stability error difference (mm²)", "stability", "clips"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, rows in others:
@@ -177,7 +215,7 @@ def paired_table(first_name: str, first: dict[str, dict[str, str]], others: list
     return "\n".join(lines) + "\n"
 
 
-def run_spread_table(name: str, runs: list[dict[str, dict[str, str]]]) -> str:
+def run_spread_table(name: str, runs: Sequence[ClipRows]) -> str:
     """Markdown table: paired differences of run 1 against each other replicate run of one model.
 
     How far two training runs of the same recipe land apart on the same clips: a
@@ -185,5 +223,5 @@ def run_spread_table(name: str, runs: list[dict[str, dict[str, str]]]) -> str:
     """
     if len(runs) < 2:
         raise ValueError(f"{name}: run spread needs at least two runs")
-    others: list[tuple[str, dict[str, dict[str, str]] | None]] = [(f"{name} run {i}", run) for i, run in enumerate(runs[1:], start=2)]
-    return paired_table(f"{name} run 1", runs[0], others)
+    others: list[tuple[str, Sequence[ClipRows] | None]] = [(f"{name} run {i}", [run]) for i, run in enumerate(runs[1:], start=2)]
+    return paired_table(f"{name} run 1", [runs[0]], others)
