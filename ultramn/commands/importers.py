@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,16 @@ _SPACING_HELP = "Pixel size in mm (overrides what the files say)."
 _SEED_HELP = "Seed of the participant-level split redrawn over the whole manifest."
 _SKIP_HELP = "Report and skip unreadable or unmatched inputs instead of stopping at the first."
 _RATIOS_HELP = "Train, val and test fractions of participants (sum 1)."
+
+# Options every importer takes (defaults stay on the parameters).
+OutOption = Annotated[Path, typer.Option("--out", help="Dataset folder (created; an existing manifest is merged).")]
+PlaneOption = Annotated[str, typer.Option("--plane", help=_PLANE_HELP)]
+SideOption = Annotated[str, typer.Option("--side", help=_SIDE_HELP)]
+SpacingOption = Annotated[float | None, typer.Option("--pixel-spacing", help=_SPACING_HELP)]
+SplitSeedOption = Annotated[int, typer.Option("--split-seed", help=_SEED_HELP)]
+RatiosOption = Annotated[tuple[float, float, float], typer.Option("--ratios", help=_RATIOS_HELP)]
+SkipBadOption = Annotated[bool, typer.Option("--skip-bad", help=_SKIP_HELP)]
+DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 
 
 def _options(
@@ -63,9 +73,9 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("images")
     def images_command(
-        images: Path = typer.Option(..., "--images", help="Folder of PNG/BMP/JPEG/TIFF images."),
-        masks: Path = typer.Option(..., "--masks", help="Folder of mask images named like the images."),
-        out: Path = typer.Option(..., "--out", help="Dataset folder (created; an existing manifest is merged)."),
+        images: Annotated[Path, typer.Option("--images", help="Folder of PNG/BMP/JPEG/TIFF images.")],
+        masks: Annotated[Path, typer.Option("--masks", help="Folder of mask images named like the images.")],
+        out: OutOption,
         mask_value: int | None = typer.Option(
             None, "--mask-value", help="Label of the nerve in multi-class masks (default: any nonzero pixel is nerve)."
         ),
@@ -81,12 +91,12 @@ def register(app: typer.Typer) -> None:
             "--dataset",
             help="Prefix of clip and participant ids (default: the images folder's name, or its parent's if it is called images/frames).",
         ),
-        plane: str = typer.Option("", "--plane", help=_PLANE_HELP),
-        side: str = typer.Option("", "--side", help=_SIDE_HELP),
-        pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help=_SPACING_HELP),
-        split_seed: int = typer.Option(0, "--split-seed", help=_SEED_HELP),
-        ratios: tuple[float, float, float] = typer.Option((0.7, 0.15, 0.15), "--ratios", help=_RATIOS_HELP),
-        skip_bad: bool = typer.Option(False, "--skip-bad", help=_SKIP_HELP),
+        plane: PlaneOption = "",
+        side: SideOption = "",
+        pixel_spacing: SpacingOption = None,
+        split_seed: SplitSeedOption = 0,
+        ratios: RatiosOption = DEFAULT_RATIOS,
+        skip_bad: SkipBadOption = False,
     ) -> None:
         """Import still images (or frame sequences) with mask images."""
         from ultramn.data.importers.images import import_images
@@ -105,8 +115,8 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("video")
     def video_command(
-        videos: Path = typer.Option(..., "--videos", help="Folder of MP4/AVI/MOV/MKV videos."),
-        out: Path = typer.Option(..., "--out", help="Dataset folder (created; an existing manifest is merged)."),
+        videos: Annotated[Path, typer.Option("--videos", help="Folder of MP4/AVI/MOV/MKV videos.")],
+        out: OutOption,
         masks: Path | None = typer.Option(None, "--masks", help="Folder holding the masks (default: --videos)."),
         masks_suffix: str = typer.Option(
             "_mask",
@@ -118,12 +128,12 @@ def register(app: typer.Typer) -> None:
             None, "--participant-pattern", help="Regex on the file name; its first group is the participant id (default: the stem)."
         ),
         dataset: str | None = typer.Option(None, "--dataset", help="Prefix of ids (default: the folder's name)."),
-        plane: str = typer.Option("", "--plane", help=_PLANE_HELP),
-        side: str = typer.Option("", "--side", help=_SIDE_HELP),
-        pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help=_SPACING_HELP),
-        split_seed: int = typer.Option(0, "--split-seed", help=_SEED_HELP),
-        ratios: tuple[float, float, float] = typer.Option((0.7, 0.15, 0.15), "--ratios", help=_RATIOS_HELP),
-        skip_bad: bool = typer.Option(False, "--skip-bad", help=_SKIP_HELP),
+        plane: PlaneOption = "",
+        side: SideOption = "",
+        pixel_spacing: SpacingOption = None,
+        split_seed: SplitSeedOption = 0,
+        ratios: RatiosOption = DEFAULT_RATIOS,
+        skip_bad: SkipBadOption = False,
     ) -> None:
         """Import videos with per-frame masks."""
         from ultramn.data.importers.video import import_videos
@@ -141,8 +151,8 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("dicom")
     def dicom_command(
-        dicoms: Path = typer.Option(..., "--dicoms", help="Folder searched recursively for DICOM files."),
-        out: Path = typer.Option(..., "--out", help="Dataset folder (created; an existing manifest is merged)."),
+        dicoms: Annotated[Path, typer.Option("--dicoms", help="Folder searched recursively for DICOM files.")],
+        out: OutOption,
         masks: Path | None = typer.Option(None, "--masks", help="Folder mirroring --dicoms with the masks (default: beside each DICOM)."),
         masks_suffix: str = typer.Option(
             "_mask", "--masks-suffix", help="x.dcm's mask is x<suffix>/ (PNG frames), x<suffix>.npy/.npz or .tif."
@@ -151,12 +161,12 @@ def register(app: typer.Typer) -> None:
         salt: str | None = typer.Option(
             None, "--salt", help="Secret mixed into the pseudonyms (default: random, kept in OUT/.participant_salt)."
         ),
-        plane: str = typer.Option("", "--plane", help=_PLANE_HELP),
-        side: str = typer.Option("", "--side", help=_SIDE_HELP + " Default: the DICOM's laterality."),
-        pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help=_SPACING_HELP),
-        split_seed: int = typer.Option(0, "--split-seed", help=_SEED_HELP),
-        ratios: tuple[float, float, float] = typer.Option((0.7, 0.15, 0.15), "--ratios", help=_RATIOS_HELP),
-        skip_bad: bool = typer.Option(False, "--skip-bad", help=_SKIP_HELP),
+        plane: PlaneOption = "",
+        side: Annotated[str, typer.Option("--side", help=_SIDE_HELP + " Default: the DICOM's laterality.")] = "",
+        pixel_spacing: SpacingOption = None,
+        split_seed: SplitSeedOption = 0,
+        ratios: RatiosOption = DEFAULT_RATIOS,
+        skip_bad: SkipBadOption = False,
     ) -> None:
         """Import DICOM cine loops with masks; ids are salted hashes, never patient identifiers."""
         from ultramn.data.importers.dicom import import_dicoms
