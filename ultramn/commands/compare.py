@@ -30,11 +30,11 @@ def register(app: typer.Typer) -> None:
         """
         from ultramn.evaluate.compare import (
             ClipRows,
-            average_clip_rows,
             comparison_table,
             load_clip_rows,
             load_metrics,
             paired_table,
+            require_same_clips,
             run_spread_table,
         )
 
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
                 if len(complete) < len(runs):
                     clip_rows.append((name, None))
                 else:
-                    average_clip_rows(complete)  # refuses runs that scored different clips
+                    require_same_clips(complete)
                     clip_rows.append((name, complete))
                     if len(complete) > 1:
                         replicates.append((name, complete))

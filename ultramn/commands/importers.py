@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ultramn.data.splits import DEFAULT_RATIOS
+
 if TYPE_CHECKING:
     from ultramn.data.importers.common import ImportOptions, ImportReport
 
@@ -25,7 +27,6 @@ SpacingOption = Annotated[float | None, typer.Option("--pixel-spacing", help=_SP
 SplitSeedOption = Annotated[int, typer.Option("--split-seed", help=_SEED_HELP)]
 RatiosOption = Annotated[tuple[float, float, float], typer.Option("--ratios", help=_RATIOS_HELP)]
 SkipBadOption = Annotated[bool, typer.Option("--skip-bad", help=_SKIP_HELP)]
-DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 
 
 def _options(

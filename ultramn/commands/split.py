@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ultramn.data.splits import DEFAULT_RATIOS
 from ultramn.errors import UserInputError
 
 
@@ -16,7 +17,7 @@ def register(app: typer.Typer) -> None:
     def split_command(
         root: Path = typer.Argument(..., help="Dataset folder holding manifest.csv."),
         ratios: tuple[float, float, float] = typer.Option(
-            (0.7, 0.15, 0.15), "--ratios", help="Train, val and test fractions of participants (non-negative, sum 1)."
+            DEFAULT_RATIOS, "--ratios", help="Train, val and test fractions of participants (non-negative, sum 1)."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the deterministic shuffle."),
     ) -> None:

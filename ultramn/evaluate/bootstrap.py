@@ -43,7 +43,7 @@ class BootstrapResult:
         return out
 
 
-def _cluster_codes(clusters: Sequence[Any] | npt.ArrayLike) -> tuple[IntArray, int]:
+def cluster_codes(clusters: Sequence[Any] | npt.ArrayLike) -> tuple[IntArray, int]:
     """Integer codes ``[n_rows]`` in ``0..n_clusters-1`` for arbitrary cluster ids."""
     arr = np.asarray(clusters)
     if arr.ndim != 1:
@@ -91,7 +91,7 @@ def bootstrap_indices(
     ``y_pred``, pooled Dice...). One Python call per replicate.
     """
     _check(n_boot, confidence)
-    codes, n_clusters = _cluster_codes(clusters)
+    codes, n_clusters = cluster_codes(clusters)
     if n_clusters == 0:
         raise ValueError("no rows to bootstrap")
     order = np.argsort(codes, kind="stable")
@@ -141,7 +141,7 @@ def bootstrap_ci(
     if vals.size == 0:
         raise ValueError("no finite values to bootstrap")
     if statistic == "mean":
-        codes, n_clusters = _cluster_codes(cl)
+        codes, n_clusters = cluster_codes(cl)
         sums = np.bincount(codes, weights=vals, minlength=n_clusters)
         counts = np.bincount(codes, minlength=n_clusters).astype(np.float64)
         draws = cluster_draws(n_clusters, n_boot, seed)

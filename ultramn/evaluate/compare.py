@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ultramn.evaluate.bootstrap import BootstrapResult, cluster_draws, percentile_interval
+from ultramn.evaluate.bootstrap import BootstrapResult, cluster_codes, cluster_draws, percentile_interval
 
 #: per-clip rows of one evaluation (``clips.csv``), keyed by clip id
 ClipRows = dict[str, dict[str, str]]
@@ -106,6 +106,20 @@ def load_clip_rows(eval_dir: Path) -> ClipRows | None:
 AVERAGED_COLUMNS: tuple[str, ...] = ("dice_mean", "stability_error")
 
 
+def require_same_clips(runs: Sequence[ClipRows]) -> None:
+    """Raise ``ValueError`` unless there is at least one run and every run scored the same clips."""
+    if not runs:
+        raise ValueError("no runs to average")
+    clips = set(runs[0])
+    for i, run in enumerate(runs[1:], start=2):
+        unshared = clips ^ set(run)
+        if unshared:
+            raise ValueError(
+                f"replicate runs scored different clips (run 1: {len(clips)}, run {i}: {len(run)}; {len(unshared)} not in both,"
+                f" e.g. {sorted(unshared)[0]})"
+            )
+
+
 def average_clip_rows(runs: Sequence[ClipRows]) -> ClipRows:
     """Per-clip rows of replicate runs of one model, averaged over the runs.
 
@@ -113,14 +127,9 @@ def average_clip_rows(runs: Sequence[ClipRows]) -> ClipRows:
     ``stability_error`` become their mean over the runs (``nan`` stays ``nan``: still
     images), the other fields come from the first run. One run is returned unchanged.
     """
-    if not runs:
-        raise ValueError("no runs to average")
+    require_same_clips(runs)
     if len(runs) == 1:
         return runs[0]
-    clips = set(runs[0])
-    for i, run in enumerate(runs[1:], start=2):
-        if set(run) != clips:
-            raise ValueError(f"replicate runs scored different clips (run 1: {len(clips)}, run {i}: {len(run)})")
     averaged: ClipRows = {}
     for clip, row in runs[0].items():
         merged = dict(row)
@@ -152,9 +161,7 @@ def paired_difference(
     common = sorted(set(first_mean) & set(other_mean))
     if not common:
         raise ValueError("the two evaluations have no clip in common")
-    _, codes = np.unique([first_mean[c]["participant_id"] for c in common], return_inverse=True)
-    codes = np.asarray(codes, dtype=np.int64)
-    n_clusters = int(codes.max()) + 1
+    codes, n_clusters = cluster_codes([first_mean[c]["participant_id"] for c in common])
     weight = np.array([float(first_mean[c]["n_frames"]) for c in common])
     dice_a, dice_b = _column(first_runs, common, "dice_mean"), _column(other_runs, common, "dice_mean")
     stab_a, stab_b = _column(first_runs, common, "stability_error"), _column(other_runs, common, "stability_error")
