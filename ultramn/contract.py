@@ -30,6 +30,9 @@ PLANE_NAMES: Final[dict[str, str]] = {
     "LW": "longitudinal, wrist",
     "LF": "longitudinal, forearm",
 }
+#: The probe orientation of each plane. The nerve's cross-sectional area (CSA) is traced in
+#: transverse views; in a longitudinal view the mask is a band whose area is not a CSA.
+PLANE_VIEWS: Final[dict[str, str]] = {"TW": "transverse", "TF": "transverse", "LW": "longitudinal", "LF": "longitudinal"}
 SIDES: Final[tuple[str, ...]] = ("L", "R")
 QUALITY_GRADES: Final[tuple[str, ...]] = ("good", "fair", "poor")
 SPLITS: Final[tuple[str, ...]] = ("train", "val", "test")

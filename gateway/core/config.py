@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ultramn.contract import CONTRACT
 from ultramn.data.decoders import DecodeLimits
+from ultramn.windowing import DEFAULT_BLEND, Blend, default_stride
 
 
 class Settings(BaseSettings):
@@ -54,7 +55,8 @@ class Settings(BaseSettings):
     )
 
     # analysis ----------------------------------------------------------------------------
-    default_stride: int = Field(CONTRACT.window_frames // 2, ge=1, description="Default window stride in frames.")
+    default_stride: int = Field(default_stride(CONTRACT.window_frames), ge=1, description="Default window stride in frames.")
+    stitch_blend: Blend = Field(DEFAULT_BLEND, description="Weighting of overlapping windows per window position: triangular or uniform.")
     mask_threshold: float = Field(0.5, gt=0, lt=1, description="Nerve probability threshold.")
     roi_enabled: bool = Field(True, description="Crop the imaging region (drop on-screen text and borders).")
 

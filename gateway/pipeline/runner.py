@@ -39,6 +39,7 @@ class PipelineConfig:
             decode=decode.DecodeConfig(limits=settings.decode_limits),
             roi=roi.RoiConfig(enabled=settings.roi_enabled),
             windows=windows.WindowConfig(stride=settings.default_stride),
+            stitch=stitch.StitchConfig(blend=settings.stitch_blend),
             postprocess=postprocess.PostprocessConfig(threshold=settings.mask_threshold),
         )
 

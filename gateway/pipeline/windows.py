@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from gateway.pipeline.context import ClipContext
 from ultramn.contract import CONTRACT
-from ultramn.windowing import window_indices
+from ultramn.windowing import default_stride, window_indices
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class WindowConfig:
     """Window length T (from the contract) and default stride (frames)."""
 
     window: int = CONTRACT.window_frames
-    stride: int = CONTRACT.window_frames // 2
+    stride: int = default_stride(CONTRACT.window_frames)
 
 
 def run(ctx: ClipContext, config: WindowConfig) -> None:

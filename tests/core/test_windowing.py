@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ultramn.windowing import stitch_masks, stitch_planes, window_indices, window_starts
+from ultramn.windowing import blend_weights, stitch_masks, stitch_planes, window_indices, window_starts
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_stitch_masks_averages_overlaps() -> None:
     idx = window_indices(n, t, 4)  # starts 0, 4
     probs = np.zeros((idx.shape[0], t, 2, 2), dtype=np.float32)
     probs[0] = 1.0  # first window says 1 everywhere, second says 0
-    out = stitch_masks(probs, idx, n)
+    out = stitch_masks(probs, idx, n, "uniform")
     assert out.shape == (n, 2, 2)
     np.testing.assert_allclose(out[:4], 1.0)  # only window 0
     np.testing.assert_allclose(out[4:8], 0.5)  # both windows
@@ -56,7 +56,7 @@ def test_stitch_masks_averages_overlaps() -> None:
 def test_stitch_masks_padding_maps_back_to_last_frame() -> None:
     idx = window_indices(2, 4, 2)  # [[0,1,1,1]]
     probs = np.array([[0.2, 0.4, 0.6, 0.8]], dtype=np.float32)[:, :, None, None]
-    out = stitch_masks(probs, idx, 2)
+    out = stitch_masks(probs, idx, 2, "uniform")
     np.testing.assert_allclose(out[:, 0, 0], [0.2, (0.4 + 0.6 + 0.8) / 3], rtol=1e-6)
 
 
@@ -74,3 +74,27 @@ def test_stitch_rejects_mismatched_shapes() -> None:
     idx = window_indices(12, 8, 4)
     with pytest.raises(ValueError):
         stitch_masks(np.zeros((3, 8, 2, 2), np.float32), idx, 12)
+
+
+def test_blend_weights_favour_the_window_centre() -> None:
+    np.testing.assert_allclose(blend_weights(8, "triangular"), [1, 2, 3, 4, 4, 3, 2, 1])
+    np.testing.assert_allclose(blend_weights(8, "uniform"), np.ones(8))
+    np.testing.assert_allclose(blend_weights(1, "triangular"), [1.0])
+    with pytest.raises(ValueError, match="blend must be one of"):
+        blend_weights(8, "gaussian")  # type: ignore[arg-type]
+
+
+def test_triangular_stitch_weighs_each_frame_by_its_window_position() -> None:
+    n, t = 12, 8
+    idx = window_indices(n, t, 4)  # starts 0, 4: frames 4-7 are positions 4-7 of window 0, 0-3 of window 1
+    probs = np.zeros((idx.shape[0], t, 1, 1), dtype=np.float32)
+    probs[0] = 1.0
+    out = stitch_masks(probs, idx, n, "triangular")[:, 0, 0]
+    np.testing.assert_allclose(out[:4], 1.0)
+    np.testing.assert_allclose(out[8:], 0.0)
+    w = blend_weights(t, "triangular")
+    expected = [w[4 + k] / (w[4 + k] + w[k]) for k in range(4)]  # 4/5, 3/5, 2/5, 1/5
+    np.testing.assert_allclose(out[4:8], expected, rtol=1e-6)
+    # a constant prediction stays that constant under any blend (weights are normalised)
+    flat = np.full((idx.shape[0], t, 1, 1), 0.3, dtype=np.float32)
+    np.testing.assert_allclose(stitch_masks(flat, idx, n, "triangular"), 0.3, rtol=1e-6)

@@ -108,3 +108,27 @@ def test_replicate_runs_that_disagree_widen_the_interval() -> None:
     # deterministic for a seed
     again = paired_difference([lucky, unlucky], [other], n_boot=400)
     np.testing.assert_array_equal(again.dice.replicates, both.dice.replicates)
+
+
+def test_paired_tables_by_view_split_transverse_from_longitudinal_clips() -> None:
+    from ultramn.evaluate.compare import paired_tables_by_view
+
+    planes = ["TW", "TF", "LW", "LF"] * 3
+    first = _rows([0.9] * 12, [0.1] * 12, [8] * 12)
+    # the other model is worse on stability in transverse clips only, by 0.05 mm²
+    other = _rows([0.9] * 12, [0.15 if p.startswith("T") else 0.1 for p in planes], [8] * 12)
+    for rows in (first, other):
+        for row, plane in zip(rows.values(), planes, strict=True):
+            row["plane"] = plane
+    text = paired_tables_by_view("A", [first], [("B", [other]), ("C", None)])
+    transverse, _, longitudinal = text.partition("longitudinal clips (LW, LF) only")
+    assert "transverse clips (TW, TF) only" in transverse
+    row_t = next(ln for ln in transverse.splitlines() if ln.startswith("| A − B"))
+    row_l = next(ln for ln in longitudinal.splitlines() if ln.startswith("| A − B"))
+    assert "-0.0500 [-0.0500, -0.0500]" in row_t and row_t.endswith("| 6 |")
+    assert "+0.0000 [+0.0000, +0.0000]" in row_l and row_l.endswith("| 6 |")
+    assert "n/a (no clips.csv)" in longitudinal
+    # clips without plane labels: no per-view tables
+    for row in first.values():
+        row["plane"] = ""
+    assert paired_tables_by_view("A", [first], [("B", [other])]) == ""

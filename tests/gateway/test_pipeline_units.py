@@ -78,3 +78,30 @@ def test_model_config_is_checked_against_the_contract() -> None:
     missing = _config(output=[{"name": "plane_probs", "data_type": "TYPE_FP32", "dims": ["4"]}])
     with pytest.raises(ContractMismatchError, match="mask_probs"):
         check_model_config(missing)
+
+
+def test_stitch_blend_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ULTRAMN_STITCH_BLEND reaches the stitch stage; an unknown value is refused at start-up."""
+    from pydantic import ValidationError
+
+    from gateway.core.config import Settings
+    from gateway.pipeline.runner import PipelineConfig
+
+    assert PipelineConfig.from_settings(Settings()).stitch.blend == "triangular"
+    monkeypatch.setenv("ULTRAMN_STITCH_BLEND", "uniform")
+    config = PipelineConfig.from_settings(Settings())
+    assert config.stitch.blend == "uniform"
+    # two windows that disagree: uniform gives their plain mean on the shared frames
+    frames = np.zeros((12, 8, 8), np.uint8)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, None, None, None, "npy"), roi=(0, 0, 8, 8))
+    ctx.indices = np.array([list(range(8)), list(range(4, 12))])
+    ctx.window_masks = np.stack([np.ones((8, 2, 2), np.float32), np.zeros((8, 2, 2), np.float32)])
+    ctx.window_planes = np.full((2, 4), 0.25, np.float32)
+    stitch.run(ctx, config.stitch)
+    assert ctx.frame_mask_probs is not None
+    np.testing.assert_allclose(ctx.frame_mask_probs[4:8], 0.5)
+    stitch.run(ctx, stitch.StitchConfig(blend="triangular"))
+    np.testing.assert_allclose(ctx.frame_mask_probs[4:8, 0, 0], [0.8, 0.6, 0.4, 0.2], rtol=1e-6)
+    monkeypatch.setenv("ULTRAMN_STITCH_BLEND", "gaussian")
+    with pytest.raises(ValidationError, match="stitch_blend"):
+        Settings()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ultramn.contract import PLANES
+from ultramn.contract import PLANE_VIEWS, PLANES
 from ultramn.data.windows import WindowDataset
 from ultramn.model import build_model
 from ultramn.model.checkpoint import load_checkpoint
@@ -130,6 +130,13 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     assert 0.0 <= metrics["dice_mean"] <= 1.0
     for fig in ("confusion.png", "dice_by_quality.png", "overlays.png", "report.md", "frames.csv"):
         assert (ev / fig).is_file(), fig
+    assert metrics["blend"] == "triangular" and metrics["stride"] == 4
+    stability = metrics["temporal_stability"]
+    views = {PLANE_VIEWS[r["plane"]] for r in stability["by_plane"]}
+    assert {r["view"] for r in stability["by_view"]} == views and sum(r["n"] for r in stability["by_view"]) == 4
+    assert "## Temporal stability" in (ev / "report.md").read_text()
+    bad = _cli("evaluate", "--checkpoint", str(best), "--data", str(tiny_dataset), "--blend", "gaussian", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "--blend must be one of" in bad.stderr
 
     table = tmp_path / "compare.md"
     r = _cli("compare", f"UltraMN={ev}", f"again={ev / 'metrics.json'}", "--out", str(table))
@@ -139,8 +146,13 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     assert len(rows) == 3 and rows[1].startswith("| UltraMN |") and f"{metrics['dice_mean']:.4f}" in rows[1]
     assert len({row.count("|") for row in rows}) == 1, rows  # no stray pipe splits a cell: every row has the header's columns
     # the same evaluation twice: paired on all 4 clips, zero difference, no lead claimed
-    pair_rows = [ln for ln in paired.splitlines() if ln.startswith("| UltraMN − again")]
+    all_clips, _, by_view = paired.partition("Paired differences on ")
+    pair_rows = [ln for ln in all_clips.splitlines() if ln.startswith("| UltraMN − again")]
     assert len(pair_rows) == 1 and "+0.0000 [+0.0000, +0.0000]" in pair_rows[0] and pair_rows[0].endswith("| 4 |")
+    for view in views:  # then once per view present, on that view's clips
+        assert f"{view} clips" in by_view
+    view_rows = [ln for ln in by_view.splitlines() if ln.startswith("| UltraMN − again")]
+    assert len(view_rows) == len(views) and sum(int(ln.rstrip(" |").rsplit("| ", 1)[1]) for ln in view_rows) == 4
     # replicate runs: one row per run, per-clip rows averaged for pairing, a run-to-run table
     r = _cli("compare", f"A={ev},{ev}", f"B={ev}")
     assert r.returncode == 0, r.stderr[-2000:]

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
             load_clip_rows,
             load_metrics,
             paired_table,
+            paired_tables_by_view,
             require_same_clips,
             run_spread_table,
         )
@@ -72,6 +73,7 @@ def register(app: typer.Typer) -> None:
                     f" bootstrap{averaged}; Dice: positive = first better; stability error: negative = first"
                     " better):\n\n" + paired_table(first_name, first_rows, others)
                 )
+                table += paired_tables_by_view(first_name, first_rows, others)
             for name, model_runs in replicates:
                 header = f"\nRun-to-run spread of {name} (replicate runs, e.g. seeds), same clips:\n\n"
                 table += header + run_spread_table(name, model_runs)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import typer
 
-from ultramn.contract import SHIPPED_CHECKPOINT
+from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
 from ultramn.errors import UserInputError
+from ultramn.windowing import BLENDS, DEFAULT_BLEND, Blend, default_stride
 
 #: The shipped weights: the default of every ``--checkpoint``.
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
@@ -23,6 +25,7 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("test", "--split", help="train, val, test or all."),
         out: Path = typer.Option(Path("runs/eval"), "--out", help="Output folder (metrics.json, report.md, figures)."),
         stride: int | None = typer.Option(None, "--stride", min=1, help="Window stride in frames (default T/2)."),
+        blend: str = typer.Option(DEFAULT_BLEND, "--blend", help=f"Stitching weights of overlapping windows: {', '.join(BLENDS)}."),
         n_boot: int = typer.Option(1000, "--n-boot", min=100, help="Bootstrap resamples for the intervals."),
         max_clips: int | None = typer.Option(None, "--max-clips", min=1, help="Evaluate only the first N clips."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -36,6 +39,8 @@ def register(app: typer.Typer) -> None:
         from ultramn.model.checkpoint import CheckpointError, load_checkpoint
         from ultramn.train.loop import pick_device
 
+        if blend not in BLENDS:
+            raise UserInputError(f"--blend must be one of {', '.join(BLENDS)}, not {blend!r}")
         if split not in SPLIT_CHOICES:
             raise UserInputError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
         if not checkpoint.is_file():
@@ -50,7 +55,7 @@ def register(app: typer.Typer) -> None:
         model.to(dev)
 
         def predictor(frames):  # type: ignore[no-untyped-def]
-            return predict_clip(model, frames, stride=stride, device=dev)
+            return predict_clip(model, frames, stride=stride, blend=cast(Blend, blend), device=dev)
 
         try:
             with torch.inference_mode():
@@ -59,7 +64,12 @@ def register(app: typer.Typer) -> None:
                     split,
                     predictor,
                     out,
-                    meta={"checkpoint": str(checkpoint), "arch": meta.arch},
+                    meta={
+                        "checkpoint": str(checkpoint),
+                        "arch": meta.arch,
+                        "stride": stride or default_stride(CONTRACT.window_frames),
+                        "blend": blend,
+                    },
                     n_boot=n_boot,
                     max_clips=max_clips,
                 )

@@ -56,7 +56,7 @@ from ultramn.data.augment import AugmentConfig, augment_window
 from ultramn.data.clipio import read_clip
 from ultramn.data.manifest import ClipRecord, read_manifest
 from ultramn.preprocess import normalize_intensity, resize_frames, resize_masks
-from ultramn.windowing import window_indices
+from ultramn.windowing import default_stride, window_indices
 
 Mode = Literal["train", "eval"]
 IntArray = npt.NDArray[np.int64]
@@ -270,7 +270,7 @@ class WindowDataset(Dataset[dict[str, Any]]):
         self.height = contract.height
         self.width = contract.width
         self.windows_per_clip = windows_per_clip
-        self.stride = stride if stride is not None else max(1, self.window // 2)
+        self.stride = stride if stride is not None else default_stride(self.window)
         if self.stride < 1:
             raise ValueError("stride must be >= 1")
         self.rate_jitter = rate_jitter

@@ -3,7 +3,8 @@
 Used for the model card's "UltraMN vs reference models" table: each row a model, each
 column a headline metric with its 95 % participant-bootstrap interval. Where the folders
 hold per-clip rows (``clips.csv``), a second table gives the paired differences of the
-first model against each other one on the same clips.
+first model against each other one on the same clips, over all clips and then by view
+(transverse clips, where the mask area is the nerve's CSA, and longitudinal ones).
 
 A model can have several evaluation folders: replicate training runs (``--seed``). Its
 per-clip rows are then averaged over the runs (:func:`average_clip_rows`), so the paired
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ultramn.contract import PLANE_VIEWS
 from ultramn.evaluate.bootstrap import BootstrapResult, cluster_codes, cluster_draws, percentile_interval
 
 #: per-clip rows of one evaluation (``clips.csv``), keyed by clip id
@@ -232,3 +234,27 @@ def run_spread_table(name: str, runs: Sequence[ClipRows]) -> str:
         raise ValueError(f"{name}: run spread needs at least two runs")
     others: list[tuple[str, Sequence[ClipRows] | None]] = [(f"{name} run {i}", [run]) for i, run in enumerate(runs[1:], start=2)]
     return paired_table(f"{name} run 1", [runs[0]], others)
+
+
+#: what each view's paired table is headed with
+VIEW_NOTES: dict[str, str] = {
+    "transverse": "transverse clips (TW, TF) only: the mask area is the nerve's cross-sectional area (CSA)",
+    "longitudinal": "longitudinal clips (LW, LF) only: the mask area is the area of a band, not a CSA",
+}
+
+
+def rows_of_view(runs: Sequence[ClipRows], view: str) -> list[ClipRows]:
+    """Each run's rows restricted to clips whose labelled plane is in ``view`` (:data:`PLANE_VIEWS`)."""
+    return [{c: r for c, r in run.items() if PLANE_VIEWS.get(r.get("plane") or "") == view} for run in runs]
+
+
+def paired_tables_by_view(first_name: str, first: Sequence[ClipRows], others: Sequence[tuple[str, Sequence[ClipRows] | None]]) -> str:
+    """:func:`paired_table` once per view that the first model's clips contain ("" without plane labels)."""
+    parts = []
+    for view, note in VIEW_NOTES.items():
+        mine = rows_of_view(first, view)
+        if not mine[0]:
+            continue
+        theirs = [(name, None if runs is None else rows_of_view(runs, view)) for name, runs in others]
+        parts.append(f"\nPaired differences on {note}:\n\n" + paired_table(first_name, mine, theirs))
+    return "".join(parts)

@@ -14,7 +14,7 @@ import torch
 
 from ultramn.contract import CONTRACT, ModelContract
 from ultramn.preprocess import normalize_intensity, resize_frames, resize_probabilities
-from ultramn.windowing import stitch_masks, stitch_planes, window_indices
+from ultramn.windowing import DEFAULT_BLEND, Blend, default_stride, stitch_masks, stitch_planes, window_indices
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,18 @@ def predict_clip(
     *,
     contract: ModelContract = CONTRACT,
     stride: int | None = None,
+    blend: Blend = DEFAULT_BLEND,
     batch_size: int = 8,
     device: torch.device | str = "cpu",
 ) -> ClipPrediction:
-    """Predict every frame of ``frames`` (``uint8 [N,H,W]``) with ``model`` (window in, window out)."""
+    """Predict every frame of ``frames`` (``uint8 [N,H,W]``) with ``model`` (window in, window out).
+
+    Windows every ``stride`` frames (default ``T // 2``), stitched with ``blend``
+    (:mod:`ultramn.windowing`).
+    """
     n, h0, w0 = frames.shape
     t, h, w = contract.window_shape
-    stride = stride or max(t // 2, 1)
+    stride = stride or default_stride(t)
     small = normalize_intensity(resize_frames(frames, h, w))
     idx = window_indices(n, t, stride)
     model.eval()
@@ -60,6 +65,6 @@ def predict_clip(
         mask_chunks.append(torch.sigmoid(mask_logits.float())[:, 0].cpu().numpy())
     win_masks = np.concatenate(mask_chunks)
     win_planes = np.concatenate(plane_chunks)
-    mask_probs = stitch_masks(win_masks, idx, n)
+    mask_probs = stitch_masks(win_masks, idx, n, blend)
     plane_probs = stitch_planes(win_planes, idx, n)
     return ClipPrediction(mask_probs=resize_probabilities(mask_probs, h0, w0), plane_probs=plane_probs)

@@ -138,6 +138,26 @@ def _strat_table(rows: list[dict[str, Any]] | None, key: str, units: str) -> lis
     return lines
 
 
+def _stability_table(ts: dict[str, Any] | None) -> list[str]:
+    """Per-clip temporal stability by view, plane and quality grade (mean over clips)."""
+    if not ts:
+        return ["_no clip has more than one frame_"]
+    lines = [
+        f"Mean over clips of mean |ΔCSA| between adjacent frames ({ts['units']}). The mask area is the nerve's CSA in",
+        "transverse views only; in longitudinal views it is the area of a band, so read those rows as mask-area jitter.",
+        "",
+        "| group | clips | pred | truth | abs difference [95 % CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for key in ("view", "plane", "quality"):
+        for r in ts.get(f"by_{key}") or []:
+            diff = _ci_text(r["stability_error_ci"], 3) if r.get("stability_error_ci") else _fmt(r.get("stability_error_mean"), 3)
+            lines.append(
+                f"| {key} {r[key]} | {r['n']} | {_fmt(r.get('stability_pred_mean'), 3)} | {_fmt(r.get('stability_gt_mean'), 3)} | {diff} |"
+            )
+    return lines
+
+
 def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -> None:
     """Write ``report.md``, ``frames.csv``, ``clips.csv`` and the figures into ``out_dir``."""
     write_table(out_dir / "frames.csv", data.frames)
@@ -194,6 +214,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
     lines += ["## By plane", "", *_strat_table(metrics.get("by_plane"), "plane", units), ""]
     lines += ["## By image quality", "", *_strat_table(metrics.get("by_quality"), "quality", units), ""]
     lines += [f"![Dice by {dice_key}](dice_by_quality.png)", ""]
+    lines += ["## Temporal stability", "", *_stability_table(ts), ""]
     if has_overlays:
         lines += ["## Examples", "", "![best, median and worst clips](overlays.png)", ""]
     (out_dir / "report.md").write_text("\n".join(lines))

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from ultramn.contract import PLANES
+from ultramn.contract import PLANE_VIEWS, PLANES
 from ultramn.data.clipio import read_clip
 from ultramn.data.manifest import ClipRecord, read_manifest
 from ultramn.evaluate.bootstrap import bootstrap_ci, bootstrap_indices
@@ -193,6 +193,7 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
             "gt_mean_abs_delta_csa": float(np.mean([c["stability_gt"] for c in multi])),
             "abs_difference_mean": float(np.mean([c["stability_error"] for c in multi])),
             "abs_difference_ci": _ci([c["stability_error"] for c in multi], [c["participant_id"] for c in multi], n_boot=n_boot),
+            **stability_strata(multi, n_boot),
         }
     else:
         out["temporal_stability"] = None
@@ -200,6 +201,32 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
     out["by_plane"] = stratify(frames, "plane", strat_metrics) if labelled else None
     out["by_quality"] = stratify(frames, "quality", strat_metrics) if any(r["quality"] for r in frames) else None
     return out
+
+
+#: the per-clip stability columns stratified in ``metrics.json``
+STABILITY_METRICS = ("stability_pred", "stability_gt", "stability_error")
+
+
+def stability_strata(clips: list[dict[str, Any]], n_boot: int = 1000) -> dict[str, Any]:
+    """Temporal stability by plane, by view and by quality grade (clip rows with > 1 frame).
+
+    ``by_view`` splits transverse planes (where the mask area is the nerve's CSA) from
+    longitudinal ones (where it is the area of a band) and adds a participant-bootstrap
+    interval of the mean absolute difference per view. ``None`` where the data has no
+    plane (or quality) labels.
+    """
+    labelled = [{**c, "view": PLANE_VIEWS.get(c["plane"] or "")} for c in clips if c["plane"]]
+    by_view = None
+    if labelled:
+        by_view = stratify(labelled, "view", STABILITY_METRICS, include_all=False)
+        for row in by_view:
+            group = [c for c in labelled if c["view"] == row["view"]]
+            row["stability_error_ci"] = _ci([c["stability_error"] for c in group], [c["participant_id"] for c in group], n_boot=n_boot)
+    return {
+        "by_plane": stratify(labelled, "plane", STABILITY_METRICS, include_all=False) if labelled else None,
+        "by_view": by_view,
+        "by_quality": stratify(clips, "quality", STABILITY_METRICS, include_all=False) if any(c["quality"] for c in clips) else None,
+    }
 
 
 def write_json(path: Path, obj: Any) -> None:
