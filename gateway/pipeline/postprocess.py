@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gateway.pipeline.context import ClipContext
-from ultramn.contract import PLANES
+from ultramn.contract import PLANE_VIEWS, PLANES
 from ultramn.measure import FrameMeasurement, MeasureConfig, measure_frames, summarize_clip
 from ultramn.measure.spacing import normalize_spacing
 from ultramn.preprocess import resize_probabilities
@@ -92,6 +92,16 @@ def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray) -> dict[str, Any]
     }
 
 
+def view_warnings(plane: str | None, has_area: bool) -> list[str]:
+    """A note when the clip plane is longitudinal: its mask area is not a cross-sectional area."""
+    if not has_area or PLANE_VIEWS.get(plane or "") != "longitudinal":
+        return []
+    return [
+        f"clip plane {plane} is a longitudinal view: csa is the area of the nerve's band in the image,"
+        " not its cross-sectional area (measure CSA in a transverse view, TW or TF)"
+    ]
+
+
 def run(ctx: ClipContext, config: PostprocessConfig) -> None:
     """Set ``ctx.masks`` and ``ctx.result`` (clip summary + per-frame list)."""
     clip = ctx.require_clip()
@@ -126,7 +136,7 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
             "nerve_fraction": s["nerve_fraction"],
             "csa": s["csa"],
             "excursion": s["excursion"],
-            "warnings": list(clip.warnings),
+            "warnings": [*clip.warnings, *view_warnings(s["plane"], s["csa"] is not None)],
             "frames": [frame_dict(i, m, ctx.frame_planes[i]) for i, m in enumerate(frames)],
         },
         config.decimals,

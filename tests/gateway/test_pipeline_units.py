@@ -105,3 +105,25 @@ def test_stitch_blend_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ULTRAMN_STITCH_BLEND", "gaussian")
     with pytest.raises(ValidationError, match="stitch_blend"):
         Settings()
+
+
+@pytest.mark.parametrize(("plane_index", "warned"), [(0, False), (1, False), (2, True), (3, True)])
+def test_a_longitudinal_clip_says_its_area_is_not_a_csa(plane_index: int, warned: bool) -> None:
+    n = 4
+    frames = np.zeros((n, 64, 64), np.uint8)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, 64, 64))
+    probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
+    probs[:, 60:100, 40:120] = 1.0  # a band
+    ctx.frame_mask_probs = probs
+    planes = np.full((n, 4), 0.02, np.float32)
+    planes[:, plane_index] = 0.94
+    ctx.frame_planes = planes
+    postprocess.run(ctx, postprocess.PostprocessConfig())
+    assert ctx.result is not None and ctx.result["plane"] == CONTRACT.planes[plane_index]
+    notes = [w for w in ctx.result["warnings"] if "not its cross-sectional area" in w]
+    assert len(notes) == int(warned)
+    assert ctx.result["csa"] is not None  # the area is still reported, with the note beside it
+    # no nerve found: nothing to warn about
+    ctx.frame_mask_probs = np.zeros_like(probs)
+    postprocess.run(ctx, postprocess.PostprocessConfig())
+    assert not [w for w in ctx.result["warnings"] if "cross-sectional" in w]
