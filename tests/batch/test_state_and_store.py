@@ -38,6 +38,7 @@ def test_summary_row() -> None:
     assert row == {
         "clip": "x/y.mp4",
         "plane": "TF",
+        "view": "transverse",
         "confidence": 0.8765,
         "csa_median": 6.5,
         "csa_min": 6.0,
@@ -50,11 +51,13 @@ def test_summary_row() -> None:
         "error": "",
         "seconds": 1.235,
     }
+    assert summary_row(record("l.mp4", "h", 1.0, result={**result, "plane": "LW"}))["view"] == "longitudinal"
     failed = summary_row(record("z.dcm", "h", 0.5, error=("corrupt_file", "no pixel data")))
     assert (
         failed["status"] == "failed"
         and failed["error"] == "corrupt_file: no pixel data"
         and failed["plane"] == ""
+        and failed["view"] == ""
         and failed["csa_unit"] == ""
     )
 

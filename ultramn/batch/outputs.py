@@ -19,14 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ultramn.contract import PLANE_VIEWS
+
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
 MASKS_DIR = "masks"
 
 #: Columns of ``summary.csv`` (CSA in ``csa_unit``: mm2 with a known pixel spacing, else px).
+#: ``view`` is the clip plane's view: the area is the nerve's CSA in ``transverse`` clips only;
+#: in ``longitudinal`` ones it is the area of the nerve's band in the image.
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "clip",
     "plane",
+    "view",
     "confidence",
     "csa_median",
     "csa_min",
@@ -82,6 +87,7 @@ def summary_row(rec: dict[str, Any]) -> dict[str, Any]:
     return {
         "clip": rec["clip"],
         "plane": res.get("plane") or "",
+        "view": PLANE_VIEWS.get(res.get("plane") or "", ""),
         "confidence": _num(res.get("plane_confidence")),
         "csa_median": _num(csa.get("median")),
         "csa_min": _num(csa.get("min")),
