@@ -117,9 +117,8 @@ def test_paired_tables_by_view_split_transverse_from_longitudinal_clips() -> Non
     first = _rows([0.9] * 12, [0.1] * 12, [8] * 12)
     # the other model is worse on stability in transverse clips only, by 0.05 mm²
     other = _rows([0.9] * 12, [0.15 if p.startswith("T") else 0.1 for p in planes], [8] * 12)
-    for rows in (first, other):
-        for row, plane in zip(rows.values(), planes, strict=True):
-            row["plane"] = plane
+    for row, plane in zip(first.values(), planes, strict=True):
+        row["plane"] = plane  # the view comes from the first model's rows; the other's have no plane
     text = paired_tables_by_view("A", [first], [("B", [other]), ("C", None)])
     transverse, _, longitudinal = text.partition("longitudinal clips (LW, LF) only")
     assert "transverse clips (TW, TF) only" in transverse

@@ -243,18 +243,27 @@ VIEW_NOTES: dict[str, str] = {
 }
 
 
-def rows_of_view(runs: Sequence[ClipRows], view: str) -> list[ClipRows]:
-    """Each run's rows restricted to clips whose labelled plane is in ``view`` (:data:`PLANE_VIEWS`)."""
-    return [{c: r for c, r in run.items() if PLANE_VIEWS.get(r.get("plane") or "") == view} for run in runs]
+def clips_of_view(runs: Sequence[ClipRows], view: str) -> set[str]:
+    """Ids of the clips whose labelled plane (first run's rows) is in ``view`` (:data:`PLANE_VIEWS`)."""
+    return {c for c, r in runs[0].items() if PLANE_VIEWS.get(r.get("plane") or "") == view}
+
+
+def restrict(runs: Sequence[ClipRows], clips: set[str]) -> list[ClipRows]:
+    """Each run's rows for ``clips`` only."""
+    return [{c: r for c, r in run.items() if c in clips} for run in runs]
 
 
 def paired_tables_by_view(first_name: str, first: Sequence[ClipRows], others: Sequence[tuple[str, Sequence[ClipRows] | None]]) -> str:
-    """:func:`paired_table` once per view that the first model's clips contain ("" without plane labels)."""
+    """:func:`paired_table` once per view of the first model's clips ("" without plane labels).
+
+    The view of a clip comes from the first model's rows; every model is restricted to
+    those clips.
+    """
     parts = []
     for view, note in VIEW_NOTES.items():
-        mine = rows_of_view(first, view)
-        if not mine[0]:
+        clips = clips_of_view(first, view)
+        if not clips:
             continue
-        theirs = [(name, None if runs is None else rows_of_view(runs, view)) for name, runs in others]
-        parts.append(f"\nPaired differences on {note}:\n\n" + paired_table(first_name, mine, theirs))
+        theirs = [(name, None if runs is None else restrict(runs, clips)) for name, runs in others]
+        parts.append(f"\nPaired differences on {note}:\n\n" + paired_table(first_name, restrict(first, clips), theirs))
     return "".join(parts)
