@@ -174,3 +174,23 @@ def test_init_with_another_arch_is_refused(tiny_dataset: Path, tmp_path: Path) -
     cfg = _write_config(tmp_path / "c.toml", tiny_dataset)
     r = _cli("train", "--config", str(cfg), "--init", str(ckpt), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "unet2d_multitask" in r.stderr
+
+
+def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_dataset: Path, tmp_path: Path) -> None:
+    from ultramn.train.loop import out_of_time
+
+    assert not out_of_time(None, 1e9, 1e9)  # no budget
+    assert not out_of_time(1.0, 10.0, 0.0)  # no epoch finished yet: always run the first
+    assert not out_of_time(1.0, 30.0, 29.0) and out_of_time(1.0, 30.0, 31.0)
+
+    cfg = _write_config(tmp_path / "c.toml", tiny_dataset, epochs=4)
+    out = tmp_path / "run"
+    r = _cli("train", "--config", str(cfg), "--out", str(out), "--max-minutes", "0.01", "--patience", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "stopped: time budget" in r.stdout and "(1 epochs in" in r.stdout
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 2  # header + the one epoch
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "time budget" and summary["epochs_run"] == 1 and summary["epochs_planned"] == 4
+    assert summary["best_epoch"] == 1 and summary["device"] == "cpu"
+    config = json.loads((out / "config.json").read_text())
+    assert config["max_minutes"] == 0.01 and config["early_stopping_patience"] == 2

@@ -23,6 +23,12 @@ def register(app: typer.Typer) -> None:
         seed: int | None = typer.Option(
             None, "--seed", min=0, help="Override the config's seed (weights init, sampling, augmentation): seed replicates."
         ),
+        patience: int | None = typer.Option(
+            None, "--patience", min=1, help="Override the config's early-stopping patience (epochs without improvement)."
+        ),
+        max_minutes: float | None = typer.Option(
+            None, "--max-minutes", min=0.01, help="Wall-clock budget: no new epoch starts if the last epoch's duration would overrun it."
+        ),
         device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (overrides the config)."),
         threads: int | None = typer.Option(
             None, "--threads", min=1, help="torch CPU threads (overrides the config; the speed, not the result)."
@@ -51,6 +57,10 @@ def register(app: typer.Typer) -> None:
             overrides["device"] = device
         if threads is not None:
             overrides["threads"] = threads
+        if patience is not None:
+            overrides["early_stopping_patience"] = patience
+        if max_minutes is not None:
+            overrides["max_minutes"] = max_minutes
         if overrides:
             cfg = cfg.with_overrides(**overrides)
         if init is not None and not init.is_file():
@@ -58,5 +68,5 @@ def register(app: typer.Typer) -> None:
         result = train(cfg, out, init=init, resume=resume)
         typer.echo(
             f"best epoch {result.best_epoch}: {result.best_metrics} -> {result.best_checkpoint} "
-            f"({result.epochs_run} epochs in {result.seconds / 60:.1f} min)"
+            f"({result.epochs_run} epochs in {result.seconds / 60:.1f} min; stopped: {result.stop_reason})"
         )

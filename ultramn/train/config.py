@@ -77,6 +77,10 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     threads: int | None = Field(None, ge=1)
+    #: wall-clock budget of the run in minutes: no new epoch starts once the time used plus
+    #: the last epoch's duration would overrun it (the cosine schedule is then cut short);
+    #: None = no budget
+    max_minutes: float | None = Field(None, gt=0)
     model: ModelSection = ModelSection()
     loss: LossSection = LossSection()
     optim: OptimSection = OptimSection()

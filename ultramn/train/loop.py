@@ -2,7 +2,8 @@
 
 Writes into ``out_dir``: ``best.pt`` (the shippable checkpoint, see
 :mod:`ultramn.model.checkpoint`), ``last_state.pt`` (everything needed to ``--resume``),
-``metrics.csv`` (one row per epoch), ``tb/`` (TensorBoard) and ``config.json``.
+``metrics.csv`` (one row per epoch), ``tb/`` (TensorBoard), ``config.json`` and, when the run
+ends, ``summary.json`` (best epoch, epochs run, time, why it stopped, device).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 BEST_NAME = "best.pt"
 STATE_NAME = "last_state.pt"
 METRICS_NAME = "metrics.csv"
+SUMMARY_NAME = "summary.json"  # the finished run: TrainResult, device, epochs planned
 
 
 @dataclass
@@ -46,6 +48,8 @@ class TrainResult:
     best_metrics: dict[str, float]
     epochs_run: int
     seconds: float
+    #: why the run ended: ``"epochs"`` (all epochs ran), ``"early stopping"`` or ``"time budget"``
+    stop_reason: str = "epochs"
 
 
 def seed_everything(seed: int) -> None:
@@ -53,6 +57,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def out_of_time(max_minutes: float | None, elapsed_s: float, last_epoch_s: float) -> bool:
+    """True when another epoch (as long as the last, ``last_epoch_s`` seconds) would end after ``max_minutes``."""
+    return max_minutes is not None and last_epoch_s > 0 and elapsed_s + last_epoch_s > max_minutes * 60
 
 
 def pick_device(name: str) -> torch.device:
@@ -184,9 +193,20 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
     writer = SummaryWriter(str(out_dir / "tb"))
     val_loader = _loader(val_ds, cfg, shuffle=False, seed=cfg.seed)
     epoch = start_epoch - 1
+    stop_reason = "epochs"
+    last_epoch_seconds = 0.0
     for epoch in range(start_epoch, cfg.epochs):
         if stale >= cfg.early_stopping_patience:
             log.info("early stopping: no improvement for %d epochs", stale)
+            stop_reason = "early stopping"
+            epoch -= 1
+            break
+        if out_of_time(cfg.max_minutes, time.perf_counter() - t_start, last_epoch_seconds):
+            log.info(
+                "time budget: %.1f min used, the next epoch would overrun %.1f min", (time.perf_counter() - t_start) / 60, cfg.max_minutes
+            )
+            stop_reason = "time budget"
+            epoch -= 1
             break
         train_ds.set_epoch(epoch)
         model.train()
@@ -269,11 +289,16 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
             },
             state_path,
         )
+        last_epoch_seconds = time.perf_counter() - t_epoch
     writer.close()
-    return TrainResult(
+    result = TrainResult(
         best_checkpoint=out_dir / BEST_NAME,
         best_epoch=best_epoch + 1,
         best_metrics=best_metrics,
         epochs_run=epoch + 1 - start_epoch,
         seconds=time.perf_counter() - t_start,
+        stop_reason=stop_reason,
     )
+    summary = {**asdict(result), "best_checkpoint": str(result.best_checkpoint), "device": str(device), "epochs_planned": cfg.epochs}
+    (out_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+    return result
