@@ -185,7 +185,21 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_dataset: Path
 
     cfg = _write_config(tmp_path / "c.toml", tiny_dataset, epochs=4)
     out = tmp_path / "run"
-    r = _cli("train", "--config", str(cfg), "--out", str(out), "--max-minutes", "0.01", "--patience", "2")
+    r = _cli(
+        "train",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--max-minutes",
+        "0.01",
+        "--patience",
+        "2",
+        "--set",
+        "data.cache_mb=64",
+        "--set",
+        "optim.lr=0.002",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "stopped: time budget" in r.stdout and "(1 epochs in" in r.stdout
     assert len((out / "metrics.csv").read_text().strip().splitlines()) == 2  # header + the one epoch
@@ -194,3 +208,20 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_dataset: Path
     assert summary["best_epoch"] == 1 and summary["device"] == "cpu"
     config = json.loads((out / "config.json").read_text())
     assert config["max_minutes"] == 0.01 and config["early_stopping_patience"] == 2
+    assert config["data"]["cache_mb"] == 64 and config["optim"]["lr"] == 0.002 and config["data"]["root"] == str(tiny_dataset)
+
+
+def test_set_overrides_parse_toml_values_and_refuse_unknown_fields(tiny_dataset: Path, tmp_path: Path) -> None:
+    from ultramn.errors import UserInputError
+    from ultramn.train.config import parse_assignments
+
+    got = parse_assignments(["epochs=40", "data.num_workers=0", "amp=false", "data.root=data/x", "model.hparams={ base_width = 4 }"])
+    assert got == {"epochs": 40, "amp": False, "data": {"num_workers": 0, "root": "data/x"}, "model": {"hparams": {"base_width": 4}}}
+    for bad in ("epochs", "=3", "a.b.c=1", "data.=1"):
+        with pytest.raises(UserInputError):
+            parse_assignments([bad])
+    cfg = _write_config(tmp_path / "c.toml", tiny_dataset)
+    for bad in ("data.no_such_field=1", "epochs=0", "optim.lr=fast"):
+        r = _cli("train", "--config", str(cfg), "--out", str(tmp_path / "x"), "--set", bad)
+        assert r.returncode == 2 and "invalid override" in r.stderr, (bad, r.stderr[-500:])
+        assert not (tmp_path / "x" / "best.pt").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -29,6 +30,9 @@ def register(app: typer.Typer) -> None:
         max_minutes: float | None = typer.Option(
             None, "--max-minutes", min=0.01, help="Wall-clock budget: no new epoch starts if the last epoch's duration would overrun it."
         ),
+        assignments: list[str] = typer.Option(
+            [], "--set", help="Override any config field, repeatable: --set data.num_workers=0 --set optim.lr=0.002 (TOML values)."
+        ),
         device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (overrides the config)."),
         threads: int | None = typer.Option(
             None, "--threads", min=1, help="torch CPU threads (overrides the config; the speed, not the result)."
@@ -37,16 +41,18 @@ def register(app: typer.Typer) -> None:
         """Train the multitask model (or a 2D reference model) and keep the best validation checkpoint."""
         import logging
 
-        from ultramn.train.config import load_config
+        from pydantic import ValidationError
+
+        from ultramn.train.config import load_config, parse_assignments
         from ultramn.train.loop import train
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         cfg = load_config(config)
-        overrides: dict[str, object] = {}
+        overrides: dict[str, Any] = parse_assignments(assignments)
         if data is not None:
             if not data.is_dir():
                 raise UserInputError(f"--data: no such folder: {data}")
-            overrides["data"] = {"root": str(data)}
+            overrides["data"] = {**overrides.get("data", {}), "root": str(data)}
         if epochs is not None:
             overrides["epochs"] = epochs
         if seed is not None:
@@ -62,7 +68,10 @@ def register(app: typer.Typer) -> None:
         if max_minutes is not None:
             overrides["max_minutes"] = max_minutes
         if overrides:
-            cfg = cfg.with_overrides(**overrides)
+            try:
+                cfg = cfg.with_overrides(**overrides)
+            except ValidationError as exc:
+                raise UserInputError(f"invalid override:\n{exc}") from exc
         if init is not None and not init.is_file():
             raise UserInputError(f"--init: no such checkpoint: {init}")
         result = train(cfg, out, init=init, resume=resume)

@@ -60,6 +60,9 @@ class DataSection(_Strict):
     windows_per_clip: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(2, ge=0)
+    #: per-process cache of decoded, resized clips (MB). DataLoader workers start afresh every
+    #: epoch, so the cache lasts across epochs only with ``num_workers = 0`` (the main process)
+    cache_mb: float = Field(512.0, ge=0)
     eval_stride: int | None = Field(None, ge=1)
     max_train_clips: int | None = Field(None, ge=1)
     max_val_clips: int | None = Field(None, ge=1)
@@ -101,6 +104,29 @@ class TrainConfig(_Strict):
             else:
                 raw[key] = value
         return TrainConfig.model_validate(raw)
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``["data.num_workers=0", "epochs=40"]`` -> ``{"data": {"num_workers": 0}, "epochs": 40}``.
+
+    Values are TOML (``0``, ``2.5``, ``true``, ``"text"``, ``[1, 2]``); anything that does not parse
+    as TOML is taken as a string. Keys are ``field`` or ``section.field``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts) or len(parts) > 2:
+            raise UserInputError(f"--set expects field=value or section.field=value, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        if len(parts) == 1:
+            out[parts[0]] = value
+        else:
+            out.setdefault(parts[0], {})[parts[1]] = value
+    return out
 
 
 def load_config(path: Path) -> TrainConfig:

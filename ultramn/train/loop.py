@@ -150,8 +150,11 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
         augment=augment,
         seed=cfg.seed,
         max_clips=cfg.data.max_train_clips,
+        cache_mb=cfg.data.cache_mb,
     )
-    val_ds = WindowDataset(root, split="val", mode="eval", stride=cfg.data.eval_stride, max_clips=cfg.data.max_val_clips)
+    val_ds = WindowDataset(
+        root, split="val", mode="eval", stride=cfg.data.eval_stride, max_clips=cfg.data.max_val_clips, cache_mb=cfg.data.cache_mb
+    )
     if len(train_ds) == 0:
         raise UserInputError(f"{root}: no training clips (split 'train' is empty)")
     if len(val_ds) == 0:
