@@ -131,10 +131,11 @@ def load_profiles(variant: PsfVariant) -> PsfProfiles:
     return prof
 
 
-def warm_cache() -> None:
-    """Compute every variant's profiles once (before worker processes start)."""
+def warm_cache() -> list[Path]:
+    """Compute every variant's profiles once (before worker processes start); their cache files."""
     for v in PSF_VARIANTS:
         load_profiles(v)
+    return [_cache_path(v) for v in PSF_VARIANTS]
 
 
 def _bin_average(values: npt.NDArray[Any], coords_mm: F32, spacing_mm: float, half_px: int) -> npt.NDArray[Any]:
