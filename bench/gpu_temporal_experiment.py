@@ -141,6 +141,8 @@ def train_all(runs: list[Run], data: Path, args: argparse.Namespace, clock: Cloc
             run.returncode = run.proc.wait()
         summary = run.folder / "summary.json"
         status = json.loads(summary.read_text()) if summary.is_file() else {"error": f"exit {run.returncode}, see {run.log.name}"}
+        if "error" in status and run.log.is_file():  # the traceback's end, so the device's output tail shows it
+            status["log_tail"] = run.log.read_text(errors="replace").strip().splitlines()[-5:]
         keys = ("best_epoch", "epochs_run", "stop_reason", "seconds")
         say(
             f"  {run.slug}: " + ", ".join(f"{k} {status.get(k)}" for k in keys) if "error" not in status else f"  {run.slug}: {status}", log
