@@ -225,3 +225,19 @@ def test_set_overrides_parse_toml_values_and_refuse_unknown_fields(tiny_dataset:
         r = _cli("train", "--config", str(cfg), "--out", str(tmp_path / "x"), "--set", bad)
         assert r.returncode == 2 and "invalid override" in r.stderr, (bad, r.stderr[-500:])
         assert not (tmp_path / "x" / "best.pt").exists()
+
+
+def test_training_batches_do_not_depend_on_the_worker_count(tiny_dataset: Path) -> None:
+    """`--set data.num_workers=0` (the GPU plan's setting) draws the same windows in the same order."""
+    from ultramn.train.loop import _loader
+
+    ds = WindowDataset(tiny_dataset, split="train", mode="train", windows_per_clip=2, seed=5)
+    ds.set_epoch(3)
+    cfg = TrainConfig.model_validate({"data": {"root": str(tiny_dataset), "batch_size": 3}})
+    seen = []
+    for workers in (0, 2):
+        batches = list(_loader(ds, cfg.with_overrides(data={"num_workers": workers}), shuffle=True, seed=9))
+        seen.append(([c for b in batches for c in b["clip_id"]], torch.cat([b["frames"] for b in batches])))
+    assert seen[0][0] == seen[1][0] and len(seen[0][0]) == len(ds)
+    assert seen[0][0] != sorted(seen[0][0])  # shuffled
+    torch.testing.assert_close(seen[0][1], seen[1][1], atol=1e-6, rtol=0)
