@@ -48,7 +48,7 @@ class Run:
     recipe: str
     config: str
     seed: int
-    folder: Path
+    runs_dir: Path
     proc: subprocess.Popen[bytes] | None = None
     returncode: int | None = None
     evals: dict[str, dict[str, object]] = field(default_factory=dict)
@@ -58,8 +58,12 @@ class Run:
         return f"{self.recipe.split()[0].lower()}-seed{self.seed}"
 
     @property
+    def folder(self) -> Path:
+        return self.runs_dir / self.slug
+
+    @property
     def log(self) -> Path:
-        return self.folder.parent / f"train-{self.slug}.log"
+        return self.runs_dir / f"train-{self.slug}.log"
 
 
 class Clock:
@@ -131,7 +135,8 @@ def train_all(runs: list[Run], data: Path, args: argparse.Namespace, clock: Cloc
         )  # fmt: skip
         for item in args.set:
             cmd += ["--set", item]
-        run.proc = subprocess.Popen(cmd, stdout=run.log.open("wb"), stderr=subprocess.STDOUT, env=child_env(threads))
+        with run.log.open("wb") as logf:
+            run.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=child_env(threads))
     for run in runs:
         assert run.proc is not None
         try:
@@ -155,15 +160,15 @@ def evaluate_all(runs: list[Run], name: str, data: Path, split: str, args: argpa
     threads = max(1, (os.cpu_count() or 2) // max(len(todo), 1))
     procs = []
     for run in todo:
-        out = run.folder.parent / f"eval-{run.slug}-{name}"
+        out = run.runs_dir / f"eval-{run.slug}-{name}"
         cmd = ultramn(
             "evaluate", "--checkpoint", str(run.folder / "best.pt"), "--data", str(data), "--split", split,
             "--out", str(out), "--device", args.device,
         )  # fmt: skip
         if args.smoke:
             cmd += ["--n-boot", "100"]
-        logf = (run.folder.parent / f"eval-{run.slug}-{name}.log").open("wb")
-        procs.append((run, out, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=child_env(threads))))
+        with (run.runs_dir / f"eval-{run.slug}-{name}.log").open("wb") as logf:
+            procs.append((run, out, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=child_env(threads))))
     complete = True
     for run, out, proc in procs:
         try:
@@ -226,7 +231,7 @@ def pack(runs: list[Run], work: Path, out: Path, summary: dict[str, object]) -> 
                 tar.add(best, arcname=f"{run.slug}/best.pt")
 
 
-def temporal_scales(runs: list[Run], work: Path) -> None:
+def temporal_scales(runs: list[Run]) -> None:
     """``python -m ultramn.model.temporal_scales`` of every UltraMN run, into its folder."""
     for run in runs:
         best = run.folder / "best.pt"
@@ -270,21 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args)
     say(f"environment: {env}", log)
     data = make_data(args.work, args, log)
-    runs = [
-        Run(recipe, config, seed, args.work / "runs" / f"{recipe.split()[0].lower()}-seed{seed}")
-        for recipe, config in RECIPES.items()
-        for seed in args.seeds
-    ]
+    runs = [Run(recipe, config, seed, args.work / "runs") for recipe, config in RECIPES.items() for seed in args.seeds]
     train_all(runs, data["synth"], args, clock, log)
-    temporal_scales(runs, args.work)
-    tables: list[Path | None] = []
-    if evaluate_all(runs, "fresh", data["fresh"], "all", args, clock, log):
-        tables.append(compare(runs, "fresh", args.out, log))
-        if clock.left() > 90:
-            evaluate_all(runs, "test", data["synth"], "test", args, clock, log)
-            tables.append(compare(runs, "test", args.out, log))
-    else:
-        tables.append(compare(runs, "fresh", args.out, log))
+    temporal_scales(runs)
+    fresh_complete = evaluate_all(runs, "fresh", data["fresh"], "all", args, clock, log)
+    tables = [compare(runs, "fresh", args.out, log)]
+    if fresh_complete and clock.left() > 90:  # the secondary evaluation only when time is left
+        evaluate_all(runs, "test", data["synth"], "test", args, clock, log)
+        tables.append(compare(runs, "test", args.out, log))
     summary: dict[str, object] = {
         "environment": env,
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

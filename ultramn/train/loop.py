@@ -195,21 +195,19 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
     csv_log = _CsvLog(out_dir / METRICS_NAME, append=resume)
     writer = SummaryWriter(str(out_dir / "tb"))
     val_loader = _loader(val_ds, cfg, shuffle=False, seed=cfg.seed)
-    epoch = start_epoch - 1
+    epochs_run = 0
     stop_reason = "epochs"
     last_epoch_seconds = 0.0
     for epoch in range(start_epoch, cfg.epochs):
         if stale >= cfg.early_stopping_patience:
             log.info("early stopping: no improvement for %d epochs", stale)
             stop_reason = "early stopping"
-            epoch -= 1
             break
         if out_of_time(cfg.max_minutes, time.perf_counter() - t_start, last_epoch_seconds):
             log.info(
                 "time budget: %.1f min used, the next epoch would overrun %.1f min", (time.perf_counter() - t_start) / 60, cfg.max_minutes
             )
             stop_reason = "time budget"
-            epoch -= 1
             break
         train_ds.set_epoch(epoch)
         model.train()
@@ -293,12 +291,13 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
             state_path,
         )
         last_epoch_seconds = time.perf_counter() - t_epoch
+        epochs_run += 1
     writer.close()
     result = TrainResult(
         best_checkpoint=out_dir / BEST_NAME,
         best_epoch=best_epoch + 1,
         best_metrics=best_metrics,
-        epochs_run=epoch + 1 - start_epoch,
+        epochs_run=epochs_run,
         seconds=time.perf_counter() - t_start,
         stop_reason=stop_reason,
     )
