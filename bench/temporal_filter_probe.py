@@ -1,0 +1,142 @@
+"""Probe: does an untrained temporal filter on a model's stitched output change Dice and stability?
+
+Run: ``.venv/bin/python bench/temporal_filter_probe.py --model NAME=CKPT [--model ...] --data DIR
+--split all --out DIR [--filters 1 3 5]``.
+
+Each clip is predicted once, exactly as ``ultramn evaluate`` does it (windows of the contract's
+T frames every T/2, stitched with the default triangular weights, resized to the clip's
+resolution). The stitched nerve probabilities ``float32 [N,H,W]`` are then averaged over a
+centred window of K frames (edge frames repeated; K = 1 is the unfiltered output) and
+thresholded at 0.5 as before. Every variant is scored by the evaluation's own code and
+written as an evaluation folder ``OUT/NAME-kK`` (``metrics.json``, ``clips.csv``, report), so
+``ultramn compare`` pairs the variants clip by clip. The K = 1 folder reproduces
+``ultramn evaluate`` on the same data (a check that nothing else changed).
+
+A frame-wise model (reference b) plus such a filter is a model that uses neighbouring frames
+without learning how. If the filter makes a frame-wise model's CSA track closer to the truth,
+the data holds temporal signal that a spatio-temporal network could use; if it does not, frame
+by frame is already as good as averaging neighbours gets. Not part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from scipy.ndimage import uniform_filter1d
+from tqdm import tqdm
+
+from ultramn.data.clipio import read_clip
+from ultramn.data.manifest import read_manifest
+from ultramn.evaluate.predict import ClipPrediction, predict_clip
+from ultramn.evaluate.report import write_report
+from ultramn.evaluate.runner import SPLIT_CHOICES, EvaluationData, score_clip, select_records, summarize, write_json
+from ultramn.model.checkpoint import load_checkpoint
+
+
+def temporal_mean(probs: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
+    """Centred moving mean of ``float32 [N,H,W]`` over ``k`` frames (odd ``k``; edges repeated)."""
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"filter length must be odd and >= 1, got {k}")
+    if k == 1 or probs.shape[0] == 1:
+        return probs
+    return uniform_filter1d(probs, size=k, axis=0, mode="nearest").astype(np.float32)
+
+
+def probe_model(
+    name: str,
+    checkpoint: Path,
+    data: Path,
+    split: str,
+    out: Path,
+    filters: Sequence[int],
+    *,
+    n_boot: int = 1000,
+    keep_examples: int = 60,
+    max_clips: int | None = None,
+) -> None:
+    """Predict every clip once with ``checkpoint``, score each filter length, write ``OUT/NAME-kK``."""
+    model, meta = load_checkpoint(checkpoint, map_location="cpu")
+    records = select_records(read_manifest(data), split)[:max_clips]
+    if not records:
+        raise SystemExit(f"{data}: no clips in split {split!r}")
+    results = {k: EvaluationData() for k in filters}
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for rec in tqdm(records, desc=name, unit="clip"):
+            clip = read_clip(data / rec.file)
+            pred = predict_clip(model, clip.frames)
+            for k, res in results.items():
+                variant = ClipPrediction(mask_probs=temporal_mean(pred.mask_probs, k), plane_probs=pred.plane_probs)
+                rows, clip_row = score_clip(rec, clip.masks, variant)
+                res.frames.extend(rows)
+                res.clips.append(clip_row)
+                if len(res.examples) < keep_examples:
+                    res.examples[rec.clip_id] = (clip.frames, clip.masks, variant.masks())
+    seconds = time.perf_counter() - t0
+    for k, res in results.items():
+        folder = out / f"{name}-k{k}"
+        metrics = {
+            "checkpoint": str(checkpoint),
+            "arch": meta.arch,
+            "temporal_filter_frames": k,
+            "data": str(data),
+            "split": split,
+            **summarize(res, n_boot=n_boot),
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "metrics.json", metrics)
+        write_report(folder, metrics, res)
+        print(f"{folder}: dice_mean={metrics['dice_mean']:.4f}  n_clips={metrics['n_clips']}")
+    print(f"{name}: {len(records)} clips predicted once and scored {len(filters)} ways in {seconds / 60:.1f} min")
+
+
+def parse_model(text: str) -> tuple[str, Path]:
+    """``NAME=CKPT`` -> (name, path); the name becomes a folder name."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=CHECKPOINT, got {text!r}")
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"checkpoint not found: {path}")
+    return name, Path(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=parse_model, action="append", required=True, help="NAME=CHECKPOINT (repeatable)")
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--split", choices=SPLIT_CHOICES, default="test")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--filters", type=int, nargs="+", default=[1, 3, 5], help="odd filter lengths in frames (1 = unfiltered)")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--keep-examples", type=int, default=60, help="clips kept per variant for the overlay figure")
+    ap.add_argument("--max-clips", type=int, default=None, help="only the first N clips (a quick check)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    for k in args.filters:
+        if k < 1 or k % 2 == 0:
+            ap.error(f"--filters: lengths must be odd and >= 1, got {k}")
+    if not args.data.is_dir():
+        ap.error(f"--data: no such folder: {args.data}")
+    torch.set_num_threads(args.threads)
+    for name, ckpt in args.model:
+        probe_model(
+            name,
+            ckpt,
+            args.data,
+            args.split,
+            args.out,
+            args.filters,
+            n_boot=args.n_boot,
+            keep_examples=args.keep_examples,
+            max_clips=args.max_clips,
+        )
+
+
+if __name__ == "__main__":
+    main()
