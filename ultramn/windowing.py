@@ -12,6 +12,11 @@ The weight depends on the frame's position in its window (:func:`blend_weights`)
 ``j`` of ``T`` by ``min(j + 1, T - j)``, so the window's centre, which has temporal
 context on both sides, counts more than its edges. It costs no extra inference; its
 effect on Dice and CSA stability is measured in docs/model-card.md.
+
+After stitching, the per-frame mask probabilities can be averaged over a centred run of
+``K`` frames (:func:`temporal_mean_filter`; edge frames repeated; ``K = 1`` leaves them as
+they are). It uses neighbouring frames without any learning: docs/model-card.md, "Temporal
+filter probe", measures what it adds and how its default was chosen.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Final, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
+from scipy.ndimage import uniform_filter1d
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.floating]
@@ -28,6 +34,8 @@ FloatArray = npt.NDArray[np.floating]
 Blend = Literal["triangular", "uniform"]
 BLENDS: Final[tuple[str, ...]] = get_args(Blend)
 DEFAULT_BLEND: Final[Blend] = "triangular"
+#: Frames in the centred temporal mean applied to stitched mask probabilities (1 = off).
+DEFAULT_TEMPORAL_FILTER: Final[int] = 1
 
 
 def default_stride(window: int) -> int:
@@ -108,3 +116,24 @@ def stitch_planes(window_plane_probs: FloatArray, indices: IntArray, n_frames: i
         cover[np.unique(indices[w]), w] = 1.0
     probs = cover @ np.asarray(window_plane_probs, dtype=np.float64)
     return (probs / cover.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def check_temporal_filter(frames: int) -> int:
+    """``frames`` if it is a valid filter length (odd, >= 1); else ``ValueError``."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1 or frames % 2 == 0:
+        raise ValueError(f"temporal filter length must be an odd whole number >= 1 (1 = off), not {frames!r}")
+    return frames
+
+
+def temporal_mean_filter(probs: FloatArray, frames: int = DEFAULT_TEMPORAL_FILTER) -> npt.NDArray[np.float32]:
+    """Centred moving mean over ``frames`` frames of ``[N, ...]`` probabilities -> ``float32 [N, ...]``.
+
+    ``frames`` is odd; before the first and after the last frame the edge frame repeats (so a
+    constant clip stays constant and a single still image is unchanged). ``frames = 1``
+    returns the input as ``float32``. Values stay in the input's range.
+    """
+    check_temporal_filter(frames)
+    arr = np.asarray(probs, dtype=np.float32)
+    if frames == 1 or arr.shape[0] == 1:
+        return arr
+    return np.asarray(uniform_filter1d(arr, size=frames, axis=0, mode="nearest"), dtype=np.float32)

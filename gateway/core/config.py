@@ -9,12 +9,12 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ultramn.contract import CONTRACT
 from ultramn.data.decoders import DecodeLimits
-from ultramn.windowing import DEFAULT_BLEND, Blend, default_stride
+from ultramn.windowing import DEFAULT_BLEND, DEFAULT_TEMPORAL_FILTER, Blend, check_temporal_filter, default_stride
 
 
 class Settings(BaseSettings):
@@ -57,12 +57,22 @@ class Settings(BaseSettings):
     # analysis ----------------------------------------------------------------------------
     default_stride: int = Field(default_stride(CONTRACT.window_frames), ge=1, description="Default window stride in frames.")
     stitch_blend: Blend = Field(DEFAULT_BLEND, description="Weighting of overlapping windows per window position: triangular or uniform.")
+    stitch_temporal_filter: int = Field(
+        DEFAULT_TEMPORAL_FILTER,
+        ge=1,
+        description="Frames (odd) in the centred mean of the stitched mask probabilities; 1 = off.",
+    )
     mask_threshold: float = Field(0.5, gt=0, lt=1, description="Nerve probability threshold.")
     roi_enabled: bool = Field(True, description="Crop the imaging region (drop on-screen text and borders).")
 
     # API ---------------------------------------------------------------------------------
     api_key: str | None = Field(None, description="When set, data endpoints need header X-API-Key with this value.")
     log_level: str = Field("INFO", description="Log level of the gateway's JSON logs.")
+
+    @field_validator("stitch_temporal_filter")
+    @classmethod
+    def _odd_filter(cls, value: int) -> int:
+        return check_temporal_filter(value)
 
     @cached_property
     def sqlalchemy_url(self) -> str:

@@ -39,7 +39,7 @@ class PipelineConfig:
             decode=decode.DecodeConfig(limits=settings.decode_limits),
             roi=roi.RoiConfig(enabled=settings.roi_enabled),
             windows=windows.WindowConfig(stride=settings.default_stride),
-            stitch=stitch.StitchConfig(blend=settings.stitch_blend),
+            stitch=stitch.StitchConfig(blend=settings.stitch_blend, temporal_filter=settings.stitch_temporal_filter),
             postprocess=postprocess.PostprocessConfig(threshold=settings.mask_threshold),
         )
 

@@ -5,17 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.pipeline.context import ClipContext
-from ultramn.windowing import DEFAULT_BLEND, Blend, stitch_masks, stitch_planes
+from ultramn.windowing import (
+    DEFAULT_BLEND,
+    DEFAULT_TEMPORAL_FILTER,
+    Blend,
+    check_temporal_filter,
+    stitch_masks,
+    stitch_planes,
+    temporal_mean_filter,
+)
 
 
 @dataclass(frozen=True)
 class StitchConfig:
-    """``blend``: per-position weighting of mask probabilities (:func:`ultramn.windowing.blend_weights`).
+    """``blend``: per-position weighting of mask probabilities (:func:`ultramn.windowing.blend_weights`);
+    ``temporal_filter``: frames in the centred mean of the stitched mask probabilities
+    (:func:`ultramn.windowing.temporal_mean_filter`; 1 = off).
 
     Plane probabilities are the plain mean of the windows covering each frame.
     """
 
     blend: Blend = DEFAULT_BLEND
+    temporal_filter: int = DEFAULT_TEMPORAL_FILTER
+
+    def __post_init__(self) -> None:
+        check_temporal_filter(self.temporal_filter)
 
 
 def run(ctx: ClipContext, config: StitchConfig = StitchConfig()) -> None:
@@ -23,5 +37,6 @@ def run(ctx: ClipContext, config: StitchConfig = StitchConfig()) -> None:
     if ctx.window_masks is None or ctx.window_planes is None or ctx.indices is None:
         raise RuntimeError("inference must run before stitch")
     n = ctx.require_clip().n_frames
-    ctx.frame_mask_probs = stitch_masks(ctx.window_masks, ctx.indices, n, config.blend)
+    stitched = stitch_masks(ctx.window_masks, ctx.indices, n, config.blend)
+    ctx.frame_mask_probs = temporal_mean_filter(stitched, config.temporal_filter)
     ctx.frame_planes = stitch_planes(ctx.window_planes, ctx.indices, n)

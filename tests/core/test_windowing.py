@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from ultramn.windowing import blend_weights, stitch_masks, stitch_planes, window_indices, window_starts
+from ultramn.windowing import (
+    blend_weights,
+    stitch_masks,
+    stitch_planes,
+    temporal_mean_filter,
+    window_indices,
+    window_starts,
+)
 
 
 @pytest.mark.parametrize(
@@ -98,3 +105,28 @@ def test_triangular_stitch_weighs_each_frame_by_its_window_position() -> None:
     # a constant prediction stays that constant under any blend (weights are normalised)
     flat = np.full((idx.shape[0], t, 1, 1), 0.3, dtype=np.float32)
     np.testing.assert_allclose(stitch_masks(flat, idx, n, "triangular"), 0.3, rtol=1e-6)
+
+
+def test_temporal_mean_filter_spreads_a_spike_and_keeps_edges() -> None:
+    """A one-frame spike spreads evenly over K frames; edge frames repeat; K = 1 is the identity."""
+    probs = np.zeros((7, 2, 3), np.float32)
+    probs[3] = 0.9
+    three = temporal_mean_filter(probs, 3)
+    assert three.dtype == np.float32 and three.shape == probs.shape
+    np.testing.assert_allclose(three[:, 0, 0], [0, 0, 0.3, 0.3, 0.3, 0, 0], atol=1e-7)
+    five = temporal_mean_filter(probs, 5)
+    np.testing.assert_allclose(five[:, 1, 2], [0, 0.18, 0.18, 0.18, 0.18, 0.18, 0], atol=1e-7)
+    np.testing.assert_array_equal(temporal_mean_filter(probs, 1), probs)
+    ramp = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32) / 4
+    # edges repeat: the first frame's mean is (0 + 0 + 0.25) / 3, the last (0.75 + 1 + 1) / 3
+    np.testing.assert_allclose(temporal_mean_filter(ramp, 3)[:, 0, 0], [0.25 / 3, 0.25, 0.5, 0.75, 2.75 / 3], atol=1e-7)
+    still = np.full((1, 4, 4), 0.7, np.float32)
+    np.testing.assert_array_equal(temporal_mean_filter(still, 5), still)
+    constant = np.full((6, 3, 3), 0.4, np.float32)
+    np.testing.assert_allclose(temporal_mean_filter(constant, 5), constant, atol=1e-7)
+
+
+@pytest.mark.parametrize("bad", [0, 2, -3, 4])
+def test_temporal_mean_filter_refuses_even_or_nonpositive_lengths(bad: int) -> None:
+    with pytest.raises(ValueError, match="odd whole number"):
+        temporal_mean_filter(np.zeros((3, 2, 2), np.float32), bad)

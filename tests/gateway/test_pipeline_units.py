@@ -107,6 +107,37 @@ def test_stitch_blend_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -
         Settings()
 
 
+def test_stitch_temporal_filter_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ULTRAMN_STITCH_TEMPORAL_FILTER averages stitched masks over K frames; an even K is refused at start-up."""
+    from pydantic import ValidationError
+
+    from gateway.core.config import Settings
+    from gateway.pipeline.runner import PipelineConfig
+
+    assert PipelineConfig.from_settings(Settings()).stitch.temporal_filter == 1
+    monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_FILTER", "3")
+    config = PipelineConfig.from_settings(Settings())
+    assert config.stitch.temporal_filter == 3
+    # one window of 8 frames with the nerve in frame 3 only: the filter spreads it over frames 2-4
+    frames = np.zeros((8, 8, 8), np.uint8)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, None, None, None, "npy"), roi=(0, 0, 8, 8))
+    ctx.indices = np.array([list(range(8))])
+    ctx.window_masks = np.zeros((1, 8, 2, 2), np.float32)
+    ctx.window_masks[0, 3] = 0.9
+    ctx.window_planes = np.full((1, 4), 0.25, np.float32)
+    stitch.run(ctx, config.stitch)
+    assert ctx.frame_mask_probs is not None
+    np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0, 0.3, 0.3, 0.3, 0, 0, 0], atol=1e-6)
+    stitch.run(ctx, stitch.StitchConfig())
+    np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0, 0, 0.9, 0, 0, 0, 0], atol=1e-6)
+    for bad in ("2", "0"):
+        monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_FILTER", bad)
+        with pytest.raises(ValidationError, match="stitch_temporal_filter"):
+            Settings()
+    with pytest.raises(ValueError, match="odd whole number"):
+        stitch.StitchConfig(temporal_filter=4)
+
+
 @pytest.mark.parametrize(("plane_index", "warned"), [(0, False), (1, False), (2, True), (3, True)])
 def test_a_longitudinal_clip_says_its_area_is_not_a_csa(plane_index: int, warned: bool) -> None:
     n = 4

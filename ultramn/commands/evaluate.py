@@ -9,7 +9,7 @@ import typer
 
 from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
 from ultramn.errors import UserInputError
-from ultramn.windowing import BLENDS, DEFAULT_BLEND, Blend, default_stride
+from ultramn.windowing import BLENDS, DEFAULT_BLEND, DEFAULT_TEMPORAL_FILTER, Blend, check_temporal_filter, default_stride
 
 #: The shipped weights: the default of every ``--checkpoint``.
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
@@ -26,6 +26,11 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/eval"), "--out", help="Output folder (metrics.json, report.md, figures)."),
         stride: int | None = typer.Option(None, "--stride", min=1, help="Window stride in frames (default T/2)."),
         blend: str = typer.Option(DEFAULT_BLEND, "--blend", help=f"Stitching weights of overlapping windows: {', '.join(BLENDS)}."),
+        temporal_filter: int = typer.Option(
+            DEFAULT_TEMPORAL_FILTER,
+            "--temporal-filter",
+            help="Frames (odd) in the centred mean of the stitched mask probabilities; 1 = off.",
+        ),
         n_boot: int = typer.Option(1000, "--n-boot", min=100, help="Bootstrap resamples for the intervals."),
         max_clips: int | None = typer.Option(None, "--max-clips", min=1, help="Evaluate only the first N clips."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -41,6 +46,10 @@ def register(app: typer.Typer) -> None:
 
         if blend not in BLENDS:
             raise UserInputError(f"--blend must be one of {', '.join(BLENDS)}, not {blend!r}")
+        try:
+            check_temporal_filter(temporal_filter)
+        except ValueError as exc:
+            raise UserInputError(f"--temporal-filter: {exc}") from exc
         if split not in SPLIT_CHOICES:
             raise UserInputError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
         if not checkpoint.is_file():
@@ -55,7 +64,7 @@ def register(app: typer.Typer) -> None:
         model.to(dev)
 
         def predictor(frames):  # type: ignore[no-untyped-def]
-            return predict_clip(model, frames, stride=stride, blend=cast(Blend, blend), device=dev)
+            return predict_clip(model, frames, stride=stride, blend=cast(Blend, blend), temporal_filter=temporal_filter, device=dev)
 
         try:
             with torch.inference_mode():
@@ -69,6 +78,7 @@ def register(app: typer.Typer) -> None:
                         "arch": meta.arch,
                         "stride": stride or default_stride(CONTRACT.window_frames),
                         "blend": blend,
+                        "temporal_filter": temporal_filter,
                     },
                     n_boot=n_boot,
                     max_clips=max_clips,

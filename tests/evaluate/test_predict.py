@@ -1,0 +1,26 @@
+"""In-process prediction: the stitched mask probabilities go through the temporal filter, planes do not."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ultramn.contract import CONTRACT
+from ultramn.evaluate.predict import predict_clip
+from ultramn.model import build_model
+from ultramn.windowing import temporal_mean_filter
+
+
+def test_temporal_filter_applies_to_the_stitched_masks_only() -> None:
+    torch.manual_seed(0)
+    model = build_model("unet3d", base_width=4, depth=2)
+    contract = dataclasses.replace(CONTRACT, height=32, width=32)  # frames at model size: no resize in between
+    frames = np.random.default_rng(0).integers(0, 256, (13, 32, 32), dtype=np.uint8)
+    raw = predict_clip(model, frames, contract=contract)
+    filtered = predict_clip(model, frames, contract=contract, temporal_filter=3)
+    assert filtered.mask_probs.shape == (13, 32, 32)
+    np.testing.assert_allclose(filtered.mask_probs, temporal_mean_filter(raw.mask_probs, 3), atol=1e-6)
+    assert np.abs(filtered.mask_probs - raw.mask_probs).max() > 1e-4  # the filter did something
+    np.testing.assert_array_equal(filtered.plane_probs, raw.plane_probs)
