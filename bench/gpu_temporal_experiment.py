@@ -164,6 +164,7 @@ def evaluate_all(runs: list[Run], name: str, data: Path, split: str, args: argpa
         cmd = ultramn(
             "evaluate", "--checkpoint", str(run.folder / "best.pt"), "--data", str(data), "--split", split,
             "--out", str(out), "--device", args.device,
+            "--temporal-filter", "1",  # the plan predates the filter default: the networks' own output
         )  # fmt: skip
         if args.smoke:
             cmd += ["--n-boot", "100"]

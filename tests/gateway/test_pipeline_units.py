@@ -10,6 +10,7 @@ from gateway.pipeline.context import ClipContext
 from gateway.triton_client import ContractMismatchError, check_model_config
 from ultramn.contract import CONTRACT
 from ultramn.data.decoders import DecodedClip
+from ultramn.windowing import DEFAULT_TEMPORAL_FILTER
 
 
 def test_masks_go_back_to_the_original_geometry_through_the_roi() -> None:
@@ -89,6 +90,7 @@ def test_stitch_blend_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -
 
     assert PipelineConfig.from_settings(Settings()).stitch.blend == "triangular"
     monkeypatch.setenv("ULTRAMN_STITCH_BLEND", "uniform")
+    monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_FILTER", "1")  # the window weights alone
     config = PipelineConfig.from_settings(Settings())
     assert config.stitch.blend == "uniform"
     # two windows that disagree: uniform gives their plain mean on the shared frames
@@ -100,7 +102,7 @@ def test_stitch_blend_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -
     stitch.run(ctx, config.stitch)
     assert ctx.frame_mask_probs is not None
     np.testing.assert_allclose(ctx.frame_mask_probs[4:8], 0.5)
-    stitch.run(ctx, stitch.StitchConfig(blend="triangular"))
+    stitch.run(ctx, stitch.StitchConfig(blend="triangular", temporal_filter=1))
     np.testing.assert_allclose(ctx.frame_mask_probs[4:8, 0, 0], [0.8, 0.6, 0.4, 0.2], rtol=1e-6)
     monkeypatch.setenv("ULTRAMN_STITCH_BLEND", "gaussian")
     with pytest.raises(ValidationError, match="stitch_blend"):
@@ -114,7 +116,7 @@ def test_stitch_temporal_filter_comes_from_the_settings(monkeypatch: pytest.Monk
     from gateway.core.config import Settings
     from gateway.pipeline.runner import PipelineConfig
 
-    assert PipelineConfig.from_settings(Settings()).stitch.temporal_filter == 1
+    assert PipelineConfig.from_settings(Settings()).stitch.temporal_filter == DEFAULT_TEMPORAL_FILTER == 5
     monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_FILTER", "3")
     config = PipelineConfig.from_settings(Settings())
     assert config.stitch.temporal_filter == 3
@@ -128,8 +130,10 @@ def test_stitch_temporal_filter_comes_from_the_settings(monkeypatch: pytest.Monk
     stitch.run(ctx, config.stitch)
     assert ctx.frame_mask_probs is not None
     np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0, 0.3, 0.3, 0.3, 0, 0, 0], atol=1e-6)
-    stitch.run(ctx, stitch.StitchConfig())
+    stitch.run(ctx, stitch.StitchConfig(temporal_filter=1))
     np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0, 0, 0.9, 0, 0, 0, 0], atol=1e-6)
+    stitch.run(ctx, stitch.StitchConfig())  # the default, 5 frames
+    np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0.18, 0.18, 0.18, 0.18, 0.18, 0, 0], atol=1e-6)
     for bad in ("2", "0"):
         monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_FILTER", bad)
         with pytest.raises(ValidationError, match="stitch_temporal_filter"):

@@ -135,18 +135,18 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     views = {PLANE_VIEWS[r["plane"]] for r in stability["by_plane"]}
     assert {r["view"] for r in stability["by_view"]} == views and sum(r["n"] for r in stability["by_view"]) == 4
     assert "## Temporal stability" in (ev / "report.md").read_text()
-    assert metrics["temporal_filter"] == 1
+    assert metrics["temporal_filter"] == 5  # the default
     bad = _cli("evaluate", "--checkpoint", str(best), "--data", str(tiny_dataset), "--blend", "gaussian", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "--blend must be one of" in bad.stderr
     bad = _cli("evaluate", "--checkpoint", str(best), "--data", str(tiny_dataset), "--temporal-filter", "4", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "--temporal-filter" in bad.stderr and "odd" in bad.stderr
     # --temporal-filter reaches the evaluation and is recorded (its effect on masks: tests/evaluate/test_predict.py)
-    ev3 = tmp_path / "eval-k3"
-    args = ("--data", str(tiny_dataset), "--split", "test", "--n-boot", "100", "--temporal-filter", "3", "--out", str(ev3))
+    ev1 = tmp_path / "eval-k1"
+    args = ("--data", str(tiny_dataset), "--split", "test", "--n-boot", "100", "--temporal-filter", "1", "--out", str(ev1))
     r = _cli("evaluate", "--checkpoint", str(best), *args)
     assert r.returncode == 0, r.stderr[-2000:]
-    metrics3 = json.loads((ev3 / "metrics.json").read_text())
-    assert metrics3["temporal_filter"] == 3 and metrics3["n_frames"] == metrics["n_frames"]
+    metrics1 = json.loads((ev1 / "metrics.json").read_text())
+    assert metrics1["temporal_filter"] == 1 and metrics1["n_frames"] == metrics["n_frames"]
 
     table = tmp_path / "compare.md"
     r = _cli("compare", f"UltraMN={ev}", f"again={ev / 'metrics.json'}", "--out", str(table))
