@@ -90,6 +90,7 @@ class DirectAnalyzer:
         result = dict(ctx.result)
         result["timings_ms"] = dict(ctx.timings)
         result["model"] = {"name": self.triton.model_name, "version": self.triton.served_version}
+        result["analysis"] = self.pipeline.config.provenance(ctx.stride)
         masks, planes, roi = ctx.masks, ctx.frame_planes, ctx.roi
         npz = await asyncio.to_thread(_npz_bytes, masks, planes, roi)
         return ClipAnalysis(result=result, masks_npz=npz, analysis_id=None)

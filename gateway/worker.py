@@ -251,6 +251,7 @@ class JobQueue:
             timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 2)
         result["timings_ms"] = timings
         result["model"] = {"name": self.triton.model_name, "version": self.triton.served_version}
+        result["analysis"] = self.pipeline.config.provenance(ctx.stride)
         n_windows = int(ctx.indices.shape[0]) if ctx.indices is not None else 0
         self.repo.update(
             job_id,

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.core.config import Settings
 from gateway.pipeline import decode, infer, postprocess, preprocess, roi, stitch, windows
@@ -32,6 +33,19 @@ class PipelineConfig:
     stitch: stitch.StitchConfig = field(default_factory=stitch.StitchConfig)
     postprocess: postprocess.PostprocessConfig = field(default_factory=postprocess.PostprocessConfig)
 
+    def provenance(self, stride: int | None = None) -> dict[str, Any]:
+        """How a clip's windows were cut and merged: a result's ``analysis`` field.
+
+        ``stride``: the request's own stride (frames), else the configured default.
+        """
+        return {
+            "window_frames": self.windows.window,
+            "stride": stride or self.windows.stride,
+            "blend": self.stitch.blend,
+            "temporal_filter": self.stitch.temporal_filter,
+            "mask_threshold": self.postprocess.threshold,
+        }
+
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
         """The stage configs the gateway settings imply."""
@@ -45,11 +59,20 @@ class PipelineConfig:
 
 
 class Pipeline:
-    """Named stages ``[(name, fn)]`` run in order; see the module docstring."""
+    """Named stages ``[(name, fn)]`` run in order; see the module docstring.
 
-    def __init__(self, stages: list[tuple[str, StageFn]], on_stage: Callable[[str, float], None] | None = None) -> None:
+    ``config`` is what the stages were built from (:meth:`PipelineConfig.provenance` reports it).
+    """
+
+    def __init__(
+        self,
+        stages: list[tuple[str, StageFn]],
+        on_stage: Callable[[str, float], None] | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
         self.stages = stages
         self.on_stage = on_stage
+        self.config = config or PipelineConfig()
 
     @property
     def names(self) -> list[str]:
@@ -95,4 +118,5 @@ def build_pipeline(config: PipelineConfig, client: TritonClient, on_stage: Calla
             ("postprocess", _threaded(lambda ctx: postprocess.run(ctx, c.postprocess))),
         ],
         on_stage,
+        config,
     )

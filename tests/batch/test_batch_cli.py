@@ -73,6 +73,7 @@ def check_outputs(out: Path, clip_set: ClipSet) -> dict[str, dict[str, Any]]:
         rec, row = results[name], rows[name]
         assert rec["status"] == "succeeded", rec["error"]
         assert rec["result"]["n_frames"] == N_FRAMES and rec["result"]["plane"] in ("TW", "TF", "LW", "LF")
+        assert rec["result"]["analysis"]["temporal_filter"] == 5 and rec["result"]["analysis"]["blend"] == "triangular"
         assert row["status"] == "succeeded" and row["plane"] == rec["result"]["plane"] and row["n_frames"] == str(N_FRAMES)
         assert float(row["confidence"]) == pytest.approx(rec["result"]["plane_confidence"], abs=1e-4)
         assert float(row["seconds"]) > 0 and row["error"] == ""

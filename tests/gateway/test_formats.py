@@ -47,6 +47,7 @@ async def test_format_end_to_end(fmt: str, gateway: httpx.AsyncClient, clip: Syn
     assert res["plane"] in PLANES and 0 <= res["plane_confidence"] <= 1
     assert set(res["timings_ms"]) >= {"decode", "roi", "preprocess", "inference", "stitch", "postprocess", "total"}
     assert res["model"]["name"] == "ultramn" and res["model"]["version"] == "1"
+    assert res["analysis"] == {"window_frames": 8, "stride": 4, "blend": "triangular", "temporal_filter": 5, "mask_threshold": 0.5}
     assert body["progress"]["windows_done"] == body["progress"]["windows_total"] == (1 if fmt == "png" else 3)
     for f in res["frames"]:
         assert set(f) >= FRAME_KEYS
@@ -78,5 +79,6 @@ async def test_request_spacing_overrides_and_gives_mm(gateway: httpx.AsyncClient
     res = r.json()["result"]
     assert res["spacing_source"] == "request" and res["pixel_spacing_mm"] == {"dy": 0.1, "dx": 0.1}
     assert r.json()["progress"]["windows_total"] == 2  # starts 0 and 8 with stride 8
+    assert res["analysis"]["stride"] == 8
     for f in res["frames"]:
         assert f["csa_mm2"] == pytest.approx(f["csa_px"] * 0.01, rel=1e-6)
