@@ -3,14 +3,16 @@
 Run: ``.venv/bin/python bench/temporal_filter_probe.py --model NAME=CKPT [--model ...] --data DIR
 --split all --out DIR [--filters 1 3 5]``.
 
-Each clip is predicted once, exactly as ``ultramn evaluate`` does it (windows of the contract's
-T frames every T/2, stitched with the default triangular weights, resized to the clip's
-resolution). The stitched nerve probabilities ``float32 [N,H,W]`` are then averaged over a
-centred window of K frames (edge frames repeated; K = 1 is the unfiltered output) and
-thresholded at 0.5 as before. Every variant is scored by the evaluation's own code and
+Each clip is predicted once, as ``ultramn evaluate --temporal-filter 1`` does it (windows of
+the contract's T frames every T/2, stitched with the default triangular weights, resized to
+the clip's resolution). The stitched nerve probabilities ``float32 [N,H,W]`` are then averaged
+over a centred window of K frames (:func:`ultramn.windowing.temporal_mean_filter`, edge frames
+repeated; K = 1 is the unfiltered output) and thresholded at 0.5 as before. The product
+filters before resizing and this probe after; both steps are linear, so the two agree up to
+float rounding. Every variant is scored by the evaluation's own code and
 written as an evaluation folder ``OUT/NAME-kK`` (``metrics.json``, ``clips.csv``, report), so
 ``ultramn compare`` pairs the variants clip by clip. The K = 1 folder reproduces
-``ultramn evaluate`` on the same data (a check that nothing else changed).
+``ultramn evaluate --temporal-filter 1`` on the same data (a check that nothing else changed).
 
 A frame-wise model (reference b) plus such a filter is a model that uses neighbouring frames
 without learning how. If the filter makes a frame-wise model's CSA track closer to the truth,
@@ -25,10 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 import torch
-from scipy.ndimage import uniform_filter1d
 from tqdm import tqdm
 
 from ultramn.data.clipio import read_clip
@@ -37,15 +36,7 @@ from ultramn.evaluate.predict import ClipPrediction, predict_clip
 from ultramn.evaluate.report import write_report
 from ultramn.evaluate.runner import SPLIT_CHOICES, EvaluationData, score_clip, select_records, summarize, write_json
 from ultramn.model.checkpoint import load_checkpoint
-
-
-def temporal_mean(probs: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
-    """Centred moving mean of ``float32 [N,H,W]`` over ``k`` frames (odd ``k``; edges repeated)."""
-    if k < 1 or k % 2 == 0:
-        raise ValueError(f"filter length must be odd and >= 1, got {k}")
-    if k == 1 or probs.shape[0] == 1:
-        return probs
-    return uniform_filter1d(probs, size=k, axis=0, mode="nearest").astype(np.float32)
+from ultramn.windowing import check_temporal_filter, temporal_mean_filter
 
 
 def probe_model(
@@ -70,9 +61,9 @@ def probe_model(
     with torch.inference_mode():
         for rec in tqdm(records, desc=name, unit="clip"):
             clip = read_clip(data / rec.file)
-            pred = predict_clip(model, clip.frames)
+            pred = predict_clip(model, clip.frames, temporal_filter=1)
             for k, res in results.items():
-                variant = ClipPrediction(mask_probs=temporal_mean(pred.mask_probs, k), plane_probs=pred.plane_probs)
+                variant = ClipPrediction(mask_probs=temporal_mean_filter(pred.mask_probs, k), plane_probs=pred.plane_probs)
                 rows, clip_row = score_clip(rec, clip.masks, variant)
                 res.frames.extend(rows)
                 res.clips.append(clip_row)
@@ -119,8 +110,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     for k in args.filters:
-        if k < 1 or k % 2 == 0:
-            ap.error(f"--filters: lengths must be odd and >= 1, got {k}")
+        try:
+            check_temporal_filter(k)
+        except ValueError as exc:
+            ap.error(f"--filters: {exc}")
     if not args.data.is_dir():
         ap.error(f"--data: no such folder: {args.data}")
     torch.set_num_threads(args.threads)
