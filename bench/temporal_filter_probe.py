@@ -75,7 +75,7 @@ def probe_model(
         metrics = {
             "checkpoint": str(checkpoint),
             "arch": meta.arch,
-            "temporal_filter_frames": k,
+            "temporal_filter": k,
             "data": str(data),
             "split": split,
             **summarize(res, n_boot=n_boot),

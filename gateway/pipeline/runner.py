@@ -67,12 +67,12 @@ class Pipeline:
     def __init__(
         self,
         stages: list[tuple[str, StageFn]],
+        config: PipelineConfig,
         on_stage: Callable[[str, float], None] | None = None,
-        config: PipelineConfig | None = None,
     ) -> None:
         self.stages = stages
+        self.config = config
         self.on_stage = on_stage
-        self.config = config or PipelineConfig()
 
     @property
     def names(self) -> list[str]:
@@ -117,6 +117,6 @@ def build_pipeline(config: PipelineConfig, client: TritonClient, on_stage: Calla
             ("stitch", _threaded(lambda ctx: stitch.run(ctx, c.stitch))),
             ("postprocess", _threaded(lambda ctx: postprocess.run(ctx, c.postprocess))),
         ],
-        on_stage,
         config,
+        on_stage,
     )
