@@ -21,24 +21,23 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import uvicorn
 
 from gateway.core.config import Settings
 from gateway.main import create_app
+from gateway.threaded_server import serve_in_thread
 from tests.data.test_decoders import write_video
 from tests.serving.fixtures import build_served_repository
 from ultramn.batch.discover import Clip
 from ultramn.batch.gateway_client import GatewayAnalyzer
 from ultramn.batch.runner import run_batch
 from ultramn.contract import CONTRACT
-from ultramn.serving.embedded import free_ports, start_on_free_ports
+from ultramn.serving.embedded import start_on_free_ports
 
 
 @dataclass
@@ -88,18 +87,9 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load average at start {load[0]:.2f}"
 
 
-def start_gateway(data: Path, triton_url: str, workers: int) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = free_ports(1)[0]
-    settings = Settings(data_dir=data, triton_url=triton_url, workers=workers, queue_max=256, log_level="WARNING")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
+def gateway_settings(data: Path, triton_url: str, workers: int) -> Settings:
+    """The benchmarked gateway's settings: ``workers`` workers and a queue deep enough for every clip."""
+    return Settings(data_dir=data, triton_url=triton_url, workers=workers, queue_max=256, log_level="WARNING")
 
 
 async def one_run(path: str, url: str, clips: list[Clip], concurrency: int, out: Path, frames: int) -> Run:
@@ -136,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         clips = make_clips(work / "clips", args.clips, args.frames, args.size)
         server = start_on_free_ports(repo, [CONTRACT.name], log_path=work / "tritonserver.log")
         try:
-            gw, thread, url = start_gateway(work / "gateway", server.grpc_url, max(args.concurrency))
-            try:
+            settings = gateway_settings(work / "gateway", server.grpc_url, max(args.concurrency))
+            with serve_in_thread(create_app(settings)) as url:
                 paths = {"gateway": url, **({"direct": server.grpc_url} if args.direct else {})}
                 asyncio.run(one_run("gateway", url, clips[:4], 4, work / "warmup", args.frames))  # warm-up
                 runs: list[Run] = []
@@ -150,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
                                 flush=True,
                             )
                             runs.append(run)
-            finally:
-                gw.should_exit = True
-                thread.join(30)
         finally:
             server.stop()
 

@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,18 +47,18 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc.aio as grpcaio
-import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.core.config import Settings
 from gateway.main import create_app
 from gateway.pipeline.roi import RoiConfig, find_roi
+from gateway.threaded_server import serve_in_thread
 from gateway.triton_client import CHANNEL_ARGS
 from ultramn.contract import CONTRACT, MASK_PROB_SCALE
 from ultramn.preprocess import normalize_intensity, resize_frames
 from ultramn.serving.build import ensure_onnx
-from ultramn.serving.embedded import EmbeddedTriton, free_ports, start_on_free_ports
+from ultramn.serving.embedded import EmbeddedTriton, start_on_free_ports
 from ultramn.windowing import stitch_masks, stitch_planes, window_indices
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,19 +108,9 @@ def prepare_repository(work: Path, checkpoint: Path) -> Path:
     return repo
 
 
-def start_gateway(data: Path, triton_url: str, workers: int) -> tuple[uvicorn.Server, threading.Thread, str, Settings]:
-    """The gateway app in a uvicorn thread on a free port."""
-    port = free_ports(1)[0]
-    settings = Settings(data_dir=data, triton_url=triton_url, workers=workers, queue_max=256, wait_timeout_s=300.0, log_level="WARNING")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}", settings
+def gateway_settings(data: Path, triton_url: str, workers: int) -> Settings:
+    """The benchmarked gateway's settings: ``workers`` workers, a deep queue, long waits."""
+    return Settings(data_dir=data, triton_url=triton_url, workers=workers, queue_max=256, wait_timeout_s=300.0, log_level="WARNING")
 
 
 @dataclass
@@ -380,18 +369,15 @@ def main(argv: list[str] | None = None) -> int:
         clips = [make_clip(args.seed + i, args.frames) for i in range(4)]
         triton: EmbeddedTriton = start_on_free_ports(repo, [CONTRACT.name], log_path=work / "tritonserver.log")
         try:
-            gw, thread, url, settings = start_gateway(work / "gateway", triton.grpc_url, args.concurrency)
-            header.append(
-                f"- stack: embedded tritonserver (cpu repository, `{repo.name}` copy) + gateway (uvicorn thread, "
-                f"workers={settings.workers}, infer_concurrency={settings.infer_concurrency}); setup took "
-                f"{time.perf_counter() - started:.0f} s"
-            )
-            try:
+            settings = gateway_settings(work / "gateway", triton.grpc_url, args.concurrency)
+            with serve_in_thread(create_app(settings)) as url:
+                header.append(
+                    f"- stack: embedded tritonserver (cpu repository, `{repo.name}` copy) + gateway (uvicorn thread, "
+                    f"workers={settings.workers}, infer_concurrency={settings.infer_concurrency}); setup took "
+                    f"{time.perf_counter() - started:.0f} s"
+                )
                 m = asyncio.run(measure(args, url, triton.grpc_url, settings, clips))
                 m["stride"] = settings.default_stride
-            finally:
-                gw.should_exit = True
-                thread.join(30)
         finally:
             triton.stop()
     header.append(f"- wall time of the whole run: {time.perf_counter() - started:.0f} s")

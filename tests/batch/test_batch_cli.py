@@ -7,8 +7,6 @@ import csv
 import json
 import shutil
 import sys
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,32 +15,23 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from gateway.main import create_app
+from gateway.threaded_server import serve_in_thread
 from tests.batch.archives import CORRUPT, N_FRAMES, ClipSet, malicious
 from tests.gateway.helpers import make_settings
 from ultramn.batch.outputs import SUMMARY_COLUMNS
 from ultramn.cli import main
-from ultramn.serving.embedded import EmbeddedTriton, free_ports
+from ultramn.serving.embedded import EmbeddedTriton
 
 KEY = "batch-key"
 
 
 @pytest.fixture(scope="module")
 def gateway_url(triton_server: EmbeddedTriton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_ports(1)[0]
     settings = make_settings(tmp_path_factory.mktemp("gw"), triton_server.grpc_url, api_key=KEY)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:

@@ -4,39 +4,28 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 from typer.testing import CliRunner
 
 from gateway.main import create_app
+from gateway.threaded_server import serve_in_thread
 from tests.gateway.conftest import SynthClip
 from tests.gateway.helpers import make_settings, write_clip
 from ultramn.cli import app as cli_app
 from ultramn.cli import main
-from ultramn.serving.embedded import EmbeddedTriton, free_ports
+from ultramn.serving.embedded import EmbeddedTriton
 
 
 @pytest.fixture
 def gateway_url(triton_server: EmbeddedTriton, tmp_path: Path) -> Iterator[str]:
-    port = free_ports(1)[0]
     settings = make_settings(tmp_path / "data", triton_server.grpc_url, api_key="k")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
 
 
 def test_analyze_writes_results(gateway_url: str, tmp_path: Path, clip: SynthClip) -> None:

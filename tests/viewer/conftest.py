@@ -8,9 +8,6 @@ browser is Debian's ``chromium`` driven by Playwright (no ``playwright install``
 from __future__ import annotations
 
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 
 from gateway.core.config import Settings
 from gateway.main import create_app
+from gateway.threaded_server import serve_in_thread
 from tests.gateway.helpers import make_settings
 from tests.serving import fixtures
 from tests.serving.fixtures import ServedModel, served_model, triton_server  # noqa: F401
@@ -68,24 +65,8 @@ def live_gateway(
         api_key=API_KEY,
         mask_threshold=UNTRAINED_THRESHOLD if untrained else 0.5,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="viewer-gateway", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.05)
-    try:
-        yield LiveGateway(f"http://127.0.0.1:{port}", settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serve_in_thread(create_app(settings), name="viewer-gateway") as url:
+        yield LiveGateway(url, settings)
 
 
 @pytest.fixture(scope="module")
