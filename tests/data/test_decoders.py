@@ -318,6 +318,58 @@ def test_npy_npz_variants(tmp_path: Path) -> None:
         decode(tmp_path / "bad.npy")
 
 
+def test_npz_metadata_that_is_not_one_positive_number_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    src = moving_square()
+    np.savez(tmp_path / "meta.npz", frames=src, fps=np.array([25.0, 30.0]), pixel_spacing_mm=np.float64(-1.0))
+    clip = decode(tmp_path / "meta.npz")
+    np.testing.assert_array_equal(clip.frames, src)
+    assert clip.fps is None and clip.pixel_spacing_mm is None
+    assert any("'fps'" in w and "shape (2,)" in w for w in clip.warnings)
+    assert any("'pixel_spacing_mm'" in w and "-1.0" in w for w in clip.warnings)
+    np.savez(tmp_path / "text.npz", frames=src, fps=np.array("fast"), pixel_spacing_mm=np.float64(0.1))
+    clip = decode(tmp_path / "text.npz")
+    assert clip.fps is None and clip.pixel_spacing_mm == pytest.approx(0.1)
+    assert [w for w in clip.warnings if "'fps'" in w and "'fast'" in w]
+
+
+def test_float_arrays_with_nan_or_inf(tmp_path: Path) -> None:
+    src = moving_square().astype(np.float32) * 4.0  # 0..1020: min-max rescaled
+    holes = src.copy()
+    holes[:, 0, :4] = np.nan
+    holes[:, 1, :4] = np.inf
+    holes[:, 2, :4] = -np.inf
+    np.save(tmp_path / "holes.npy", holes)
+    clip = decode(tmp_path / "holes.npy")
+    lo, hi = np.nanmin(holes[np.isfinite(holes)]), np.nanmax(holes[np.isfinite(holes)])
+    expected = np.rint((src.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    np.testing.assert_array_equal(clip.frames[:, 3:], expected[:, 3:])  # finite pixels: min-max over the finite ones
+    assert clip.frames.max() == 255  # an infinite pixel did not flatten the scale
+    assert (clip.frames[:, :3, :4] == 0).all()  # non-finite pixels: the lowest finite level
+    assert [w for w in clip.warnings if f"{3 * 4 * T} of {holes.size}" in w and "NaN or infinite" in w]
+    np.save(tmp_path / "void.npy", np.full((2, H, W), np.nan, np.float32))
+    with pytest.raises(CorruptFileError, match="every pixel is NaN or infinite"):
+        decode(tmp_path / "void.npy")
+
+
+def test_malformed_dicom_timing_and_spacing_are_skipped(tmp_path: Path) -> None:
+    """Bad optional header values never stop a decode: the next source of fps is used, spacing is dropped."""
+    src = moving_square()
+    ds = _base_dicom(src)
+    ds.FrameTime = "33.3"
+    ds.RecommendedDisplayFrameRate = 20
+    ds.PixelSpacing = "0.25"  # one value where DICOM wants two
+    path = tmp_path / "odd.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    raw = path.read_bytes()
+    assert raw.count(b"33.3") == 1
+    path.write_bytes(raw.replace(b"33.3", b"fast"))  # a FrameTime that is not a number
+    clip = decode(path)
+    np.testing.assert_array_equal(clip.frames, src)
+    assert clip.fps == pytest.approx(20.0)
+    assert clip.pixel_spacing_mm is None
+    assert [w for w in clip.warnings if w.startswith("PixelSpacing in the header is not two positive numbers (0.25)")]
+
+
 def test_multipage_tiff_and_still_images(tmp_path: Path) -> None:
     src = moving_square()
     pages = [Image.fromarray(f) for f in src]

@@ -48,12 +48,24 @@ async def test_bad_files(gateway: httpx.AsyncClient, clip: SynthClip, files_dir:
         (_npy(np.zeros((0, 64, 64), np.uint8)), "empty.npy", 422, "corrupt_file"),  # zero frames
         (_png(10, 5000), "wide.png", 422, "limit_exceeded"),  # absurd dimensions
         (b"", "empty.mp4", 422, "corrupt_file"),
+        (_npy(np.full((2, 64, 64), np.nan, np.float32)), "void.npy", 422, "corrupt_file"),  # no finite pixel
     ]
     for content, name, status, code in cases:
         assert_error(await upload(gateway, content=content, name=name, wait=True), status, code)
     # the service is still fine and nothing was queued
     assert (await gateway.get("/health/ready")).status_code == 200
     assert (await gateway.get("/v1/analyses", params={"status": "queued"})).json()["items"] == []
+
+
+async def test_unusable_metadata_is_ignored_with_a_warning(gateway: httpx.AsyncClient, clip: SynthClip) -> None:
+    """An NPZ whose fps is an array and whose spacing is negative is analysed in pixels, and says so."""
+    buf = io.BytesIO()
+    np.savez(buf, frames=clip.frames, fps=np.array([25.0, 30.0]), pixel_spacing_mm=np.float64(-1.0))
+    r = await upload(gateway, content=buf.getvalue(), name="meta.npz", wait=True)
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    assert result["fps"] is None and result["pixel_spacing_mm"] is None and result["csa"]["unit"] == "px"
+    assert any("'fps'" in w for w in result["warnings"]) and any("'pixel_spacing_mm'" in w for w in result["warnings"])
 
 
 async def test_bad_fields(gateway: httpx.AsyncClient, clip: SynthClip, files_dir: Path) -> None:

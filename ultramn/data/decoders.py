@@ -19,6 +19,7 @@ data, zero frames) and :class:`LimitExceededError` (absurd dimensions or frame c
 from __future__ import annotations
 
 import io
+import math
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -255,7 +256,8 @@ def to_uint8(arr: npt.NDArray[Any], bits_stored: int | None = None) -> U8Array:
     ``uint8`` passes through; ``bool`` -> 0/255; unsigned integers with ``bits_stored``
     are scaled from their nominal range ``0..2**bits_stored-1``; floats in ``[0, 1]`` are
     scaled by 255; integers already in ``0..255`` are cast; anything else is min-max
-    rescaled over the whole array.
+    rescaled over the whole array. Non-finite floats (NaN, +-inf) take the lowest finite
+    value (all zeros when there is none); :func:`_array_to_frames` reports them.
     """
     a = np.asarray(arr)
     if a.dtype == np.uint8:
@@ -267,14 +269,20 @@ def to_uint8(arr: npt.NDArray[Any], bits_stored: int | None = None) -> U8Array:
     if np.issubdtype(a.dtype, np.unsignedinteger) and bits_stored and bits_stored > 8:
         top = float(2**bits_stored - 1)
         return np.clip(np.rint(a.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
-    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if np.issubdtype(a.dtype, np.floating):
+        finite = np.isfinite(a)
+        if not finite.any():
+            return np.zeros(a.shape, np.uint8)
+        if not finite.all():
+            a = np.where(finite, a, a[finite].min())
+    lo, hi = float(a.min()), float(a.max())
     if np.issubdtype(a.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
-        return np.clip(np.rint(np.nan_to_num(a) * 255.0), 0, 255).astype(np.uint8)
+        return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
     if np.issubdtype(a.dtype, np.integer) and lo >= 0 and hi <= 255:
         return a.astype(np.uint8)
     if hi <= lo:
         return np.zeros(a.shape, np.uint8)
-    scaled = (np.nan_to_num(a.astype(np.float64), nan=lo) - lo) * (255.0 / (hi - lo))
+    scaled = (a.astype(np.float64) - lo) * (255.0 / (hi - lo))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
@@ -306,11 +314,27 @@ def _finish(
     )
 
 
-def _array_to_frames(arr: npt.NDArray[Any], what: str) -> U8Array:
-    """``[H,W]``, ``[H,W,3|4]``, ``[N,H,W]`` or ``[N,H,W,3|4]`` -> ``uint8 [N,H,W]`` grey."""
+def _array_to_frames(arr: npt.NDArray[Any], what: str) -> tuple[U8Array, tuple[str, ...]]:
+    """``[H,W]``, ``[H,W,3|4]``, ``[N,H,W]`` or ``[N,H,W,3|4]`` -> ``uint8 [N,H,W]`` grey, warnings.
+
+    Float arrays may hold some NaN or infinite pixels (shown as the lowest finite level, with a
+    warning); an array with no finite pixel at all is a :class:`CorruptFileError`.
+    """
     a = np.asarray(arr)
     if a.dtype.kind not in "biuf":
         raise UnsupportedFormatError(f"{what}: array of dtype {a.dtype} is not an image")
+    warnings: tuple[str, ...] = ()
+    if a.dtype.kind == "f":
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad == a.size:
+            raise CorruptFileError(f"{what}: every pixel is NaN or infinite")
+        if bad:
+            warnings = (f"{what}: {bad} of {a.size} pixel values are NaN or infinite; shown as the lowest finite level",)
+    return _shape_to_frames(a, what), warnings
+
+
+def _shape_to_frames(a: npt.NDArray[Any], what: str) -> U8Array:
+    """The layouts of :func:`_array_to_frames` -> ``uint8 [N,H,W]`` grey."""
     if a.ndim == 2:
         return to_uint8(a)[None]
     if a.ndim == 3 and a.shape[-1] in (3, 4) and min(a.shape[:2]) > 4:
@@ -367,6 +391,35 @@ def decode_video(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
     return _finish(np.stack(frames), "video", limits, fps)
 
 
+def _positive_float(value: Any) -> float | None:
+    """``value`` as one finite number > 0, else ``None`` (missing, text, several values, <= 0, NaN)."""
+    if isinstance(value, np.ndarray) and value.size != 1:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _header(ds: Any, keyword: str) -> Any:
+    """A DICOM header value, ``None`` when absent or malformed (pydicom converts on access)."""
+    try:
+        return getattr(ds, keyword, None)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError):
+        return None
+
+
+def _values(value: Any) -> list[Any]:
+    """A header value as a list: multi-valued elements as they are, a single value as ``[value]``."""
+    if value is None or isinstance(value, str | bytes):
+        return [] if value in (None, "", b"") else [value]
+    try:
+        return list(value)
+    except TypeError:
+        return [value]
+
+
 def _dicom_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
     """``((x_mm, y_mm), None)`` from the header, or ``(None, reason)``.
 
@@ -394,32 +447,36 @@ def _dicom_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
             best = (area, dx * 10.0, dy * 10.0)
     if best is not None:
         return (best[1], best[2]), None
-    spacing = getattr(ds, "PixelSpacing", None)
-    if spacing is not None and len(spacing) == 2:
-        row, col = float(spacing[0]), float(spacing[1])
-        if row > 0 and col > 0:
-            return (col, row), None
-    return None, "no pixel spacing in the header"
+    spacing = _values(_header(ds, "PixelSpacing"))
+    if not spacing:
+        return None, "no pixel spacing in the header"
+    row, col = (_positive_float(v) for v in spacing) if len(spacing) == 2 else (None, None)
+    if row is None or col is None:
+        return None, f"PixelSpacing in the header is not two positive numbers ({', '.join(str(v) for v in spacing)}); ignored"
+    return (col, row), None
 
 
 def _dicom_fps(ds: Any) -> float | None:
-    """Frame rate from ``CineRate``, ``FrameTime`` (ms), ``FrameTimeVector`` or ``RecommendedDisplayFrameRate``."""
-    for keyword in ("CineRate",):
-        value = getattr(ds, keyword, None)
-        if value not in (None, "") and float(value) > 0:
-            return float(value)
-    frame_time = getattr(ds, "FrameTime", None)
-    if frame_time not in (None, "") and float(frame_time) > 0:
-        return 1000.0 / float(frame_time)
-    vector = getattr(ds, "FrameTimeVector", None)
-    if vector is not None:
-        steps = [float(v) for v in list(vector)[1:] if float(v) > 0]
-        if steps:
-            return 1000.0 / float(np.mean(steps))
-    rate = getattr(ds, "RecommendedDisplayFrameRate", None)
-    if rate not in (None, "") and float(rate) > 0:
-        return float(rate)
-    return None
+    """Frame rate from ``CineRate``, ``FrameTime`` (ms), ``FrameTimeVector`` or ``RecommendedDisplayFrameRate``.
+
+    The first of them that holds a positive number wins; malformed values are skipped.
+    """
+    rate = _positive_float(_header(ds, "CineRate"))
+    if rate is not None:
+        return rate
+    frame_time = _positive_float(_header(ds, "FrameTime"))
+    if frame_time is not None:
+        return 1000.0 / frame_time
+    steps = [t for t in (_positive_float(v) for v in _values(_header(ds, "FrameTimeVector"))[1:]) if t is not None]
+    if steps:
+        return 1000.0 / float(np.mean(steps))
+    return _positive_float(_header(ds, "RecommendedDisplayFrameRate"))
+
+
+def _bits_stored(ds: Any) -> int:
+    """``BitsStored`` from the header, 8 when absent or malformed."""
+    bits = _positive_float(_header(ds, "BitsStored"))
+    return int(bits) if bits is not None else 8
 
 
 def _dicom_decoder_hint(transfer_syntax: Any) -> str | None:
@@ -491,14 +548,14 @@ def decode_dicom(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
         grey = arr if arr.ndim == 3 else arr[None]
         if grey.ndim != 3:
             raise CorruptFileError(f"{name}: unexpected pixel array shape {arr.shape}")
-        frames = to_uint8(grey, bits_stored=int(getattr(ds, "BitsStored", 8) or 8))
+        frames = to_uint8(grey, bits_stored=_bits_stored(ds))
         if photometric == "MONOCHROME1":
             frames = (255 - frames).astype(np.uint8)
     else:
         colour = arr if arr.ndim == 4 else arr[None]
         if colour.ndim != 4 or colour.shape[-1] < 3:
             raise CorruptFileError(f"{name}: unexpected colour pixel array shape {arr.shape}")
-        frames = rgb_to_grey(to_uint8(colour, bits_stored=int(getattr(ds, "BitsStored", 8) or 8)))
+        frames = rgb_to_grey(to_uint8(colour, bits_stored=_bits_stored(ds)))
     spacing, reason = _dicom_spacing(ds)
     warnings = (reason,) if reason else ()
     return _finish(frames, "dicom", limits, _dicom_fps(ds), spacing, warnings)
@@ -519,7 +576,8 @@ def decode_npy(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
             arr = np.load(fh, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise CorruptFileError(f"{name}: unreadable NPY ({exc})") from exc
-    return _finish(_array_to_frames(arr, name), "npy", limits)
+    frames, warnings = _array_to_frames(arr, name)
+    return _finish(frames, "npy", limits, warnings=warnings)
 
 
 def _check_array_shape(shape: tuple[int, ...], limits: DecodeLimits, name: str) -> None:
@@ -541,15 +599,26 @@ def decode_npz(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                 if key is None:
                     raise UnsupportedFormatError(f"{name}: NPZ with arrays {keys} but none called 'frames'")
                 arr = np.asarray(data[key])
-                fps = float(data["fps"]) if "fps" in keys else None
-                spacing = float(data["pixel_spacing_mm"]) if "pixel_spacing_mm" in keys else None
+                meta = {k: np.asarray(data[k]) for k in ("fps", "pixel_spacing_mm") if k in keys and k != key}
         except DecodeError:
             raise
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
             raise CorruptFileError(f"{name}: unreadable NPZ ({exc})") from exc
     _check_array_shape(arr.shape, limits, name)
-    spacing_xy = (spacing, spacing) if spacing and spacing > 0 else None
-    return _finish(_array_to_frames(arr, name), "npz", limits, fps, spacing_xy)
+    frames, warnings = _array_to_frames(arr, name)
+    notes = list(warnings)
+    fps = _positive_float(meta["fps"]) if "fps" in meta else None
+    spacing = _positive_float(meta["pixel_spacing_mm"]) if "pixel_spacing_mm" in meta else None
+    for k, value in (("fps", fps), ("pixel_spacing_mm", spacing)):
+        if k in meta and value is None:
+            notes.append(f"{name}: '{k}' is not one positive number ({_describe(meta[k])}); ignored")
+    spacing_xy = (spacing, spacing) if spacing is not None else None
+    return _finish(frames, "npz", limits, fps, spacing_xy, tuple(notes))
+
+
+def _describe(value: npt.NDArray[Any]) -> str:
+    """A short description of an NPZ metadata array for a message: its value, or its shape."""
+    return repr(value.item()) if value.size == 1 else f"an array of shape {value.shape}"
 
 
 def _pil_frames(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int) -> list[U8Array]:
