@@ -120,6 +120,9 @@ async def test_hostile_and_bad_archives_are_refused(gateway: httpx.AsyncClient, 
         zf.writestr("readme.txt", "nothing to analyse")
     assert_error(await post_batch(gateway, notes), 422, "no_clips")
     assert_error(await gateway.post("/v1/batches", data={"x": "1"}), 422, "validation_error")
+    misspelt = assert_error(await post_batch(gateway, notes, pixel_spacing=0.1), 422, "validation_error")
+    assert "'pixel_spacing'" in misspelt["error"]["message"] and "pixel_spacing_mm" in misspelt["error"]["message"]
+    assert_error(await post_batch(gateway, notes, pixel_spacing_mm=80), 422, "validation_error")  # um taken for mm
     assert sorted(p.name for p in (data_dir / "uploads").iterdir()) == uploads_before  # nothing kept
     assert not any((data_dir / "batches").iterdir())  # no staging or extraction left behind
 

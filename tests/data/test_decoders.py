@@ -330,6 +330,14 @@ def test_npz_metadata_that_is_not_one_positive_number_is_ignored_with_a_warning(
     clip = decode(tmp_path / "text.npz")
     assert clip.fps is None and clip.pixel_spacing_mm == pytest.approx(0.1)
     assert [w for w in clip.warnings if "'fps'" in w and "'fast'" in w]
+    np.savez(tmp_path / "microns.npz", frames=src, pixel_spacing_mm=np.float64(80.0))  # um taken for mm
+    clip = decode(tmp_path / "microns.npz")
+    assert clip.pixel_spacing_mm is None
+    assert [w for w in clip.warnings if "'pixel_spacing_mm' is not one value, a pixel size in mm from 0.001 to 10 (80.0)" in w]
+    region_in_mm = write_dicom_cine(tmp_path / "mm.dcm", src, region_cm=(8.0, 8.0))  # 8 cm a pixel: mm written as cm
+    clip = decode(region_in_mm)
+    assert clip.pixel_spacing_mm is None and clip.fps == pytest.approx(30.0)
+    assert [w for w in clip.warnings if w.startswith("ultrasound region spacing (8 x 8 cm) is not a pixel size in mm")]
 
 
 def test_float_arrays_with_nan_or_inf(tmp_path: Path) -> None:
@@ -367,7 +375,7 @@ def test_malformed_dicom_timing_and_spacing_are_skipped(tmp_path: Path) -> None:
     np.testing.assert_array_equal(clip.frames, src)
     assert clip.fps == pytest.approx(20.0)
     assert clip.pixel_spacing_mm is None
-    assert [w for w in clip.warnings if w.startswith("PixelSpacing in the header is not two positive numbers (0.25)")]
+    assert [w for w in clip.warnings if w.startswith("PixelSpacing in the header (0.25) is not two values of a pixel size in mm")]
 
 
 def test_multipage_tiff_and_still_images(tmp_path: Path) -> None:

@@ -73,6 +73,10 @@ async def test_bad_fields(gateway: httpx.AsyncClient, clip: SynthClip, files_dir
     assert_error(await upload(gateway, path, stride=0), 422, "validation_error")
     assert_error(await upload(gateway, path, stride="two"), 422, "validation_error")
     assert_error(await upload(gateway, path, pixel_spacing_mm=-1), 422, "validation_error")
+    body = assert_error(await upload(gateway, path, pixel_spacing_mm=1e308), 422, "validation_error")
+    assert "between 0.001 and 10" in body["error"]["message"]
+    body = assert_error(await upload(gateway, path, pixel_spacing=0.1, wait=True), 422, "validation_error")  # misspelt
+    assert "'pixel_spacing'" in body["error"]["message"] and "pixel_spacing_mm" in body["error"]["message"]
     assert_error(await upload(gateway, path, wait="maybe"), 422, "validation_error")
     r = await gateway.post("/v1/analyses", data={"wait": "true"}, files={"other": ("x.png", b"123")})
     assert_error(r, 422, "validation_error")

@@ -52,6 +52,7 @@ def test_analyze_bad_input_exits_2(gateway_url: str, tmp_path: Path, monkeypatch
         (["analyze", str(bogus), "--gateway", gateway_url, "--api-key", "k", "--quiet"], 2),  # 415 from the gateway
         (["analyze", str(bogus), "--gateway", gateway_url, "--api-key", "wrong", "--quiet"], 2),  # 403
         (["analyze", str(tmp_path / "missing.mp4"), "--gateway", gateway_url], 2),
+        (["analyze", str(bogus), "--gateway", gateway_url, "--pixel-spacing", "80"], 2),  # um taken for mm
         (["analyze", str(bogus), "--gateway", "http://127.0.0.1:9", "--quiet"], 1),  # nobody there
     ):
         monkeypatch.setattr(sys, "argv", ["ultramn", *args])

@@ -10,6 +10,7 @@ import pytest
 
 from ultramn.measure import FrameMeasurement, MeasureConfig, measure_frame, measure_frames, normalize_spacing
 from ultramn.measure.contour import boundary_polygons, polygon_length, simplify_polygon
+from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, pixel_spacing_problem
 
 
 def disc(r: float, cx: float = 60.3, cy: float = 50.2, shape: tuple[int, int] = (110, 130)) -> np.ndarray:
@@ -168,8 +169,11 @@ def test_measure_frames_and_spacing_validation() -> None:
     assert normalize_spacing(0.1) == (0.1, 0.1)
     assert normalize_spacing((0.2, 0.1)) == (0.2, 0.1)
     assert normalize_spacing(None) is None
-    for bad in (0.0, -1.0, (0.1, 0.1, 0.1), float("nan")):
+    for bad in (0.0, -1.0, (0.1, 0.1, 0.1), float("nan"), 1e308, (0.1, 80.0), 1e-6):
         with pytest.raises(ValueError):
             normalize_spacing(bad)
+    assert normalize_spacing((MIN_PIXEL_SPACING_MM, MAX_PIXEL_SPACING_MM)) == (MIN_PIXEL_SPACING_MM, MAX_PIXEL_SPACING_MM)
+    assert pixel_spacing_problem(0.12) is None
+    assert "between 0.001 and 10" in (pixel_spacing_problem(25.0) or "")
     with pytest.raises(ValueError):
         measure_frame(np.zeros((2, 3, 4)))

@@ -51,11 +51,12 @@ def register(app: typer.Typer) -> None:
         from tqdm import tqdm
 
         from ultramn.errors import UserInputError
+        from ultramn.measure.spacing import pixel_spacing_problem
 
         if not clip.is_file():
             raise UserInputError(f"{clip} does not exist or is not a file")
-        if pixel_spacing is not None and not pixel_spacing > 0:
-            raise UserInputError(f"--pixel-spacing must be positive, got {pixel_spacing}")
+        if pixel_spacing is not None and (problem := pixel_spacing_problem(pixel_spacing)):
+            raise UserInputError(f"--pixel-spacing {problem}")
         out = out or clip.with_name(clip.name + ".ultramn")
         headers = {"X-API-Key": api_key} if api_key else {}
         fields: dict[str, str] = {}

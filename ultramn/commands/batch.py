@@ -51,9 +51,10 @@ def register(app: typer.Typer) -> None:
         from ultramn.batch.runner import run_batch
         from ultramn.data.archives import ArchiveError
         from ultramn.errors import UserInputError
+        from ultramn.measure.spacing import pixel_spacing_problem
 
-        if pixel_spacing is not None and not pixel_spacing > 0:
-            raise UserInputError(f"--pixel-spacing must be positive, got {pixel_spacing}")
+        if pixel_spacing is not None and (problem := pixel_spacing_problem(pixel_spacing)):
+            raise UserInputError(f"--pixel-spacing {problem}")
         try:
             found = discover(source, out / WORK_DIR)
         except FileNotFoundError as exc:

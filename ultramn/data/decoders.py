@@ -31,6 +31,8 @@ from typing import IO, Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, pixel_spacing_problem
+
 U8Array = npt.NDArray[np.uint8]
 
 #: A file to decode: a path, or its whole content.
@@ -402,6 +404,16 @@ def _positive_float(value: Any) -> float | None:
     return number if math.isfinite(number) and number > 0 else None
 
 
+def _spacing_mm(value: Any) -> float | None:
+    """``value`` as a plausible pixel size in mm (:func:`pixel_spacing_problem`), else ``None``."""
+    number = _positive_float(value)
+    return number if number is not None and pixel_spacing_problem(number) is None else None
+
+
+#: How a message names the plausible pixel sizes.
+_SPACING_RANGE = f"a pixel size in mm from {MIN_PIXEL_SPACING_MM:g} to {MAX_PIXEL_SPACING_MM:g}"
+
+
 def _header(ds: Any, keyword: str) -> Any:
     """A DICOM header value, ``None`` when absent or malformed (pydicom converts on access)."""
     try:
@@ -429,6 +441,7 @@ def _dicom_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
     (row spacing, column spacing) in mm.
     """
     best: tuple[int, float, float] | None = None
+    implausible: list[str] = []
     for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
         try:
             ux, uy = int(region.PhysicalUnitsXDirection), int(region.PhysicalUnitsYDirection)
@@ -436,6 +449,9 @@ def _dicom_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
         except (AttributeError, TypeError, ValueError):
             continue
         if ux != 3 or uy != 3 or dx <= 0 or dy <= 0:
+            continue
+        if _spacing_mm(dx * 10.0) is None or _spacing_mm(dy * 10.0) is None:
+            implausible.append(f"{dx:g} x {dy:g} cm")
             continue
         try:
             area = (int(region.RegionLocationMaxX1) - int(region.RegionLocationMinX0)) * (
@@ -449,10 +465,12 @@ def _dicom_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
         return (best[1], best[2]), None
     spacing = _values(_header(ds, "PixelSpacing"))
     if not spacing:
+        if implausible:
+            return None, f"ultrasound region spacing ({', '.join(implausible)}) is not {_SPACING_RANGE}; ignored"
         return None, "no pixel spacing in the header"
-    row, col = (_positive_float(v) for v in spacing) if len(spacing) == 2 else (None, None)
+    row, col = (_spacing_mm(v) for v in spacing) if len(spacing) == 2 else (None, None)
     if row is None or col is None:
-        return None, f"PixelSpacing in the header is not two positive numbers ({', '.join(str(v) for v in spacing)}); ignored"
+        return None, f"PixelSpacing in the header ({', '.join(str(v) for v in spacing)}) is not two values of {_SPACING_RANGE}; ignored"
     return (col, row), None
 
 
@@ -608,10 +626,10 @@ def decode_npz(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
     frames, warnings = _array_to_frames(arr, name)
     notes = list(warnings)
     fps = _positive_float(meta["fps"]) if "fps" in meta else None
-    spacing = _positive_float(meta["pixel_spacing_mm"]) if "pixel_spacing_mm" in meta else None
-    for k, value in (("fps", fps), ("pixel_spacing_mm", spacing)):
+    spacing = _spacing_mm(meta["pixel_spacing_mm"]) if "pixel_spacing_mm" in meta else None
+    for k, value, wanted in (("fps", fps, "one positive number"), ("pixel_spacing_mm", spacing, f"one value, {_SPACING_RANGE}")):
         if k in meta and value is None:
-            notes.append(f"{name}: '{k}' is not one positive number ({_describe(meta[k])}); ignored")
+            notes.append(f"{name}: '{k}' is not {wanted} ({_describe(meta[k])}); ignored")
     spacing_xy = (spacing, spacing) if spacing is not None else None
     return _finish(frames, "npz", limits, fps, spacing_xy, tuple(notes))
 

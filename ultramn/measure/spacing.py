@@ -5,6 +5,15 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Final
+
+#: Bounds of a plausible pixel size in mm/px. Ultrasound images are about 0.03-0.5 mm/px;
+#: a value outside these bounds is a unit slip (cm, m or um taken for mm) or a typo, and
+#: would make every area wrong by orders of magnitude. Checked by
+#: :func:`pixel_spacing_problem` wherever a spacing enters: requests, CLI options, importers,
+#: file headers.
+MIN_PIXEL_SPACING_MM: Final[float] = 0.001
+MAX_PIXEL_SPACING_MM: Final[float] = 10.0
 
 #: Pixel spacing as given by callers: ``None`` (unknown: results stay in px), one number
 #: (isotropic, mm/px) or a pair ``(dy, dx)``: mm per row step and mm per column step
@@ -12,11 +21,18 @@ from collections.abc import Sequence
 Spacing = float | Sequence[float] | None
 
 
+def pixel_spacing_problem(value: float) -> str | None:
+    """Why ``value`` (mm/px) is not a usable pixel spacing, or ``None`` when it is one."""
+    if not (math.isfinite(value) and MIN_PIXEL_SPACING_MM <= value <= MAX_PIXEL_SPACING_MM):
+        return f"must be a pixel size in mm between {MIN_PIXEL_SPACING_MM:g} and {MAX_PIXEL_SPACING_MM:g}, got {value:g}"
+    return None
+
+
 def normalize_spacing(spacing: Spacing) -> tuple[float, float] | None:
     """``(dy, dx)`` in mm/px, or ``None`` when the spacing is unknown.
 
-    Raises ``ValueError`` for a non-finite or non-positive spacing or a sequence that is not
-    a pair.
+    Raises ``ValueError`` for a spacing outside the plausible bounds
+    (:func:`pixel_spacing_problem`) or a sequence that is not a pair.
     """
     if spacing is None:
         return None
@@ -27,6 +43,8 @@ def normalize_spacing(spacing: Spacing) -> tuple[float, float] | None:
         if len(values) != 2:
             raise ValueError(f"pixel spacing must be one number or (dy, dx), got {spacing!r}")
         pair = (values[0], values[1])
-    if not all(math.isfinite(v) and v > 0 for v in pair):
-        raise ValueError(f"pixel spacing must be finite and positive, got {spacing!r}")
+    for value in pair:
+        problem = pixel_spacing_problem(value)
+        if problem is not None:
+            raise ValueError(f"pixel spacing {problem}")
     return pair

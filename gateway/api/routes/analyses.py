@@ -13,6 +13,7 @@ import shutil
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.types import Message, Receive
 
@@ -34,6 +35,7 @@ from gateway.store import Analysis, FileStore, JobStatus, ListFilters
 from gateway.worker import JobQueue, Outcome, QueueFullError
 from ultramn.contract import CONTRACT, PLANES
 from ultramn.data.decoders import DecodedClip, DecodeError, decode
+from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, pixel_spacing_problem
 from ultramn.windowing import window_starts
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
@@ -49,14 +51,21 @@ _ERRORS = error_responses(
     }
 )
 
-_UPLOAD_SCHEMA = multipart_upload(
-    {
-        "file": {"type": "string", "format": "binary", "description": "MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, PNG/JPEG/BMP, ZIP of frames"},
-        "pixel_spacing_mm": {"type": "number", "description": "mm per pixel (overrides the file's)"},
-        "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames, "description": "frames between windows"},
-        "wait": {"type": "boolean", "default": False, "description": "answer with the result when the clip is short"},
-    }
-)
+#: The ``pixel_spacing_mm`` form field of the upload routes (OpenAPI schema).
+SPACING_FIELD: dict[str, Any] = {
+    "type": "number",
+    "minimum": MIN_PIXEL_SPACING_MM,
+    "maximum": MAX_PIXEL_SPACING_MM,
+    "description": "mm per pixel (overrides the file's)",
+}
+#: The form fields of ``POST /v1/analyses``; any other field is a 422.
+_UPLOAD_FIELDS: dict[str, dict[str, Any]] = {
+    "file": {"type": "string", "format": "binary", "description": "MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, PNG/JPEG/BMP, ZIP of frames"},
+    "pixel_spacing_mm": SPACING_FIELD,
+    "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames, "description": "frames between windows"},
+    "wait": {"type": "boolean", "default": False, "description": "answer with the result when the clip is short"},
+}
+_UPLOAD_SCHEMA = multipart_upload(_UPLOAD_FIELDS)
 
 _EXT = re.compile(r"^\.[a-z0-9]{1,10}$")
 
@@ -90,6 +99,21 @@ def _parse_float(name: str, raw: Any) -> float | None:
     if not (math.isfinite(value) and value > 0):
         raise ApiError(422, "validation_error", f"{name}: must be a positive number")
     return value
+
+
+def _parse_spacing(raw: Any) -> float | None:
+    """The ``pixel_spacing_mm`` field: ``None`` when absent, else a plausible pixel size in mm."""
+    value = _parse_float("pixel_spacing_mm", raw)
+    if value is not None and (problem := pixel_spacing_problem(value)):
+        raise ApiError(422, "validation_error", f"pixel_spacing_mm: {problem}")
+    return value
+
+
+def _check_fields(form: FormData, known: Sequence[str]) -> None:
+    """422 for a form field the route does not know (a misspelt ``pixel_spacing`` must not be ignored)."""
+    unknown = sorted({key for key in form if key not in known})
+    if unknown:
+        raise ApiError(422, "validation_error", f"unknown form field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(known)}")
 
 
 def _parse_int(name: str, raw: Any, low: int, high: int) -> int | None:
@@ -167,10 +191,11 @@ async def create_analysis(
         raise ApiError(422, "validation_error", f"invalid multipart body: {exc.message}") from exc
     staging = files.staging_path(job_id)
     try:
+        _check_fields(form, list(_UPLOAD_FIELDS))
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(422, "validation_error", "file: a multipart file field named 'file' is required")
-        spacing = _parse_float("pixel_spacing_mm", form.get("pixel_spacing_mm"))
+        spacing = _parse_spacing(form.get("pixel_spacing_mm"))
         stride = _parse_int("stride", form.get("stride"), 1, CONTRACT.window_frames)
         wait = _parse_bool("wait", form.get("wait"))
         ext = Path(upload.filename or "").suffix.lower()

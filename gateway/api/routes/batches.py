@@ -31,7 +31,7 @@ from starlette.formparsers import MultiPartException
 
 from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, RepoDep, SettingsDep
 from gateway.api.openapi import error_responses, multipart_upload
-from gateway.api.routes.analyses import _EXT, _copy, _limited, _parse_float, _parse_int
+from gateway.api.routes.analyses import _EXT, SPACING_FIELD, _check_fields, _copy, _limited, _parse_int, _parse_spacing
 from gateway.api.schemas import ErrorInfo, aware
 from gateway.core.config import Settings
 from gateway.core.errors import ApiError, PayloadTooLargeError
@@ -59,13 +59,13 @@ _ERRORS = error_responses(
     }
 )
 
-_UPLOAD_SCHEMA = multipart_upload(
-    {
-        "file": {"type": "string", "format": "binary", "description": "ZIP or TAR(.gz/.bz2/.xz) of clips"},
-        "pixel_spacing_mm": {"type": "number", "description": "mm per pixel for every clip (overrides the files')"},
-        "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames},
-    }
-)
+#: The form fields of ``POST /v1/batches``; any other field is a 422.
+_UPLOAD_FIELDS: dict[str, dict[str, Any]] = {
+    "file": {"type": "string", "format": "binary", "description": "ZIP or TAR(.gz/.bz2/.xz) of clips"},
+    "pixel_spacing_mm": {**SPACING_FIELD, "description": "mm per pixel for every clip (overrides the files')"},
+    "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames},
+}
+_UPLOAD_SCHEMA = multipart_upload(_UPLOAD_FIELDS)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -279,11 +279,12 @@ async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, f
     folder = settings.data_dir / "batches" / f".{batch_id}"  # staging + extraction, removed once ingested
     folder.mkdir(parents=True, exist_ok=True)
     try:
+        _check_fields(form, list(_UPLOAD_FIELDS))
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(422, "validation_error", "file: a multipart file field named 'file' is required")
         options = {
-            "pixel_spacing_mm": _parse_float("pixel_spacing_mm", form.get("pixel_spacing_mm")),
+            "pixel_spacing_mm": _parse_spacing(form.get("pixel_spacing_mm")),
             "stride": _parse_int("stride", form.get("stride"), 1, CONTRACT.window_frames),
         }
         suffixes = [x.lower() for x in Path(upload.filename or "").suffixes[-2:] if _EXT.match(x.lower())]

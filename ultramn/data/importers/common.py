@@ -31,6 +31,7 @@ from ultramn.data.decoders import (
 from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, merge_records, read_manifest, write_manifest
 from ultramn.data.splits import DEFAULT_RATIOS, SplitError, assign_splits
 from ultramn.errors import UserInputError
+from ultramn.measure.spacing import pixel_spacing_problem
 
 U8Array = npt.NDArray[np.uint8]
 T = TypeVar("T")
@@ -72,8 +73,8 @@ class ImportOptions:
             raise UserInputError(f"--plane must be one of {', '.join(PLANES)}, not {self.plane!r}")
         if self.side not in ("", *SIDES):
             raise UserInputError(f"--side must be one of {', '.join(SIDES)}, not {self.side!r}")
-        if self.pixel_spacing_mm is not None and not 0 < self.pixel_spacing_mm < 10:
-            raise UserInputError(f"--pixel-spacing must be in mm per pixel (0 < s < 10), not {self.pixel_spacing_mm}")
+        if self.pixel_spacing_mm is not None and (problem := pixel_spacing_problem(self.pixel_spacing_mm)):
+            raise UserInputError(f"--pixel-spacing {problem}")
         if self.mask_value is not None and not 0 < self.mask_value < 2**16:
             raise UserInputError(f"--mask-value must be a positive label, not {self.mask_value}")
 
