@@ -66,13 +66,25 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code (2)
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors (missing option, unknown command) carry their exit code (2)
+        if isinstance(exc, _usage_error_types()):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Click's exception classes for usage errors (recent typer releases vendor click as ``typer._click``)."""
+    import click
+
+    types: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+    except ImportError:  # an older typer on the real click
+        pass
+    else:
+        types.append(VendoredClickException)
+    return tuple(types)
 
 
 if __name__ == "__main__":

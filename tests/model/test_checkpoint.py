@@ -64,8 +64,9 @@ def test_load_rejects_bad_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="cannot read") as junk:
         load_checkpoint(tmp_path / "junk.pt")
+    assert "not a PyTorch file" in str(junk.value) and "weights_only" not in str(junk.value)  # no unsafe advice
     torch.save({"state_dict": {}}, tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="not an UltraMN checkpoint"):
         load_checkpoint(tmp_path / "partial.pt")

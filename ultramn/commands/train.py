@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
 
         from pydantic import ValidationError
 
+        from ultramn.data.manifest import ManifestError
+        from ultramn.model.checkpoint import CheckpointError
         from ultramn.train.config import load_config, parse_assignments
         from ultramn.train.loop import train
 
@@ -74,7 +76,10 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError(f"invalid override:\n{exc}") from exc
         if init is not None and not init.is_file():
             raise UserInputError(f"--init: no such checkpoint: {init}")
-        result = train(cfg, out, init=init, resume=resume)
+        try:
+            result = train(cfg, out, init=init, resume=resume)
+        except (ManifestError, CheckpointError) as exc:  # the dataset or --init checkpoint, not the code
+            raise UserInputError(str(exc)) from exc
         typer.echo(
             f"best epoch {result.best_epoch}: {result.best_metrics} -> {result.best_checkpoint} "
             f"({result.epochs_run} epochs in {result.seconds / 60:.1f} min; stopped: {result.stop_reason})"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,18 @@ def save_checkpoint(
     return out
 
 
+def _load_failure(exc: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in a user's words.
+
+    Torch's own unpickling message advises ``weights_only=False``, which would run code from
+    the file; UltraMN checkpoints hold only tensors and plain data, so the advice is wrong here.
+    """
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a PyTorch file of tensors and plain data (an UltraMN checkpoint holds nothing else)"
+    text = str(exc).strip()
+    return f"{text.splitlines()[0] if text else 'not a PyTorch checkpoint file'} ({type(exc).__name__})"
+
+
 def read_checkpoint_meta(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
@@ -109,7 +122,7 @@ def read_checkpoint_meta(
     try:
         raw = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(f"cannot read checkpoint {p}: {exc}") from exc
+        raise CheckpointError(f"cannot read checkpoint {p}: {_load_failure(exc)}") from exc
     if not isinstance(raw, dict) or any(k not in raw for k in _KEYS):
         missing = [k for k in _KEYS if not isinstance(raw, dict) or k not in raw]
         raise CheckpointError(f"{p} is not an UltraMN checkpoint (missing {missing})")
