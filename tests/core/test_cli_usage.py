@@ -10,6 +10,7 @@ import pytest
 from ultramn.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = str(ROOT / "samples" / "sample_TW.npz")
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -31,6 +32,9 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
         (("evaluate", "--split", "test"), "Missing option '--data'"),
         (("synth", "--participants", "many"), "Invalid value for '--participants'"),
         (("train", "--config"), "'--config' requires an argument"),
+        (("analyze", SAMPLE, "--gateway", "localhost:8080"), "--gateway must be an http:// or https:// URL"),
+        (("analyze", SAMPLE, "--gateway", "http://localhost:port"), "--gateway: not a URL"),
+        (("batch", SAMPLE, "--out", "unused", "--gateway", "ftp://host"), "--gateway must be an http:// or https:// URL"),
     ],
 )
 def test_usage_errors_exit_2_with_clicks_message(

@@ -50,11 +50,12 @@ def register(app: typer.Typer) -> None:
         from PIL import Image
         from tqdm import tqdm
 
-        from ultramn.errors import UserInputError
+        from ultramn.errors import UserInputError, check_http_url
         from ultramn.measure.spacing import pixel_spacing_problem
 
         if not clip.is_file():
             raise UserInputError(f"{clip} does not exist or is not a file")
+        check_http_url(gateway, "--gateway")
         if pixel_spacing is not None and (problem := pixel_spacing_problem(pixel_spacing)):
             raise UserInputError(f"--pixel-spacing {problem}")
         out = out or clip.with_name(clip.name + ".ultramn")
