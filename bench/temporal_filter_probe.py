@@ -34,7 +34,8 @@ from ultramn.data.clipio import read_clip
 from ultramn.data.manifest import read_manifest
 from ultramn.evaluate.predict import ClipPrediction, predict_clip
 from ultramn.evaluate.report import write_report
-from ultramn.evaluate.runner import SPLIT_CHOICES, EvaluationData, score_clip, select_records, summarize, write_json
+from ultramn.evaluate.runner import SPLIT_CHOICES, EvaluationData, score_clip, select_records, summarize
+from ultramn.jsonio import write_json
 from ultramn.model.checkpoint import load_checkpoint
 from ultramn.windowing import check_temporal_filter, temporal_mean_filter
 

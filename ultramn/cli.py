@@ -55,7 +55,8 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Run the CLI; a :class:`UserInputError` becomes a message on stderr and exit code 2."""
+    """Run the CLI; a :class:`UserInputError` or an ``OSError`` (a path the user gave that
+    cannot be read or written) becomes a message on stderr and exit code 2."""
     try:
         app(standalone_mode=False)
     except UserInputError as exc:
@@ -66,6 +67,9 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path that cannot be read or written (missing folder, a file where a folder should be, permissions)
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except Exception as exc:  # usage errors (missing option, unknown command) carry their exit code (2)
         if isinstance(exc, _usage_error_types()):
             exc.show()  # type: ignore[attr-defined]

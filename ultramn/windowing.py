@@ -67,6 +67,8 @@ def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
         raise ValueError("a clip needs at least one frame")
     if window < 1 or stride < 1:
         raise ValueError("window and stride must be >= 1")
+    if stride > window:
+        raise ValueError(f"a stride of {stride} frames is longer than the {window}-frame window: frames between windows would be skipped")
     if n_frames <= window:
         return [0]
     starts = list(range(0, n_frames - window + 1, stride))

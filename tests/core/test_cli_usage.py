@@ -11,6 +11,7 @@ from ultramn.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "samples" / "sample_TW.npz")
+EVAL = str(ROOT / "docs" / "eval" / "ultramn-k5-synth-test")
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -35,6 +36,7 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
         (("analyze", SAMPLE, "--gateway", "localhost:8080"), "--gateway must be an http:// or https:// URL"),
         (("analyze", SAMPLE, "--gateway", "http://localhost:port"), "--gateway: not a URL"),
         (("batch", SAMPLE, "--out", "unused", "--gateway", "ftp://host"), "--gateway must be an http:// or https:// URL"),
+        (("compare", f"A={EVAL}", f"A={EVAL}"), "the name 'A' is given twice"),
     ],
 )
 def test_usage_errors_exit_2_with_clicks_message(
@@ -50,6 +52,33 @@ def test_train_on_a_folder_that_is_not_a_dataset_exits_2(
     config = str(ROOT / "configs" / "ultramn.toml")
     code, err = run_main(monkeypatch, capsys, "train", "--config", config, "--data", str(tmp_path), "--out", str(tmp_path / "run"))
     assert code == 2 and err.startswith("error: no manifest at") and "Traceback" not in err
+
+
+def test_a_stride_longer_than_the_window_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_main(monkeypatch, capsys, "evaluate", "--data", ".", "--stride", "9")
+    assert code == 2 and "--stride" in err and "Traceback" not in err
+
+
+def test_an_output_path_that_cannot_be_written_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    code, err = run_main(monkeypatch, capsys, "synth", "--participants", "1", "--out", str(tmp_path / "afile" / "data"))
+    assert code == 2 and "error: [Errno 20] Not a directory" in err and "Traceback" not in err
+
+
+def test_split_of_a_manifest_with_a_repeated_clip_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from ultramn.data.manifest import ClipRecord, write_manifest
+
+    rec = ClipRecord("a", "p1", "L", "TW", "good", 0.1, 25.0, 5, 16, 20, "", "synthetic", "clips/a.npz")
+    write_manifest(tmp_path, [rec])
+    path = tmp_path / "manifest.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[1]]) + "\n")
+    code, err = run_main(monkeypatch, capsys, "split", str(tmp_path))
+    assert code == 2 and "repeats line 2" in err and "Traceback" not in err
 
 
 def test_version_exits_0(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

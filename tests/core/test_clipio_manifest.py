@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ultramn.data.clipio import ClipArrays, read_clip, write_clip
+from ultramn.data.clipio import ClipArrays, ClipFileError, check_clip_files, read_clip, write_clip
 from ultramn.data.manifest import ClipRecord, ManifestError, merge_records, read_manifest, write_manifest
+from ultramn.errors import UserInputError
 
 
 def _clip(seed: int) -> ClipArrays:
@@ -77,6 +78,36 @@ def test_manifest_rejects_duplicate_ids_and_missing_file(tmp_path: Path) -> None
         write_manifest(tmp_path, [_record("a"), _record("a")])
     with pytest.raises(ManifestError, match="no manifest"):
         read_manifest(tmp_path / "nowhere")
+
+
+def test_manifest_reader_refuses_repeated_and_unsafe_ids(tmp_path: Path) -> None:
+    write_manifest(tmp_path, [_record("a"), _record("b")])
+    path = tmp_path / "manifest.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[1]]) + "\n")  # clip "a" again on line 4
+    with pytest.raises(ManifestError, match=r"manifest\.csv:4: clip_id 'a' repeats line 2"):
+        read_manifest(tmp_path)
+    with pytest.raises(ManifestError, match="may only hold"):
+        _record("../escape")
+
+
+def test_unusable_clip_files_are_named(tmp_path: Path) -> None:
+    good = tmp_path / "good.npz"
+    write_clip(good, _clip(0))
+    (tmp_path / "text.npz").write_text("not a zip")
+    np.savez(tmp_path / "other.npz", images=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(ClipFileError, match=r"missing\.npz: clip file listed in the manifest is missing"):
+        read_clip(tmp_path / "missing.npz")
+    with pytest.raises(ClipFileError, match=r"text\.npz: unreadable clip file"):
+        read_clip(tmp_path / "text.npz")
+    with pytest.raises(ClipFileError, match=r"other\.npz: not a clip file"):
+        read_clip(tmp_path / "other.npz")
+    check_clip_files([good])  # a good file passes
+    with pytest.raises(ClipFileError, match="3 clip file") as bad:
+        check_clip_files([good, tmp_path / "missing.npz", tmp_path / "text.npz", tmp_path / "other.npz"])
+    message = str(bad.value)
+    assert "missing.npz (missing)" in message and "text.npz (not a clip NPZ" in message and "other.npz (no 'frames'" in message
+    assert isinstance(bad.value, UserInputError)  # the CLI prints it and exits 2
 
 
 def test_merge_replaces_same_clip_id() -> None:

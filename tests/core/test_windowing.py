@@ -48,6 +48,13 @@ def test_invalid_arguments(bad: tuple[int, int, int]) -> None:
         window_indices(*bad)
 
 
+def test_a_stride_longer_than_the_window_is_refused() -> None:
+    """Stride 9 on 8-frame windows would leave frames 8, 17, ... without any window."""
+    assert window_starts(30, 8, 8) == [0, 8, 16, 22]
+    with pytest.raises(ValueError, match="longer than the 8-frame window"):
+        window_starts(30, 8, 9)
+
+
 def test_stitch_masks_averages_overlaps() -> None:
     n, t = 12, 8
     idx = window_indices(n, t, 4)  # starts 0, 4

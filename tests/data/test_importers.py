@@ -130,6 +130,10 @@ def test_images_bad_input_exits_2(tmp_path: Path) -> None:
         import_images(images, masks, ImportOptions(out=out), dataset="x")
     with pytest.raises(UserInputError, match="--plane"):
         ImportOptions(out=out, plane="XX")
+    with pytest.raises(UserInputError, match="--mask-suffix"):  # masks beside the images need a suffix
+        import_images(images, images, ImportOptions(out=out), dataset="x")
+    with pytest.raises(UserInputError, match=r"between 0\.001 and 10"):
+        ImportOptions(out=out, pixel_spacing_mm=80.0)
 
 
 def test_video_import_mask_conventions(tmp_path: Path) -> None:
@@ -212,6 +216,21 @@ def test_dicom_import_never_writes_identifiers(tmp_path: Path) -> None:
     assert _cli("import", "dicom", "--dicoms", dicoms, "--out", out).returncode == 0
     assert sorted(r.clip_id for r in read_manifest(out)) == sorted(r.clip_id for r in records)
     _no_participant_crosses_splits(out)
+    # another salt would give the same patients new ids: refused, nothing added
+    result = _cli("import", "dicom", "--dicoms", dicoms, "--out", out, "--salt", "other")
+    assert result.returncode == 2 and "drop --salt" in result.stderr
+    assert len(read_manifest(out)) == 3
+
+    # a given --salt is not written down (only its fingerprint) and must be given again
+    given = tmp_path / "given"
+    assert _cli("import", "dicom", "--dicoms", dicoms, "--out", given, "--salt", "s3cret").returncode == 0
+    assert "s3cret" not in (given / ".participant_salt").read_text()
+    first_ids = sorted(r.clip_id for r in read_manifest(given))
+    for args, message in (([], "give the same --salt again"), (["--salt", "other"], "--salt differs")):
+        result = _cli("import", "dicom", "--dicoms", dicoms, "--out", given, *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert _cli("import", "dicom", "--dicoms", dicoms, "--out", given, "--salt", "s3cret").returncode == 0
+    assert sorted(r.clip_id for r in read_manifest(given)) == first_ids
 
 
 def test_dicom_without_pixels_fails_fast_or_is_skipped(tmp_path: Path) -> None:

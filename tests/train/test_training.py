@@ -107,9 +107,13 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     assert meta.arch == "unet3d" and meta.extra["epoch"] in (1, 2)
 
     # resume: one more epoch appended to the same log
+    first = json.loads((out / "summary.json").read_text())
     r = _cli("train", "--config", str(cfg), "--out", str(out), "--resume", "--epochs", "3")
     assert r.returncode == 0, r.stderr[-2000:]
     assert len((out / "metrics.csv").read_text().strip().splitlines()) == 4
+    resumed = json.loads((out / "summary.json").read_text())  # counts the whole run, not the last session
+    assert first["epochs_run"] == 2 and first["resumed_at_epoch"] is None
+    assert resumed["epochs_run"] == 3 and resumed["resumed_at_epoch"] == 3 and resumed["seconds"] > first["seconds"]
 
     # fine-tune from the checkpoint on the same layout
     ft = tmp_path / "ft"

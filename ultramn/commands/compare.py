@@ -42,11 +42,15 @@ def register(app: typer.Typer) -> None:
         named = []
         clip_rows: list[tuple[str, list[ClipRows] | None]] = []
         replicates: list[tuple[str, list[ClipRows]]] = []
+        seen: set[str] = set()
         for item in evals:
             name, sep, folders = item.partition("=")
             paths = [Path(f) for f in folders.split(",") if f]
             if not sep or not name or not paths:
                 raise UserInputError(f"expected NAME=EVAL_DIR or NAME=DIR1,DIR2,..., got {item!r}")
+            if name in seen:
+                raise UserInputError(f"the name {name!r} is given twice; pool replicate runs as {name}=DIR1,DIR2")
+            seen.add(name)
             try:
                 runs = [load_clip_rows(p) for p in paths]
                 for i, path in enumerate(paths, start=1):

@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
         checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", help="Model checkpoint."),
         split: str = typer.Option("test", "--split", help="train, val, test or all."),
         out: Path = typer.Option(Path("runs/eval"), "--out", help="Output folder (metrics.json, report.md, figures)."),
-        stride: int | None = typer.Option(None, "--stride", min=1, help="Window stride in frames (default T/2)."),
+        stride: int | None = typer.Option(
+            None, "--stride", min=1, max=CONTRACT.window_frames, help="Window stride in frames, at most the window length (default T/2)."
+        ),
         blend: str = typer.Option(DEFAULT_BLEND, "--blend", help=f"Stitching weights of overlapping windows: {', '.join(BLENDS)}."),
         temporal_filter: int = typer.Option(
             DEFAULT_TEMPORAL_FILTER,

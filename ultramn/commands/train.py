@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
 
         from ultramn.data.manifest import ManifestError
         from ultramn.model.checkpoint import CheckpointError
-        from ultramn.train.config import load_config, parse_assignments
+        from ultramn.train.config import describe_validation_error, load_config, parse_assignments
         from ultramn.train.loop import train
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
             try:
                 cfg = cfg.with_overrides(**overrides)
             except ValidationError as exc:
-                raise UserInputError(f"invalid override:\n{exc}") from exc
+                raise UserInputError(f"invalid override:\n{describe_validation_error(exc)}") from exc
         if init is not None and not init.is_file():
             raise UserInputError(f"--init: no such checkpoint: {init}")
         try:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from ultramn.errors import UserInputError
 
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -51,7 +54,47 @@ def write_clip(path: Path, clip: ClipArrays) -> None:
     tmp.replace(path)
 
 
+class ClipFileError(UserInputError):
+    """A clip file of a dataset is missing or unreadable; the message names the file."""
+
+
+def check_clip_files(paths: Iterable[Path], show: int = 5) -> None:
+    """Raise :class:`ClipFileError` naming up to ``show`` of ``paths`` that are missing or not clip NPZs.
+
+    Reads only each ZIP's directory (milliseconds a file), so a dataset can be checked before
+    training starts, in the main process, instead of failing later inside a loader worker.
+    """
+    bad: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            bad.append(f"{path} (missing)")
+            continue
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            bad.append(f"{path} (not a clip NPZ: {exc})")
+            continue
+        if not {"frames.npy", "masks.npy"} <= names:
+            bad.append(f"{path} (no 'frames' and 'masks' arrays)")
+    if bad:
+        more = f" and {len(bad) - show} more" if len(bad) > show else ""
+        raise ClipFileError(f"{len(bad)} clip file(s) listed in the manifest are unusable: {'; '.join(bad[:show])}{more}")
+
+
 def read_clip(path: Path) -> ClipArrays:
-    """Read a clip file written by :func:`write_clip` (or ``np.savez`` with the same keys)."""
-    with np.load(path, allow_pickle=False) as data:
-        return ClipArrays(frames=np.asarray(data["frames"]), masks=np.asarray(data["masks"]))
+    """Read a clip file written by :func:`write_clip` (or ``np.savez`` with the same keys).
+
+    Raises :class:`ClipFileError` (a :class:`~ultramn.errors.UserInputError`: the CLI prints
+    it and exits 2) when the file is missing, not an NPZ of ``frames`` and ``masks``, or
+    its arrays break the :class:`ClipArrays` contract.
+    """
+    if not path.is_file():
+        raise ClipFileError(f"{path}: clip file listed in the manifest is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return ClipArrays(frames=np.asarray(data["frames"]), masks=np.asarray(data["masks"]))
+    except KeyError as exc:
+        raise ClipFileError(f"{path}: not a clip file (it needs the arrays 'frames' and 'masks')") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ClipFileError(f"{path}: unreadable clip file ({exc})") from exc

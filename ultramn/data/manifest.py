@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 from ultramn.contract import PLANES, QUALITY_GRADES, SIDES, SPLITS
 
 MANIFEST_NAME = "manifest.csv"
+#: What a clip id may hold (docs/dataset.md): ids become file names.
+CLIP_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class ManifestError(ValueError):
@@ -48,6 +51,8 @@ class ClipRecord:
     def __post_init__(self) -> None:
         if not self.clip_id:
             raise ManifestError("clip_id must not be empty")
+        if not CLIP_ID_PATTERN.fullmatch(self.clip_id):
+            raise ManifestError(f"clip_id {self.clip_id!r} may only hold letters, digits, '.', '_' and '-'")
         if self.side not in ("", *SIDES):
             raise ManifestError(f"clip {self.clip_id}: side must be L, R or empty, got {self.side!r}")
         if self.plane not in ("", *PLANES):
@@ -115,6 +120,7 @@ def read_manifest(root: Path) -> list[ClipRecord]:
         if missing:
             raise ManifestError(f"{path}: missing columns {missing}")
         records = []
+        first_line: dict[str, int] = {}
         for line_no, row in enumerate(reader, start=2):
             try:
                 records.append(
@@ -136,6 +142,9 @@ def read_manifest(root: Path) -> list[ClipRecord]:
                 )
             except (ValueError, KeyError) as exc:
                 raise ManifestError(f"{path}:{line_no}: {exc}") from exc
+            first_line.setdefault(records[-1].clip_id, line_no)
+            if first_line[records[-1].clip_id] != line_no:
+                raise ManifestError(f"{path}:{line_no}: clip_id {records[-1].clip_id!r} repeats line {first_line[records[-1].clip_id]}")
     return records
 
 

@@ -53,7 +53,7 @@ from torch.utils.data import Dataset
 
 from ultramn.contract import CONTRACT, PLANES, SPLITS, ModelContract
 from ultramn.data.augment import AugmentConfig, augment_window
-from ultramn.data.clipio import read_clip
+from ultramn.data.clipio import check_clip_files, read_clip
 from ultramn.data.manifest import ClipRecord, read_manifest
 from ultramn.preprocess import normalize_intensity, resize_frames, resize_masks
 from ultramn.windowing import default_stride, window_indices
@@ -279,6 +279,7 @@ class WindowDataset(Dataset[dict[str, Any]]):
         self.cache_mb = float(cache_mb)
         all_records = list(records) if records is not None else read_manifest(self.root)
         self.records: list[ClipRecord] = subsample_evenly(select_split(all_records, split), max_clips)
+        check_clip_files(self.root / r.file for r in self.records)
         # eval index: (record number, window row) for every window of every clip
         self._eval_windows: list[IntArray] = [window_indices(r.n_frames, self.window, self.stride) for r in self.records]
         self._eval_index: list[tuple[int, int]] = [(ci, wi) for ci, rows in enumerate(self._eval_windows) for wi in range(rows.shape[0])]

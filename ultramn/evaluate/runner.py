@@ -7,7 +7,6 @@ plane and quality grade, with 95 % bootstrap intervals that resample participant
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from ultramn.evaluate.metrics import (
     stratify,
 )
 from ultramn.evaluate.predict import ClipPrediction
+from ultramn.jsonio import write_json
 from ultramn.measure.clip import clip_plane, frame_planes
 
 #: Split names ``ultramn evaluate --split`` accepts.
@@ -227,23 +227,6 @@ def stability_strata(clips: list[dict[str, Any]], n_boot: int = 1000) -> dict[st
         "by_view": by_view,
         "by_quality": stratify(clips, "quality", STABILITY_METRICS, include_all=False) if any(c["quality"] for c in clips) else None,
     }
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """JSON with nan/inf written as null."""
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, np.generic):
-            return clean(x.item())
-        return x
-
-    path.write_text(json.dumps(clean(obj), indent=2) + "\n")
 
 
 def evaluate_dataset(

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ultramn.contract import CONTRACT
 from ultramn.errors import UserInputError
 
 Arch = Literal["unet3d", "unet2d_pair", "unet2d_multitask"]
@@ -63,7 +64,7 @@ class DataSection(_Strict):
     #: per-process cache of decoded, resized clips (MB). DataLoader workers start afresh every
     #: epoch, so the cache lasts across epochs only with ``num_workers = 0`` (the main process)
     cache_mb: float = Field(512.0, ge=0)
-    eval_stride: int | None = Field(None, ge=1)
+    eval_stride: int | None = Field(None, ge=1, le=CONTRACT.window_frames)
     max_train_clips: int | None = Field(None, ge=1)
     max_val_clips: int | None = Field(None, ge=1)
     augment: dict[str, Any] = Field(default_factory=dict)
@@ -140,4 +141,14 @@ def load_config(path: Path) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserInputError(f"{path}: invalid training config:\n{exc}") from exc
+        raise UserInputError(f"{path}: invalid training config:\n{describe_validation_error(exc)}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``section.field: what is wrong (got value)``, without pydantic's links."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in err["loc"]) or "config"
+        got = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") else ""
+        lines.append(f"  {where}: {err['msg']}{got}")
+    return "\n".join(lines)

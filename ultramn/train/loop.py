@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ultramn.data.augment import AugmentConfig
 from ultramn.data.windows import WindowDataset, worker_init_fn
 from ultramn.errors import UserInputError
+from ultramn.jsonio import write_json
 from ultramn.model import build_model
 from ultramn.model.checkpoint import load_checkpoint, save_checkpoint
 from ultramn.train.config import TrainConfig
@@ -46,10 +47,14 @@ class TrainResult:
     best_checkpoint: Path
     best_epoch: int
     best_metrics: dict[str, float]
+    #: epochs the run has finished, all sessions together (a ``--resume`` continues the count)
     epochs_run: int
+    #: training wall time of all sessions together
     seconds: float
     #: why the run ended: ``"epochs"`` (all epochs ran), ``"early stopping"`` or ``"time budget"``
     stop_reason: str = "epochs"
+    #: the first epoch (1-based) of this session when it resumed a run, else ``None``
+    resumed_at_epoch: int | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -178,6 +183,7 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_epoch, best_score, best_epoch, stale = 0, -float("inf"), -1, 0
+    seconds_before = 0.0  # training time of earlier sessions of a resumed run
     best_metrics: dict[str, float] = {}
     state_path = out_dir / STATE_NAME
     if resume:
@@ -190,6 +196,7 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
         scaler.load_state_dict(state["scaler"])
         start_epoch, best_score, best_epoch, stale = state["epoch"] + 1, state["best_score"], state["best_epoch"], state["stale"]
         best_metrics = dict(state["best_metrics"])
+        seconds_before = float(state.get("seconds", 0.0))
         log.info("resuming at epoch %d", start_epoch)
 
     csv_log = _CsvLog(out_dir / METRICS_NAME, append=resume)
@@ -287,6 +294,7 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
                 "best_epoch": best_epoch,
                 "stale": stale,
                 "best_metrics": best_metrics,
+                "seconds": seconds_before + time.perf_counter() - t_start,
             },
             state_path,
         )
@@ -297,10 +305,11 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
         best_checkpoint=out_dir / BEST_NAME,
         best_epoch=best_epoch + 1,
         best_metrics=best_metrics,
-        epochs_run=epochs_run,
-        seconds=time.perf_counter() - t_start,
+        epochs_run=start_epoch + epochs_run,
+        seconds=seconds_before + time.perf_counter() - t_start,
         stop_reason=stop_reason,
+        resumed_at_epoch=start_epoch + 1 if resume else None,
     )
     summary = {**asdict(result), "best_checkpoint": str(result.best_checkpoint), "device": str(device), "epochs_planned": cfg.epochs}
-    (out_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+    write_json(out_dir / SUMMARY_NAME, summary)
     return result

@@ -7,9 +7,10 @@
   ``x_mask.tif`` (multi-page) — the same rules as the video importer.
 - Pseudonyms: ``participant_id`` = first 12 hex digits of ``sha256(salt | PatientID)``
   (of the file's bytes when PatientID is empty); ``clip_id`` = ``dicom-`` + 12 hex digits of
-  ``sha256(salt | file bytes)``. The salt is random, kept in ``OUT/.participant_salt`` so
-  re-imports into the same dataset give the same ids; pass the same ``salt`` to pool
-  datasets. No name, ID, date or file name is written to the manifest.
+  ``sha256(salt | file bytes)``. One salt per dataset (:func:`dataset_salt`): random and kept
+  in ``OUT/.participant_salt`` so re-imports give the same ids, or a given ``salt`` (to pool
+  datasets) of which only a fingerprint is kept. No name, ID, date or file name is written
+  to the manifest.
 - Side: ``ImageLaterality`` / ``Laterality`` (``L``/``R``) unless ``--side`` is given.
 - Pixel spacing and fps come from the header (see :func:`ultramn.data.decoders.decode_dicom`).
 """
@@ -49,18 +50,40 @@ class DicomHeader:
     laterality: str
 
 
+#: Prefix of a stored salt fingerprint: the dataset's salt came from ``--salt`` and is not kept.
+_GIVEN_SALT_PREFIX = "sha256:"
+
+
+def _fingerprint(salt: str) -> str:
+    return _GIVEN_SALT_PREFIX + hashlib.sha256(salt.encode("utf-8")).hexdigest()
+
+
 def dataset_salt(out: Path, salt: str | None) -> str:
-    """``salt`` if given, else the dataset's stored salt (created on first use)."""
-    if salt:
-        return salt
+    """The salt of the dataset in ``out``; one dataset, one salt, so its pseudonyms stay stable.
+
+    ``OUT/.participant_salt`` holds the random salt made on the first import without
+    ``salt``, or the SHA-256 fingerprint of a ``salt`` given on the first import (the secret
+    itself is not written). A later import must agree with it: a different ``salt``, or none
+    where the first import had one, is a :class:`UserInputError`, since mixed salts give one
+    patient two ids and can put them in two splits.
+    """
     path = out / SALT_FILE
-    if path.is_file():
-        stored = path.read_text(encoding="utf-8").strip()
-        if stored:
-            return stored
+    stored = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    if stored.startswith(_GIVEN_SALT_PREFIX):
+        if not salt:
+            raise UserInputError(f"{out} was imported with --salt; give the same --salt again (it is not stored)")
+        if _fingerprint(salt) != stored:
+            raise UserInputError(f"--salt differs from the salt of the earlier DICOM imports into {out}; use that salt or a new --out")
+        return salt
+    if stored:
+        if salt and salt != stored:
+            raise UserInputError(
+                f"{out} already holds DICOM imports made with the salt in {path}; drop --salt to reuse it, or import into a new --out"
+            )
+        return stored
     out.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_hex(16)
-    path.write_text(value + "\n", encoding="utf-8")
+    value = salt or secrets.token_hex(16)
+    path.write_text((_fingerprint(value) if salt else value) + "\n", encoding="utf-8")
     return value
 
 

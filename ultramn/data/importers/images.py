@@ -75,6 +75,8 @@ def group_images(
     """Pair images with masks and group them into clips; returns (groups, images without masks)."""
     require_dir(images_dir, "--images")
     require_dir(masks_dir, "--masks")
+    if not mask_suffix and images_dir.resolve() == masks_dir.resolve():
+        raise UserInputError("--masks is the --images folder: give --mask-suffix (e.g. _mask) so that masks are not read as images")
     images = [p for p in list_files(images_dir, IMAGE_EXTENSIONS) if not (mask_suffix and p.stem.endswith(mask_suffix))]
     if not images:
         raise UserInputError(f"--images: no {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} files in {images_dir}")
