@@ -111,9 +111,9 @@ def tar_link(path: Path, name: str, target: str, hard: bool = False) -> Path:
 
 
 def zip_bomb(path: Path, megabytes: int = 24) -> Path:
-    """One member of zeros: ~1000x compression (a small zip bomb)."""
+    """One member of zeros: ~1000x compression (a small zip bomb posing as an archive of clips)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("frames.npy", b"\x00" * (megabytes << 20))
+        zf.writestr("exam/clip.mp4", b"\x00" * (megabytes << 20))
     return path
 
 

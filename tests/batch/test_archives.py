@@ -22,6 +22,7 @@ from ultramn.data.archives import (
     UnsafeArchiveError,
     archive_kind,
     dicomdir_files,
+    is_npz,
     list_members,
     safe_extract,
     safe_name,
@@ -141,3 +142,24 @@ def test_discovery_of_an_archive(clip_set: ClipSet, tmp_path: Path) -> None:
     assert found.skipped == ["notes.txt"]
     with zipfile.ZipFile(clip_set.archive) as zf:
         assert zf.read("exam1/clip_b.npy") == next(c for c in found.clips if c.name == "exam1/clip_b.npy").path.read_bytes()
+
+
+def test_a_plain_tar_ending_in_a_zip_or_npz_is_a_tar_and_an_npz_is_one_clip(tmp_path: Path) -> None:
+    """zipfile.is_zipfile finds the end record of a ZIP stored last in a TAR: detection must not trust it."""
+    import tarfile
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    np.savez(clips / "n8.npz", frames=np.zeros((8, 32, 32), np.uint8))
+    zip_with(clips / "frames.zip", {"f0.png": png_bytes(np.zeros((32, 32), np.uint8))})
+    np.save(clips / "b.npy", np.zeros((2, 32, 32), np.uint8))
+    tar = tmp_path / "exam.tar"
+    with tarfile.open(tar, "w") as tf:  # uncompressed: the last member's bytes end the file
+        for name in ("b.npy", "frames.zip", "n8.npz"):
+            tf.add(clips / name, arcname=name)
+    assert archive_kind(tar) == "tar"
+    found = discover(tar, tmp_path / "work")
+    assert sorted(c.name for c in found.clips) == ["b.npy", "frames.zip", "n8.npz"]
+    assert is_npz(clips / "n8.npz") and not is_npz(clips / "frames.zip") and not is_npz(tar)  # an NPZ is one clip
+    assert [c.name for c in discover(clips / "n8.npz", tmp_path / "work2").clips] == ["n8.npz"]
+    assert archive_kind(clips / "frames.zip") == "zip"

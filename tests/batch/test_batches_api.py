@@ -115,6 +115,10 @@ async def test_hostile_and_bad_archives_are_refused(gateway: httpx.AsyncClient, 
     png = tmp_path / "still.png"
     png.write_bytes(png_bytes(np.zeros((16, 16), np.uint8)))
     assert_error(await post_batch(gateway, png), 415, "unsupported_media_type")
+    npz = tmp_path / "clip.npz"
+    np.savez(npz, frames=np.zeros((4, 16, 16), np.uint8))
+    body = assert_error(await post_batch(gateway, npz), 415, "unsupported_media_type")  # one clip, not a batch
+    assert "POST /v1/analyses" in body["error"]["message"]
     notes = tmp_path / "notes.zip"
     with zipfile.ZipFile(notes, "w") as zf:
         zf.writestr("readme.txt", "nothing to analyse")

@@ -25,6 +25,7 @@ from ultramn.data.archives import (
     ArchiveLimits,
     archive_kind,
     dicomdir_files,
+    is_npz,
     remove_tree,
     safe_extract,
 )
@@ -109,7 +110,7 @@ def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIV
         return _walk(source)
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist")
-    kind = archive_kind(source)
+    kind = None if is_npz(source) else archive_kind(source)  # an NPZ is one clip
     if kind == "dicomdir":
         root = source.parent.resolve()
         clips = [Clip(p.relative_to(root).as_posix(), p) for p in dicomdir_files(source)]

@@ -70,18 +70,42 @@ class ArchiveMember:
 # --------------------------------------------------------------------------- detection
 
 
+#: How a ZIP file starts: a local file header, or the end record of an empty ZIP.
+_ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def archive_kind(path: Path) -> ArchiveKind | None:
-    """``"zip"``, ``"tar"``, ``"dicomdir"`` (a file named DICOMDIR) or ``None`` for anything else."""
+    """``"zip"``, ``"tar"``, ``"dicomdir"`` (a file named DICOMDIR) or ``None`` for anything else.
+
+    A ZIP is recognised by its first bytes, not by :func:`zipfile.is_zipfile`, which finds
+    the end record of any ZIP stored last in a plain TAR. (An NPZ is a ZIP too; whether a ZIP
+    is one clip or an archive of clips is :func:`is_npz`'s question.)
+    """
     if path.name.upper() == "DICOMDIR":
         return "dicomdir"
     try:
-        if zipfile.is_zipfile(path):
+        with path.open("rb") as fh:
+            head = fh.read(4)
+        if head in _ZIP_STARTS and zipfile.is_zipfile(path):
             return "zip"
         if tarfile.is_tarfile(path):
             return "tar"
     except OSError as exc:
         raise ArchiveError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
     return None
+
+
+def is_npz(path: Path) -> bool:
+    """Whether ``path`` is a ZIP of ``.npy`` arrays only (NumPy's ``.npz``: one clip, not an archive of clips)."""
+    try:
+        with path.open("rb") as fh:
+            if fh.read(4) not in _ZIP_STARTS:
+                return False
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return bool(names) and all(n.lower().endswith(".npy") for n in names)
 
 
 # --------------------------------------------------------------------------- name checks
@@ -347,6 +371,7 @@ __all__ = [
     "UnsafeArchiveError",
     "archive_kind",
     "dicomdir_files",
+    "is_npz",
     "list_members",
     "remove_tree",
     "safe_extract",

@@ -39,7 +39,7 @@ from gateway.store import Analysis, AnalysisRepository, Batch, FileStore, JobSta
 from gateway.worker import JobQueue, QueueFullError
 from ultramn.batch.discover import Clip, discover
 from ultramn.contract import CONTRACT
-from ultramn.data.archives import ArchiveError, ArchiveLimitError, ArchiveLimits, UnsafeArchiveError, archive_kind
+from ultramn.data.archives import ArchiveError, ArchiveLimitError, ArchiveLimits, UnsafeArchiveError, archive_kind, is_npz
 from ultramn.data.decoders import SNIFF_BYTES, DecodeError, sniff_format
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[ApiKeyDep])
@@ -197,8 +197,12 @@ def _ingest(
 ) -> tuple[Batch, list[tuple[Clip, Analysis]]]:
     """Extract, find the clips, store each as an upload and write all rows in one transaction (runs in a thread)."""
     try:
-        if archive_kind(staging) not in ("zip", "tar"):
-            raise ApiError(415, "unsupported_media_type", "the batch upload must be a ZIP or TAR(.gz/.bz2/.xz) archive of clips")
+        if is_npz(staging) or archive_kind(staging) not in ("zip", "tar"):
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "the batch upload must be a ZIP or TAR(.gz/.bz2/.xz) archive of clips; one clip (an NPZ too) goes to POST /v1/analyses",
+            )
         found = discover(staging, workdir, _archive_limits(settings))
         if not found.clips:
             raise ApiError(422, "no_clips", f"the archive holds no clips ({len(found.skipped)} other files)")
