@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageDraw
 
 from gateway.pipeline.roi import RoiConfig, find_roi
 from tests.gateway.conftest import SynthClip
 
+ROOT = Path(__file__).resolve().parents[2]
 X0, Y0 = 52, 34  # where the 128x160 image sits in the 220x280 screen
 TEXT_BELOW = 186  # first row of the text line under the image
 
@@ -69,3 +72,33 @@ def test_sparse_noise_in_a_dark_deep_region_does_not_truncate_the_image() -> Non
     frames[:, 185:190, 20:120] = 255
     x0, y0, x1, y1 = find_roi(frames)
     assert (x0, y0, x1) == (0, 0, w) and y1 <= 185
+
+
+def test_a_still_or_two_frames_keep_their_dark_deep_part(clip: SynthClip) -> None:
+    """A still has no motion to tell the image's ragged lower edge, or noise, from on-screen content."""
+    sample = np.load(ROOT / "samples" / "sample_TW.npz")["frames"]  # rows below ~125 are black shadow
+    assert find_roi(sample) == (0, 0, 256, 256)
+    assert find_roi(sample[:1]) == (0, 0, 256, 256)  # was cut at the tissue's lower edge (row 124)
+    assert find_roi(sample[:2]) == (0, 0, 256, 256)
+    rng = np.random.default_rng(1)
+    h, w = 200, 160
+    frame = np.zeros((h, w), np.uint8)
+    frame[:100] = rng.integers(40, 200, size=(100, w), dtype=np.uint8)
+    frame[100][rng.random(w) < 0.4] = 90  # a ragged edge touching the tissue
+    frame[110:][rng.random((h - 110, w)) < 0.002] = 60  # sparse noise in the shadow
+    assert find_roi(frame[None]) == (0, 0, w, h)
+    # in a screen capture a still gets the clip's box, which stops right above the text line
+    assert find_roi(screen_capture(clip.frames[:1])) == find_roi(screen_capture(clip.frames))
+
+
+def test_fast_morphology_equals_scipy_binary_morphology() -> None:
+    from scipy import ndimage as ndi
+
+    from gateway.pipeline.roi import _closing, _opening
+
+    rng = np.random.default_rng(2)
+    for k in (3, 7, 11):
+        mask = rng.random((61, 83)) > 0.45
+        square = np.ones((k, k), bool)
+        np.testing.assert_array_equal(_opening(mask, k), ndi.binary_opening(mask, structure=square))
+        np.testing.assert_array_equal(_closing(mask, k), ndi.binary_closing(mask, structure=square, border_value=0))
