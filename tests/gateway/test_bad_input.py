@@ -51,7 +51,8 @@ async def test_bad_files(gateway: httpx.AsyncClient, clip: SynthClip, files_dir:
         (_npy(np.full((2, 64, 64), np.nan, np.float32)), "void.npy", 422, "corrupt_file"),  # no finite pixel
     ]
     for content, name, status, code in cases:
-        assert_error(await upload(gateway, content=content, name=name, wait=True), status, code)
+        body = assert_error(await upload(gateway, content=content, name=name, wait=True), status, code)
+        assert "uploads" not in body["error"]["message"] and ".part" not in body["error"]["message"]  # no server paths
     # the service is still fine and nothing was queued
     assert (await gateway.get("/health/ready")).status_code == 200
     assert (await gateway.get("/v1/analyses", params={"status": "queued"})).json()["items"] == []
@@ -80,6 +81,10 @@ async def test_bad_fields(gateway: httpx.AsyncClient, clip: SynthClip, files_dir
     assert_error(await upload(gateway, path, wait="maybe"), 422, "validation_error")
     r = await gateway.post("/v1/analyses", data={"wait": "true"}, files={"other": ("x.png", b"123")})
     assert_error(r, 422, "validation_error")
+    two = [("file", ("a.png", path.read_bytes())), ("file", ("b.png", path.read_bytes()))]
+    body = assert_error(await gateway.post("/v1/analyses", files=two), 422, "validation_error")  # starlette's own 400
+    assert "Too many files" in body["error"]["message"]
+    assert_error(await gateway.post("/v1/batches", files=two), 422, "validation_error")
     r = await gateway.post("/v1/analyses", content=b"not multipart", headers={"content-type": "text/plain"})
     assert r.status_code in (415, 422) and "error" in r.json()
 

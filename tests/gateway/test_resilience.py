@@ -74,6 +74,10 @@ async def test_restart_resumes_pending_jobs(triton_server: EmbeddedTriton, tmp_p
     async with running_gateway(make_settings(data, triton_server.grpc_url, workers=0)) as client:  # accept only
         ids = [(await upload(client, path)).json()["id"] for _ in range(2)]
         assert {(await client.get(f"/v1/analyses/{i}")).json()["status"] for i in ids} == {"queued"}
+        # a queued job: its masks are not ready (409), but a frame it does not have is simply absent (404)
+        assert_error(await client.get(f"/v1/analyses/{ids[0]}/frames/3/mask.png"), 409, "not_ready")
+        assert_error(await client.get(f"/v1/analyses/{ids[0]}/frames/16/mask.png"), 404, "not_found")
+        assert_error(await client.get(f"/v1/analyses/{ids[0]}/frames/16/overlay.png"), 404, "not_found")
     # the first job was being processed when the process died
     settings = make_settings(data, triton_server.grpc_url)
     repo = AnalysisRepository(settings.sqlalchemy_url)

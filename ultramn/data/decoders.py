@@ -768,8 +768,28 @@ def decode(source: Source, filename: str | None = None, limits: DecodeLimits = D
     """Decode ``source`` (a path, or the bytes of an upload named ``filename``).
 
     Raises a :class:`DecodeError` subclass for unsupported, lying, corrupt or absurd input.
+    Its message names the file as ``filename``: a library's own message that quotes the
+    path it was given (PyAV, Pillow) has that path replaced, so a server's storage paths
+    never reach its clients.
     """
     if filename is None and not isinstance(source, bytes):
         filename = str(source)
-    fmt = sniff_format(_head(source), filename)
-    return _DECODERS[fmt](source, limits=limits, filename=filename)
+    try:
+        fmt = sniff_format(_head(source), filename)
+        return _DECODERS[fmt](source, limits=limits, filename=filename)
+    except DecodeError as exc:
+        message = _without_path(str(exc), source, filename or "upload")
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from exc
+
+
+def _without_path(message: str, source: Source, name: str) -> str:
+    """``message`` with every spelling of ``source``'s path replaced by ``name``."""
+    if isinstance(source, bytes):
+        return message
+    path = Path(source)
+    for spelling in sorted({str(source), str(path), str(path.resolve()), str(path.absolute())}, key=len, reverse=True):
+        if spelling and spelling != name:
+            message = message.replace(spelling, name)
+    return message

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import Message, Receive
 
@@ -139,6 +140,21 @@ def _parse_bool(name: str, raw: Any) -> bool:
     raise ApiError(422, "validation_error", f"{name}: not a boolean: {str(raw)[:40]!r}")
 
 
+async def read_upload_form(request: Request, settings: Settings) -> FormData:
+    """The multipart form of an upload: one file at most, ``max_upload_bytes`` at most (413).
+
+    Starlette reports a malformed body (or a second file) as a 400 of its own; here it is a
+    422 ``validation_error`` like every other bad field.
+    """
+    body = Request(request.scope, receive=_limited(request.receive, settings.max_upload_bytes))
+    try:
+        return await body.form(max_files=1, max_fields=16)
+    except MultiPartException as exc:
+        raise ApiError(422, "validation_error", f"invalid multipart body: {exc.message}") from exc
+    except StarletteHTTPException as exc:
+        raise ApiError(422, "validation_error", f"invalid multipart body: {exc.detail}") from exc
+
+
 def _copy(src: IO[bytes], dest: Path) -> int:
     with open(dest, "wb") as out:
         shutil.copyfileobj(src, out, length=1 << 20)
@@ -184,11 +200,7 @@ async def create_analysis(
     if length and length.isdigit() and int(length) > settings.max_upload_bytes:
         raise PayloadTooLargeError(settings.max_upload_bytes)
     job_id = uuid.uuid4().hex
-    body = Request(request.scope, receive=_limited(request.receive, settings.max_upload_bytes))
-    try:
-        form = await body.form(max_files=1, max_fields=16)
-    except MultiPartException as exc:
-        raise ApiError(422, "validation_error", f"invalid multipart body: {exc.message}") from exc
+    form = await read_upload_form(request, settings)
     staging = files.staging_path(job_id)
     try:
         _check_fields(form, list(_UPLOAD_FIELDS))
@@ -305,8 +317,11 @@ async def delete_analysis(job_id: str, repo: RepoDep, files: FilesDep, jobs: Job
     return Response(status_code=204)
 
 
-def _finished(repo: RepoDep, job_id: str) -> Analysis:
+def _finished(repo: RepoDep, job_id: str, frame: int | None = None) -> Analysis:
+    """The analysis if it succeeded: 404 for an unknown id or a ``frame`` outside the clip, else 409 while it is not done."""
     row = _row(repo, job_id)
+    if frame is not None and row.n_frames is not None and not 0 <= frame < row.n_frames:
+        raise ApiError(404, "not_found", f"frame {frame} does not exist (the clip has {row.n_frames} frames)")
     if row.status != JobStatus.SUCCEEDED.value:
         raise ApiError(409, "not_ready", f"analysis {job_id} is {row.status}; masks exist once it succeeded")
     return row
@@ -337,7 +352,7 @@ async def get_mask_png(job_id: str, index: int, repo: RepoDep, files: FilesDep) 
     """Binary mask at the original frame size: nerve 255, background 0."""
     from gateway.store.files import mask_png
 
-    _finished(repo, job_id)
+    _finished(repo, job_id, index)
     mask = await asyncio.to_thread(_mask, files, job_id, index)
     return Response(await asyncio.to_thread(mask_png, mask), media_type="image/png")
 
@@ -365,7 +380,7 @@ async def get_overlay_png(job_id: str, index: int, repo: RepoDep, files: FilesDe
     """The original frame (RGB) with the nerve tinted yellow and its contour in red."""
     from gateway.store.files import overlay_png
 
-    row = _finished(repo, job_id)
+    row = _finished(repo, job_id, index)
     mask = await asyncio.to_thread(_mask, files, job_id, index)
     try:
         clip = await asyncio.to_thread(_frames, files, row, settings)

@@ -27,11 +27,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 
 from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, RepoDep, SettingsDep
 from gateway.api.openapi import error_responses, multipart_upload
-from gateway.api.routes.analyses import _EXT, SPACING_FIELD, _check_fields, _copy, _limited, _parse_int, _parse_spacing
+from gateway.api.routes.analyses import _EXT, SPACING_FIELD, _check_fields, _copy, _parse_int, _parse_spacing, read_upload_form
 from gateway.api.schemas import ErrorInfo, aware
 from gateway.core.config import Settings
 from gateway.core.errors import ApiError, PayloadTooLargeError
@@ -275,11 +274,7 @@ async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, f
     if length and length.isdigit() and int(length) > settings.max_upload_bytes:
         raise PayloadTooLargeError(settings.max_upload_bytes)
     batch_id = uuid.uuid4().hex
-    body = Request(request.scope, receive=_limited(request.receive, settings.max_upload_bytes))
-    try:
-        form = await body.form(max_files=1, max_fields=16)
-    except MultiPartException as exc:
-        raise ApiError(422, "validation_error", f"invalid multipart body: {exc.message}") from exc
+    form = await read_upload_form(request, settings)
     folder = settings.data_dir / "batches" / f".{batch_id}"  # staging + extraction, removed once ingested
     folder.mkdir(parents=True, exist_ok=True)
     try:
