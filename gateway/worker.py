@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.core.config import Settings
+from gateway.core.errors import decode_error_to_api
 from gateway.core.metrics import Metrics
 from gateway.pipeline import ClipContext, Pipeline
 from gateway.store import AnalysisRepository, FileStore, JobStatus
@@ -232,8 +233,8 @@ class JobQueue:
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
             return
-        except DecodeError as exc:
-            self._finish_failed(job_id, "corrupt_file", str(exc))
+        except DecodeError as exc:  # the same code a single upload of the file gets (a batch's clips decode here)
+            self._finish_failed(job_id, decode_error_to_api(exc).code, str(exc))
             return
         except Exception as exc:
             log.exception("analysis failed", extra={"job_id": job_id})

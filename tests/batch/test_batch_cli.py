@@ -72,6 +72,8 @@ def check_outputs(out: Path, clip_set: ClipSet) -> dict[str, dict[str, Any]]:
     bad, bad_row = results[CORRUPT], rows[CORRUPT]
     assert bad["status"] == "failed" and bad["result"] is None and bad["masks"] is None
     assert bad["error"]["code"] == "unsupported_media_type" and "unrecognised content" in bad["error"]["message"]
+    # the message names the clip (gateway: its name in the batch; direct: its file), never the gateway's "upload.mp4"
+    assert bad["error"]["message"].split(":")[0] in (CORRUPT, Path(CORRUPT).name), bad["error"]
     assert bad_row["status"] == "failed" and bad_row["error"].startswith("unsupported_media_type:") and bad_row["plane"] == ""
     assert not (out / "masks" / f"{CORRUPT}.npz").exists()
     return results

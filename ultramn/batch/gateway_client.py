@@ -117,4 +117,10 @@ class GatewayAnalyzer:
                 raise ClipError(*error_of(masks))
         except httpx.HTTPError as exc:
             raise ClipError("gateway_unreachable", f"{type(exc).__name__}: {exc}") from exc
+        except ClipError as exc:
+            # the gateway keeps no client file names and calls every clip "upload<ext>": say which clip it was
+            generic = f"upload{path.suffix.lower()}"
+            if path.suffix and generic in exc.message:
+                raise ClipError(exc.code, exc.message.replace(generic, name)) from exc
+            raise
         return ClipAnalysis(result=job["result"], masks_npz=masks.content, analysis_id=job["id"])
