@@ -98,7 +98,8 @@ function shortTime(iso, seconds = false) {
 // ---------------------------------------------------------------- viewer state
 
 const state = {
-  analysis: null, // GET /v1/analyses/{id} body (with result.frames)
+  analysis: null, // GET /v1/analyses/{id} body (with result.frames); null until the open analysis succeeded
+  openId: null, // id of the analysis on screen, whatever its status
   nFrames: 0,
   current: 0,
   images: [], // per frame: ImageBitmap of image.png, once loaded
@@ -435,6 +436,10 @@ async function openAnalysis(id) {
   setPlaying(false);
   const token = ++state.pollToken;
   state.loadToken++;
+  // forget the previous analysis: its player, keys and masks download must not act on this one
+  state.analysis = null;
+  state.openId = id;
+  $("dl-npz").disabled = true;
   history.replaceState(null, "", `#/analyses/${id}`);
   markSelectedRow(id);
   let detail;
@@ -465,6 +470,7 @@ async function openAnalysis(id) {
 function loadAnalysis(detail) {
   const r = detail.result;
   state.analysis = detail;
+  $("dl-npz").disabled = false;
   state.nFrames = r.n_frames;
   state.current = 0;
   state.images = new Array(r.n_frames);
@@ -522,11 +528,11 @@ function saveBlob(blob, name) {
 }
 
 async function downloadJson() {
-  const a = state.analysis;
-  if (!a) return;
+  const id = state.openId; // any status: a failed analysis's JSON holds its error
+  if (!id) return;
   try {
-    const fresh = await apiJson(`/v1/analyses/${a.id}`);
-    saveBlob(new Blob([JSON.stringify(fresh, null, 2)], { type: "application/json" }), `${a.id}.json`);
+    const fresh = await apiJson(`/v1/analyses/${id}`);
+    saveBlob(new Blob([JSON.stringify(fresh, null, 2)], { type: "application/json" }), `${id}.json`);
   } catch (err) {
     showError(err);
   }
@@ -833,8 +839,12 @@ function init() {
   checkHealth();
   setInterval(checkHealth, 15000);
   refreshList();
-  const m = location.hash.match(/^#\/analyses\/([0-9a-zA-Z_-]+)$/);
-  if (m) openAnalysis(m[1]);
+  const openFromHash = () => {
+    const m = location.hash.match(/^#\/analyses\/([0-9a-zA-Z_-]+)$/);
+    if (m && m[1] !== state.openId) openAnalysis(m[1]);
+  };
+  window.addEventListener("hashchange", openFromHash); // an address pasted into an open tab
+  openFromHash();
 }
 
 // Exposed for scripting and tests: the state and the open/seek functions.

@@ -248,6 +248,15 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
         page.click("#dl-npz")
     np.testing.assert_array_equal(np.load(dl.value.path())["masks"], masks)
 
+    # -- an address pasted into the open tab opens that analysis, forgetting the previous one:
+    #    an id with no result leaves no masks to download (they were the old analysis's)
+    page.evaluate("id => { location.hash = '#/analyses/' + id; }", "0" * 32)
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.evaluate("window.ultramnViewer.state.analysis") is None and page.is_disabled("#dl-npz")
+    page.evaluate("id => { location.hash = '#/analyses/' + id; }", job_id)
+    page.wait_for_function("id => window.ultramnViewer.state.analysis?.id === id", arg=job_id)
+    assert not page.is_disabled("#dl-npz") and page.is_hidden("#error")
+
     # -- results list: filters find it; cursor pagination reaches it behind a newer analysis
     page.select_option("#filter-status", "succeeded")
     page.select_option("#filter-plane", result["plane"])
