@@ -93,6 +93,15 @@ async def test_health_metrics_docs(gateway: httpx.AsyncClient, clip: SynthClip, 
     spec = (await gateway.get("/openapi.json")).json()
     assert {"/v1/analyses", "/v1/analyses/{job_id}", "/v1/analyses/{job_id}/masks.npz", "/health/ready"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/v1/analyses"]["post"]["requestBody"]["content"]
+
+    def codes(path: str, method: str = "get") -> set[str]:
+        return set(spec["paths"][path][method]["responses"])
+
+    # each route documents the errors it can give: the key checks everywhere, 409 where results may not exist yet
+    assert {"401", "403", "422"} <= codes("/v1/analyses") and {"401", "403", "422"} <= codes("/v1/batches")
+    assert {"404", "409"} <= codes("/v1/analyses/{job_id}/masks.npz") and "409" in codes("/v1/analyses/{job_id}/frames/{index}/mask.png")
+    assert {"413", "415", "429", "503"} <= codes("/v1/analyses", "post") and "413" not in codes("/v1/analyses/{job_id}")
+    assert "409" not in codes("/v1/analyses/{job_id}/frames/{index}/image.png")  # the original frames exist from upload on
     assert_error(await gateway.get("/nope"), 404, "not_found")
 
 

@@ -41,16 +41,20 @@ from ultramn.windowing import window_starts
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
 
-_ERRORS = error_responses(
+#: ``responses=`` per kind of route (OpenAPI); every ``/v1`` route adds 401/403 (API key).
+UPLOAD_ERRORS = error_responses(
     {
-        404: "No such analysis or frame",
         413: "Upload too large",
         415: "Unsupported or mislabelled file type",
         422: "Corrupt or undecodable file, or invalid fields",
         429: "Queue full (Retry-After)",
+        500: "wait=true and the analysis failed (the error names why; the job is kept as failed)",
         503: "Triton unavailable (Retry-After); the job is kept and completes later",
     }
 )
+ANALYSIS_ERRORS = error_responses({404: "No such analysis"})
+RESULT_ERRORS = error_responses({404: "No such analysis or frame", 409: "Not finished: masks exist once the analysis succeeded"})
+LIST_ERRORS = error_responses({422: "Invalid query parameter"})
 
 #: The ``pixel_spacing_mm`` form field of the upload routes (OpenAPI schema).
 SPACING_FIELD: dict[str, Any] = {
@@ -184,7 +188,7 @@ def _detail(row: Analysis, jobs: JobQueue, include_frames: bool = True) -> dict[
     summary="Upload a clip for analysis",
     openapi_extra=_UPLOAD_SCHEMA,
     response_model=AnalysisDetail,
-    responses={200: {"model": AnalysisDetail, "description": "wait=true and the clip was short: the finished analysis"}, **_ERRORS},
+    responses={200: {"model": AnalysisDetail, "description": "wait=true and the clip was short: the finished analysis"}, **UPLOAD_ERRORS},
 )
 async def create_analysis(
     request: Request, settings: SettingsDep, repo: RepoDep, files: FilesDep, jobs: JobsDep, triton: TritonDep
@@ -271,7 +275,7 @@ async def create_analysis(
     return JSONResponse(_detail(current, jobs), status_code=202, headers=location)
 
 
-@router.get("", summary="List analyses", response_model=AnalysisList)
+@router.get("", summary="List analyses", response_model=AnalysisList, responses=LIST_ERRORS)
 async def list_analyses(
     repo: RepoDep,
     jobs: JobsDep,
@@ -298,7 +302,7 @@ def _row(repo: RepoDep, job_id: str) -> Analysis:
     return row
 
 
-@router.get("/{job_id}", summary="Status, progress and result", response_model=AnalysisDetail, responses=_ERRORS)
+@router.get("/{job_id}", summary="Status, progress and result", response_model=AnalysisDetail, responses=ANALYSIS_ERRORS)
 async def get_analysis(
     job_id: str, repo: RepoDep, jobs: JobsDep, include_frames: Annotated[bool, Query(description="include the per-frame list")] = True
 ) -> JSONResponse:
@@ -306,7 +310,7 @@ async def get_analysis(
     return JSONResponse(_detail(_row(repo, job_id), jobs, include_frames))
 
 
-@router.delete("/{job_id}", status_code=204, summary="Delete an analysis and its files", responses=_ERRORS)
+@router.delete("/{job_id}", status_code=204, summary="Delete an analysis and its files", responses=ANALYSIS_ERRORS)
 async def delete_analysis(job_id: str, repo: RepoDep, files: FilesDep, jobs: JobsDep) -> Response:
     """Remove the row, the upload and the masks (a running job is discarded when it ends)."""
     row = _row(repo, job_id)
@@ -327,7 +331,7 @@ def _finished(repo: RepoDep, job_id: str, frame: int | None = None) -> Analysis:
     return row
 
 
-@router.get("/{job_id}/masks.npz", summary="All masks (compressed NumPy archive)", response_class=FileResponse, responses=_ERRORS)
+@router.get("/{job_id}/masks.npz", summary="All masks (compressed NumPy archive)", response_class=FileResponse, responses=RESULT_ERRORS)
 async def get_masks_npz(job_id: str, repo: RepoDep, files: FilesDep) -> FileResponse:
     """``masks`` uint8 [N,H,W] 0/1 (original geometry), ``plane_probs`` float32 [N,4], ``roi`` [x0,y0,x1,y1]."""
     _finished(repo, job_id)
@@ -347,7 +351,7 @@ def _mask(files: FileStore, job_id: str, index: int) -> npt.NDArray[np.uint8]:
     return masks[index]
 
 
-@router.get("/{job_id}/frames/{index}/mask.png", summary="One frame's mask (PNG)", response_class=Response, responses=_ERRORS)
+@router.get("/{job_id}/frames/{index}/mask.png", summary="One frame's mask (PNG)", response_class=Response, responses=RESULT_ERRORS)
 async def get_mask_png(job_id: str, index: int, repo: RepoDep, files: FilesDep) -> Response:
     """Binary mask at the original frame size: nerve 255, background 0."""
     from gateway.store.files import mask_png
@@ -374,7 +378,7 @@ def _frames(files: FileStore, row: Analysis, settings: Settings) -> DecodedClip:
     "/{job_id}/frames/{index}/overlay.png",
     summary="One frame with the nerve tinted and outlined",
     response_class=Response,
-    responses=_ERRORS,
+    responses=RESULT_ERRORS,
 )
 async def get_overlay_png(job_id: str, index: int, repo: RepoDep, files: FilesDep, settings: SettingsDep) -> Response:
     """The original frame (RGB) with the nerve tinted yellow and its contour in red."""

@@ -30,7 +30,7 @@ from starlette.datastructures import UploadFile
 
 from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, RepoDep, SettingsDep
 from gateway.api.openapi import error_responses, multipart_upload
-from gateway.api.routes.analyses import _EXT, SPACING_FIELD, _check_fields, _copy, _parse_int, _parse_spacing, read_upload_form
+from gateway.api.routes.analyses import _EXT, LIST_ERRORS, SPACING_FIELD, _check_fields, _copy, _parse_int, _parse_spacing, read_upload_form
 from gateway.api.schemas import ErrorInfo, aware
 from gateway.core.config import Settings
 from gateway.core.errors import ApiError, PayloadTooLargeError
@@ -49,14 +49,14 @@ FEED_POLL_S = 0.1
 _FINISHED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 _feeders: set[asyncio.Task[None]] = set()
 
-_ERRORS = error_responses(
+_UPLOAD_ERRORS = error_responses(
     {
-        404: "No such batch",
         413: "Upload too large",
-        415: "Not a ZIP or TAR archive",
+        415: "Not a ZIP or TAR archive (one clip goes to POST /v1/analyses)",
         422: "Unsafe archive (path traversal, link out), limits exceeded (members, size, zip bomb), no clips, or invalid fields",
     }
 )
+_BATCH_ERRORS = error_responses({404: "No such batch"})
 
 #: The form fields of ``POST /v1/batches``; any other field is a 422.
 _UPLOAD_FIELDS: dict[str, dict[str, Any]] = {
@@ -266,7 +266,7 @@ async def _feed(jobs: JobQueue, job_ids: list[str]) -> None:
     summary="Upload an archive of clips as one batch",
     openapi_extra=_UPLOAD_SCHEMA,
     response_model=BatchDetail,
-    responses=_ERRORS,
+    responses=_UPLOAD_ERRORS,
 )
 async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, files: FilesDep, jobs: JobsDep) -> JSONResponse:
     """Store the archive's clips as analyses of one batch and queue them; 202 with the batch and each clip's name and id."""
@@ -304,7 +304,7 @@ async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, f
     return JSONResponse(detail, status_code=202, headers={"Location": f"/v1/batches/{batch_id}"})
 
 
-@router.get("", summary="List batches", response_model=BatchList)
+@router.get("", summary="List batches", response_model=BatchList, responses=LIST_ERRORS)
 async def list_batches(
     repo: RepoDep,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -316,7 +316,7 @@ async def list_batches(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/{batch_id}", summary="Overall progress and the clips' analyses", response_model=BatchDetail, responses=_ERRORS)
+@router.get("/{batch_id}", summary="Overall progress and the clips' analyses", response_model=BatchDetail, responses=_BATCH_ERRORS)
 async def get_batch(batch_id: str, repo: RepoDep) -> JSONResponse:
     """Status (``done`` when every clip succeeded or failed), counts per status, progress, and each clip's id and status."""
     batch = repo.get_batch(batch_id)

@@ -14,7 +14,8 @@ import threading
 from fastapi import APIRouter, Response
 
 from gateway.api.deps import ApiKeyDep, FilesDep, RepoDep, SettingsDep
-from gateway.api.routes.analyses import _ERRORS, _frames, _row
+from gateway.api.openapi import error_responses
+from gateway.api.routes.analyses import _frames, _row
 from gateway.core.config import Settings
 from gateway.core.errors import ApiError
 from gateway.store import Analysis, FileStore
@@ -22,6 +23,7 @@ from gateway.store.files import png_bytes
 from ultramn.data.decoders import DecodeError
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
+_FRAME_ERRORS = error_responses({404: "No such analysis or frame, or its upload is no longer readable"})
 
 # A viewer asks for every frame of a clip at once: without the lock each request that
 # misses the cache would decode the whole upload again.
@@ -36,7 +38,7 @@ def _frame_png(files: FileStore, row: Analysis, settings: Settings, index: int) 
     return png_bytes(clip.frames[index])
 
 
-@router.get("/{job_id}/frames/{index}/image.png", summary="One original frame (grey PNG)", response_class=Response, responses=_ERRORS)
+@router.get("/{job_id}/frames/{index}/image.png", summary="One original frame (grey PNG)", response_class=Response, responses=_FRAME_ERRORS)
 async def get_frame_png(job_id: str, index: int, repo: RepoDep, files: FilesDep, settings: SettingsDep) -> Response:
     """Frame ``index`` of the upload at its original size, grey levels as decoded."""
     row = _row(repo, job_id)
