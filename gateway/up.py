@@ -82,8 +82,15 @@ def run(settings: UpSettings) -> int:
             f"  API docs     {base}/docs\n"
             f"  health       {base}/health/ready\n"
             f"  metrics      {base}/metrics   (Triton: {triton.metrics_url})\n"
-            f"  analyse      .venv/bin/ultramn analyze samples/sample_TW.npz --gateway {base} --out out/sample_TW\n"
-            "Ctrl-C stops everything.\n",
+            f"  analyse      .venv/bin/ultramn analyze samples/sample_TW.npz --gateway {base} --out out/sample_TW"
+            f"{' --api-key KEY' if gateway_settings.api_key else ''}\n"
+            + (
+                "  API key      required (ULTRAMN_API_KEY is set): give it to the viewer's key field and as --api-key\n"
+                "               (or export ULTRAMN_API_KEY in the shell that runs ultramn)\n"
+                if gateway_settings.api_key
+                else ""
+            )
+            + "Ctrl-C stops everything.\n",
             flush=True,
         )
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

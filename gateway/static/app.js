@@ -80,6 +80,10 @@ function clearError() {
 // ---------------------------------------------------------------- formatting
 
 const fmt = (value, digits = 2) => (value === null || value === undefined ? "—" : Number(value).toFixed(digits));
+/** An area with its unit: mm² to 2 decimals, or a pixel count (the API's unit "px" for areas means px²). */
+const area = (value, mm) => (value === null || value === undefined ? "—" : mm ? `${fmt(value)} mm²` : `${fmt(value, 0)} px²`);
+/** Longitudinal views: the mask is the nerve's band, so its area is not a cross-sectional area (CSA). */
+const LONGITUDINAL = new Set(["LW", "LF"]);
 const pct = (value) => (value === null || value === undefined ? "—" : `${Math.round(value * 100)} %`);
 
 function planeChip(plane) {
@@ -256,7 +260,7 @@ function updateFrameInfo() {
   plane.replaceChildren(planeChip(f.plane), document.createTextNode(` ${pct(f.confidence)}`));
   plane.dataset.plane = f.plane;
   $("m-present").textContent = f.nerve_present ? "present" : "not found";
-  $("m-csa").textContent = !f.nerve_present ? "—" : mm ? `${fmt(f.csa_mm2)} mm² (${f.csa_px} px)` : `${f.csa_px} px`;
+  $("m-csa").textContent = !f.nerve_present ? "—" : mm ? `${area(f.csa_mm2, true)} (${area(f.csa_px, false)})` : area(f.csa_px, false);
   $("m-centroid").textContent = !f.centroid
     ? "—"
     : mm && f.centroid_mm
@@ -367,7 +371,7 @@ function drawCsaPlot(result) {
   const mm = result.pixel_spacing_mm !== null;
   const frames = result.frames || [];
   const values = frames.map((f) => (f.nerve_present ? (mm ? f.csa_mm2 : f.csa_px) : null));
-  const unit = mm ? "mm²" : "px";
+  const unit = mm ? "mm²" : "px²";
   $("csa-unit").textContent = `unit: ${unit}`;
   plot.dataset.unit = unit;
   const present = values.filter((v) => v !== null);
@@ -494,10 +498,20 @@ function loadAnalysis(detail) {
   $("clip-spacing").textContent = mm ? `${fmt(r.pixel_spacing_mm.dx, 4)} mm/px (${r.spacing_source})` : "unknown (px units)";
   $("clip-nerve").textContent = pct(r.nerve_fraction) + " of frames";
   const c = r.csa || {};
-  $("clip-csa").textContent = c.median === null || c.median === undefined ? "—" : `${fmt(c.median)} ${c.unit === "mm2" ? "mm²" : c.unit}`;
-  $("clip-csa-range").textContent = c.min === null || c.min === undefined ? "—" : `${fmt(c.min)} – ${fmt(c.max)}`;
+  const inMm = c.unit === "mm2";
+  $("clip-csa").textContent = area(c.median, inMm);
+  $("clip-csa-range").textContent = c.min === null || c.min === undefined ? "—" : `${area(c.min, inMm)} – ${area(c.max, inMm)}`;
+  const band = LONGITUDINAL.has(r.plane); // the view decides the name: CSA (transverse) or the band's area
+  $("m-csa-label").textContent = band ? "Area" : "CSA";
+  $("clip-csa-label").textContent = band ? "Area median" : "CSA median";
+  $("clip-csa-range-label").textContent = band ? "Area range" : "CSA range";
+  $("csa-title").textContent = band ? "Nerve band area over time (longitudinal view: not a CSA)" : "Cross-sectional area over time";
   const e = r.excursion || {};
-  $("clip-excursion").textContent = e.path_length === null || e.path_length === undefined ? "—" : `${fmt(e.path_length)} ${e.unit} path`;
+  // the same figure as summary.csv's "excursion" (largest distance from the first frame), then the path length
+  $("clip-excursion").textContent =
+    e.max_from_first === null || e.max_from_first === undefined
+      ? "—"
+      : `${fmt(e.max_from_first)} ${e.unit} from start · ${fmt(e.path_length)} ${e.unit} path`;
   $("clip-model").textContent = r.model ? `${r.model.name} v${r.model.version}` : "—";
   $("clip-time").textContent = r.timings_ms ? `${fmt(r.timings_ms.total, 0)} ms` : "—";
   $("clip-warnings").replaceChildren(

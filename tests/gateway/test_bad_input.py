@@ -53,6 +53,9 @@ async def test_bad_files(gateway: httpx.AsyncClient, clip: SynthClip, files_dir:
     for content, name, status, code in cases:
         body = assert_error(await upload(gateway, content=content, name=name, wait=True), status, code)
         assert "uploads" not in body["error"]["message"] and ".part" not in body["error"]["message"]  # no server paths
+        assert "upload." not in body["error"]["message"], body  # the uploader's file name, never the gateway's "upload.mp4"
+        if name == "notes.txt":
+            assert body["error"]["message"].startswith("notes.txt: unrecognised content"), body
     # the service is still fine and nothing was queued
     assert (await gateway.get("/health/ready")).status_code == 200
     assert (await gateway.get("/v1/analyses", params={"status": "queued"})).json()["items"] == []

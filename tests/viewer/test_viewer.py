@@ -227,6 +227,14 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
     page.click("#timeline", position={"x": box["width"] * (k + 0.5) / n, "y": box["height"] / 2})
     page.wait_for_function(SHOWS_FRAME_JS, arg=k)
 
+    # -- clip card: the area is named for the view (a longitudinal band is not a CSA); excursion as in summary.csv
+    band = result["plane"] in ("LW", "LF")
+    assert page.inner_text("#m-csa-label") == ("Area" if band else "CSA")
+    assert page.inner_text("#clip-csa-label") == ("Area median" if band else "CSA median")
+    exc = result["excursion"]
+    if exc is not None and exc["max_from_first"] is not None:
+        assert page.inner_text("#clip-excursion").startswith(f"{exc['max_from_first']:.2f} {exc['unit']} from start")
+
     # -- CSA plot: in mm² (the spacing is known), one point per frame the result says has a nerve
     assert page.get_attribute("#csa-plot", "data-unit") == "mm²"
     n_points = page.eval_on_selector_all("#csa-plot polyline, #csa-plot circle", PLOT_POINTS_JS)

@@ -159,6 +159,15 @@ async def read_upload_form(request: Request, settings: Settings) -> FormData:
         raise ApiError(422, "validation_error", f"invalid multipart body: {exc.detail}") from exc
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _display_name(filename: str | None, ext: str) -> str:
+    """The client's file name for an error message to that client: its last path part, printable, at most 80 characters."""
+    base = _UNPRINTABLE.sub("", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return base[:80] if base else f"upload{ext}"
+
+
 def _copy(src: IO[bytes], dest: Path) -> int:
     with open(dest, "wb") as out:
         shutil.copyfileobj(src, out, length=1 << 20)
@@ -216,6 +225,7 @@ async def create_analysis(
         wait = _parse_bool("wait", form.get("wait"))
         ext = Path(upload.filename or "").suffix.lower()
         ext = ext if _EXT.match(ext) else ""
+        client_name = _display_name(upload.filename, ext)
         size = await asyncio.to_thread(_copy, upload.file, staging)
     finally:
         await form.close()
@@ -224,7 +234,10 @@ async def create_analysis(
         clip = await asyncio.to_thread(decode, staging, f"upload{ext}", settings.decode_limits)
     except DecodeError as exc:
         staging.unlink(missing_ok=True)
-        raise decode_error_to_api(exc) from exc
+        refused = decode_error_to_api(exc)
+        # the answer goes to the uploader only: name their file (it is never stored or logged)
+        refused.message = refused.message.replace(f"upload{ext}", client_name)
+        raise refused from exc
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
