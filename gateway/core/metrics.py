@@ -60,7 +60,10 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None)
+            if template is None and scope.get("endpoint") is not None and not scope.get("path_params"):
+                template = scope.get("path")  # a plain Starlette route without parameters (/docs, /openapi.json)
+            template = template or "unmatched"
             method = scope.get("method", "GET")
             self.metrics.requests.labels(method, template, str(status["code"])).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

@@ -91,6 +91,8 @@ async def test_health_metrics_docs(gateway: httpx.AsyncClient, clip: SynthClip, 
     assert "ultramn_queue_depth 0.0" in text
     assert (await gateway.get("/docs")).status_code == 200
     spec = (await gateway.get("/openapi.json")).json()
+    text = (await gateway.get("/metrics")).text
+    assert 'route="/docs",status="200"' in text and 'route="/openapi.json",status="200"' in text  # not "unmatched"
     assert {"/v1/analyses", "/v1/analyses/{job_id}", "/v1/analyses/{job_id}/masks.npz", "/health/ready"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/v1/analyses"]["post"]["requestBody"]["content"]
 

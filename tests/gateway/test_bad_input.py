@@ -88,6 +88,8 @@ async def test_bad_fields(gateway: httpx.AsyncClient, clip: SynthClip, files_dir
     body = assert_error(await gateway.post("/v1/analyses", files=two), 422, "validation_error")  # starlette's own 400
     assert "Too many files" in body["error"]["message"]
     assert_error(await gateway.post("/v1/batches", files=two), 422, "validation_error")
+    r = await gateway.post("/v1/analyses", files={"file": ("a.png", path.read_bytes())}, data={"stride": ["8", "1"]})
+    assert "'stride' given more than once" in assert_error(r, 422, "validation_error")["error"]["message"]
     r = await gateway.post("/v1/analyses", content=b"not multipart", headers={"content-type": "text/plain"})
     assert r.status_code in (415, 422) and "error" in r.json()
 

@@ -115,10 +115,13 @@ def _parse_spacing(raw: Any) -> float | None:
 
 
 def _check_fields(form: FormData, known: Sequence[str]) -> None:
-    """422 for a form field the route does not know (a misspelt ``pixel_spacing`` must not be ignored)."""
+    """422 for a form field the route does not know (a misspelt ``pixel_spacing`` must not be ignored) or one given twice."""
     unknown = sorted({key for key in form if key not in known})
     if unknown:
         raise ApiError(422, "validation_error", f"unknown form field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(known)}")
+    repeated = sorted({key for key in form if len(form.getlist(key)) > 1})
+    if repeated:  # which value would count? say so rather than pick one
+        raise ApiError(422, "validation_error", f"form field(s) {', '.join(map(repr, repeated))} given more than once")
 
 
 def _parse_int(name: str, raw: Any, low: int, high: int) -> int | None:
