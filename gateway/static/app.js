@@ -245,7 +245,7 @@ function updateFrameInfo() {
   const f = a.result.frames ? a.result.frames[i] : null;
   $("frame-slider").value = String(i);
   $("frame-label").textContent = `${i + 1} / ${state.nFrames}`;
-  $("m-frame").textContent = `#${i}`;
+  $("m-frame").textContent = `${i + 1}/${state.nFrames} · idx ${i}`; // the count as under the player; the index as in the API and the plot
   const tMarker = $("timeline-marker");
   tMarker.style.left = `${((i + 0.5) / state.nFrames) * 100}%`;
   const csaMarker = document.querySelector("#csa-plot .cursor");

@@ -187,6 +187,7 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
         np.testing.assert_array_equal(alpha > 0, masks[i] == 1, err_msg=f"overlay vs mask, frame {i}")
         assert page.input_value("#frame-slider") == str(i)
         assert page.inner_text("#frame-label") == f"{i + 1} / {n}"
+        assert page.text_content("#m-frame") == f"{i + 1}/{n} · idx {i}"  # shown upper-case by CSS
     if nonempty:
         # A frame with a nerve: tinted green at the chosen opacity, and its measurements shown.
         k = max(nonempty, key=lambda i: int(masks[i].sum()))

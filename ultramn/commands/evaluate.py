@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
         if split not in SPLIT_CHOICES:
             raise UserInputError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
         if not checkpoint.is_file():
-            raise UserInputError(f"checkpoint not found: {checkpoint}")
+            hint = " (the default is relative to the repository root: run from there, or give --checkpoint)"
+            raise UserInputError(f"checkpoint not found: {checkpoint}{hint if checkpoint == DEFAULT_CHECKPOINT else ''}")
         if not data.is_dir():
             raise UserInputError(f"--data: no such folder: {data}")
         dev = pick_device(device)
