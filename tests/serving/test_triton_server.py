@@ -129,6 +129,21 @@ def test_bad_input_is_a_clear_error(grpc_client, http_client, protocol, shape, d
     assert any(w in message for w in words), message
 
 
+def test_non_finite_windows_are_refused_without_failing_their_batch(served_model: ServedModel, grpc_client) -> None:
+    """One NaN voxel turned a whole window's planes to NaN and its mask to noise: a direct client gets an error instead."""
+    bad = windows(2, seed=5)
+    bad[1, 0, 3, 80, 80] = np.nan
+    with pytest.raises(InferenceServerException) as info:
+        infer(grpcclient, grpc_client, bad)
+    assert "NaN or infinite" in str(info.value.message())
+    inf = windows(1, seed=6)
+    inf[0, 0, 0, 0, 0] = np.inf
+    with pytest.raises(InferenceServerException, match="NaN or infinite"):
+        infer(grpcclient, grpc_client, inf)
+    good = windows(2, seed=5)
+    assert_matches(infer(grpcclient, grpc_client, good), reference(served_model, good))
+
+
 def test_server_still_serves_after_errors(served_model: ServedModel, grpc_client) -> None:
     x = windows(1, seed=11)
     assert_matches(infer(grpcclient, grpc_client, x), reference(served_model, x))
@@ -153,3 +168,24 @@ def test_health_and_metrics(triton_server) -> None:
     with urllib.request.urlopen(triton_server.metrics_url, timeout=5) as resp:
         text = resp.read().decode()
     assert f'nv_inference_request_success{{model="{CONTRACT.name}"' in text
+
+
+def _listening(port: int) -> set[str]:
+    """Local addresses (hex, as in /proc/net/tcp[6]) that listen on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                fields = line.split()
+                address, port_hex = fields[1].rsplit(":", 1)
+                if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A = LISTEN
+                    found.add(address)
+    return found
+
+
+def test_the_embedded_server_listens_on_loopback_only(triton_server) -> None:
+    """Triton binds every interface by default: the embedded one must not put its unauthenticated API on the network."""
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::1, ::ffff:127.0.0.1
+    for port in (triton_server.ports.http, triton_server.ports.grpc, triton_server.ports.metrics):
+        addresses = _listening(port)
+        assert addresses and addresses <= loopback, (port, addresses)

@@ -308,6 +308,11 @@ class EmbeddedTriton:
             str(install.binary),
             f"--model-repository={self.repository}",
             f"--backend-directory={install.backends}",
+            # bind to ``host`` only (127.0.0.1 by default): Triton's own default is every interface,
+            # which would put an unauthenticated inference API on the network beside a local gateway
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--metrics-address={self.host}",
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",

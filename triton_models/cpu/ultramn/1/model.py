@@ -6,8 +6,10 @@ it needs neither ``ultramn`` nor torch: numpy and onnxruntime only.
 
 All requests of one ``execute()`` call (the dynamic batcher's merged batch) are
 concatenated, run through ONNX Runtime in chunks of ``run_batch_size`` windows, then
-split back: one response per request, in order. A request that cannot be read gets its
-own ``TritonError`` response and does not fail the others.
+split back: one response per request, in order. A request that cannot be read (missing
+input, wrong dtype or shape, NaN or infinite values) gets its own ``TritonError`` response
+and does not fail the others; a request its client has cancelled (gRPC deadline,
+disconnect) is answered ``CANCELLED`` without being run.
 
 Config parameters: ``onnx_file`` (default ``model.onnx``, relative to the version
 folder), ``intra_op_num_threads`` (0: one per core), ``inter_op_num_threads``,
@@ -24,6 +26,22 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+
+def _cancelled_error() -> Any:
+    """The error that answers a cancelled request (code CANCELLED where the backend has it, from 23.10 on).
+
+    Looked up at call time: ``pb_utils.TritonError`` does not exist yet when Triton imports
+    this file to auto-complete the model config.
+    """
+    code = getattr(pb_utils.TritonError, "CANCELLED", None)
+    return pb_utils.TritonError("request cancelled", code) if code is not None else pb_utils.TritonError("request cancelled")
+
+
+def _cancelled(request: Any) -> bool:
+    """Whether the client of ``request`` has given up (``is_cancelled`` exists from Triton 23.10 on)."""
+    check = getattr(request, "is_cancelled", None)
+    return bool(check()) if check is not None else False
 
 
 class TritonPythonModel:
@@ -70,6 +88,8 @@ class TritonPythonModel:
                 raise ValueError(f"input {name!r} must be {np.dtype(dtype).name}, got {array.dtype}")
             if tuple(array.shape[1:]) != dims:
                 raise ValueError(f"input {name!r} must have shape [batch, {', '.join(map(str, dims))}], got {list(array.shape)}")
+            if array.dtype.kind == "f" and not np.isfinite(array).all():  # NaN spreads through a whole window
+                raise ValueError(f"input {name!r} holds NaN or infinite values")
             feed[name] = array
         sizes = {a.shape[0] for a in feed.values()}
         if len(sizes) != 1:
@@ -81,6 +101,9 @@ class TritonPythonModel:
         responses: list[Any] = [None] * len(requests)
         feeds, order = [], []
         for i, request in enumerate(requests):
+            if _cancelled(request):  # the client gave up (deadline, disconnect): do not spend the CPU on it
+                responses[i] = pb_utils.InferenceResponse(error=_cancelled_error())
+                continue
             try:
                 feeds.append(self._read(request))
                 order.append(i)
