@@ -51,6 +51,11 @@ CHANNEL_ARGS: list[tuple[str, Any]] = [
 ]
 
 
+#: What Triton answers once the python backend's stub process has died (killed, out of memory):
+#: Triton 2.51 does not restart it and still reports the model ready, so the client remembers.
+STUB_DEAD_MARKER = "is not healthy"
+
+
 class TritonUnavailableError(RuntimeError):
     """Triton is down, overloaded or the model is not ready: retry later."""
 
@@ -118,6 +123,8 @@ class TritonClient:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._client: grpcclient.InferenceServerClient | None = None
         self._checked = False
+        #: set when an inference found the model's backend process dead; cleared by a success
+        self.model_broken: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TritonClient:
@@ -172,7 +179,13 @@ class TritonClient:
         log.info("model matches the contract", extra={"model": self.model_name, "version": self.served_version})
 
     async def is_ready(self) -> bool:
-        """Whether the server answers and the model is ready (never raises)."""
+        """Whether the server answers and the model is ready (never raises).
+
+        False too while the last inference found the model's backend process dead: Triton
+        itself keeps calling such a model ready.
+        """
+        if self.model_broken is not None:
+            return False
         try:
             ready = await self.client.is_model_ready(self.model_name, self.model_version, client_timeout=self.check_timeout_s)
         except (InferenceServerException, RuntimeError, OSError):
@@ -196,7 +209,13 @@ class TritonClient:
                     self.model_name, [inp], model_version=self.model_version, outputs=outputs, client_timeout=self.timeout_s
                 )
             except InferenceServerException as exc:
-                raise self._map(exc) from exc
+                mapped = self._map(exc)
+                if STUB_DEAD_MARKER in str(mapped):
+                    if self.model_broken is None:
+                        log.error("the model's backend process is dead; Triton must be restarted", extra={"error": str(mapped)})
+                    self.model_broken = str(mapped)
+                raise mapped from exc
+        self.model_broken = None
         plane_spec, mask_spec = self.contract.served_outputs
         plane = result.as_numpy(plane_spec.name)
         mask = result.as_numpy(mask_spec.name)
@@ -209,6 +228,7 @@ class TritonClient:
     def _map(exc: InferenceServerException) -> Exception:
         status = str(exc.status() or "")
         text = exc.message() or str(exc)
-        if status in RETRYABLE or "failed to connect" in text.lower() or "unavailable" in text.lower():
+        lowered = text.lower()
+        if status in RETRYABLE or "failed to connect" in lowered or "unavailable" in lowered or STUB_DEAD_MARKER in lowered:
             return TritonUnavailableError(f"{status or 'Triton error'}: {text}")
         return TritonRequestError(f"{status or 'Triton error'}: {text}")

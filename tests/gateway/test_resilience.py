@@ -68,6 +68,57 @@ async def test_triton_stopped_mid_job_then_back(served_model: ServedModel, tmp_p
         await anyio.to_thread.run_sync(server.stop)
 
 
+def _stub_pids(server_pid: int) -> list[int]:
+    """PIDs of the python backend's stub processes that ``server_pid`` started."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name.startswith("triton_python") and int(rest[1]) == server_pid and rest[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+async def test_a_dead_model_backend_is_not_ready_and_keeps_the_job(served_model: ServedModel, tmp_path: Path, clip: SynthClip) -> None:
+    """Triton 2.51 neither restarts a killed python-backend stub nor stops calling the model ready:
+    the gateway must say not ready, keep the job, and finish it once Triton is restarted."""
+    import os
+    import signal
+
+    ports = Ports(*free_ports(3))
+
+    def start() -> EmbeddedTriton:
+        return SamePorts(served_model.repository, ports, models=[CONTRACT.name], log_path=tmp_path / "triton.log").start()
+
+    server = await anyio.to_thread.run_sync(start)
+    try:
+        settings = make_settings(tmp_path / "data", server.grpc_url)
+        path = write_clip("png", clip.frames, tmp_path / "files")
+        async with running_gateway(settings) as client:
+            assert (await upload(client, path, wait=True)).status_code == 200
+            assert server.process is not None
+            stubs = _stub_pids(server.process.pid)
+            assert stubs, "no python backend stub found"
+            for pid in stubs:
+                os.kill(pid, signal.SIGKILL)  # stands in for the OOM killer
+            r = await upload(client, path, wait=True)
+            job_id = assert_error(r, 503, "triton_unavailable")["error"]["id"]
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 503 and "backend process is dead" in ready.json()["error"]["message"]
+            assert (await client.get(f"/v1/analyses/{job_id}")).json()["status"] in ("queued", "running")  # kept, not failed
+
+            await anyio.to_thread.run_sync(server.stop)
+            server = await anyio.to_thread.run_sync(start)  # restarted on the same ports
+            done = await wait_done(client, job_id, timeout=120)
+            assert done["status"] == "succeeded", done
+            assert (await client.get("/health/ready")).status_code == 200
+    finally:
+        await anyio.to_thread.run_sync(server.stop)
+
+
 async def test_restart_resumes_pending_jobs(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:
     data = tmp_path / "data"
     path = write_clip("npz", clip.frames, tmp_path / "files")

@@ -30,5 +30,8 @@ async def ready(triton: TritonDep, jobs: JobsDep, settings: SettingsDep) -> JSON
     }
     if ok:
         return JSONResponse(body)
-    body["error"] = {"code": "triton_unavailable", "message": f"model {triton.model_name!r} is not ready on {triton.url}"}
+    message = f"model {triton.model_name!r} is not ready on {triton.url}"
+    if triton.model_broken is not None:
+        message = f"model {triton.model_name!r} on {triton.url}: its backend process is dead; restart Triton ({triton.model_broken})"
+    body["error"] = {"code": "triton_unavailable", "message": message}
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(settings.retry_after_s)})
