@@ -185,12 +185,21 @@ class TritonClient:
         itself keeps calling such a model ready.
         """
         if self.model_broken is not None:
-            return False
+            return await self._backend_recovered()
         try:
             ready = await self.client.is_model_ready(self.model_name, self.model_version, client_timeout=self.check_timeout_s)
         except (InferenceServerException, RuntimeError, OSError):
             return False
         return bool(ready)
+
+    async def _backend_recovered(self) -> bool:
+        """One all-zero window through the model: True (and the mark cleared) once it answers again."""
+        spec = self.contract.inputs[0]
+        try:
+            await self.infer_window(np.zeros(spec.dims, dtype=spec.numpy_dtype))
+        except (TritonUnavailableError, TritonRequestError, ValueError):
+            return False
+        return True
 
     # inference -------------------------------------------------------------------------
     async def infer_window(self, window: npt.NDArray[np.float32]) -> WindowOutput:

@@ -54,7 +54,7 @@ def run(settings: UpSettings) -> int:
     from gateway.core.config import Settings
     from gateway.main import create_app
     from ultramn.serving.build import ensure_onnx
-    from ultramn.serving.embedded import EmbeddedTriton, Ports, check_glibc, check_ports, port_is_free
+    from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, port_is_free
 
     ports = Ports(settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port)
     check_glibc()
@@ -68,9 +68,11 @@ def run(settings: UpSettings) -> int:
     print(f"      {onnx_path} ({'rebuilt' if rebuilt else 'up to date'})", flush=True)
     print("[2/3] starting the embedded Triton Inference Server ...", flush=True)
     triton = EmbeddedTriton(settings.repository, ports, models=[CONTRACT.name])
+    watchdog = BackendWatchdog(triton, on_restart=lambda message: print(f"[triton] {message}", flush=True))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         triton.start(timeout=settings.ready_timeout_s)
+        watchdog.start()  # Triton does not restart a dead python-backend process itself
         print(f"      ready: HTTP {triton.http_url}  gRPC {triton.grpc_url}  metrics {triton.metrics_url}", flush=True)
         gateway_settings = Settings(triton_url=f"127.0.0.1:{settings.triton_grpc_port}")
         app = create_app(gateway_settings)
@@ -98,6 +100,7 @@ def run(settings: UpSettings) -> int:
         pass
     finally:
         print("stopping ...", flush=True)
+        watchdog.stop()
         triton.stop()
         signal.signal(signal.SIGTERM, previous)
     return 0

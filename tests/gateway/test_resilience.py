@@ -68,20 +68,6 @@ async def test_triton_stopped_mid_job_then_back(served_model: ServedModel, tmp_p
         await anyio.to_thread.run_sync(server.stop)
 
 
-def _stub_pids(server_pid: int) -> list[int]:
-    """PIDs of the python backend's stub processes that ``server_pid`` started."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if name.startswith("triton_python") and int(rest[1]) == server_pid and rest[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
-
-
 async def test_a_dead_model_backend_is_not_ready_and_keeps_the_job(served_model: ServedModel, tmp_path: Path, clip: SynthClip) -> None:
     """Triton 2.51 neither restarts a killed python-backend stub nor stops calling the model ready:
     the gateway must say not ready, keep the job, and finish it once Triton is restarted."""
@@ -99,8 +85,7 @@ async def test_a_dead_model_backend_is_not_ready_and_keeps_the_job(served_model:
         path = write_clip("png", clip.frames, tmp_path / "files")
         async with running_gateway(settings) as client:
             assert (await upload(client, path, wait=True)).status_code == 200
-            assert server.process is not None
-            stubs = _stub_pids(server.process.pid)
+            stubs = server.backend_stub_pids()
             assert stubs, "no python backend stub found"
             for pid in stubs:
                 os.kill(pid, signal.SIGKILL)  # stands in for the OOM killer

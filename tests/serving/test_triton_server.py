@@ -189,3 +189,33 @@ def test_the_embedded_server_listens_on_loopback_only(triton_server) -> None:
     for port in (triton_server.ports.http, triton_server.ports.grpc, triton_server.ports.metrics):
         addresses = _listening(port)
         assert addresses and addresses <= loopback, (port, addresses)
+
+
+def test_watchdog_restarts_a_server_whose_backend_died(served_model: ServedModel, tmp_path) -> None:
+    """Triton 2.51 leaves a killed python-backend stub dead and the model 'ready': the watchdog restarts the server."""
+    import os
+    import signal
+
+    from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, free_ports
+
+    server = EmbeddedTriton(served_model.repository, Ports(*free_ports(3)), models=[CONTRACT.name], log_path=tmp_path / "t.log").start()
+    messages: list[str] = []
+    watchdog = BackendWatchdog(server, interval_s=0.3, on_restart=messages.append).start()
+    try:
+        first = server.backend_stub_pids()
+        assert first
+        for pid in first:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while watchdog.restarts < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert watchdog.restarts == 1, messages
+        assert server.is_ready() and server.backend_stub_pids() and not set(server.backend_stub_pids()) & set(first)
+        assert any("died" in m for m in messages) and any("ready again" in m for m in messages)
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        x = windows(1, seed=3)
+        assert_matches(infer(grpcclient, client, x), reference(served_model, x))
+        assert (tmp_path / "t.log").read_text().count("Started GRPCInferenceService") == 2  # the log keeps both runs
+    finally:
+        watchdog.stop()
+        server.stop()

@@ -26,10 +26,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -329,11 +330,20 @@ class EmbeddedTriton:
         check_repository(self.repository, self.models)
         check_ports(self.ports)
 
-    def start(self, timeout: float = 120.0) -> EmbeddedTriton:
-        """Check, start the server and wait until it and :attr:`models` are ready."""
+    def start(self, timeout: float = 120.0, *, check_ports_free: bool = True) -> EmbeddedTriton:
+        """Check, start the server and wait until it and :attr:`models` are ready.
+
+        ``check_ports_free=False`` skips the port test, for a restart on the ports the server
+        just left (tritonserver binds with SO_REUSEADDR; a plain bind test fails on their
+        TIME_WAIT connections for a minute).
+        """
         if self.process is not None:
             raise RuntimeError("server already started")
-        self.preflight()
+        if check_ports_free:
+            self.preflight()
+        else:
+            check_glibc()
+            check_repository(self.repository, self.models)
         cmd = self.command()
         assert self.install is not None
         if self.log_path is None:
@@ -341,7 +351,8 @@ class EmbeddedTriton:
             os.close(fd)
             self.log_path = Path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # a restart appends, so the log still shows what happened before it
+        self._log = open(self.log_path, "wb" if check_ports_free else "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             cmd,
             stdout=self._log,
@@ -357,6 +368,27 @@ class EmbeddedTriton:
             self.stop()
             raise
         return self
+
+    def restart(self, timeout: float = 120.0) -> EmbeddedTriton:
+        """Stop and start again on the same ports."""
+        self.stop()
+        return self.start(timeout, check_ports_free=False)
+
+    def backend_stub_pids(self) -> list[int]:
+        """PIDs of the live python-backend stub processes of this server (Linux ``/proc``)."""
+        if self.process is None:
+            return []
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            name = text[text.find("(") + 1 : text.rfind(")")]
+            state, ppid = text[text.rfind(")") + 2 :].split()[:2]
+            if name.startswith("triton_python") and int(ppid) == self.process.pid and state != "Z":
+                found.append(int(stat.parent.name))
+        return found
 
     def log_tail(self, lines: int = 25) -> str:
         """The last ``lines`` lines of the server log."""
@@ -458,3 +490,46 @@ def running_triton(repository: Path | str, models: Sequence[str] = (), **kwargs:
         yield server
     finally:
         server.stop()
+
+
+class BackendWatchdog:
+    """Restart an :class:`EmbeddedTriton` whose python-backend stub died (killed, out of memory).
+
+    Triton 2.51 neither restarts a dead stub nor stops reporting the model ready, so every
+    request would fail until someone restarts the server. A daemon thread checks every
+    ``interval_s`` seconds that the stubs seen at :meth:`start` still live, and restarts the
+    server on its ports when none does. ``on_restart(message)`` reports each restart.
+    """
+
+    def __init__(self, server: EmbeddedTriton, interval_s: float = 5.0, on_restart: Callable[[str], None] | None = None) -> None:
+        self.server = server
+        self.interval_s = interval_s
+        self.on_restart = on_restart or (lambda message: None)
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> BackendWatchdog:
+        """Watch from now on (nothing to watch when the server has no python-backend stub)."""
+        if self.server.backend_stub_pids():
+            self._thread = threading.Thread(target=self._run, name="triton-watchdog", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching (before the server itself is stopped)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 130.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if self.server.process is None or self.server.backend_stub_pids():
+                continue
+            self.on_restart("the model's python-backend process died; restarting Triton on the same ports")
+            try:
+                self.server.restart()
+                self.restarts += 1
+                self.on_restart("Triton restarted; the model is ready again")
+            except Exception as exc:  # keep watching: a later try may succeed
+                self.on_restart(f"Triton restart failed: {exc}")
