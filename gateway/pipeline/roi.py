@@ -66,19 +66,25 @@ def temporal_max(frames: npt.NDArray[np.uint8], max_frames: int) -> npt.NDArray[
     return np.asarray(_subsample(frames, max_frames).max(axis=0))
 
 
-def on_screen_rows(frames: npt.NDArray[np.uint8], bright: npt.NDArray[np.bool_], config: RoiConfig) -> npt.NDArray[np.bool_]:
+def is_still(n_frames: int, config: RoiConfig) -> bool:
+    """Whether a clip of ``n_frames`` frames is judged like a still image (no usable motion)."""
+    return min(n_frames, config.max_frames) < config.still_frames
+
+
+def on_screen_rows(
+    frames: npt.NDArray[np.uint8], bright: npt.NDArray[np.bool_], components: npt.NDArray[np.int32], config: RoiConfig
+) -> npt.NDArray[np.bool_]:
     """``bool [H,W]`` pixels of on-screen elements: bright and static over the clip.
 
-    In a still (fewer than ``still_frames`` frames) every bright pixel is static, so size has
-    to tell: bright specks of fewer than ``still_min_element_pixels`` pixels are noise.
+    ``components``: the 8-connected labels of ``bright``. In a still (:func:`is_still`) every
+    bright pixel is static, so size has to tell: components of fewer than
+    ``still_min_element_pixels`` pixels are noise.
     """
-    sub = _subsample(frames, config.max_frames)
-    if sub.shape[0] < config.still_frames:
-        labels, n = ndi.label(bright, structure=np.ones((3, 3), bool))
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        big = sizes >= config.still_min_element_pixels
+    if is_still(frames.shape[0], config):
+        big = np.bincount(components.ravel()) >= config.still_min_element_pixels
         big[0] = False
-        return np.asarray(big[labels])
+        return np.asarray(big[components])
+    sub = _subsample(frames, config.max_frames)
     ptp = sub.max(axis=0).astype(np.int16) - sub.min(axis=0).astype(np.int16)
     return bright & (ptp <= config.static_ptp)
 
@@ -127,9 +133,9 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     cols = np.flatnonzero(region.any(axis=0))
     x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
     # extend down through rows with nothing on screen (dark deep tissue looks like a border)
-    static = on_screen_rows(frames, bright, config) & ~_touching(bright, region)
-    still = min(frames.shape[0], config.max_frames) < config.still_frames
-    empty_rows = static[:, x0:x1].sum(axis=1) < (1 if still else config.static_row_pixels)
+    components, _ = ndi.label(bright, structure=np.ones((3, 3), bool))
+    static = on_screen_rows(frames, bright, components, config) & ~_touching(components, region)
+    empty_rows = static[:, x0:x1].sum(axis=1) < (1 if is_still(frames.shape[0], config) else config.static_row_pixels)
     while y1 < h and empty_rows[y1]:
         y1 += 1
     if (x1 - x0) * (y1 - y0) < config.min_area_frac * h * w:
@@ -137,11 +143,10 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     return (x0, y0, x1, y1)
 
 
-def _touching(bright: npt.NDArray[np.bool_], region: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """Bright pixels 8-connected to ``region``: part of the image, not an on-screen element."""
-    labels, _ = ndi.label(bright, structure=np.ones((3, 3), bool))
-    ids = np.unique(labels[region & bright])
-    return np.isin(labels, ids[ids > 0])
+def _touching(components: npt.NDArray[np.int32], region: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Bright pixels (``components``: their 8-connected labels) connected to ``region``: image, not on-screen elements."""
+    ids = np.unique(components[region])
+    return np.isin(components, ids[ids > 0])
 
 
 def run(ctx: ClipContext, config: RoiConfig) -> None:

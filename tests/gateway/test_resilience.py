@@ -13,25 +13,18 @@ from tests.gateway.conftest import SynthClip
 from tests.gateway.helpers import assert_error, make_settings, running_gateway, upload, wait_done, write_clip
 from tests.serving.fixtures import ServedModel
 from ultramn.contract import CONTRACT
-from ultramn.serving.embedded import EmbeddedTriton, Ports, check_glibc, check_repository, free_ports
+from ultramn.serving.embedded import EmbeddedTriton, Ports, free_ports
 
 pytestmark = pytest.mark.anyio
-
-
-class SamePorts(EmbeddedTriton):
-    """Restartable on the ports it just left: tritonserver binds with SO_REUSEADDR, so the
-    preflight's plain bind test (which TIME_WAIT connections fail for a minute) is skipped."""
-
-    def preflight(self) -> None:
-        check_glibc()
-        check_repository(self.repository, self.models)
 
 
 async def test_triton_stopped_mid_job_then_back(served_model: ServedModel, tmp_path: Path, clip: SynthClip) -> None:
     ports = Ports(*free_ports(3))
 
     def start() -> EmbeddedTriton:
-        return SamePorts(served_model.repository, ports, models=[CONTRACT.name], log_path=tmp_path / "triton.log").start()
+        # restartable on the ports it just left: tritonserver binds with SO_REUSEADDR, the plain bind test would fail on TIME_WAIT
+        server = EmbeddedTriton(served_model.repository, ports, models=[CONTRACT.name], log_path=tmp_path / "triton.log")
+        return server.start(check_ports_free=False)
 
     server = await anyio.to_thread.run_sync(start)
     try:
@@ -77,7 +70,9 @@ async def test_a_dead_model_backend_is_not_ready_and_keeps_the_job(served_model:
     ports = Ports(*free_ports(3))
 
     def start() -> EmbeddedTriton:
-        return SamePorts(served_model.repository, ports, models=[CONTRACT.name], log_path=tmp_path / "triton.log").start()
+        # restartable on the ports it just left: tritonserver binds with SO_REUSEADDR, the plain bind test would fail on TIME_WAIT
+        server = EmbeddedTriton(served_model.repository, ports, models=[CONTRACT.name], log_path=tmp_path / "triton.log")
+        return server.start(check_ports_free=False)
 
     server = await anyio.to_thread.run_sync(start)
     try:

@@ -324,11 +324,12 @@ class EmbeddedTriton:
         ]
 
     # lifecycle ---------------------------------------------------------------
-    def preflight(self) -> None:
+    def preflight(self, *, check_ports_free: bool = True) -> None:
         """Every check that must pass before starting (glibc, model present, ports free)."""
         check_glibc()
         check_repository(self.repository, self.models)
-        check_ports(self.ports)
+        if check_ports_free:
+            check_ports(self.ports)
 
     def start(self, timeout: float = 120.0, *, check_ports_free: bool = True) -> EmbeddedTriton:
         """Check, start the server and wait until it and :attr:`models` are ready.
@@ -339,11 +340,7 @@ class EmbeddedTriton:
         """
         if self.process is not None:
             raise RuntimeError("server already started")
-        if check_ports_free:
-            self.preflight()
-        else:
-            check_glibc()
-            check_repository(self.repository, self.models)
+        self.preflight(check_ports_free=check_ports_free)
         cmd = self.command()
         assert self.install is not None
         if self.log_path is None:
@@ -497,8 +494,8 @@ class BackendWatchdog:
 
     Triton 2.51 neither restarts a dead stub nor stops reporting the model ready, so every
     request would fail until someone restarts the server. A daemon thread checks every
-    ``interval_s`` seconds that the stubs seen at :meth:`start` still live, and restarts the
-    server on its ports when none does. ``on_restart(message)`` reports each restart.
+    ``interval_s`` seconds that a stub still lives, and restarts the server on its ports when
+    none does. ``on_restart(message)`` reports each restart.
     """
 
     def __init__(self, server: EmbeddedTriton, interval_s: float = 5.0, on_restart: Callable[[str], None] | None = None) -> None:

@@ -166,9 +166,12 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _display_name(filename: str | None, ext: str) -> str:
-    """The client's file name for an error message to that client: its last path part, printable, at most 80 characters."""
+    """The client's file name, for the decoder's messages to that client: its printable last
+    path part (stem at most 80 characters) with ``ext``, the checked extension the decoder
+    cross-checks the content against (``upload<ext>`` when nothing printable is left)."""
     base = _UNPRINTABLE.sub("", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
-    return base[:80] if base else f"upload{ext}"
+    stem = base[: len(base) - len(Path(base).suffix)] if Path(base).suffix else base
+    return f"{stem[:80] or 'upload'}{ext}"
 
 
 def _copy(src: IO[bytes], dest: Path) -> int:
@@ -234,13 +237,11 @@ async def create_analysis(
         await form.close()
     t0 = time.perf_counter()
     try:
-        clip = await asyncio.to_thread(decode, staging, f"upload{ext}", settings.decode_limits)
+        # errors answer the uploader only, so they name the uploader's file (never stored or logged)
+        clip = await asyncio.to_thread(decode, staging, client_name, settings.decode_limits)
     except DecodeError as exc:
         staging.unlink(missing_ok=True)
-        refused = decode_error_to_api(exc)
-        # the answer goes to the uploader only: name their file (it is never stored or logged)
-        refused.message = refused.message.replace(f"upload{ext}", client_name)
-        raise refused from exc
+        raise decode_error_to_api(exc) from exc
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
