@@ -18,15 +18,13 @@ from ultramn.serving.embedded import EmbeddedTriton, Ports, free_ports
 pytestmark = pytest.mark.anyio
 
 
+def _own_server(served_model: ServedModel, tmp_path: Path) -> EmbeddedTriton:
+    """A server of the test's own on free ports (not yet started), to stop and ``restart`` on the same ports."""
+    return EmbeddedTriton(served_model.repository, Ports(*free_ports(3)), models=[CONTRACT.name], log_path=tmp_path / "triton.log")
+
+
 async def test_triton_stopped_mid_job_then_back(served_model: ServedModel, tmp_path: Path, clip: SynthClip) -> None:
-    ports = Ports(*free_ports(3))
-
-    def start() -> EmbeddedTriton:
-        # restartable on the ports it just left: tritonserver binds with SO_REUSEADDR, the plain bind test would fail on TIME_WAIT
-        server = EmbeddedTriton(served_model.repository, ports, models=[CONTRACT.name], log_path=tmp_path / "triton.log")
-        return server.start(check_ports_free=False)
-
-    server = await anyio.to_thread.run_sync(start)
+    server = await anyio.to_thread.run_sync(_own_server(served_model, tmp_path).start)
     try:
         settings = make_settings(tmp_path / "data", server.grpc_url, infer_concurrency=2)
         long_clip = write_clip("npy", np.tile(clip.frames, (10, 1, 1)), tmp_path / "long")  # 160 frames
@@ -51,7 +49,7 @@ async def test_triton_stopped_mid_job_then_back(served_model: ServedModel, tmp_p
             assert job["status"] in ("queued", "running") and job["error"]["code"] == "triton_unavailable"
             assert (await client.get(f"/v1/analyses/{waiting_id}")).json()["status"] in ("queued", "running")
 
-            server = await anyio.to_thread.run_sync(start)  # Triton is back on the same ports
+            await anyio.to_thread.run_sync(server.restart)  # Triton is back on the same ports
             for jid in (waiting_id, job_id):
                 done = await wait_done(client, jid, timeout=120)
                 assert done["status"] == "succeeded", done
@@ -67,14 +65,7 @@ async def test_a_dead_model_backend_is_not_ready_and_keeps_the_job(served_model:
     import os
     import signal
 
-    ports = Ports(*free_ports(3))
-
-    def start() -> EmbeddedTriton:
-        # restartable on the ports it just left: tritonserver binds with SO_REUSEADDR, the plain bind test would fail on TIME_WAIT
-        server = EmbeddedTriton(served_model.repository, ports, models=[CONTRACT.name], log_path=tmp_path / "triton.log")
-        return server.start(check_ports_free=False)
-
-    server = await anyio.to_thread.run_sync(start)
+    server = await anyio.to_thread.run_sync(_own_server(served_model, tmp_path).start)
     try:
         settings = make_settings(tmp_path / "data", server.grpc_url)
         path = write_clip("png", clip.frames, tmp_path / "files")
@@ -90,8 +81,7 @@ async def test_a_dead_model_backend_is_not_ready_and_keeps_the_job(served_model:
             assert ready.status_code == 503 and "backend process is dead" in ready.json()["error"]["message"]
             assert (await client.get(f"/v1/analyses/{job_id}")).json()["status"] in ("queued", "running")  # kept, not failed
 
-            await anyio.to_thread.run_sync(server.stop)
-            server = await anyio.to_thread.run_sync(start)  # restarted on the same ports
+            await anyio.to_thread.run_sync(server.restart)  # on the same ports
             done = await wait_done(client, job_id, timeout=120)
             assert done["status"] == "succeeded", done
             assert (await client.get("/health/ready")).status_code == 200
