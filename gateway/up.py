@@ -20,7 +20,7 @@ from types import FrameType
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
+from ultramn.contract import CONTRACT, CPU_REPOSITORY, SHIPPED_CHECKPOINT
 from ultramn.errors import UserInputError
 
 
@@ -34,7 +34,7 @@ class UpSettings(BaseSettings):
     triton_http_port: int = Field(8000, ge=1, le=65535)
     triton_grpc_port: int = Field(8001, ge=1, le=65535)
     triton_metrics_port: int = Field(8002, ge=1, le=65535)
-    repository: Path = Field(Path("triton_models/cpu"), description="The cpu model repository.")
+    repository: Path = Field(CPU_REPOSITORY, description="The cpu model repository.")
     checkpoint: Path = Field(SHIPPED_CHECKPOINT, description="Weights the ONNX model is built from.")
     ready_timeout_s: float = Field(180.0, gt=0)
 

@@ -36,8 +36,12 @@ PLANE_VIEWS: Final[dict[str, str]] = {"TW": "transverse", "TF": "transverse", "L
 SIDES: Final[tuple[str, ...]] = ("L", "R")
 QUALITY_GRADES: Final[tuple[str, ...]] = ("good", "fair", "poor")
 SPLITS: Final[tuple[str, ...]] = ("train", "val", "test")
-#: The shipped weights, relative to the repository root: the default of every ``--checkpoint``.
-SHIPPED_CHECKPOINT: Final[Path] = Path("models/ultramn.pt")
+#: The project checkout this package runs from (an editable install: ``pip install -e .``).
+PROJECT_ROOT: Final[Path] = Path(__file__).resolve().parent.parent
+#: The shipped weights: the default of every ``--checkpoint``, wherever the command runs from.
+SHIPPED_CHECKPOINT: Final[Path] = PROJECT_ROOT / "models" / "ultramn.pt"
+#: The model repository the embedded (CPU) Triton serves: default of ``ultramn triton`` and ``make up``.
+CPU_REPOSITORY: Final[Path] = PROJECT_ROOT / "triton_models" / "cpu"
 #: The served ``mask_probs`` are ``uint8``: probability = value / MASK_PROB_SCALE.
 MASK_PROB_SCALE: Final[int] = 255
 

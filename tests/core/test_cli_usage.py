@@ -81,14 +81,6 @@ def test_split_of_a_manifest_with_a_repeated_clip_exits_2(
     assert code == 2 and "repeats line 2" in err and "Traceback" not in err
 
 
-def test_the_default_checkpoint_outside_the_repository_says_where_it_is_looked_for(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    code, err = run_main(monkeypatch, capsys, "evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "e"))
-    assert code == 2 and "models/ultramn.pt" in err and "relative to the repository root" in err
-
-
 def test_version_exits_0(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run_main(monkeypatch, capsys, "--version")
     assert code == 0 and err == ""

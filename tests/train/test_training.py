@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ultramn.contract import PLANE_VIEWS, PLANES
+from ultramn.contract import PLANE_VIEWS, PLANES, SHIPPED_CHECKPOINT
 from ultramn.data.windows import WindowDataset
 from ultramn.model import build_model
 from ultramn.model.checkpoint import load_checkpoint
@@ -18,8 +18,8 @@ from ultramn.train.losses import multitask_loss
 TINY = {"base_width": 4, "depth": 2}
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ultramn", *args], capture_output=True, text=True, timeout=600)
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ultramn", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def _write_config(path: Path, root: Path, epochs: int = 1, arch: str = "unet3d") -> Path:
@@ -255,3 +255,11 @@ def test_training_batches_do_not_depend_on_the_worker_count(tiny_dataset: Path) 
     assert seen[0][0] == seen[1][0] and len(seen[0][0]) == len(ds)
     assert seen[0][0] != sorted(seen[0][0])  # shuffled
     torch.testing.assert_close(seen[0][1], seen[1][1], atol=1e-6, rtol=0)
+
+
+def test_evaluate_finds_the_shipped_weights_from_any_working_directory(tiny_dataset: Path, tmp_path: Path) -> None:
+    """No ``--checkpoint``, run outside the checkout: the default is the shipped file, not ``./models``."""
+    r = _cli("evaluate", "--data", str(tiny_dataset), "--split", "test", "--out", "e", "--n-boot", "100", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert Path(metrics["checkpoint"]).samefile(SHIPPED_CHECKPOINT) and metrics["n_clips"] == 4

@@ -55,8 +55,7 @@ def register(app: typer.Typer) -> None:
         if split not in SPLIT_CHOICES:
             raise UserInputError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
         if not checkpoint.is_file():
-            hint = " (the default is relative to the repository root: run from there, or give --checkpoint)"
-            raise UserInputError(f"checkpoint not found: {checkpoint}{hint if checkpoint == DEFAULT_CHECKPOINT else ''}")
+            raise UserInputError(f"checkpoint not found: {checkpoint}")
         if not data.is_dir():
             raise UserInputError(f"--data: no such folder: {data}")
         dev = pick_device(device)

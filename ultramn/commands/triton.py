@@ -9,7 +9,7 @@ from types import FrameType
 
 import typer
 
-from ultramn.contract import SHIPPED_CHECKPOINT
+from ultramn.contract import CPU_REPOSITORY, SHIPPED_CHECKPOINT
 
 #: The checkpoint the repository ships (models/ultramn.pt).
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         http_port: int = typer.Option(8000, "--http-port", help="HTTP/REST port."),
         grpc_port: int = typer.Option(8001, "--grpc-port", help="gRPC port."),
         metrics_port: int = typer.Option(8002, "--metrics-port", help="Prometheus metrics port."),
-        repository: Path = typer.Option(Path("triton_models/cpu"), "--repository", help="Model repository (cpu target)."),
+        repository: Path = typer.Option(CPU_REPOSITORY, "--repository", help="Model repository (cpu target)."),
         checkpoint: Path = typer.Option(
             DEFAULT_CHECKPOINT, "--checkpoint", help="Checkpoint the ONNX model is built from when missing or stale."
         ),
