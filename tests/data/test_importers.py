@@ -249,3 +249,19 @@ def test_dicom_without_pixels_fails_fast_or_is_skipped(tmp_path: Path) -> None:
     assert result.returncode == 2 and "without pixel data" in result.stderr
     report = import_dicoms(dicoms, ImportOptions(out=out, skip_bad=True))
     assert len(report.written) == 1 and len(report.skipped) == 1
+
+
+def test_dicom_import_reports_the_decoders_notes_and_the_mean_of_anisotropic_pixels(tmp_path: Path) -> None:
+    dicoms, out = tmp_path / "d", tmp_path / "out"
+    dicoms.mkdir()
+    write_dicom_cine(dicoms / "wide.dcm", moving_square(), region_cm=(0.02, 0.01))  # 0.2 mm wide, 0.1 mm tall
+    np.save(dicoms / "wide_mask.npy", square_masks())
+    result = _cli("import", "dicom", "--dicoms", dicoms, "--out", out)
+    assert result.returncode == 0, result.stderr
+    (record,) = read_manifest(out)
+    assert record.pixel_spacing_mm == pytest.approx(0.15)
+    assert f"warning: {record.clip_id}: anisotropic pixels: 0.2 mm wide (x) by 0.1 mm tall (y)" in result.stderr
+    assert f"warning: {record.clip_id}: the manifest keeps one spacing per clip, their mean 0.15 mm" in result.stderr
+    # an explicit --pixel-spacing replaces the pair: no claim about a mean
+    report = import_dicoms(dicoms, ImportOptions(out=tmp_path / "given", pixel_spacing_mm=0.1))
+    assert [w for w in report.warnings if "their mean" in w] == []

@@ -60,6 +60,8 @@ def _print_report(report: ImportReport) -> None:
     typer.echo(f"imported {len(report.written)} clips ({frames} frames) -> {report.manifest}")
     for line in report.skipped:
         typer.echo(f"skipped: {line}", err=True)
+    for line in report.warnings:
+        typer.echo(f"warning: {line}", err=True)
     if report.empty_masks:
         shown = ", ".join(report.empty_masks[:10]) + (" ..." if len(report.empty_masks) > 10 else "")
         typer.echo(f"warning: {len(report.empty_masks)} clip(s) have no nerve pixels in any mask: {shown}", err=True)

@@ -31,7 +31,7 @@ from typing import IO, Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, pixel_spacing_problem
+from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, is_anisotropic, pixel_spacing_problem
 
 U8Array = npt.NDArray[np.uint8]
 
@@ -304,8 +304,8 @@ def _finish(
     if spacing_xy is not None:
         sx, sy = spacing_xy
         spacing = (sx + sy) / 2.0
-        if abs(sx - sy) > 0.05 * spacing:
-            notes.append(f"anisotropic pixels ({sx:.4g} x {sy:.4g} mm); using their mean {spacing:.4g} mm")
+        if is_anisotropic(sx, sy):
+            notes.append(f"anisotropic pixels: {sx:.4g} mm wide (x) by {sy:.4g} mm tall (y)")
     return DecodedClip(
         frames=np.ascontiguousarray(frames),
         fps=fps if fps is not None and np.isfinite(fps) and fps > 0 else None,

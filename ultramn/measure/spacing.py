@@ -21,6 +21,16 @@ MAX_PIXEL_SPACING_MM: Final[float] = 10.0
 Spacing = float | Sequence[float] | None
 
 
+#: x and y spacing that differ by more than this fraction of their mean are "anisotropic":
+#: the decoders warn, and a dataset's one ``pixel_spacing_mm`` per clip (their mean) is approximate.
+ANISOTROPY_TOLERANCE: Final[float] = 0.05
+
+
+def is_anisotropic(sx: float, sy: float) -> bool:
+    """Whether pixels ``sx`` mm wide and ``sy`` mm tall differ by more than :data:`ANISOTROPY_TOLERANCE`."""
+    return abs(sx - sy) > ANISOTROPY_TOLERANCE * (sx + sy) / 2.0
+
+
 def pixel_spacing_problem(value: float) -> str | None:
     """Why ``value`` (mm/px) is not a usable pixel spacing, or ``None`` when it is one."""
     if not (math.isfinite(value) and MIN_PIXEL_SPACING_MM <= value <= MAX_PIXEL_SPACING_MM):

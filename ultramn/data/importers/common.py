@@ -31,7 +31,7 @@ from ultramn.data.decoders import (
 from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, merge_records, read_manifest, write_manifest
 from ultramn.data.splits import DEFAULT_RATIOS, SplitError, assign_splits
 from ultramn.errors import UserInputError
-from ultramn.measure.spacing import pixel_spacing_problem
+from ultramn.measure.spacing import is_anisotropic, pixel_spacing_problem
 
 U8Array = npt.NDArray[np.uint8]
 T = TypeVar("T")
@@ -91,14 +91,19 @@ class ImportedClip:
     pixel_spacing_mm: float | None = None
     side: str = ""
     plane: str = ""
+    #: ``(x, y)`` mm/px when the file gave both (``pixel_spacing_mm`` is then their mean).
+    pixel_spacing_xy_mm: tuple[float, float] | None = None
+    #: The decoder's notes on this clip (ignored metadata, anisotropic pixels, ...).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
 class ImportReport:
-    """What an import did: clips written, inputs skipped (with reasons), clips with empty masks."""
+    """What an import did: clips written, inputs skipped (with reasons), notes on written clips, empty masks."""
 
     written: list[ClipRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     empty_masks: list[str] = field(default_factory=list)
     manifest: Path | None = None
     all_records: list[ClipRecord] = field(default_factory=list)
@@ -325,6 +330,9 @@ def write_import(clips: Iterable[ImportedClip], options: ImportOptions, source: 
         if not clip.masks.any():
             report.empty_masks.append(clip_id)
         spacing = options.pixel_spacing_mm if options.pixel_spacing_mm is not None else clip.pixel_spacing_mm
+        report.warnings.extend(f"{clip_id}: {note}" for note in clip.warnings)
+        if options.pixel_spacing_mm is None and clip.pixel_spacing_xy_mm and is_anisotropic(*clip.pixel_spacing_xy_mm):
+            report.warnings.append(f"{clip_id}: the manifest keeps one spacing per clip, their mean {spacing:.4g} mm")
         report.written.append(
             ClipRecord(
                 clip_id=clip_id,

@@ -146,6 +146,8 @@ def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOpt
         masks=masks,
         fps=decoded.fps,
         pixel_spacing_mm=decoded.pixel_spacing_mm,
+        pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
+        warnings=decoded.warnings,
         side=header.laterality,
     )
 

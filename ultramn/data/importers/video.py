@@ -58,6 +58,8 @@ def load_video_clip(video: Path, masks_dir: Path, options: ImportOptions, mask_s
         masks=masks,
         fps=decoded.fps,
         pixel_spacing_mm=decoded.pixel_spacing_mm,
+        pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
+        warnings=decoded.warnings,
     )
 
 
