@@ -27,6 +27,7 @@ from ultramn.evaluate.metrics import (
     surface_distances,
     temporal_stability,
 )
+from ultramn.evaluate.report import _strat_table
 
 
 def square(y: int, x: int, side: int, shape: tuple[int, int] = (64, 64)) -> np.ndarray:
@@ -281,3 +282,9 @@ def test_hd95_is_max_of_directed_percentiles() -> None:
     assert sd.hd95 == pytest.approx(expected)
     assert sd.assd == pytest.approx(np.concatenate([d_sb, d_bs]).mean())
     assert surface_distances(big, small).hd95 == pytest.approx(sd.hd95)
+
+
+def test_report_tables_name_frames_without_a_label_unlabelled_not_all() -> None:
+    rows = stratify([{"quality": "good", "dice": 0.9}, {"quality": None, "dice": 0.5}, {"quality": None, "dice": 0.6}], "quality", ["dice"])
+    labels = [line.split("|")[1].strip() for line in _strat_table(rows, "quality", "mm")[2:]]
+    assert labels == ["all", "good", "unlabelled"]

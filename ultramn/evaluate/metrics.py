@@ -12,7 +12,8 @@ Segmentation conventions:
   medpy). For every boundary pixel of one mask, the Euclidean distance (``distance_transform_edt``
   with ``sampling = spacing``) to the nearest boundary pixel of the other mask.
   **HD95** = max of the two directed 95th percentiles (MONAI's convention); **HD** = the max
-  distance; **ASSD** = mean over the union of both directed distance sets (medpy's).
+  distance; **ASSD** = mean over the union of both directed distance sets (medpy's ``assd``
+  instead averages the two directed means; the two agree when both boundaries have as many pixels).
 - **Empty masks** (``case``): both empty -> Dice = IoU = 1, HD95 = HD = ASSD = 0
   (``"both_empty"``, a true negative frame). One empty -> Dice = IoU = 0 and the distances
   are undefined: ``nan`` by default, or ``empty_distance_mm`` when set in

@@ -122,6 +122,11 @@ def _figure_overlays(path: Path, data: EvaluationData) -> bool:
     return True
 
 
+def _group_label(value: Any) -> str:
+    """A stratum's name in a table: records without the label (``None``) are "unlabelled"."""
+    return "unlabelled" if value is None else str(value)
+
+
 def _strat_table(rows: list[dict[str, Any]] | None, key: str, units: str) -> list[str]:
     if not rows:
         return [f"_no {key} labels in this data_"]
@@ -131,7 +136,7 @@ def _strat_table(rows: list[dict[str, Any]] | None, key: str, units: str) -> lis
     ]
     for r in rows:
         lines.append(
-            f"| {r[key] if r[key] is not None else 'all'} | {r['n']} | {_fmt(r.get('dice_mean'))} | {_fmt(r.get('iou_mean'))} | "
+            f"| {_group_label(r[key])} | {r['n']} | {_fmt(r.get('dice_mean'))} | {_fmt(r.get('iou_mean'))} | "
             f"{_fmt(r.get('hd95_mean'), 2)} | {_fmt(r.get('assd_mean'), 2)} | {_fmt(r.get('csa_abs_error_median'), 2)} | "
             f"{_fmt(r.get('csa_rel_error_median'))} |"
         )
@@ -152,9 +157,8 @@ def _stability_table(ts: dict[str, Any] | None) -> list[str]:
     for key in ("view", "plane", "quality"):
         for r in ts.get(f"by_{key}") or []:
             diff = _ci_text(r["stability_error_ci"], 3) if r.get("stability_error_ci") else _fmt(r.get("stability_error_mean"), 3)
-            lines.append(
-                f"| {key} {r[key]} | {r['n']} | {_fmt(r.get('stability_pred_mean'), 3)} | {_fmt(r.get('stability_gt_mean'), 3)} | {diff} |"
-            )
+            pred, truth = _fmt(r.get("stability_pred_mean"), 3), _fmt(r.get("stability_gt_mean"), 3)
+            lines.append(f"| {key} {_group_label(r[key])} | {r['n']} | {pred} | {truth} | {diff} |")
     return lines
 
 
