@@ -413,3 +413,126 @@ def test_zip_of_frames_is_sorted_naturally(tmp_path: Path) -> None:
         zf.writestr("a.txt", b"not an image at all, really not" * 20)
     with pytest.raises(UnsupportedFormatError):
         decode(tmp_path / "mixed.zip")
+
+
+def test_tiff_pages_of_differing_size_are_corrupt_not_a_crash(tmp_path: Path) -> None:
+    pages = [Image.fromarray(np.zeros((60, 80), np.uint8)), Image.fromarray(np.zeros((30, 40), np.uint8))]
+    pages[0].save(tmp_path / "mixed.tif", save_all=True, append_images=pages[1:])
+    with pytest.raises(CorruptFileError, match=r"pages differ in size \(page 2 is 40x30, page 1 is 80x60\)"):
+        decode(tmp_path / "mixed.tif")
+
+
+def test_16_bit_pages_are_scaled_once_over_the_clip_so_a_fade_survives(tmp_path: Path) -> None:
+    ramp = np.tile(np.linspace(0, 1, W), (H, 1))
+    fade = np.stack([np.rint(ramp * 4095 * (1 - 0.2 * i)).astype(np.uint16) for i in range(4)])
+    pages = [Image.fromarray(f) for f in fade]
+    pages[0].save(tmp_path / "fade.tif", save_all=True, append_images=pages[1:])
+    with zipfile.ZipFile(tmp_path / "fade.zip", "w") as zf:
+        for i, page in enumerate(pages):
+            buf = io.BytesIO()
+            page.save(buf, format="PNG")
+            zf.writestr(f"f{i}.png", buf.getvalue())
+    for name in ("fade.tif", "fade.zip"):
+        frames = decode(tmp_path / name).frames
+        assert frames.reshape(4, -1).max(axis=1).tolist() == [255, 204, 153, 102], name
+
+
+def test_an_exif_orientation_is_applied_to_a_still(tmp_path: Path) -> None:
+    img = np.zeros((H, W), np.uint8)
+    img[:8, :16] = 255  # a bright block at the top left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(img).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    frames = decode(tmp_path / "phone.jpg").frames
+    assert frames.shape == (1, W, H)
+    assert frames[0, :16, -8:].mean() > 200 and frames[0, -16:, :8].mean() < 50  # now at the top right
+
+
+def test_a_video_display_rotation_is_applied(tmp_path: Path) -> None:
+    src = moving_square()
+    data = write_video(tmp_path / "clip.mp4", src, "libx264").read_bytes()
+    # the track header's display matrix: identity -> a quarter turn (what `ffmpeg -metadata:s:v rotate=90` writes)
+    identity = b"".join(v.to_bytes(4, "big", signed=True) for v in (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000))
+    turned = b"".join(v.to_bytes(4, "big", signed=True) for v in (0, -0x10000, 0, 0x10000, 0, 0, 0, 0, 0x40000000))
+    at = data.index(identity, data.index(b"tkhd"))
+    rotated = data[:at] + turned + data[at + len(identity) :]
+    clip = decode(rotated, filename="rotated.mp4")
+    assert clip.frames.shape == (T, W, H)
+    assert np.abs(clip.frames.astype(int) - np.rot90(src, 1, axes=(1, 2)).astype(int)).mean() < 4.0
+
+
+def test_a_cut_video_that_still_decodes_warns_about_missing_frames(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 256, (40, H, W), dtype=np.uint8)  # incompressible: the bytes spread over all frames
+    data = write_video(tmp_path / "clip.avi", noisy, "mpeg4", colour=False).read_bytes()
+    whole = decode(data, filename="clip.avi")
+    assert whole.n_frames == 40 and not any("declares" in w for w in whole.warnings)
+    cut = decode(data[: int(len(data) * 0.7)], filename="cut.avi")
+    assert 0 < cut.n_frames < 40
+    assert any(f"only {cut.n_frames} of the 40 frames the container declares" in w for w in cut.warnings)
+
+
+def _grey16_dicom(values: np.ndarray, bits_stored: int) -> Dataset:
+    ds = _base_dicom(values.astype(np.uint16))
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelData = values.astype(np.uint16).tobytes()
+    return ds
+
+
+def test_dicom_voi_window_and_data_narrower_than_bits_stored(tmp_path: Path) -> None:
+    ramp = np.tile(np.linspace(0, 4095, W), (T, H, 1)).round()
+    windowed = _grey16_dicom(ramp, 16)
+    windowed.WindowCenter, windowed.WindowWidth = 2048, 4096
+    windowed.save_as(tmp_path / "w.dcm", enforce_file_format=True)
+    clip = decode(tmp_path / "w.dcm")
+    assert clip.frames.max() == 255 and clip.frames.min() == 0 and not any("BitsStored" in w for w in clip.warnings)
+    # a narrow window saturates: half the ramp is white
+    windowed.WindowCenter, windowed.WindowWidth = 1024, 2048
+    windowed.save_as(tmp_path / "narrow.dcm", enforce_file_format=True)
+    assert (decode(tmp_path / "narrow.dcm").frames == 255).mean() == pytest.approx(0.5, abs=0.03)
+    # 12-bit data declared as 16-bit, no window: shown as 12-bit, with a warning (not near black)
+    _grey16_dicom(ramp, 16).save_as(tmp_path / "dark.dcm", enforce_file_format=True)
+    dark = decode(tmp_path / "dark.dcm")
+    assert dark.frames.max() == 255
+    assert any("reach only 4095 of the 65535 that BitsStored 16 allows; shown as 12-bit data" in w for w in dark.warnings)
+    # data that does use its nominal 12 bits stays on the nominal scale
+    half = _grey16_dicom(ramp // 2, 12)
+    half.save_as(tmp_path / "half.dcm", enforce_file_format=True)
+    assert decode(tmp_path / "half.dcm").frames.max() == 127  # 2047 of 4095
+
+
+def test_dicom_palette_colour_with_a_16_bit_lut_keeps_its_levels(tmp_path: Path) -> None:
+    idx = np.tile(np.arange(80, dtype=np.uint8), (T, H, 1))
+    ds = _base_dicom(idx)
+    ds.Columns = 80
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    lut = (np.arange(256) * 257).astype(np.uint16).tobytes()
+    for colour in ("Red", "Green", "Blue"):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", lut)
+    ds.save_as(tmp_path / "palette.dcm", enforce_file_format=True)
+    frames = decode(tmp_path / "palette.dcm").frames
+    assert frames[0, 0, [5, 40, 75]].tolist() == [5, 40, 75]
+
+
+def test_a_raw_dicom_dataset_without_a_transfer_syntax_decodes(tmp_path: Path) -> None:
+    ds = _base_dicom(moving_square())
+    ds.PixelSpacing = [0.1, 0.1]
+    del ds.file_meta
+    ds.save_as(tmp_path / "raw.dcm", enforce_file_format=False, implicit_vr=True, little_endian=True)
+    clip = decode(tmp_path / "raw.dcm")
+    np.testing.assert_array_equal(clip.frames, moving_square())
+    assert clip.pixel_spacing_mm == pytest.approx(0.1)
+
+
+def test_a_zip_member_error_names_the_archive(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "frames.zip", "w") as zf:
+        zf.writestr("README.txt", b"notes about the exam, not an image" * 10)
+    with pytest.raises(UnsupportedFormatError, match=r"^.*frames\.zip: member README\.txt"):
+        decode(tmp_path / "frames.zip")
+
+
+def test_npz_fps_given_as_text_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    np.savez(tmp_path / "c.npz", frames=moving_square(), fps=np.array("30"))
+    clip = decode(tmp_path / "c.npz")
+    assert clip.fps is None and any("'fps' is not one positive number ('30')" in w for w in clip.warnings)

@@ -354,12 +354,34 @@ def _shape_to_frames(a: npt.NDArray[Any], what: str) -> U8Array:
 # decoders per format
 
 
+def _declared_frame_count(stream: Any, fps: float | None) -> int | None:
+    """Frames the container says the stream holds (its frame count, else duration x rate)."""
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.time_base and fps:
+        return round(float(stream.duration * stream.time_base) * fps)
+    return None
+
+
+def _shortfall_note(n_decoded: int, declared: int | None) -> tuple[str, ...]:
+    """A warning when clearly fewer frames decoded than the container declares (a cut file)."""
+    if declared is None or n_decoded >= declared - max(1, declared // 50):
+        return ()
+    return (f"only {n_decoded} of the {declared} frames the container declares could be decoded (a truncated file?)",)
+
+
 def decode_video(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
-    """MP4/MOV/AVI/MKV via PyAV: every frame of the first video stream, converted to grey."""
+    """MP4/MOV/AVI/MKV via PyAV: every frame of the first video stream, converted to grey.
+
+    A display-matrix rotation (phones, some scanners' exports) is applied, so frames come
+    out upright as a player shows them. A file that decodes fewer frames than its container
+    declares keeps the frames that decoded, with a warning.
+    """
     import av
 
     name = _name_of(source, filename)
     frames: list[U8Array] = []
+    declared: int | None = None
     try:
         with _open(source) as fh, av.open(fh, mode="r") as container:
             if not container.streams.video:
@@ -370,10 +392,12 @@ def decode_video(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
                 limits.check_frame_shape(ctx.height, ctx.width)
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else None
+            declared = _declared_frame_count(stream, fps)
             for frame in container.decode(stream):
                 if len(frames) >= limits.max_frames:
                     raise LimitExceededError(f"{name}: more than {limits.max_frames} frames")
-                grey = frame.to_ndarray(format="gray")
+                quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+                grey: U8Array = np.rot90(np.asarray(frame.to_ndarray(format="gray"), dtype=np.uint8), quarter_turns)
                 if frames and grey.shape != frames[0].shape:
                     raise CorruptFileError(f"{name}: frame size changes mid-stream")
                 if not frames:
@@ -387,15 +411,21 @@ def decode_video(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
         if not frames:
             raise CorruptFileError(f"{name}: undecodable video ({exc})") from exc
         # a stream cut short after good frames: keep what decoded (common with live exports)
-        return _finish(np.stack(frames), "video", limits, fps, warnings=(f"decoding stopped early: {exc}",))
+        notes = (f"decoding stopped early: {exc}", *_shortfall_note(len(frames), declared))
+        return _finish(np.stack(frames), "video", limits, fps, warnings=notes)
     if not frames:
         raise CorruptFileError(f"{name}: the video has no decodable frames")
-    return _finish(np.stack(frames), "video", limits, fps)
+    return _finish(np.stack(frames), "video", limits, fps, warnings=_shortfall_note(len(frames), declared))
 
 
 def _positive_float(value: Any) -> float | None:
-    """``value`` as one finite number > 0, else ``None`` (missing, text, several values, <= 0, NaN)."""
-    if isinstance(value, np.ndarray) and value.size != 1:
+    """``value`` as one finite number > 0, else ``None`` (missing, text, several values, <= 0, NaN).
+
+    Text does not count, even when it spells a number (pydicom's ``DS``/``IS`` values are numbers).
+    """
+    if isinstance(value, np.ndarray) and (value.size != 1 or value.dtype.kind not in "biuf"):
+        return None
+    if isinstance(value, str | bytes):
         return None
     try:
         number = float(value)
@@ -497,6 +527,75 @@ def _bits_stored(ds: Any) -> int:
     return int(bits) if bits is not None else 8
 
 
+def _assume_transfer_syntax(ds: Any) -> None:
+    """Give a dataset without a Transfer Syntax UID (no file meta, or a raw dataset) the
+    uncompressed syntax it was read with, so pydicom can decode its pixels."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if little is False:
+        meta.TransferSyntaxUID = ExplicitVRBigEndian
+    else:
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
+def _dicom_window(ds: Any) -> tuple[float, float] | None:
+    """The first VOI window ``(center, width)`` of a monochrome image, ``None`` when absent or unusable."""
+    centers, widths = _values(_header(ds, "WindowCenter")), _values(_header(ds, "WindowWidth"))
+    if not centers or not widths:
+        return None
+    try:
+        center, width = float(centers[0]), float(widths[0])
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(center) and math.isfinite(width) and width >= 1.0):
+        return None
+    return center, width
+
+
+def _apply_window(values: npt.NDArray[Any], center: float, width: float, exact: bool) -> U8Array:
+    """DICOM linear VOI windowing (PS3.3 C.11.2.1.2) of modality values to ``uint8`` 0..255."""
+    v = values.astype(np.float64)
+    if exact:  # LINEAR_EXACT
+        y = (v - center) / width + 0.5
+    else:
+        y = (v - (center - 0.5)) / (width - 1.0 if width > 1.0 else 1.0) + 0.5
+    return np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
+
+
+def _monochrome_to_uint8(grey: npt.NDArray[Any], ds: Any, name: str) -> tuple[U8Array, tuple[str, ...]]:
+    """Stored monochrome pixels ``[N,H,W]`` -> ``uint8``, as a DICOM viewer would show them.
+
+    With a VOI window in the header, the window (applied to the modality values: rescale
+    slope/intercept). Otherwise the nominal range of ``BitsStored``; when the pixels use less
+    than a sixteenth of it (12-bit data declared as 16-bit), the range they use, with a warning.
+    """
+    window = _dicom_window(ds)
+    if window is not None:
+        from pydicom.pixels import apply_modality_lut
+
+        try:
+            values = np.asarray(apply_modality_lut(grey, ds))
+        except Exception:  # a malformed modality LUT: window the stored values
+            values = grey
+        function = str(_header(ds, "VOILUTFunction") or "LINEAR").upper()
+        return _apply_window(values, *window, exact=function == "LINEAR_EXACT"), ()
+    bits = _bits_stored(ds)
+    if np.issubdtype(grey.dtype, np.unsignedinteger) and bits > 8 and grey.size:
+        top = int(grey.max())
+        if 0 < top < 2 ** (bits - 4):
+            used = max(8, top.bit_length())
+            note = f"{name}: pixel values reach only {top} of the {2**bits - 1} that BitsStored {bits} allows; shown as {used}-bit data"
+            return to_uint8(grey, bits_stored=used), (note,)
+    return to_uint8(grey, bits_stored=bits), ()
+
+
 def _dicom_decoder_hint(transfer_syntax: Any) -> str | None:
     """``None`` if pixel data in ``transfer_syntax`` can be decoded here, else a hint."""
     try:
@@ -545,6 +644,7 @@ def decode_dicom(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
         if n_frames < 1 or ("PixelData" in ds and not ds.PixelData):
             raise CorruptFileError(f"{name}: DICOM with zero frames")
         limits.check_clip(n_frames, rows, cols)
+        _assume_transfer_syntax(ds)
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         if tsyntax is not None and tsyntax.is_compressed:
             hint = _dicom_decoder_hint(tsyntax)
@@ -557,25 +657,31 @@ def decode_dicom(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
         except Exception as exc:  # pydicom raises many types for broken pixel data
             raise CorruptFileError(f"{name}: cannot decode DICOM pixel data ({exc})") from exc
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    colour_bits = _bits_stored(ds)
+    notes: tuple[str, ...] = ()
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        arr = np.asarray(apply_color_lut(arr, ds))
+        try:
+            arr = np.asarray(apply_color_lut(arr, ds))
+            colour_bits = int(_values(_header(ds, "RedPaletteColorLookupTableDescriptor"))[2])
+        except Exception as exc:  # a missing or malformed palette
+            raise CorruptFileError(f"{name}: cannot apply the DICOM colour palette ({exc})") from exc
         samples = 3
     if samples == 1:
         grey = arr if arr.ndim == 3 else arr[None]
         if grey.ndim != 3:
             raise CorruptFileError(f"{name}: unexpected pixel array shape {arr.shape}")
-        frames = to_uint8(grey, bits_stored=_bits_stored(ds))
+        frames, notes = _monochrome_to_uint8(grey, ds, name)
         if photometric == "MONOCHROME1":
             frames = (255 - frames).astype(np.uint8)
     else:
         colour = arr if arr.ndim == 4 else arr[None]
         if colour.ndim != 4 or colour.shape[-1] < 3:
             raise CorruptFileError(f"{name}: unexpected colour pixel array shape {arr.shape}")
-        frames = rgb_to_grey(to_uint8(colour, bits_stored=_bits_stored(ds)))
+        frames = rgb_to_grey(to_uint8(colour, bits_stored=colour_bits))
     spacing, reason = _dicom_spacing(ds)
-    warnings = (reason,) if reason else ()
+    warnings = (*notes, reason) if reason else notes
     return _finish(frames, "dicom", limits, _dicom_fps(ds), spacing, warnings)
 
 
@@ -639,20 +745,34 @@ def _describe(value: npt.NDArray[Any]) -> str:
     return repr(value.item()) if value.size == 1 else f"an array of shape {value.shape}"
 
 
-def _pil_frames(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int) -> list[U8Array]:
-    """Every page of an image file (one for PNG/JPEG/BMP) as grey ``uint8 [H,W]``."""
-    from PIL import Image, ImageSequence, UnidentifiedImageError
+#: Pillow modes whose pixels are wider than 8 bits: kept as numbers until the whole clip is
+#: scaled once (:func:`pages_to_frames`), so a fade across pages survives.
+_WIDE_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
 
-    out: list[U8Array] = []
+
+def _pil_pages(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int) -> list[npt.NDArray[Any]]:
+    """Every page of an image file (one for PNG/JPEG/BMP) as a grey ``[H,W]`` array, upright.
+
+    8-bit and colour pages come back as ``uint8``; 16-bit, 32-bit and float pages keep their
+    numbers (scale them with :func:`pages_to_frames`). An EXIF ``Orientation`` is applied, as
+    an image viewer would. Pages of differing size are a :class:`CorruptFileError`.
+    """
+    from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+    out: list[npt.NDArray[Any]] = []
     try:
         with Image.open(fh) as im:
-            limits.check_frame_shape(im.height, im.width)
+            first_size = (im.height, im.width)
+            limits.check_frame_shape(*first_size)
             for page in ImageSequence.Iterator(im):
                 if len(out) >= max_frames:
                     raise LimitExceededError(f"{name}: more than {max_frames} pages")
-                if (page.height, page.width) != (im.height, im.width):
-                    raise CorruptFileError(f"{name}: pages differ in size")
-                out.append(_pil_to_grey(page))
+                if (page.height, page.width) != first_size:
+                    raise CorruptFileError(
+                        f"{name}: pages differ in size (page {len(out) + 1} is {page.width}x{page.height}, "
+                        f"page 1 is {first_size[1]}x{first_size[0]})"
+                    )
+                out.append(_pil_to_grey(ImageOps.exif_transpose(page)))
     except DecodeError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -660,16 +780,23 @@ def _pil_frames(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int)
     return out
 
 
-def _pil_to_grey(page: Any) -> U8Array:
-    """A Pillow image (any mode) -> grey ``uint8 [H,W]``."""
+def _pil_to_grey(page: Any) -> npt.NDArray[Any]:
+    """A Pillow image (any mode) -> grey ``[H,W]``: ``uint8``, or the raw numbers of a wide mode."""
     mode = page.mode
     if mode in ("L", "1"):
         return np.asarray(page.convert("L"), dtype=np.uint8)
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return to_uint8(np.asarray(page))
+    if mode in _WIDE_MODES:
+        return np.asarray(page)
     if mode in ("LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "HSV", "LAB"):
         return np.asarray(page.convert("RGB").convert("L"), dtype=np.uint8)
     return np.asarray(page.convert("L"), dtype=np.uint8)
+
+
+def pages_to_frames(pages: list[npt.NDArray[Any]]) -> U8Array:
+    """Same-size grey pages -> ``uint8 [N,H,W]``, scaled once over the whole clip (:func:`to_uint8`)."""
+    if all(page.dtype == np.uint8 for page in pages):
+        return np.stack(pages)
+    return to_uint8(np.stack([page.astype(np.float64) if page.dtype.kind == "f" else page.astype(np.int64) for page in pages]))
 
 
 def decode_image(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
@@ -677,18 +804,18 @@ def decode_image(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
     name = _name_of(source, filename)
     fmt = sniff_format(_head(source), filename or (str(source) if not isinstance(source, bytes) else None))
     with _open(source) as fh:
-        frames = _pil_frames(fh, name, limits, max_frames=1)
-    return _finish(np.stack(frames), fmt, limits)
+        pages = _pil_pages(fh, name, limits, max_frames=1)
+    return _finish(pages_to_frames(pages), fmt, limits)
 
 
 def decode_tiff(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
     """A (multi-page) TIFF: one frame per page; all pages must share one size."""
     name = _name_of(source, filename)
     with _open(source) as fh:
-        frames = _pil_frames(fh, name, limits, max_frames=limits.max_frames)
-    if not frames:
+        pages = _pil_pages(fh, name, limits, max_frames=limits.max_frames)
+    if not pages:
         raise CorruptFileError(f"{name}: TIFF without pages")
-    return _finish(np.stack(frames), "tiff", limits)
+    return _finish(pages_to_frames(pages), "tiff", limits)
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -727,13 +854,16 @@ def decode_zip(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                     raise LimitExceededError(f"{name}: {len(members)} members exceed the limit of {limits.max_zip_members}")
                 if sum(m.file_size for m in members) > limits.max_zip_bytes:
                     raise LimitExceededError(f"{name}: uncompressed size exceeds {limits.max_zip_bytes} bytes")
-                frames: list[U8Array] = []
+                frames: list[npt.NDArray[Any]] = []
                 for info in sorted(members, key=lambda m: natural_key(m.filename)):
                     data = zf.read(info)
-                    fmt = sniff_format(data[:SNIFF_BYTES], info.filename)
+                    try:
+                        fmt = sniff_format(data[:SNIFF_BYTES], info.filename)
+                    except DecodeError as exc:
+                        raise type(exc)(f"{name}: member {exc}") from exc
                     if fmt not in IMAGE_FORMATS and fmt != "tiff":
                         raise UnsupportedFormatError(f"{name}: member {info.filename} is {fmt}, not a frame image")
-                    page = _pil_frames(io.BytesIO(data), f"{name}:{info.filename}", limits, max_frames=1)[0]
+                    page = _pil_pages(io.BytesIO(data), f"{name}:{info.filename}", limits, max_frames=1)[0]
                     if frames and page.shape != frames[0].shape:
                         raise CorruptFileError(
                             f"{name}: {info.filename} is {page.shape[1]}x{page.shape[0]}, "
@@ -748,7 +878,7 @@ def decode_zip(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
             raise CorruptFileError(f"{name}: unreadable ZIP ({exc})") from exc
     if not frames:
         raise CorruptFileError(f"{name}: ZIP without frame images")
-    return _finish(np.stack(frames), "zip", limits)
+    return _finish(pages_to_frames(frames), "zip", limits)
 
 
 _DECODERS: Final[dict[str, Callable[..., DecodedClip]]] = {
