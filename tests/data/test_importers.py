@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from PIL import Image
 from tests.data.test_decoders import H, T, W, moving_square, square_masks, write_dicom_cine, write_video
 from ultramn.contract import SPLITS
 from ultramn.data.clipio import read_clip
-from ultramn.data.importers.common import ImportOptions
+from ultramn.data.decoders import DEFAULT_LIMITS
+from ultramn.data.importers.common import ImportOptions, load_mask_stack
 from ultramn.data.importers.dicom import import_dicoms
 from ultramn.data.importers.images import import_images
 from ultramn.data.importers.video import import_videos
@@ -265,3 +267,54 @@ def test_dicom_import_reports_the_decoders_notes_and_the_mean_of_anisotropic_pix
     # an explicit --pixel-spacing replaces the pair: no claim about a mean
     report = import_dicoms(dicoms, ImportOptions(out=tmp_path / "given", pixel_spacing_mm=0.1))
     assert [w for w in report.warnings if "their mean" in w] == []
+
+
+def test_broken_mask_files_are_a_clear_error_and_skippable(tmp_path: Path) -> None:
+    videos, out = tmp_path / "v", tmp_path / "out"
+    videos.mkdir()
+    for name in ("good", "cutnpz", "mixedtif"):
+        write_video(videos / f"{name}.mp4", moving_square(), "libx264")
+    np.save(videos / "good_mask.npy", square_masks())
+    whole = io.BytesIO()
+    np.savez(whole, masks=square_masks())
+    (videos / "cutnpz_mask.npz").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    pages = [Image.fromarray(np.zeros((H, W), np.uint8)), Image.fromarray(np.zeros((H // 2, W // 2), np.uint8))]
+    pages[0].save(videos / "mixedtif_mask.tif", save_all=True, append_images=pages[1:])
+    result = _cli("import", "video", "--videos", videos, "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unreadable mask array" in result.stderr or "pages differ in size" in result.stderr
+    result = _cli("import", "video", "--videos", videos, "--out", out, "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert [r.clip_id for r in read_manifest(out)] == ["v-good"]
+    assert "cutnpz_mask.npz: unreadable mask array" in result.stderr
+    assert "mixedtif_mask.tif: mask TIFF pages differ in size" in result.stderr
+
+
+def test_jpeg_masks_are_thresholded_not_inflated_by_ringing(tmp_path: Path) -> None:
+    yy, xx = np.mgrid[0:H, 0:W]
+    disc = ((yy - 24) ** 2 + (xx - 32) ** 2 < 15**2).astype(np.uint8)
+    masks = tmp_path / "m"
+    masks.mkdir()
+    Image.fromarray(disc * 255).save(masks / "white.jpg", quality=90)
+    Image.fromarray(disc * 200).save(masks / "grey.jpg", quality=90)
+    assert np.count_nonzero(np.asarray(Image.open(masks / "white.jpg")) != 0) > 1.1 * disc.sum()  # the ringing
+    for name, value in (("white.jpg", None), ("grey.jpg", 200)):
+        got = load_mask_stack(masks / name, value, DEFAULT_LIMITS)[0]
+        assert abs(int(got.sum()) - int(disc.sum())) <= 0.03 * disc.sum(), name
+        assert np.logical_and(got, disc).sum() / np.logical_or(got, disc).sum() > 0.95, name
+
+
+def test_dicom_files_named_by_uid_or_without_dcm_are_found(tmp_path: Path) -> None:
+    dicoms, out = tmp_path / "d", tmp_path / "out"
+    dicoms.mkdir()
+    for name, mask in (
+        ("1.2.840.113619.2.55.3.4.1", "1.2.840.113619.2.55.3.4.1"),
+        ("IM0001", "IM0001"),
+        ("IMG0002.IMA", "IMG0002"),
+        ("loop.dcm", "loop"),
+    ):
+        write_dicom_cine(dicoms / name, moving_square(), patient_id=f"P-{name}")
+        np.save(dicoms / f"{mask}_mask.npy", square_masks())
+    (dicoms / "notes.txt").write_text("exam notes")
+    report = import_dicoms(dicoms, ImportOptions(out=out))
+    assert len(report.written) == 4 and report.skipped == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,16 +159,43 @@ def match_key(pattern: re.Pattern[str] | None, name: str, default: str, option: 
 # masks
 
 
+#: A lossy (JPEG) mask's pixel is nerve when it is within this many levels of ``--mask-value``.
+LOSSY_MASK_TOLERANCE = 32
+
+
+def mask_from_image(path: Path, mask_value: int | None) -> U8Array:
+    """A mask image -> ``uint8 [H,W]`` of 0/1 (see :func:`mask_labels_from_image`).
+
+    Lossless images: :func:`binarize`. JPEG masks carry compression ringing around every
+    edge, so exact values mean nothing: nerve is grey level >= 128 (as in mask videos), or
+    within :data:`LOSSY_MASK_TOLERANCE` of ``mask_value`` when one is given.
+    """
+    labels, lossy = _mask_image_labels(path)
+    if not lossy:
+        return binarize(labels, mask_value)
+    if mask_value is None:
+        return (labels >= MASK_VIDEO_THRESHOLD).astype(np.uint8)
+    return (np.abs(labels.astype(np.int64) - mask_value) <= LOSSY_MASK_TOLERANCE).astype(np.uint8)
+
+
 def mask_labels_from_image(path: Path) -> U8Array:
     """Label values of a mask image, ``uint16-safe [H,W]`` as stored (palette indices kept).
 
     Grey and palette (``P``) images give their stored values; colour masks give the
-    maximum over the colour channels (alpha ignored), so a red-on-black mask works.
+    maximum over the colour channels (alpha ignored), so a red-on-black mask works. An
+    EXIF orientation is applied, as for the images themselves.
     """
-    from PIL import Image, UnidentifiedImageError
+    return _mask_image_labels(path)[0]
+
+
+def _mask_image_labels(path: Path) -> tuple[U8Array, bool]:
+    """:func:`mask_labels_from_image` and whether the file is lossy (JPEG)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as opened:
+            lossy = opened.format == "JPEG"
+            im = ImageOps.exif_transpose(opened)
             mode = im.mode
             if mode in ("RGBA", "LA", "PA"):
                 arr = np.asarray(im.convert("RGBA" if mode == "RGBA" else "LA"))[..., :-1]
@@ -179,7 +207,7 @@ def mask_labels_from_image(path: Path) -> U8Array:
         raise DecodeError(f"{path}: unreadable mask image ({exc})") from exc
     if arr.ndim == 3:
         arr = arr.max(axis=-1)
-    return np.asarray(arr)
+    return np.asarray(arr), lossy
 
 
 def binarize(labels: npt.NDArray[np.generic], mask_value: int | None) -> U8Array:
@@ -200,7 +228,7 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
         files = list_files(path, IMAGE_EXTENSIONS)
         if not files:
             raise DecodeError(f"{path}: mask folder without images")
-        frames = [binarize(mask_labels_from_image(f), mask_value) for f in files]
+        frames = [mask_from_image(f, mask_value) for f in files]
         if len({f.shape for f in frames}) != 1:
             raise DecodeError(f"{path}: mask images differ in size")
         return np.stack(frames)
@@ -218,9 +246,11 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
                 pages = [binarize(_page_labels(p), mask_value) for p in ImageSequence.Iterator(im)]
         except (OSError, ValueError) as exc:
             raise DecodeError(f"{path}: unreadable mask TIFF ({exc})") from exc
+        if len({page.shape for page in pages}) != 1:
+            raise DecodeError(f"{path}: mask TIFF pages differ in size ({', '.join(f'{p.shape[1]}x{p.shape[0]}' for p in pages[:4])}...)")
         return np.stack(pages)
     if fmt in ("png", "jpeg", "bmp"):
-        return binarize(mask_labels_from_image(path), mask_value)[None]
+        return mask_from_image(path, mask_value)[None]
     raise DecodeError(f"{path}: {fmt} is not a mask format")
 
 
@@ -246,7 +276,7 @@ def _mask_from_array_file(path: Path, fmt: str, mask_value: int | None) -> U8Arr
                 if key is None:
                     raise DecodeError(f"{path}: NPZ with arrays {keys} but none called 'masks'")
                 arr = np.asarray(data[key])
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DecodeError(f"{path}: unreadable mask array ({exc})") from exc
     if arr.ndim == 2:
         arr = arr[None]

@@ -39,7 +39,7 @@ from ultramn.errors import UserInputError
 
 SALT_FILE = ".participant_salt"
 HASH_HEX_DIGITS = 12
-DICOM_EXTENSIONS = (".dcm", ".dicom")
+DICOM_EXTENSIONS = (".dcm", ".dicom", ".ima")
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,23 @@ def pseudonym(salt: str, data: bytes) -> str:
 
 
 def is_dicom_file(path: Path) -> bool:
-    """A ``.dcm``/``.dicom`` file, or an extension-less file with the ``DICM`` marker."""
+    """A ``.dcm``/``.dicom`` file, or any other file with the ``DICM`` marker.
+
+    Scanners and PACS exports often name files by UID (``1.2.840.113619.2.55.3.4.1``, whose
+    "extension" is ``.1``), ``IM0001`` or ``IMG0002.IMA``: the marker decides for them.
+    """
     if not path.is_file() or path.name.startswith(".") or path.name.upper() == "DICOMDIR":
         return False
     if path.suffix.lower() in DICOM_EXTENSIONS:
         return True
-    if path.suffix:
-        return False
     with path.open("rb") as fh:
         return fh.read(132)[128:132] == b"DICM"
+
+
+def dicom_stem(path: Path) -> str:
+    """The name a DICOM file's masks start with: without a DICOM extension, else the whole name
+    (``x.dcm`` -> ``x``; ``1.2.840.1`` -> ``1.2.840.1``)."""
+    return path.stem if path.suffix.lower() in DICOM_EXTENSIONS else path.name
 
 
 def find_dicoms(root: Path) -> list[Path]:
@@ -127,11 +135,12 @@ def read_header(path: Path) -> DicomHeader:
 def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOptions, salt: str, mask_suffix: str) -> ImportedClip:
     """Decode one DICOM and its mask into an :class:`ImportedClip` with pseudonymous ids."""
     rel_dir = path.parent.relative_to(root)
-    mask_path = find_mask(masks_root / rel_dir, path.stem, mask_suffix)
+    stem = dicom_stem(path)
+    mask_path = find_mask(masks_root / rel_dir, stem, mask_suffix)
     if mask_path is None:
         raise DecodeError(
-            f"{path.relative_to(root)}: no mask found (expected {path.stem}{mask_suffix}/ folder, "
-            f"{path.stem}{mask_suffix}.npy/.npz or .tif in {masks_root / rel_dir})"
+            f"{path.relative_to(root)}: no mask found (expected {stem}{mask_suffix}/ folder, "
+            f"{stem}{mask_suffix}.npy/.npz or .tif in {masks_root / rel_dir})"
         )
     content = path.read_bytes()
     header = read_header(path)

@@ -28,12 +28,11 @@ from ultramn.data.importers.common import (
     ImportedClip,
     ImportOptions,
     ImportReport,
-    binarize,
     check_pair,
     compile_pattern,
     guarded,
     list_files,
-    mask_labels_from_image,
+    mask_from_image,
     match_key,
     progress,
     require_dir,
@@ -113,7 +112,7 @@ def load_group(group: ImageGroup, options: ImportOptions, dataset: str) -> Impor
             raise DecodeError(f"{image_path}: expected a still image, found {decoded.format}")
         if decoded.n_frames != 1:
             raise DecodeError(f"{image_path}: {decoded.n_frames} pages; use one image per frame")
-        mask = binarize(mask_labels_from_image(mask_path), options.mask_value)[None]
+        mask = mask_from_image(mask_path, options.mask_value)[None]
         check_pair(decoded.frames, mask, image_path.name)
         if frames and decoded.frames.shape != frames[0].shape:
             raise DecodeError(
