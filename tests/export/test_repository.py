@@ -74,3 +74,21 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = subprocess.run([sys.executable, "-m", "export", "check", "--root", str(tmp_path)], capture_output=True, text=True, check=False)
     assert bad.returncode == 1 and "drifted" in bad.stdout
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_config_is_a_valid_triton_model_config(target: str) -> None:
+    """Parsed with Triton's own schema (model_config.proto): a misspelt field or enum fails here,
+    not first on a GPU host (the gpu repository is never loaded by the CPU test server)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(config_text(RepoSettings(target=target)), model_config_pb2.ModelConfig())  # type: ignore[arg-type]
+    io = {t.name: (model_config_pb2.DataType.Name(t.data_type), tuple(t.dims)) for t in (*config.input, *config.output)}
+    assert io == {s.name: (s.dtype, s.dims) for s in (*CONTRACT.inputs, *CONTRACT.served_outputs)}
+    assert config.max_batch_size == CONTRACT.max_batch_size
+    assert all(b <= config.max_batch_size for b in config.dynamic_batching.preferred_batch_size)
+    assert {w.batch_size for w in config.model_warmup} <= set(range(1, config.max_batch_size + 1))
+    if target == "gpu":
+        (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+        assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
