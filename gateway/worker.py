@@ -75,6 +75,7 @@ class JobQueue:
         self.metrics = metrics
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._pending: set[str] = set()  # queued (incl. backing off) + running
+        self._running: set[str] = set()  # in a worker's hands now
         self._clips: OrderedDict[str, DecodedClip] = OrderedDict()
         self._decode_ms: dict[str, float] = {}
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
@@ -131,7 +132,13 @@ class JobQueue:
         self._queue.put_nowait(job_id)
 
     def forget(self, job_id: str) -> None:
-        """Drop in-memory state of a deleted job (a running one finishes and is discarded)."""
+        """Drop in-memory state of a deleted job (a running one finishes and is discarded).
+
+        A queued one frees its place in the queue limit at once; its id, still in the
+        queue, is skipped when a worker reaches it.
+        """
+        if job_id not in self._running:
+            self._pending.discard(job_id)
         self._clips.pop(job_id, None)
         self._notify(job_id, Outcome.DELETED)
 
@@ -190,12 +197,16 @@ class JobQueue:
     async def _run(self) -> None:
         while True:
             job_id = await self._queue.get()
+            self._running.add(job_id)
             try:
                 await self._process(job_id)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # never let one job kill the worker
+            except Exception as exc:  # never let one job kill the worker, nor leave it "running"
                 log.exception("worker error", extra={"job_id": job_id})
+                self._give_up(job_id, exc)
+            finally:
+                self._running.discard(job_id)
 
     async def _process(self, job_id: str) -> None:
         row = self.repo.get(job_id)
@@ -244,7 +255,12 @@ class JobQueue:
         if self.repo.get(job_id) is None:  # deleted while running
             self._drop(job_id)
             return
-        self.files.save_masks(job_id, ctx.masks, ctx.frame_planes, ctx.roi)
+        try:
+            self.files.save_masks(job_id, ctx.masks, ctx.frame_planes, ctx.roi)
+        except OSError as exc:  # full disk, unwritable store: the job fails with a message, the worker goes on
+            log.exception("storing the result failed", extra={"job_id": job_id})
+            self._finish_failed(job_id, "storage_error", f"could not store the result: {exc.strerror or exc}")
+            return
         result = dict(ctx.result)
         timings = dict(ctx.timings)
         if cached and job_id in self._decode_ms:  # the request decoded the upload: report that time
@@ -290,6 +306,16 @@ class JobQueue:
         log.warning("analysis failed", extra={"job_id": job_id, "error_code": code})
         self._drop(job_id)
         self._notify(job_id, Outcome.FAILED)
+
+    def _give_up(self, job_id: str, exc: Exception) -> None:
+        """After an unexpected error: mark the job failed when the database still answers, and
+        in any case free its queue slot and wake its waiters (it must never stay "running")."""
+        try:
+            self._finish_failed(job_id, "internal_error", f"{type(exc).__name__}: {exc}"[:500])
+        except Exception:
+            log.exception("could not mark the job failed", extra={"job_id": job_id})
+            self._drop(job_id)
+            self._notify(job_id, Outcome.FAILED)
 
     def _drop(self, job_id: str) -> None:
         self._pending.discard(job_id)

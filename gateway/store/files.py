@@ -49,8 +49,14 @@ class FileStore:
         """Write the archive atomically (temporary file, then rename)."""
         path = self.mask_path(job_id)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, masks=masks.astype(np.uint8), plane_probs=plane_probs.astype(np.float32), roi=np.asarray(roi, np.int64))
-        os.replace(tmp, path)
+        try:
+            np.savez_compressed(
+                tmp, masks=masks.astype(np.uint8), plane_probs=plane_probs.astype(np.float32), roi=np.asarray(roi, np.int64)
+            )
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not keep a half-written archive
+            raise
         return path
 
     def load_masks(self, job_id: str) -> U8:

@@ -125,3 +125,14 @@ async def test_queue_full_gives_429(triton_server: EmbeddedTriton, tmp_path: Pat
         assert_error(r, 429, "queue_full")
         assert int(r.headers["retry-after"]) > 0
         assert "ultramn_queue_depth 2.0" in (await client.get("/metrics")).text
+
+
+async def test_deleting_a_queued_job_frees_its_place_in_the_queue(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:
+    settings = make_settings(tmp_path / "data", triton_server.grpc_url, workers=0, queue_max=2)
+    path = write_clip("png", clip.frames, tmp_path / "files")
+    async with running_gateway(settings) as client:
+        ids = [(await upload(client, path)).json()["id"] for _ in range(2)]
+        assert_error(await upload(client, path), 429, "queue_full")
+        assert (await client.delete(f"/v1/analyses/{ids[0]}")).status_code == 204
+        assert (await upload(client, path)).status_code == 202
+        assert "ultramn_queue_depth 2.0" in (await client.get("/metrics")).text

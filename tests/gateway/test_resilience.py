@@ -108,3 +108,23 @@ async def test_restart_resumes_pending_jobs(triton_server: EmbeddedTriton, tmp_p
         for job_id in ids:
             done = await wait_done(client, job_id)
             assert done["status"] == "succeeded" and done["result"]["n_frames"] == 16
+
+
+async def test_a_result_that_cannot_be_stored_fails_the_job_and_frees_the_worker(
+    triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip
+) -> None:
+    data = tmp_path / "data"
+    path = write_clip("npz", clip.frames, tmp_path / "files")
+    async with running_gateway(make_settings(data, triton_server.grpc_url, workers=1)) as client:
+        masks = data / "masks"
+        masks.rmdir()
+        masks.write_text("a file where the mask folder was: every save fails")  # injected fault
+        job_id = (await upload(client, path)).json()["id"]
+        done = await wait_done(client, job_id)
+        assert done["status"] == "failed" and done["error"]["code"] == "storage_error"
+        assert "could not store the result" in done["error"]["message"]
+        masks.unlink()
+        masks.mkdir()
+        again = await wait_done(client, (await upload(client, path)).json()["id"])  # the worker is still there
+        assert again["status"] == "succeeded"
+        assert not list(data.rglob("*.tmp.npz"))
