@@ -58,7 +58,13 @@ def main() -> None:
     """Run the CLI; a :class:`UserInputError` or an ``OSError`` (a path the user gave that
     cannot be read or written) becomes a message on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
+        # without standalone mode click *returns* the code of an Exit it caught (Ctrl-C becomes
+        # Exit(130) in typer) instead of exiting: pass it on, or an interrupted run exits 0
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            if code == 130:
+                typer.echo("interrupted", err=True)
+            sys.exit(code)
     except UserInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -84,3 +84,24 @@ def test_split_of_a_manifest_with_a_repeated_clip_exits_2(
 def test_version_exits_0(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run_main(monkeypatch, capsys, "--version")
     assert code == 0 and err == ""
+
+
+def test_ctrl_c_exits_130_with_a_message_not_0(tmp_path: Path) -> None:
+    """Click returns (does not raise) the code of an interrupted run outside standalone mode."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ultramn", "synth", "--participants", "50", "--workers", "1", "--out", str(tmp_path / "s")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = ""
+    while "clip/s" not in seen:  # the progress bar has started: the run is under way
+        chunk = proc.stderr.read(64)
+        assert chunk, seen
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130 and "interrupted" in rest

@@ -106,3 +106,21 @@ def test_cli_reports_missing_model_with_exit_code_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "does not exist" in proc.stderr
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_is_free_a_listening_one_is_not() -> None:
+    from ultramn.serving.embedded import port_is_free
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    assert not port_is_free(port)
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its end of the connection lingers in TIME_WAIT
+    server.close()
+    client.recv(1)
+    client.close()
+    assert port_is_free(port)  # a restart within the TIME_WAIT minute must not be refused

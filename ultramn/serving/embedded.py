@@ -96,8 +96,13 @@ def check_glibc(minimum: tuple[int, int] = MIN_GLIBC) -> None:
 
 
 def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
-    """Whether ``port`` can be bound on ``host`` right now."""
+    """Whether ``port`` can be bound on ``host`` right now by a server.
+
+    ``SO_REUSEADDR`` as servers (Triton, uvicorn) set it: connections of a just-stopped server
+    lingering in TIME_WAIT do not make the port "in use"; a listening socket still does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -116,7 +121,7 @@ def check_ports(ports: Ports) -> None:
         if not port_is_free(port):
             raise TritonStartError(
                 f"{label} port {port} is already in use (another Triton?); stop that process or choose "
-                f"another port with --{label.lower()}-port"
+                f"another port (ultramn triton: --{label.lower()}-port; make up: ULTRAMN_UP_TRITON_{label.upper()}_PORT)"
             )
 
 
