@@ -44,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         repo = AnalysisRepository(settings.sqlalchemy_url)
         files = FileStore(settings.data_dir)
+        if removed := files.remove_leftovers():
+            log.info("removed files left half-written by a stopped process", extra={"files": removed})
         triton = TritonClient.from_settings(settings)
         try:
             await triton.start()

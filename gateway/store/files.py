@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,20 @@ class FileStore:
         self.masks = root / "masks"
         for folder in (self.uploads, self.masks):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def remove_leftovers(self) -> int:
+        """Delete what a killed process left half-written: upload staging files
+        (``uploads/.<id>.part``), mask archives being saved (``masks/*.tmp.npz``) and batch
+        staging folders (``batches/.<id>/``). Call at start-up, before any request: the data
+        folder belongs to one gateway process (as its ``running`` jobs do). Returns the count."""
+        found = [*self.uploads.glob(".*.part"), *self.masks.glob("*.tmp.npz")]
+        batches = self.root / "batches"
+        folders = [p for p in batches.glob(".*") if p.is_dir()] if batches.is_dir() else []
+        for path in found:
+            path.unlink(missing_ok=True)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(found) + len(folders)
 
     def upload_path(self, job_id: str, ext: str) -> Path:
         """Where the upload of ``job_id`` lives."""

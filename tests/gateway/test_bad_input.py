@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -136,3 +137,41 @@ async def test_deleting_a_queued_job_frees_its_place_in_the_queue(triton_server:
         assert (await client.delete(f"/v1/analyses/{ids[0]}")).status_code == 204
         assert (await upload(client, path)).status_code == 202
         assert "ultramn_queue_depth 2.0" in (await client.get("/metrics")).text
+
+
+async def test_a_full_disk_during_an_upload_is_a_507_and_leaves_no_partial_file(
+    triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import shutil
+
+    real_copy = shutil.copyfileobj
+
+    def disk_full(src: Any, dst: Any, length: int = 0) -> None:  # injected fault: ENOSPC half-way
+        dst.write(src.read(1000))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    settings = make_settings(tmp_path / "data", triton_server.grpc_url, workers=0)
+    path = write_clip("npz", clip.frames, tmp_path / "files")
+    async with running_gateway(settings) as client:
+        monkeypatch.setattr(shutil, "copyfileobj", disk_full)
+        assert_error(await upload(client, path), 507, "insufficient_storage")
+        assert_error(await client.post("/v1/batches", files={"file": ("b.zip", b"PK\x03\x04" + b"0" * 4000)}), 507, "insufficient_storage")
+        monkeypatch.setattr(shutil, "copyfileobj", real_copy)
+        assert not list((tmp_path / "data" / "uploads").iterdir())
+        assert not list((tmp_path / "data" / "batches").glob(".*"))
+        assert (await upload(client, path)).status_code == 202
+
+
+def test_files_left_half_written_by_a_killed_process_are_removed_at_start(tmp_path: Path) -> None:
+    from gateway.store import FileStore
+
+    store = FileStore(tmp_path)
+    kept = [store.upload_path("a" * 32, ".npz"), store.masks / f"{'a' * 32}.npz"]
+    left = [store.staging_path("b" * 32), store.masks / f"{'b' * 32}.tmp.npz", tmp_path / "batches" / f".{'c' * 32}" / "archive.zip"]
+    for path in (*kept, *left):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert store.remove_leftovers() == 3
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in left)
+    assert not (tmp_path / "batches" / f".{'c' * 32}").exists()

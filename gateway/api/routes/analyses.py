@@ -6,6 +6,8 @@ Every route here needs the API key when ``ULTRAMN_API_KEY`` is set.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import math
 import os
 import re
@@ -39,6 +41,7 @@ from ultramn.data.decoders import DecodedClip, DecodeError, decode
 from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, pixel_spacing_problem
 from ultramn.windowing import window_starts
 
+log = logging.getLogger("gateway.api")
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
 
 #: ``responses=`` per kind of route (OpenAPI); every ``/v1`` route adds 401/403 (API key).
@@ -49,7 +52,8 @@ UPLOAD_ERRORS = error_responses(
         422: "Corrupt or undecodable file, or invalid fields",
         429: "Queue full (Retry-After)",
         500: "wait=true and the analysis failed (the error names why; the job is kept as failed)",
-        503: "Triton unavailable (Retry-After); the job is kept and completes later",
+        503: "Triton unavailable (Retry-After; the job is kept and completes later), or the upload cannot be stored now",
+        507: "No room on the server to store the upload",
     }
 )
 ANALYSIS_ERRORS = error_responses({404: "No such analysis"})
@@ -175,9 +179,21 @@ def _display_name(filename: str | None, ext: str) -> str:
 
 
 def _copy(src: IO[bytes], dest: Path) -> int:
-    with open(dest, "wb") as out:
-        shutil.copyfileobj(src, out, length=1 << 20)
-    return dest.stat().st_size
+    """Write the upload to ``dest``; its size. A full disk is a 507, another storage failure a
+    503 (both with a message); a partial file is never left behind."""
+    try:
+        with open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, length=1 << 20)
+        return dest.stat().st_size
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        log.error("storing an upload failed", extra={"error": exc.strerror or str(exc)})
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ApiError(507, "insufficient_storage", "the server has no room to store this upload; retry later") from exc
+        raise ApiError(503, "storage_error", "the server cannot store uploads right now; retry later") from exc
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
 
 
 def _retry_after(settings: Settings) -> dict[str, str]:

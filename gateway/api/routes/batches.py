@@ -54,6 +54,8 @@ _UPLOAD_ERRORS = error_responses(
         413: "Upload too large",
         415: "Not a ZIP or TAR archive (one clip goes to POST /v1/analyses)",
         422: "Unsafe archive (path traversal, link out), limits exceeded (members, size, zip bomb), no clips, or invalid fields",
+        503: "The upload cannot be stored right now",
+        507: "No room on the server to store the upload",
     }
 )
 _BATCH_ERRORS = error_responses({404: "No such batch"})
