@@ -53,9 +53,13 @@ def run(settings: UpSettings) -> int:
 
     from gateway.core.config import Settings
     from gateway.main import create_app
+    from gateway.store.files import data_dir_problem
     from ultramn.serving.build import ensure_onnx
     from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, port_is_free
 
+    gateway_settings = Settings(triton_url=f"127.0.0.1:{settings.triton_grpc_port}")
+    if problem := data_dir_problem(gateway_settings.data_dir):
+        raise UserInputError(f"data folder: {problem}; set ULTRAMN_DATA_DIR to a writable folder")
     ports = Ports(settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port)
     check_glibc()
     check_ports(ports)
@@ -74,7 +78,6 @@ def run(settings: UpSettings) -> int:
         triton.start(timeout=settings.ready_timeout_s)
         watchdog.start()  # Triton does not restart a dead python-backend process itself
         print(f"      ready: HTTP {triton.http_url}  gRPC {triton.grpc_url}  metrics {triton.metrics_url}", flush=True)
-        gateway_settings = Settings(triton_url=f"127.0.0.1:{settings.triton_grpc_port}")
         app = create_app(gateway_settings)
         base = f"http://{'localhost' if settings.host in ('127.0.0.1', '0.0.0.0') else settings.host}:{settings.port}"
         print("[3/3] starting the gateway ...", flush=True)

@@ -24,6 +24,18 @@ TINT = np.array([255, 210, 0], dtype=np.float32)
 CONTOUR = np.array([255, 40, 40], dtype=np.uint8)
 
 
+def data_dir_problem(root: Path) -> str | None:
+    """Why the gateway cannot keep its data under ``root`` (not a folder, not writable), or ``None``."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"{root} cannot hold the gateway's data ({exc.strerror or exc})"
+    return None
+
+
 class FileStore:
     """Paths and file operations for uploads and masks."""
 

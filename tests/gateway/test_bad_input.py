@@ -175,3 +175,15 @@ def test_files_left_half_written_by_a_killed_process_are_removed_at_start(tmp_pa
     assert store.remove_leftovers() == 3
     assert all(p.exists() for p in kept) and not any(p.exists() for p in left)
     assert not (tmp_path / "batches" / f".{'c' * 32}").exists()
+
+
+def test_make_up_with_an_unusable_data_folder_exits_2_with_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "a-file").write_text("not a folder")
+    env = {**os.environ, "ULTRAMN_DATA_DIR": str(tmp_path / "a-file" / "data")}
+    r = subprocess.run([sys.executable, "-m", "gateway.up"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "data folder:" in r.stderr and "set ULTRAMN_DATA_DIR to a writable folder" in r.stderr
