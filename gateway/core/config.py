@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024**2, ge=1, description="Largest request body (upload) in bytes: 413 beyond.")
     max_frames: int = Field(5000, ge=1, description="Most frames a clip may have: 422 beyond.")
     max_side: int = Field(4096, ge=8, description="Largest frame side in pixels: 422 beyond.")
+    max_clip_pixels: int = Field(
+        512 * 1024**2,
+        ge=64 * 64,
+        description="Most pixels in a decoded clip (frames x height x width): 422 beyond. Peak memory of a job is "
+        "about 8 bytes per pixel (0.5 GiB clip: about 4 GB), so this bounds memory per worker.",
+    )
     max_batch_clips: int = Field(2000, ge=1, description="Most clips one batch archive may hold: 422 beyond.")
     max_archive_members: int = Field(10_000, ge=1, description="Most members (files and folders) of a batch archive: 422 beyond.")
     max_archive_ratio: float = Field(200.0, gt=1, description="Largest compression ratio of an archive member (zip bombs): 422 beyond.")
@@ -81,8 +87,8 @@ class Settings(BaseSettings):
 
     @cached_property
     def decode_limits(self) -> DecodeLimits:
-        """Decoder bounds from :attr:`max_frames` and :attr:`max_side`."""
-        return DecodeLimits(max_frames=self.max_frames, max_side=self.max_side)
+        """Decoder bounds from :attr:`max_frames`, :attr:`max_side` and :attr:`max_clip_pixels`."""
+        return DecodeLimits(max_frames=self.max_frames, max_side=self.max_side, max_pixels=self.max_clip_pixels)
 
 
 def get_settings() -> Settings:

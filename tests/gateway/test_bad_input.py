@@ -187,3 +187,13 @@ def test_make_up_with_an_unusable_data_folder_exits_2_with_one_line(tmp_path: Pa
     r = subprocess.run([sys.executable, "-m", "gateway.up"], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "data folder:" in r.stderr and "set ULTRAMN_DATA_DIR to a writable folder" in r.stderr
+
+
+async def test_a_clip_over_the_pixel_budget_is_a_422_naming_it(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:
+    n, h, w = clip.frames.shape
+    settings = make_settings(tmp_path / "data", triton_server.grpc_url, workers=0, max_clip_pixels=n * h * w - 1)
+    path = write_clip("npz", clip.frames, tmp_path / "files")
+    async with running_gateway(settings) as client:
+        body = assert_error(await upload(client, path), 422, "limit_exceeded")
+        assert f"exceed the limit of {n * h * w - 1} pixels" in body["error"]["message"]
+        assert (await upload(client, write_clip("npz", clip.frames[:-1], tmp_path / "shorter"))).status_code == 202
