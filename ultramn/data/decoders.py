@@ -746,7 +746,7 @@ def _describe(value: npt.NDArray[Any]) -> str:
 
 
 #: Pillow modes whose pixels are wider than 8 bits: kept as numbers until the whole clip is
-#: scaled once (:func:`pages_to_frames`), so a fade across pages survives.
+#: scaled once (:func:`_pages_to_frames`), so a fade across pages survives.
 _WIDE_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
 
 
@@ -754,7 +754,7 @@ def _pil_pages(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int) 
     """Every page of an image file (one for PNG/JPEG/BMP) as a grey ``[H,W]`` array, upright.
 
     8-bit and colour pages come back as ``uint8``; 16-bit, 32-bit and float pages keep their
-    numbers (scale them with :func:`pages_to_frames`). An EXIF ``Orientation`` is applied, as
+    numbers (scale them with :func:`_pages_to_frames`). An EXIF ``Orientation`` is applied, as
     an image viewer would. Pages of differing size are a :class:`CorruptFileError`.
     """
     from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
@@ -792,11 +792,9 @@ def _pil_to_grey(page: Any) -> npt.NDArray[Any]:
     return np.asarray(page.convert("L"), dtype=np.uint8)
 
 
-def pages_to_frames(pages: list[npt.NDArray[Any]]) -> U8Array:
+def _pages_to_frames(pages: list[npt.NDArray[Any]]) -> U8Array:
     """Same-size grey pages -> ``uint8 [N,H,W]``, scaled once over the whole clip (:func:`to_uint8`)."""
-    if all(page.dtype == np.uint8 for page in pages):
-        return np.stack(pages)
-    return to_uint8(np.stack([page.astype(np.float64) if page.dtype.kind == "f" else page.astype(np.int64) for page in pages]))
+    return to_uint8(np.stack(pages))
 
 
 def decode_image(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
@@ -805,7 +803,7 @@ def decode_image(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
     fmt = sniff_format(_head(source), filename or (str(source) if not isinstance(source, bytes) else None))
     with _open(source) as fh:
         pages = _pil_pages(fh, name, limits, max_frames=1)
-    return _finish(pages_to_frames(pages), fmt, limits)
+    return _finish(_pages_to_frames(pages), fmt, limits)
 
 
 def decode_tiff(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
@@ -815,7 +813,7 @@ def decode_tiff(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename:
         pages = _pil_pages(fh, name, limits, max_frames=limits.max_frames)
     if not pages:
         raise CorruptFileError(f"{name}: TIFF without pages")
-    return _finish(pages_to_frames(pages), "tiff", limits)
+    return _finish(_pages_to_frames(pages), "tiff", limits)
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -878,7 +876,7 @@ def decode_zip(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
             raise CorruptFileError(f"{name}: unreadable ZIP ({exc})") from exc
     if not frames:
         raise CorruptFileError(f"{name}: ZIP without frame images")
-    return _finish(pages_to_frames(frames), "zip", limits)
+    return _finish(_pages_to_frames(frames), "zip", limits)
 
 
 _DECODERS: Final[dict[str, Callable[..., DecodedClip]]] = {

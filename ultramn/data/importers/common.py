@@ -164,13 +164,13 @@ LOSSY_MASK_TOLERANCE = 32
 
 
 def mask_from_image(path: Path, mask_value: int | None) -> U8Array:
-    """A mask image -> ``uint8 [H,W]`` of 0/1 (see :func:`mask_labels_from_image`).
+    """A mask image -> ``uint8 [H,W]`` of 0/1 (labels as :func:`mask_labels_from_image` reads them).
 
     Lossless images: :func:`binarize`. JPEG masks carry compression ringing around every
     edge, so exact values mean nothing: nerve is grey level >= 128 (as in mask videos), or
     within :data:`LOSSY_MASK_TOLERANCE` of ``mask_value`` when one is given.
     """
-    labels, lossy = _mask_image_labels(path)
+    labels, lossy = mask_labels_from_image(path)
     if not lossy:
         return binarize(labels, mask_value)
     if mask_value is None:
@@ -178,18 +178,14 @@ def mask_from_image(path: Path, mask_value: int | None) -> U8Array:
     return (np.abs(labels.astype(np.int64) - mask_value) <= LOSSY_MASK_TOLERANCE).astype(np.uint8)
 
 
-def mask_labels_from_image(path: Path) -> U8Array:
-    """Label values of a mask image, ``uint16-safe [H,W]`` as stored (palette indices kept).
+def mask_labels_from_image(path: Path) -> tuple[U8Array, bool]:
+    """Label values of a mask image, ``uint16-safe [H,W]`` as stored (palette indices kept),
+    and whether the file is lossy (JPEG).
 
     Grey and palette (``P``) images give their stored values; colour masks give the
     maximum over the colour channels (alpha ignored), so a red-on-black mask works. An
     EXIF orientation is applied, as for the images themselves.
     """
-    return _mask_image_labels(path)[0]
-
-
-def _mask_image_labels(path: Path) -> tuple[U8Array, bool]:
-    """:func:`mask_labels_from_image` and whether the file is lossy (JPEG)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -247,7 +243,8 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
         except (OSError, ValueError) as exc:
             raise DecodeError(f"{path}: unreadable mask TIFF ({exc})") from exc
         if len({page.shape for page in pages}) != 1:
-            raise DecodeError(f"{path}: mask TIFF pages differ in size ({', '.join(f'{p.shape[1]}x{p.shape[0]}' for p in pages[:4])}...)")
+            sizes = sorted({f"{p.shape[1]}x{p.shape[0]}" for p in pages})
+            raise DecodeError(f"{path}: mask TIFF pages differ in size ({', '.join(sizes)})")
         return np.stack(pages)
     if fmt in ("png", "jpeg", "bmp"):
         return mask_from_image(path, mask_value)[None]
