@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     max_clip_pixels: int = Field(
         512 * 1024**2,
         ge=64 * 64,
-        description="Most pixels in a decoded clip (frames x height x width): 422 beyond. Peak memory of a job is "
-        "about 8 bytes per pixel (0.5 GiB clip: about 4 GB), so this bounds memory per worker.",
+        description="Most pixels in a decoded clip (frames x height x width): 422 beyond. A job's peak memory grows "
+        "with the clip (about 8 bytes per pixel in a one-off check), so this bounds memory per worker.",
     )
     max_batch_clips: int = Field(2000, ge=1, description="Most clips one batch archive may hold: 422 beyond.")
     max_archive_members: int = Field(10_000, ge=1, description="Most members (files and folders) of a batch archive: 422 beyond.")
