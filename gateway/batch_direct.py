@@ -71,8 +71,11 @@ class DirectAnalyzer:
         """Close the gRPC channel."""
         await self.triton.close()
 
-    async def analyze(self, path: Path, name: str) -> ClipAnalysis:
-        """Run the pipeline on one clip file; decoder and Triton errors become :class:`ClipError`."""
+    async def analyze(self, path: Path, name: str, key: str | None = None) -> ClipAnalysis:
+        """Run the pipeline on one clip file; decoder and Triton errors become :class:`ClipError`.
+
+        ``key`` is not used: nothing here outlives the call, so there is no earlier job to get back.
+        """
         ctx = ClipContext(
             job_id=uuid.uuid4().hex, source=path, filename=path.name, pixel_spacing_mm=self.pixel_spacing_mm, stride=self.stride
         )

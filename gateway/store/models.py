@@ -61,12 +61,15 @@ class Analysis(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     batch_id: Mapped[str | None] = mapped_column(String(32))  # the batch (POST /v1/batches) the clip came in
     batch_index: Mapped[int | None] = mapped_column(Integer)  # its position in that batch
+    # the client's Idempotency-Key header: a retried upload with the same key gets this job back
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_analyses_created", "created_at", "id"),
         Index("ix_analyses_status", "status"),
         Index("ix_analyses_plane", "plane"),
         Index("ix_analyses_batch", "batch_id", "batch_index"),
+        Index("ux_analyses_idempotency_key", "idempotency_key", unique=True),
     )
 
 

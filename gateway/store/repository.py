@@ -85,11 +85,12 @@ class AnalysisRepository:
         self.engine = make_engine(url)
         self._is_sqlite = url.startswith("sqlite")
         Base.metadata.create_all(self.engine)
-        self._add_batch_columns()
+        self._add_missing_columns()
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
-    def _add_batch_columns(self) -> None:
-        """Databases made before batches existed: add ``analyses.batch_id`` / ``batch_index`` (additive)."""
+    def _add_missing_columns(self) -> None:
+        """Databases made by older gateways: add the columns added since (additive only):
+        ``analyses.batch_id`` / ``batch_index`` (batches) and ``idempotency_key``."""
         columns = {c["name"] for c in inspect(self.engine).get_columns("analyses")}
         with self.engine.begin() as conn:
             if "batch_id" not in columns:
@@ -98,6 +99,9 @@ class AnalysisRepository:
                 conn.execute(text("ALTER TABLE analyses ADD COLUMN batch_index INTEGER"))
             if "batch_id" not in columns:
                 conn.execute(text("CREATE INDEX IF NOT EXISTS ix_analyses_batch ON analyses (batch_id, batch_index)"))
+            if "idempotency_key" not in columns:
+                conn.execute(text("ALTER TABLE analyses ADD COLUMN idempotency_key VARCHAR(64)"))
+                conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_analyses_idempotency_key ON analyses (idempotency_key)"))
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -109,7 +113,7 @@ class AnalysisRepository:
 
     # writes ----------------------------------------------------------------------------
     def create(self, row: Analysis) -> Analysis:
-        """Insert ``row``."""
+        """Insert ``row`` (``sqlalchemy.exc.IntegrityError`` when its idempotency key is taken)."""
         with self.session() as s, s.begin():
             s.add(row)
         return row
@@ -147,6 +151,11 @@ class AnalysisRepository:
         """The row, or ``None``."""
         with self.session() as s:
             return s.get(Analysis, job_id)
+
+    def by_idempotency_key(self, key: str) -> Analysis | None:
+        """The analysis created with ``Idempotency-Key: key``, or ``None``."""
+        with self.session() as s:
+            return s.scalars(select(Analysis).where(Analysis.idempotency_key == key)).first()
 
     def pending_ids(self) -> list[str]:
         """Ids of ``queued`` rows, oldest first."""

@@ -173,3 +173,66 @@ def test_triton_path_without_the_serve_extra_exits_2(
     monkeypatch.setitem(sys.modules, "gateway.batch_direct", None)  # import fails as without fastapi/tritonclient
     code = run_cli(monkeypatch, "batch", str(clip_set.archive), "--out", str(tmp_path / "o"), "--triton", "127.0.0.1:9", "--quiet")
     assert code == 2 and "needs the serve extra" in capsys.readouterr().err
+
+
+class LosesAnswers(httpx.AsyncBaseTransport):
+    """Injected fault: the first ``n`` uploads reach the gateway, their answers are lost."""
+
+    def __init__(self, n: int) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.n = n
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resp = await self.inner.handle_async_request(request)
+        if request.method == "POST" and self.n > 0:
+            self.n -= 1
+            await resp.aread()
+            await resp.aclose()
+            raise httpx.ReadError("connection reset (injected)", request=request)
+        return resp
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_lost_answers_are_retried_and_a_rerun_gets_the_accepted_jobs_back(
+    gateway_url: str, clip_set: ClipSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from ultramn.batch.discover import discover
+    from ultramn.batch.gateway_client import GatewayAnalyzer
+    from ultramn.batch.runner import run_batch
+
+    found = discover(clip_set.archive, tmp_path / "work")
+    before = set(analyses_on(gateway_url))
+
+    async def batch(out: Path, lost: int, retries: int) -> int:
+        analyzer = GatewayAnalyzer(gateway_url, api_key=KEY, transport=LosesAnswers(lost), transport_retries=retries, poll_s=0.05)
+        try:
+            return (await run_batch(found.clips, analyzer, out, concurrency=2, progress=False)).failed
+        finally:
+            await analyzer.aclose()
+
+    # every first answer lost, retried at once with the same key: one job per clip, not two
+    retried = tmp_path / "retried"
+    assert asyncio.run(batch(retried, lost=2, retries=3)) == 1  # only the corrupt clip
+    results = check_outputs(retried, clip_set)
+    made = set(analyses_on(gateway_url)) - before
+    assert made == {results[n]["analysis_id"] for n in clip_set.good}
+
+    # the batch "interrupted" with uploads accepted but unanswered (no retries): every clip failed ...
+    out = tmp_path / "out"
+    assert asyncio.run(batch(out, lost=len(clip_set.clips), retries=0)) == len(clip_set.clips)
+    assert {r["error"]["code"] for r in state_lines(out)} == {"gateway_unreachable"}
+    accepted = set(analyses_on(gateway_url)) - before - made
+    assert len(accepted) == len(clip_set.good)  # ... yet the gateway has them
+    # the re-run (the real CLI, same folder) gets those jobs back instead of uploading them a second time
+    args = ["batch", str(clip_set.archive), "--out", str(out), "--gateway", gateway_url, "--api-key", KEY, "--quiet"]
+    assert run_cli(monkeypatch, *args) == 1
+    rerun = check_outputs(out, clip_set)
+    assert {rerun[n]["analysis_id"] for n in clip_set.good} == accepted
+    assert set(analyses_on(gateway_url)) - before - made == accepted
+    # another output folder is another batch: its clips are analysed afresh
+    assert run_cli(monkeypatch, *[*args[:3], str(tmp_path / "other"), *args[4:]]) == 1
+    assert len(set(analyses_on(gateway_url)) - before - made - accepted) == len(clip_set.good)

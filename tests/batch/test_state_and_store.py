@@ -5,10 +5,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+from sqlalchemy.exc import IntegrityError
+
 from gateway.store import AnalysisRepository
 from gateway.store.models import Analysis, Batch
 from ultramn.batch.outputs import record, summary_row
-from ultramn.batch.state import BatchState, file_sha256
+from ultramn.batch.state import TOKEN_FILE, BatchState, file_sha256
 
 
 def test_journal_last_record_wins_and_torn_lines_are_ignored(tmp_path: Path) -> None:
@@ -24,6 +27,21 @@ def test_journal_last_record_wins_and_torn_lines_are_ignored(tmp_path: Path) -> 
     assert set(again.records) == {"a.npy"} and again.is_done("a.npy", sha)
     clip.write_bytes(b"two")  # changed content: analysed again
     assert not again.is_done("a.npy", file_sha256(clip))
+
+
+def test_upload_keys_are_stable_per_folder_and_differ_between_folders(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    key = BatchState(a).upload_key("exam/clip.mp4", "ab" * 32)
+    assert len(key) == 64 and int(key, 16) >= 0
+    assert BatchState(a).upload_key("exam/clip.mp4", "ab" * 32) == key  # a re-run sends the same key
+    assert BatchState(a).upload_key("exam/clip.mp4", "cd" * 32) != key  # changed content: a new analysis
+    assert BatchState(a).upload_key("exam/other.mp4", "ab" * 32) != key
+    assert BatchState(b).upload_key("exam/clip.mp4", "ab" * 32) != key  # another folder, another batch
+    (a / TOKEN_FILE).write_text("not a token\n")
+    assert BatchState(a).upload_key("exam/clip.mp4", "ab" * 32) != key  # a damaged token is replaced
+    assert len((a / TOKEN_FILE).read_text().strip()) == 32
 
 
 def test_summary_row() -> None:
@@ -62,7 +80,7 @@ def test_summary_row() -> None:
     )
 
 
-def test_old_database_gets_the_batch_columns(tmp_path: Path) -> None:
+def test_old_database_gets_the_batch_and_idempotency_columns(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:  # the analyses table as created before batches existed
         conn.execute(
@@ -82,6 +100,13 @@ def test_old_database_gets_the_batch_columns(tmp_path: Path) -> None:
         assert [r.id for r in repo.batch_analyses("b1")] == ["new"]
         rows, nxt = repo.list_batches(10)
         assert [b.id for b in rows] == ["b1"] and nxt is None
+        # the idempotency key column came too, unique like on a new database
+        repo.create(Analysis(id="keyed", idempotency_key="k1"))
+        found = repo.by_idempotency_key("k1")
+        assert found is not None and found.id == "keyed" and repo.by_idempotency_key("k2") is None
+        with pytest.raises(IntegrityError):
+            repo.create(Analysis(id="twin", idempotency_key="k1"))
+        repo.create(Analysis(id="unkeyed"))  # many rows without a key are fine
     finally:
         repo.close()
     AnalysisRepository(f"sqlite:///{db}").close()  # idempotent

@@ -95,6 +95,7 @@ async def test_health_metrics_docs(gateway: httpx.AsyncClient, clip: SynthClip, 
     assert 'route="/docs",status="200"' in text and 'route="/openapi.json",status="200"' in text  # not "unmatched"
     assert {"/v1/analyses", "/v1/analyses/{job_id}", "/v1/analyses/{job_id}/masks.npz", "/health/ready"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/v1/analyses"]["post"]["requestBody"]["content"]
+    assert [(p["name"], p["in"]) for p in spec["paths"]["/v1/analyses"]["post"]["parameters"]] == [("Idempotency-Key", "header")]
 
     def codes(path: str, method: str = "get") -> set[str]:
         return set(spec["paths"][path][method]["responses"])

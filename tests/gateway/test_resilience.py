@@ -128,3 +128,47 @@ async def test_a_result_that_cannot_be_stored_fails_the_job_and_frees_the_worker
         again = await wait_done(client, (await upload(client, path)).json()["id"])  # the worker is still there
         assert again["status"] == "succeeded"
         assert not list(data.rglob("*.tmp.npz"))
+
+
+async def test_a_retried_upload_with_its_idempotency_key_gets_the_accepted_job_back(
+    triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip
+) -> None:
+    data = tmp_path / "data"
+    path = write_clip("npz", clip.frames, tmp_path / "files")
+    key = {"Idempotency-Key": "clip-a-attempt"}
+    async with running_gateway(make_settings(data, triton_server.grpc_url, workers=1)) as client:
+        first = await upload(client, path, headers=key)
+        assert first.status_code == 202 and "idempotent-replayed" not in first.headers
+        job_id = first.json()["id"]
+        again = await upload(client, path, headers=key)  # the answer was lost: the client sends it again
+        assert again.status_code in (200, 202) and again.json()["id"] == job_id
+        assert again.headers["idempotent-replayed"] == "true" and again.headers["location"] == f"/v1/analyses/{job_id}"
+        assert (await wait_done(client, job_id))["status"] == "succeeded"
+        done = await upload(client, path, headers=key, wait=True)
+        assert done.status_code == 200 and done.json()["id"] == job_id and done.json()["result"]["n_frames"] == 16
+        other = await upload(client, path, headers={"Idempotency-Key": "clip-b"}, wait=True)  # another key: another job
+        assert other.status_code == 200 and other.json()["id"] != job_id
+        listed = (await client.get("/v1/analyses")).json()["items"]
+        assert sorted(item["id"] for item in listed) == sorted([job_id, other.json()["id"]])
+        assert len(list((data / "uploads").iterdir())) == 2  # the replays stored nothing
+
+        # a failed job gives its key up: the retry is analysed afresh, the failed job stays listed
+        masks = data / "masks"
+        masks.rename(data / "masks.away")
+        masks.write_text("a file where the mask folder was: every save fails")  # injected fault
+        fail_key = {"Idempotency-Key": "clip-c"}
+        failed_id = (await upload(client, path, headers=fail_key)).json()["id"]
+        assert (await wait_done(client, failed_id))["status"] == "failed"
+        masks.unlink()
+        (data / "masks.away").rename(masks)
+        retry = await upload(client, path, headers=fail_key, wait=True)
+        assert retry.status_code == 200 and retry.json()["id"] != failed_id and "idempotent-replayed" not in retry.headers
+        assert (await client.get(f"/v1/analyses/{failed_id}")).json()["status"] == "failed"
+
+        # a deleted job's key is free again
+        assert (await client.delete(f"/v1/analyses/{job_id}")).status_code == 204
+        fresh = await upload(client, path, headers=key, wait=True)
+        assert fresh.status_code == 200 and fresh.json()["id"] not in (job_id, failed_id)
+
+        for bad in ("", "has space", "x" * 65):
+            assert_error(await upload(client, path, headers={"Idempotency-Key": bad}), 422, "validation_error")

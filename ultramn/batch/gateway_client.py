@@ -4,12 +4,20 @@ Per clip: ``POST /v1/analyses`` with ``wait=true`` (a short clip answers with it
 once), else polling ``GET /v1/analyses/{id}`` until it succeeded or failed, then
 ``GET .../masks.npz``. A full queue (429) is retried after ``Retry-After``; a refused
 upload (4xx) or a failed analysis raises :class:`ClipError` with the gateway's error code.
+
+Uploads carry an ``Idempotency-Key`` made from the batch's key for the clip and the
+analysis options: when an upload's answer is lost (the connection broke, the batch was
+interrupted) the same upload sent again gets the job the gateway had accepted, not a
+second analysis. That makes a lost answer safe to retry, which this client does
+``transport_retries`` times before the clip counts as failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -45,9 +53,13 @@ class GatewayAnalyzer:
         poll_s: float = 0.25,
         timeout_s: float = 3600.0,
         max_queue_retries: int = 240,
+        transport_retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
-        self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(120.0, connect=10.0))
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(120.0, connect=10.0), transport=transport
+        )
         self.fields: dict[str, str] = {"wait": "true"}
         if pixel_spacing_mm is not None:
             self.fields["pixel_spacing_mm"] = str(pixel_spacing_mm)
@@ -56,6 +68,7 @@ class GatewayAnalyzer:
         self.poll_s = poll_s
         self.timeout_s = timeout_s
         self.max_queue_retries = max_queue_retries
+        self.transport_retries = transport_retries
 
     async def check(self) -> None:
         """:class:`GatewayUnreachableError` unless ``/health/live`` answers."""
@@ -70,10 +83,25 @@ class GatewayAnalyzer:
         """Close the connection pool."""
         await self.client.aclose()
 
-    async def _upload(self, path: Path) -> httpx.Response:
+    def idempotency_key(self, key: str) -> str:
+        """The ``Idempotency-Key`` of an upload: the batch's ``key`` for the clip with the
+        analysis options folded in (other options must not get the old job back)."""
+        return hashlib.sha256(f"{key}\n{json.dumps(self.fields, sort_keys=True)}".encode()).hexdigest()
+
+    async def _upload(self, path: Path, key: str | None) -> httpx.Response:
+        headers = {"Idempotency-Key": self.idempotency_key(key)} if key else {}
+        lost = 0
         for _ in range(self.max_queue_retries + 1):
             data = await asyncio.to_thread(path.read_bytes)
-            resp = await self.client.post("/v1/analyses", files={"file": (path.name, data)}, data=self.fields)
+            try:
+                resp = await self.client.post("/v1/analyses", files={"file": (path.name, data)}, data=self.fields, headers=headers)
+            except httpx.TransportError:
+                # the answer was lost; with a key the gateway gives back what it accepted, so ask again
+                lost += 1
+                if not key or lost > self.transport_retries:
+                    raise
+                await asyncio.sleep(min(2.0 ** (lost - 1), 10.0))
+                continue
             if resp.status_code != 429:
                 return resp
             delay = float(resp.headers.get("Retry-After", "1") or 1)
@@ -93,10 +121,10 @@ class GatewayAnalyzer:
                 raise ClipError("timeout", f"analysis {job_id} not finished after {self.timeout_s:.0f} s")
             await asyncio.sleep(self.poll_s)
 
-    async def analyze(self, path: Path, name: str) -> ClipAnalysis:
-        """Upload, wait, download the masks (see the module docstring)."""
+    async def analyze(self, path: Path, name: str, key: str | None = None) -> ClipAnalysis:
+        """Upload (with ``key``'s ``Idempotency-Key``), wait, download the masks (see the module docstring)."""
         try:
-            resp = await self._upload(path)
+            resp = await self._upload(path, key)
             body: dict[str, Any] = {}
             with contextlib.suppress(ValueError):
                 body = resp.json()

@@ -55,6 +55,7 @@ async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurr
     hashes = await asyncio.to_thread(lambda: {c.name: file_sha256(c.path) for c in clips})
     todo = [c for c in clips if not state.is_done(c.name, hashes[c.name])]
     already = len(clips) - len(todo)
+    keys = {c.name: state.upload_key(c.name, hashes[c.name]) for c in todo}
     counts = {"ok": 0, "failed": 0}
     bar = tqdm(total=len(clips), initial=already, unit="clip", desc="batch", disable=not progress, dynamic_ncols=True)
     sem = asyncio.Semaphore(concurrency)
@@ -64,7 +65,7 @@ async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurr
         async with sem:
             t0 = time.perf_counter()
             try:
-                analysis = await analyzer.analyze(clip.path, clip.name)
+                analysis = await analyzer.analyze(clip.path, clip.name, key=keys[clip.name])
                 await asyncio.to_thread(_write_masks, out, clip.name, analysis.masks_npz)
                 rec = record(
                     clip.name, hashes[clip.name], time.perf_counter() - t0, result=analysis.result, analysis_id=analysis.analysis_id

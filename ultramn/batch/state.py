@@ -5,6 +5,11 @@ line of a clip wins. A re-run skips clips whose last record succeeded on the sam
 content (SHA-256), and analyses failed, changed and new clips again. Appending one line per
 clip keeps writes small and a crash loses at most the line being written (a torn last
 line is ignored when read back).
+
+The folder also keeps a random token (``.batch-token``) from which each clip's upload key
+is made (:meth:`BatchState.upload_key`): a re-run after an interruption sends the same key
+for a clip whose upload the gateway had accepted, and gets that job back instead of
+analysing the clip twice.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
 STATE_FILE = "state.jsonl"
+TOKEN_FILE = ".batch-token"
 
 
 def file_sha256(path: Path) -> str:
@@ -44,6 +51,25 @@ class BatchState:
                     continue  # a torn line from a crash
                 if isinstance(rec, dict) and isinstance(rec.get("clip"), str):
                     self.records[rec["clip"]] = rec
+
+    @property
+    def token(self) -> str:
+        """The folder's random token, made and saved on first use (hex, 32 characters)."""
+        path = self.path.with_name(TOKEN_FILE)
+        try:
+            token = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            token = ""
+        if len(token) != 32 or any(c not in "0123456789abcdef" for c in token):
+            token = secrets.token_hex(16)
+            tmp = path.with_name(f"{TOKEN_FILE}.tmp")
+            tmp.write_text(token + "\n", encoding="ascii")
+            os.replace(tmp, path)
+        return token
+
+    def upload_key(self, clip: str, sha256: str) -> str:
+        """The key the uploads of ``clip`` with this content carry in this folder (hex, 64 characters)."""
+        return hashlib.sha256(f"{self.token}\n{clip}\n{sha256}".encode()).hexdigest()
 
     def is_done(self, clip: str, sha256: str) -> bool:
         """Whether ``clip`` succeeded before with this content."""

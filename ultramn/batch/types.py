@@ -28,8 +28,10 @@ class ClipAnalysis:
 class Analyzer(Protocol):
     """Analyses one clip file; raises :class:`ClipError` for a clip that fails."""
 
-    async def analyze(self, path: Path, name: str) -> ClipAnalysis:
-        """The analysis of the clip at ``path`` (``name``: its name in the batch, for messages)."""
+    async def analyze(self, path: Path, name: str, key: str | None = None) -> ClipAnalysis:
+        """The analysis of the clip at ``path`` (``name``: its name in the batch, for messages;
+        ``key``: the same for every attempt at this clip in this output folder, so a server that
+        accepted an earlier attempt can give that job back)."""
         ...
 
     async def aclose(self) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -34,7 +35,7 @@ from gateway.api.openapi import error_responses, multipart_upload
 from gateway.api.schemas import AnalysisDetail, AnalysisList, AnalysisSummary, summary
 from gateway.core.config import Settings
 from gateway.core.errors import ApiError, PayloadTooLargeError, decode_error_to_api
-from gateway.store import Analysis, FileStore, JobStatus, ListFilters
+from gateway.store import Analysis, AnalysisRepository, FileStore, JobStatus, ListFilters
 from gateway.worker import JobQueue, Outcome, QueueFullError
 from ultramn.contract import CONTRACT, PLANES
 from ultramn.data.decoders import DecodedClip, DecodeError, decode
@@ -74,9 +75,24 @@ _UPLOAD_FIELDS: dict[str, dict[str, Any]] = {
     "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames, "description": "frames between windows"},
     "wait": {"type": "boolean", "default": False, "description": "answer with the result when the clip is short"},
 }
-_UPLOAD_SCHEMA = multipart_upload(_UPLOAD_FIELDS)
-
 _EXT = re.compile(r"^\.[a-z0-9]{1,10}$")
+#: ``Idempotency-Key`` request header: 1 to 64 visible ASCII characters (a UUID or a hex digest fits).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")
+_UPLOAD_SCHEMA = {
+    **multipart_upload(_UPLOAD_FIELDS),
+    "parameters": [
+        {
+            "name": IDEMPOTENCY_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[\\x21-\\x7e]+$"},
+            "description": "retrying an upload whose answer was lost with the same key returns the job the server "
+            "accepted (200 finished, 202 queued/running, header Idempotent-Replayed: true) instead of a new one; "
+            "a failed or deleted job frees its key",
+        }
+    ],
+}
 
 
 # --------------------------------------------------------------------------- upload helpers
@@ -196,6 +212,38 @@ def _copy(src: IO[bytes], dest: Path) -> int:
         raise
 
 
+def _idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` (``None`` when absent); 422 when it is malformed."""
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(raw):
+        raise ApiError(422, "validation_error", f"{IDEMPOTENCY_HEADER}: 1 to 64 visible ASCII characters, no spaces")
+    return raw
+
+
+def _replay(repo: AnalysisRepository, jobs: JobQueue, key: str) -> JSONResponse | None:
+    """The answer to a retried upload: the job created earlier with ``key`` (200 when it
+    succeeded, 202 while it is queued or running), or ``None`` when there is none to give
+    back. A failed job gives its key up, so the retry is analysed afresh (the failed job
+    stays listed)."""
+    row = repo.by_idempotency_key(key)
+    if row is None:
+        return None
+    if row.status == JobStatus.FAILED.value:
+        repo.update(row.id, idempotency_key=None)
+        return None
+    code = 200 if row.status == JobStatus.SUCCEEDED.value else 202
+    headers = {"Location": f"/v1/analyses/{row.id}", "Idempotent-Replayed": "true"}
+    return JSONResponse(_detail(row, jobs), status_code=code, headers=headers)
+
+
+async def _drain(request: Request) -> None:
+    """Read and drop the request body: a replay answers without storing the upload again."""
+    async for _ in request.stream():
+        pass
+
+
 def _retry_after(settings: Settings) -> dict[str, str]:
     return {"Retry-After": str(settings.retry_after_s)}
 
@@ -227,8 +275,13 @@ async def create_analysis(
     """Store the upload, check that it decodes, queue the job.
 
     202 with the job (and ``Location``), or 200 with the result when ``wait=true`` and the
-    clip has at most ``ULTRAMN_WAIT_MAX_FRAMES`` frames.
+    clip has at most ``ULTRAMN_WAIT_MAX_FRAMES`` frames. With an ``Idempotency-Key`` header,
+    a retry of an upload the server accepted gets that job back instead of a new one.
     """
+    key = _idempotency_key(request)
+    if key is not None and (earlier := _replay(repo, jobs, key)) is not None:
+        await _drain(request)
+        return earlier
     if not jobs.has_room():
         raise ApiError(429, "queue_full", f"{jobs.depth} analyses are queued; retry later", headers=_retry_after(settings))
     length = request.headers.get("content-length")
@@ -264,18 +317,25 @@ async def create_analysis(
     decode_ms = (time.perf_counter() - t0) * 1000.0
     os.replace(staging, files.upload_path(job_id, ext))
     n_windows = len(window_starts(clip.n_frames, CONTRACT.window_frames, stride or settings.default_stride))
-    row = repo.create(
-        Analysis(
-            id=job_id,
-            status=JobStatus.QUEUED.value,
-            upload_ext=ext,
-            upload_bytes=size,
-            format=clip.format,
-            n_frames=clip.n_frames,
-            windows_total=n_windows,
-            options={"pixel_spacing_mm": spacing, "stride": stride},
+    try:
+        row = repo.create(
+            Analysis(
+                id=job_id,
+                status=JobStatus.QUEUED.value,
+                upload_ext=ext,
+                upload_bytes=size,
+                format=clip.format,
+                n_frames=clip.n_frames,
+                windows_total=n_windows,
+                options={"pixel_spacing_mm": spacing, "stride": stride},
+                idempotency_key=key,
+            )
         )
-    )
+    except IntegrityError:  # the same key arrived twice at once and the other upload won
+        files.delete(job_id, ext)
+        if key is not None and (earlier := _replay(repo, jobs, key)) is not None:
+            return earlier
+        raise
     short = wait and clip.n_frames <= settings.wait_max_frames
     fut = jobs.watch(job_id) if short else None
     try:
