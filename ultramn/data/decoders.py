@@ -354,13 +354,29 @@ def _shape_to_frames(a: npt.NDArray[Any], what: str) -> U8Array:
 # decoders per format
 
 
-def _declared_frame_count(stream: Any, fps: float | None) -> int | None:
+_TAG_DURATION = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
+
+
+def _declared_seconds(stream: Any, container: Any) -> float | None:
+    """The stream's duration in seconds as the container declares it: the stream's own, else
+    its ``DURATION`` tag (Matroska/WebM keep it there), else the container's when the video
+    is its only stream (another stream may last longer)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = _TAG_DURATION.match(str((stream.metadata or {}).get("DURATION", "")).strip())
+    if tag:
+        return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3])
+    if container.duration and len(container.streams) == 1:
+        return float(container.duration) / 1_000_000  # AV_TIME_BASE units
+    return None
+
+
+def _declared_frame_count(stream: Any, container: Any, fps: float | None) -> int | None:
     """Frames the container says the stream holds (its frame count, else duration x rate)."""
     if stream.frames:
         return int(stream.frames)
-    if stream.duration and stream.time_base and fps:
-        return round(float(stream.duration * stream.time_base) * fps)
-    return None
+    seconds = _declared_seconds(stream, container)
+    return round(seconds * fps) if seconds and fps else None
 
 
 def _shortfall_note(n_decoded: int, declared: int | None) -> tuple[str, ...]:
@@ -392,7 +408,7 @@ def decode_video(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
                 limits.check_frame_shape(ctx.height, ctx.width)
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else None
-            declared = _declared_frame_count(stream, fps)
+            declared = _declared_frame_count(stream, container, fps)
             for frame in container.decode(stream):
                 if len(frames) >= limits.max_frames:
                     raise LimitExceededError(f"{name}: more than {limits.max_frames} frames")
