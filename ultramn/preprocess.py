@@ -36,11 +36,30 @@ def resize_masks(masks: npt.NDArray[np.uint8], height: int, width: int) -> npt.N
     return (probs >= 0.5).astype(np.uint8)
 
 
+def _resize_probability(prob: npt.NDArray[np.floating], height: int, width: int) -> npt.NDArray[np.float32]:
+    """One ``[H,W]`` probability map resized (bilinear) to ``float32 [height,width]``."""
+    if prob.shape == (height, width):
+        return prob.astype(np.float32, copy=False)
+    return np.asarray(Image.fromarray(prob.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR))
+
+
 def resize_probabilities(probs: npt.NDArray[np.float32], height: int, width: int) -> npt.NDArray[np.float32]:
     """Resize ``float32 [N,H,W]`` probability maps (bilinear) to ``[N,height,width]``."""
     if probs.shape[1:] == (height, width):
         return probs.astype(np.float32, copy=False)
     out = np.empty((probs.shape[0], height, width), dtype=np.float32)
     for i, p in enumerate(probs):
-        out[i] = np.asarray(Image.fromarray(p.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR))
+        out[i] = _resize_probability(p, height, width)
+    return out
+
+
+def threshold_resized(probs: npt.NDArray[np.float32], threshold: float, out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """``uint8`` masks ``(resize(probs) >= threshold)`` written into ``out [N,height,width]`` (it may be
+    a view into a larger array); ``out``. Equal to thresholding :func:`resize_probabilities`, but
+    one frame at a time: no ``float32 [N,height,width]`` array (4 bytes per output pixel) is made."""
+    if len(probs) != len(out):
+        raise ValueError(f"{len(probs)} probability maps for {len(out)} masks")
+    height, width = out.shape[1:]
+    for i, p in enumerate(probs):
+        np.greater_equal(_resize_probability(p, height, width), threshold, out=out[i], casting="unsafe")
     return out

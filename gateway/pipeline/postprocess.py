@@ -1,8 +1,9 @@
 """Stage ``postprocess``: masks back to the original frame geometry, measurements, result JSON.
 
 Per frame the stitched probabilities ``[H,W]`` (model geometry) are resized to the ROI's
-size (bilinear, :func:`ultramn.preprocess.resize_probabilities`), thresholded and placed
-into an all-background frame of the original size: ``ctx.masks`` ``uint8 [N,H0,W0]``.
+size (bilinear), thresholded and written into an all-background frame of the original size
+(:func:`ultramn.preprocess.threshold_resized`): ``ctx.masks`` ``uint8 [N,H0,W0]``, with no
+full-size float array on the way (memory: ``bench/bench_memory.py``).
 Measurements are taken inside the ROI and shifted by its offset, which equals measuring
 the full frame (the mask is empty outside the ROI) at a fraction of the cost.
 """
@@ -19,7 +20,7 @@ from gateway.pipeline.context import ClipContext
 from ultramn.contract import PLANE_VIEWS, PLANES
 from ultramn.measure import FrameMeasurement, MeasureConfig, measure_frames, summarize_clip
 from ultramn.measure.spacing import normalize_spacing
-from ultramn.preprocess import resize_probabilities
+from ultramn.preprocess import threshold_resized
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,8 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
         raise RuntimeError("stitch must run before postprocess")
     n, h0, w0 = clip.frames.shape
     x0, y0, x1, y1 = ctx.roi or (0, 0, w0, h0)
-    probs = resize_probabilities(ctx.frame_mask_probs, y1 - y0, x1 - x0)
-    crop_masks = (probs >= config.threshold).astype(np.uint8)
     masks = np.zeros((n, h0, w0), dtype=np.uint8)
-    masks[:, y0:y1, x0:x1] = crop_masks
+    crop_masks = threshold_resized(ctx.frame_mask_probs, config.threshold, out=masks[:, y0:y1, x0:x1])
     ctx.masks = masks
 
     spacing, spacing_source = spacing_of(ctx)
