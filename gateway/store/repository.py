@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, inspect, or_, select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, and_, create_engine, event, func, inspect, or_, select, text
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from gateway.core.errors import ApiError
 from gateway.store.models import Analysis, Base, Batch, JobStatus, utcnow
+
+#: Listings never need a row's result JSON (per-frame contours: hundreds of kB per clip); it is
+#: not loaded, and reading it from such a row raises instead of querying again.
+_WITHOUT_RESULT = defer(Analysis.result, raiseload=True)
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,11 @@ class AnalysisRepository:
         with self.session() as s:
             return s.scalars(select(Analysis).where(Analysis.idempotency_key == key)).first()
 
+    def exists(self, job_id: str) -> bool:
+        """Whether the analysis ``job_id`` exists (no row loaded)."""
+        with self.session() as s:
+            return s.scalar(select(Analysis.id).where(Analysis.id == job_id)) is not None
+
     def pending_ids(self) -> list[str]:
         """Ids of ``queued`` rows, oldest first."""
         with self.session() as s:
@@ -164,9 +173,9 @@ class AnalysisRepository:
             return list(s.scalars(stmt).all())
 
     def list(self, filters: ListFilters, limit: int, cursor: str | None = None) -> Page:
-        """Rows matching ``filters``, newest first, ``limit`` per page after ``cursor``."""
+        """Rows matching ``filters``, newest first, ``limit`` per page after ``cursor`` (``result`` not loaded)."""
         conv = _naive_utc if self._is_sqlite else (lambda v: v)
-        stmt = select(Analysis)
+        stmt = select(Analysis).options(_WITHOUT_RESULT)
         if filters.plane:
             stmt = stmt.where(Analysis.plane == filters.plane)
         if filters.status:
@@ -200,10 +209,27 @@ class AnalysisRepository:
             return s.get(Batch, batch_id)
 
     def batch_analyses(self, batch_id: str) -> Sequence[Analysis]:
-        """The batch's analyses in archive order."""
+        """The batch's analyses in archive order (``result`` not loaded)."""
         with self.session() as s:
-            stmt = select(Analysis).where(Analysis.batch_id == batch_id).order_by(Analysis.batch_index, Analysis.id)
+            stmt = (
+                select(Analysis).options(_WITHOUT_RESULT).where(Analysis.batch_id == batch_id).order_by(Analysis.batch_index, Analysis.id)
+            )
             return list(s.scalars(stmt).all())
+
+    def batch_status_counts(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """``{batch id: {status: analyses}}`` for ``batch_ids`` (one grouped query; no rows loaded)."""
+        counts: dict[str, dict[str, int]] = {b: {} for b in batch_ids}
+        if not batch_ids:
+            return counts
+        stmt = (
+            select(Analysis.batch_id, Analysis.status, func.count())
+            .where(Analysis.batch_id.in_(list(batch_ids)))
+            .group_by(Analysis.batch_id, Analysis.status)
+        )
+        with self.session() as s:
+            for batch_id, status, n in s.execute(stmt).all():
+                counts[str(batch_id)][status] = int(n)
+        return counts
 
     def list_batches(self, limit: int, cursor: str | None = None) -> tuple[Sequence[Batch], str | None]:
         """Batches newest first, ``limit`` per page after ``cursor``; (rows, next cursor)."""

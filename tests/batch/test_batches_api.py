@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -145,3 +146,32 @@ async def test_batch_limits_come_from_settings(triton_server: EmbeddedTriton, cl
         assert "4 clips exceed the limit of 3" in body["error"]["message"], body
         assert not any((data / "uploads").iterdir()) and not any((data / "batches").iterdir())
         assert (await client.get("/v1/batches")).json()["items"] == []
+
+
+async def test_deleted_clips_count_as_finished_and_are_not_fed(clip_set: ClipSet, tmp_path: Path) -> None:
+    """Triton is away, so the clips stay queued: deleting their analyses moves progress forward,
+    never back, a batch whose clips are all deleted is done, and the feeder skips deleted clips."""
+    from ultramn.serving.embedded import free_ports
+
+    settings = make_settings(tmp_path / "data", f"127.0.0.1:{free_ports(1)[0]}", queue_max=1, workers=1)
+    async with running_gateway(settings) as client:
+        created = (await post_batch(client, clip_set.archive)).json()
+        batch_id, ids = created["id"], [c["id"] for c in created["clips"]]
+        first = (await client.get(f"/v1/batches/{batch_id}")).json()
+        assert first["status"] in ("queued", "running") and first["progress"] == {"done": 0, "total": 4, "fraction": 0.0}
+        for job_id in ids[2:]:  # not yet handed to the queue (it holds one)
+            assert (await client.delete(f"/v1/analyses/{job_id}")).status_code == 204
+        half = (await client.get(f"/v1/batches/{batch_id}")).json()
+        assert half["n_clips"] == 4 and half["counts"]["deleted"] == 2 and len(half["clips"]) == 2
+        assert half["progress"] == {"done": 2, "total": 4, "fraction": 0.5} and half["status"] != "done"
+        listed = (await client.get("/v1/batches")).json()["items"][0]
+        assert listed["counts"] == half["counts"] and listed["progress"] == half["progress"]
+        for job_id in ids[:2]:
+            assert (await client.delete(f"/v1/analyses/{job_id}")).status_code == 204
+        with anyio.fail_after(10):  # the feeder finds nothing left to feed
+            while any(t.get_name() == f"batch-feed-{batch_id}" for t in asyncio.all_tasks()):
+                await anyio.sleep(0.05)
+        gone = (await client.get(f"/v1/batches/{batch_id}")).json()
+        assert gone["status"] == "done" and gone["counts"]["deleted"] == 4 and gone["clips"] == []
+        assert gone["progress"] == {"done": 4, "total": 4, "fraction": 1.0}
+        assert "ultramn_queue_depth 0.0" in (await client.get("/metrics")).text

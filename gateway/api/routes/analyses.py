@@ -380,7 +380,7 @@ async def list_analyses(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """Newest first, with cursor pagination."""
-    page = repo.list(ListFilters(plane, status, created_after, created_before), limit, cursor)
+    page = await asyncio.to_thread(repo.list, ListFilters(plane, status, created_after, created_before), limit, cursor)
     items = []
     for row in page.items:
         live = jobs.progress.get(row.id)

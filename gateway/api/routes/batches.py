@@ -46,7 +46,8 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[ApiKeyD
 #: How often the feeder looks for room in the job queue.
 FEED_POLL_S = 0.1
 
-_FINISHED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+#: The ``counts`` key of a batch's clips whose analyses were deleted (they count as finished).
+DELETED = "deleted"
 _feeders: set[asyncio.Task[None]] = set()
 
 _UPLOAD_ERRORS = error_responses(
@@ -86,7 +87,7 @@ class BatchClip(BaseModel):
 
 
 class BatchProgress(BaseModel):
-    """Clips finished (succeeded or failed) of the total."""
+    """Clips finished (succeeded, failed or deleted) of the clips the batch was made with."""
 
     done: int
     total: int
@@ -101,7 +102,7 @@ class BatchSummary(BaseModel):
     status: str = Field(description="queued | running | done")
     n_clips: int
     n_skipped: int = Field(description="archive files that were not clips")
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(description="clips per status: queued, running, succeeded, failed, deleted (analysis deleted)")
     progress: BatchProgress
     links: dict[str, str]
 
@@ -133,14 +134,23 @@ def _clip_view(row: Analysis, name: str | None = None) -> dict[str, Any]:
     }
 
 
-def _view(batch: Batch, rows: Sequence[Analysis], names: dict[str, str] | None = None, clips: bool = True) -> dict[str, Any]:
+def _view(
+    batch: Batch, counts_by_status: dict[str, int], rows: Sequence[Analysis] | None = None, names: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A batch's JSON from its analyses' status counts (and, for the detail, its rows).
+
+    The total is the clips the batch was made with: a clip whose analysis was deleted counts
+    as ``deleted`` and as finished, so progress never goes backwards and a batch whose clips
+    were all deleted is ``done`` at 1.0.
+    """
     counts = {s.value: 0 for s in JobStatus}
-    for row in rows:
-        counts[row.status] = counts.get(row.status, 0) + 1
-    done = counts[JobStatus.SUCCEEDED.value] + counts[JobStatus.FAILED.value]
-    total = len(rows)
-    started = done or counts[JobStatus.RUNNING.value]
-    status = "done" if done == total else ("running" if started else "queued")
+    for status, n in counts_by_status.items():
+        counts[status] = counts.get(status, 0) + n
+    total = batch.n_clips
+    counts[DELETED] = max(0, total - sum(counts.values()))
+    done = counts[JobStatus.SUCCEEDED.value] + counts[JobStatus.FAILED.value] + counts[DELETED]
+    started = done - counts[DELETED] or counts[JobStatus.RUNNING.value]
+    status = "done" if done >= total else ("running" if started else "queued")
     data: dict[str, Any] = {
         "id": batch.id,
         "created_at": aware(batch.created_at),
@@ -151,9 +161,25 @@ def _view(batch: Batch, rows: Sequence[Analysis], names: dict[str, str] | None =
         "progress": {"done": done, "total": total, "fraction": round(done / total, 4) if total else None},
         "links": {"self": f"/v1/batches/{batch.id}"},
     }
-    if clips:
+    if rows is not None:
         data["clips"] = [_clip_view(row, (names or {}).get(row.id)) for row in rows]
     return data
+
+
+def _status_counts(rows: Sequence[Analysis]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return counts
+
+
+def _detail(repo: AnalysisRepository, batch_id: str, names: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The batch's detail JSON, or ``None`` when there is no such batch (blocking: run it in a thread)."""
+    batch = repo.get_batch(batch_id)
+    if batch is None:
+        return None
+    rows = repo.batch_analyses(batch_id)
+    return BatchDetail.model_validate(_view(batch, _status_counts(rows), rows, names)).model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------- ingest
@@ -244,13 +270,16 @@ def _ingest(
         shutil.rmtree(staging.parent, ignore_errors=True)
 
 
-async def _feed(jobs: JobQueue, job_ids: list[str]) -> None:
-    """Hand the batch's jobs to the queue as it has room (a restart resumes them anyway: they are queued rows)."""
+async def _feed(jobs: JobQueue, repo: AnalysisRepository, job_ids: list[str]) -> None:
+    """Hand the batch's jobs to the queue as it has room (a restart resumes them anyway: they
+    are queued rows); a clip whose analysis was deleted meanwhile is skipped."""
     for job_id in job_ids:
         while True:
             if jobs.is_pending(job_id):
                 break
             if jobs.has_room():
+                if not await asyncio.to_thread(repo.exists, job_id):
+                    break
                 try:
                     jobs.submit(job_id)
                     break
@@ -297,12 +326,11 @@ async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, f
         raise
     finally:
         await form.close()
-    batch, pairs = await asyncio.to_thread(_ingest, staging, folder / "work", batch_id, files, repo, settings, options, size, ext)
-    _feeders.add(feeder := asyncio.create_task(_feed(jobs, [row.id for _, row in pairs]), name=f"batch-feed-{batch_id}"))
+    _, pairs = await asyncio.to_thread(_ingest, staging, folder / "work", batch_id, files, repo, settings, options, size, ext)
+    _feeders.add(feeder := asyncio.create_task(_feed(jobs, repo, [row.id for _, row in pairs]), name=f"batch-feed-{batch_id}"))
     feeder.add_done_callback(_feeders.discard)
     names = {row.id: clip.name for clip, row in pairs}
-    rows = repo.batch_analyses(batch_id)
-    detail = BatchDetail.model_validate(_view(batch, rows, names)).model_dump(mode="json")
+    detail = await asyncio.to_thread(_detail, repo, batch_id, names)
     return JSONResponse(detail, status_code=202, headers={"Location": f"/v1/batches/{batch_id}"})
 
 
@@ -313,15 +341,19 @@ async def list_batches(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """Newest first, with overall status and counts (no clip list), cursor pagination."""
-    batches, next_cursor = repo.list_batches(limit, cursor)
-    items = [BatchSummary.model_validate(_view(b, repo.batch_analyses(b.id), clips=False)) for b in batches]
-    return {"items": items, "next_cursor": next_cursor}
+
+    def page() -> dict[str, Any]:
+        batches, next_cursor = repo.list_batches(limit, cursor)
+        counts = repo.batch_status_counts([b.id for b in batches])
+        return {"items": [BatchSummary.model_validate(_view(b, counts[b.id])) for b in batches], "next_cursor": next_cursor}
+
+    return await asyncio.to_thread(page)
 
 
 @router.get("/{batch_id}", summary="Overall progress and the clips' analyses", response_model=BatchDetail, responses=_BATCH_ERRORS)
 async def get_batch(batch_id: str, repo: RepoDep) -> JSONResponse:
     """Status (``done`` when every clip succeeded or failed), counts per status, progress, and each clip's id and status."""
-    batch = repo.get_batch(batch_id)
-    if batch is None:
+    detail = await asyncio.to_thread(_detail, repo, batch_id)
+    if detail is None:
         raise ApiError(404, "not_found", f"no batch {batch_id}")
-    return JSONResponse(BatchDetail.model_validate(_view(batch, repo.batch_analyses(batch_id))).model_dump(mode="json"))
+    return JSONResponse(detail)
