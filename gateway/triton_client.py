@@ -182,13 +182,16 @@ class TritonClient:
         """Whether the server answers and the model is ready (never raises).
 
         False too while the last inference found the model's backend process dead: Triton
-        itself keeps calling such a model ready.
+        itself keeps calling such a model ready; and while the served model does not match
+        the contract (checked again whenever the server was away).
         """
         if self.model_broken is not None:
             return await self._backend_recovered()
         try:
             ready = await self.client.is_model_ready(self.model_name, self.model_version, client_timeout=self.check_timeout_s)
-        except (InferenceServerException, RuntimeError, OSError):
+            if ready and not self._checked:
+                await self.ensure_checked()
+        except (InferenceServerException, RuntimeError, OSError, TritonUnavailableError, TritonRequestError, ContractMismatchError):
             return False
         return bool(ready)
 
@@ -223,6 +226,8 @@ class TritonClient:
                     if self.model_broken is None:
                         log.error("the model's backend process is dead; Triton must be restarted", extra={"error": str(mapped)})
                     self.model_broken = str(mapped)
+                if isinstance(mapped, TritonUnavailableError):
+                    self._checked = False  # the server may come back with another model: check it again then
                 raise mapped from exc
         self.model_broken = None
         plane_spec, mask_spec = self.contract.served_outputs
@@ -230,6 +235,13 @@ class TritonClient:
         mask = result.as_numpy(mask_spec.name)
         if plane is None or mask is None:
             raise TritonRequestError("Triton answered without the expected outputs")
+        for spec, array in ((plane_spec, plane), (mask_spec, mask)):
+            if array.dtype != spec.numpy_dtype or tuple(array.shape[1:]) != tuple(spec.dims):
+                self._checked = False
+                raise ContractMismatchError(
+                    f"model {self.model_name!r} answered {spec.name!r} as {array.dtype} {list(array.shape)}; the contract says "
+                    f"{np.dtype(spec.numpy_dtype).name} [1, {', '.join(map(str, spec.dims))}]"
+                )
         probs = mask[0, 0].astype(np.float32) * np.float32(1.0 / MASK_PROB_SCALE)
         return WindowOutput(plane_probs=plane[0].astype(np.float32), mask_probs=probs)
 

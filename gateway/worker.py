@@ -30,7 +30,7 @@ from gateway.core.metrics import Metrics
 from gateway.pipeline import ClipContext, Pipeline
 from gateway.store import AnalysisRepository, FileStore, JobStatus
 from gateway.store.models import utcnow
-from gateway.triton_client import TritonClient, TritonUnavailableError
+from gateway.triton_client import ContractMismatchError, TritonClient, TritonUnavailableError
 from ultramn.data.decoders import DecodedClip, DecodeError
 
 log = logging.getLogger("gateway.worker")
@@ -246,6 +246,10 @@ class JobQueue:
             return
         except DecodeError as exc:  # the same code a single upload of the file gets (a batch's clips decode here)
             self._finish_failed(job_id, decode_error_to_api(exc).code, str(exc))
+            return
+        except ContractMismatchError as exc:  # Triton came back serving a model the gateway cannot read
+            log.error("the served model does not match the contract", extra={"job_id": job_id, "error": str(exc)[:300]})
+            self._finish_failed(job_id, "contract_mismatch", str(exc)[:500])
             return
         except Exception as exc:
             log.exception("analysis failed", extra={"job_id": job_id})

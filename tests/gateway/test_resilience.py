@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import anyio
@@ -172,3 +173,42 @@ async def test_a_retried_upload_with_its_idempotency_key_gets_the_accepted_job_b
 
         for bad in ("", "has space", "x" * 65):
             assert_error(await upload(client, path, headers={"Idempotency-Key": bad}), 422, "validation_error")
+
+
+def _reexport(repository: Path, checkpoint: Path, encoding: str, config_encoding: str) -> None:
+    """Rewrite ``repository`` as an operator might: the ONNX with ``encoding``, config.pbtxt for ``config_encoding``."""
+    from export.onnx_export import export_onnx, load_model
+    from export.repository import RepoSettings, write_repository
+    from ultramn.serving.build import onnx_model_path
+
+    write_repository(repository, RepoSettings(target="cpu", encoding=config_encoding))  # type: ignore[arg-type]
+    model, _ = load_model(checkpoint)
+    export_onnx(model, onnx_model_path(repository), encoding=encoding, checkpoint=checkpoint)  # type: ignore[arg-type]
+
+
+async def test_triton_back_with_another_model_is_checked_again_not_misread(
+    served_model: ServedModel, tmp_path: Path, clip: SynthClip
+) -> None:
+    """Triton restarted on a model whose outputs are float32 (a consistent repository, but not the
+    contract): the gateway checks the model again, says not ready, and fails the job with
+    contract_mismatch instead of reading float probabilities as uint8 (all-empty masks)."""
+    repository = tmp_path / "cpu"
+    shutil.copytree(served_model.repository, repository)
+    own = EmbeddedTriton(repository, Ports(*free_ports(3)), models=[CONTRACT.name], log_path=tmp_path / "triton.log")
+    server = await anyio.to_thread.run_sync(own.start)
+    try:
+        path = write_clip("png", clip.frames, tmp_path / "files")
+        async with running_gateway(make_settings(tmp_path / "data", server.grpc_url, workers=1)) as client:
+            assert (await upload(client, path, wait=True)).status_code == 200
+            await anyio.to_thread.run_sync(server.stop)
+            assert_error(await upload(client, path, wait=True), 503, "triton_unavailable")
+            await anyio.to_thread.run_sync(_reexport, repository, served_model.checkpoint, "probs_f32", "probs_f32")
+            await anyio.to_thread.run_sync(server.restart)
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 503, ready.text
+            after = await upload(client, path)
+            done = await wait_done(client, after.json()["id"], timeout=60)
+            assert done["status"] == "failed" and done["error"]["code"] == "contract_mismatch", done
+            assert "mask_probs" in done["error"]["message"]
+    finally:
+        await anyio.to_thread.run_sync(server.stop)

@@ -95,6 +95,9 @@ def test_staleness_follows_checkpoint_and_contract(tmp_path: Path) -> None:
     assert "changed" in (staleness(onnx, ckpt) or "")
     meta_path(onnx).write_text('{"contract_fingerprint": "0"}')
     assert "contract changed" in (staleness(onnx, None) or "")
+    for encoding, stale in (("probs_u8", False), ("probs_f32", True), ("logits", True)):  # what Triton serves is uint8
+        meta_path(onnx).write_text(f'{{"contract_fingerprint": "{contract_fingerprint()}", "encoding": "{encoding}"}}')
+        assert (f"--encoding {encoding}" in (staleness(onnx, None) or "")) is stale
 
 
 def test_cli_reports_missing_model_with_exit_code_2(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.serving.fixtures import ServedModel
 from ultramn.contract import CONTRACT
+from ultramn.serving.embedded import EmbeddedTriton
 
 IN = CONTRACT.inputs[0]
 OUTS = CONTRACT.served_outputs
@@ -219,3 +220,26 @@ def test_watchdog_restarts_a_server_whose_backend_died(served_model: ServedModel
     finally:
         watchdog.stop()
         server.stop()
+
+
+def test_an_onnx_model_that_contradicts_its_config_is_refused_at_load(served_model: ServedModel, tmp_path) -> None:
+    """float32 probabilities under a config that says uint8 would be served as all zeros: the
+    python backend refuses to load such a model, and the start-up error says why."""
+    import shutil
+
+    from export.onnx_export import export_onnx, load_model
+    from ultramn.serving.build import onnx_model_path
+    from ultramn.serving.embedded import Ports, TritonStartError, free_ports
+
+    repository = tmp_path / "cpu"
+    shutil.copytree(served_model.repository, repository)
+    model, _ = load_model(served_model.checkpoint)
+    export_onnx(model, onnx_model_path(repository), encoding="probs_f32", checkpoint=served_model.checkpoint)
+    server = EmbeddedTriton(repository, Ports(*free_ports(3)), models=[CONTRACT.name], log_path=tmp_path / "triton.log")
+    try:
+        with pytest.raises(TritonStartError):
+            server.start(timeout=60)
+    finally:
+        server.stop()
+    log = (tmp_path / "triton.log").read_text()
+    assert "does not match config.pbtxt" in log and "'mask_probs' is tensor(float) in the graph, TYPE_UINT8 in the config" in log

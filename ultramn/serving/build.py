@@ -37,6 +37,11 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+#: The export encoding whose outputs are the contract's ``served_outputs`` (uint8 mask
+#: probabilities); what :func:`build_onnx` builds and the committed repositories declare.
+SERVED_ENCODING = "probs_u8"
+
+
 def contract_fingerprint(contract: ModelContract = CONTRACT) -> str:
     """Short hash of everything in the contract (a changed shape or name makes it differ)."""
     text = json.dumps(asdict(contract), sort_keys=True, default=list)
@@ -62,6 +67,8 @@ def staleness(onnx_path: Path, checkpoint: Path | None, contract: ModelContract 
         return f"{meta_file} (the build record) is missing or unreadable"
     if meta.get("contract_fingerprint") != contract_fingerprint(contract):
         return "the model contract changed since the ONNX model was built"
+    if meta.get("encoding", SERVED_ENCODING) != SERVED_ENCODING:
+        return f"the ONNX model was exported with --encoding {meta['encoding']}; the served contract is {SERVED_ENCODING}"
     if checkpoint is not None and meta.get("checkpoint_sha256") != file_sha256(checkpoint):
         return f"{checkpoint} changed since the ONNX model was built"
     return None

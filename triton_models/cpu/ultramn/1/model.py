@@ -44,6 +44,36 @@ def _cancelled(request: Any) -> bool:
     return bool(check()) if check is not None else False
 
 
+#: ONNX Runtime's tensor type names -> numpy dtypes (the types a model here may use).
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _mismatch(arg: Any, spec: dict[str, Any]) -> str | None:
+    """How the graph's tensor ``arg`` (an ORT ``NodeArg``) differs from its config ``spec``, or ``None``.
+
+    The element type must be the config's; each fixed graph dimension after the batch axis
+    must equal the config's (symbolic dimensions match anything).
+    """
+    want = np.dtype(pb_utils.triton_string_to_numpy(spec["data_type"]))
+    have = _ORT_TYPES.get(arg.type)
+    if have is None or np.dtype(have) != want:
+        return f"{arg.name!r} is {arg.type} in the graph, {spec['data_type']} in the config"
+    dims = [int(d) for d in spec["dims"]]
+    graph = list(arg.shape[1:])
+    if len(graph) != len(dims) or any(isinstance(g, int) and g != d for g, d in zip(graph, dims, strict=False)):
+        return f"{arg.name!r} has shape {arg.shape} in the graph, [batch, {', '.join(map(str, dims))}] in the config"
+    return None
+
+
 class TritonPythonModel:
     """ONNX Runtime session per model instance; batches each execute() into one run."""
 
@@ -74,6 +104,16 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"{onnx_path} lacks outputs {missing} that config.pbtxt declares (graph has {sorted(graph_outputs)}); "
                 "re-export it with `python -m export build`"
+            )
+        declared = {spec["name"]: spec for spec in (*self.model_config["input"], *self.model_config["output"])}
+        problems = [
+            problem
+            for arg in (*self.session.get_inputs(), *self.session.get_outputs())
+            if arg.name in declared and (problem := _mismatch(arg, declared[arg.name]))
+        ]
+        if problems:  # e.g. float32 probabilities served as uint8 would all read as 0
+            raise pb_utils.TritonModelException(
+                f"{onnx_path} does not match config.pbtxt: {'; '.join(problems)}; re-export it with `python -m export build`"
             )
 
     def _read(self, request: Any) -> dict[str, np.ndarray]:
