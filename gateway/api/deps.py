@@ -6,6 +6,8 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
 from gateway.core.config import Settings
@@ -80,3 +82,40 @@ def require_api_key(settings: SettingsDep, key: Annotated[str | None, Depends(_a
 
 
 ApiKeyDep = Depends(require_api_key)
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """Query parameter names of ``dependant`` and of its dependencies, recursively."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def _declared_query(route: APIRoute) -> frozenset[str]:
+    """The query parameter names ``route`` declares (its own and its dependencies')."""
+    cached: frozenset[str] | None = getattr(route, "_ultramn_query_names", None)
+    if cached is None:
+        cached = frozenset(_query_names(route.dependant))
+        route._ultramn_query_names = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def check_query(request: Request) -> None:
+    """422 for a query parameter the route does not take (a misspelt ``batch_id`` filter must
+    not silently list everything) or one given twice (which value would count?)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _declared_query(route)
+    params = request.query_params
+    unknown = sorted({key for key in params if key not in known})
+    if unknown:
+        takes = f"this route takes {', '.join(sorted(known))}" if known else "this route takes no query parameters"
+        raise ApiError(422, "validation_error", f"unknown query parameter(s) {', '.join(map(repr, unknown))}; {takes}")
+    repeated = sorted({key for key in params if len(params.getlist(key)) > 1})
+    if repeated:
+        raise ApiError(422, "validation_error", f"query parameter(s) {', '.join(map(repr, repeated))} given more than once")
+
+
+QueryCheckDep = Depends(check_query)

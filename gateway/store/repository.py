@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, inspect, or_, select, text
@@ -43,27 +43,45 @@ class Page:
     next_cursor: str | None
 
 
-def encode_cursor(row: Analysis) -> str:
-    """Opaque cursor after ``row``: base64url of ``{"t": created_at, "i": id}``."""
-    raw = json.dumps({"t": row.created_at.isoformat(), "i": row.id}).encode()
+def encode_cursor(created_at: datetime, row_id: str, kind: str) -> str:
+    """Opaque cursor after the row ``(created_at, row_id)`` of listing ``kind`` (``"a"`` analyses,
+    ``"b"`` batches): base64url of ``{"t": created_at, "i": id, "k": kind}``."""
+    raw = json.dumps({"t": created_at.isoformat(), "i": row_id, "k": kind}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """``(created_at, id)`` of a cursor; :class:`ApiError` 422 when it is not one of ours."""
+def decode_cursor(cursor: str, kind: str) -> tuple[datetime, str]:
+    """``(created_at, id)`` of a cursor of listing ``kind``; :class:`ApiError` 422 when it is not
+    one of ours (or belongs to the other listing)."""
+    invalid = ApiError(422, "validation_error", "cursor: not a valid cursor (pass next_cursor of the same listing)")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        return datetime.fromisoformat(data["t"]), str(data["i"])
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise ApiError(422, "validation_error", "cursor: not a valid cursor") from exc
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, RecursionError) as exc:
+        raise invalid from exc
+    if not isinstance(data, dict) or not isinstance(data.get("t"), str) or not isinstance(data.get("i"), str):
+        raise invalid
+    if data.get("k", kind) != kind:
+        raise invalid
+    try:
+        return datetime.fromisoformat(data["t"]), data["i"]
+    except ValueError as exc:
+        raise invalid from exc
+
+
+def _utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive values are UTC already); an instant beyond
+    the datetime range in UTC (year 9999 west of Greenwich, year 1 east) clamps to the range's end."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.max if value.year > 1 else datetime.min).replace(tzinfo=UTC)
 
 
 def _naive_utc(value: datetime) -> datetime:
     """SQLite returns naive datetimes; compare in naive UTC there."""
-    from datetime import UTC
-
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    return _utc(value).replace(tzinfo=None)
 
 
 def make_engine(url: str) -> Engine:
@@ -174,7 +192,7 @@ class AnalysisRepository:
 
     def list(self, filters: ListFilters, limit: int, cursor: str | None = None) -> Page:
         """Rows matching ``filters``, newest first, ``limit`` per page after ``cursor`` (``result`` not loaded)."""
-        conv = _naive_utc if self._is_sqlite else (lambda v: v)
+        conv = _naive_utc if self._is_sqlite else _utc
         stmt = select(Analysis).options(_WITHOUT_RESULT)
         if filters.plane:
             stmt = stmt.where(Analysis.plane == filters.plane)
@@ -185,7 +203,7 @@ class AnalysisRepository:
         if filters.created_before:
             stmt = stmt.where(Analysis.created_at < conv(filters.created_before))
         if cursor:
-            t, i = decode_cursor(cursor)
+            t, i = decode_cursor(cursor, "a")
             t = conv(t)
             stmt = stmt.where(or_(Analysis.created_at < t, and_(Analysis.created_at == t, Analysis.id < i)))
         stmt = stmt.order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit + 1)
@@ -193,7 +211,7 @@ class AnalysisRepository:
             rows = list(s.scalars(stmt).all())
         more = len(rows) > limit
         rows = rows[:limit]
-        return Page(items=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
+        return Page(items=rows, next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id, "a") if more and rows else None)
 
     # batches ---------------------------------------------------------------------------
     def create_batch(self, batch: Batch, rows: Sequence[Analysis]) -> Batch:
@@ -235,16 +253,12 @@ class AnalysisRepository:
         """Batches newest first, ``limit`` per page after ``cursor``; (rows, next cursor)."""
         stmt = select(Batch)
         if cursor:
-            t, i = decode_cursor(cursor)
-            t = _naive_utc(t) if self._is_sqlite else t
+            t, i = decode_cursor(cursor, "b")
+            t = _naive_utc(t) if self._is_sqlite else _utc(t)
             stmt = stmt.where(or_(Batch.created_at < t, and_(Batch.created_at == t, Batch.id < i)))
         stmt = stmt.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)
         with self.session() as s:
             rows = list(s.scalars(stmt).all())
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = None
-        if more and rows:
-            raw = json.dumps({"t": rows[-1].created_at.isoformat(), "i": rows[-1].id}).encode()
-            nxt = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-        return rows, nxt
+        return rows, (encode_cursor(rows[-1].created_at, rows[-1].id, "b") if more and rows else None)

@@ -95,6 +95,35 @@ async def test_bad_fields(gateway: httpx.AsyncClient, clip: SynthClip, files_dir
     assert r.status_code in (415, 422) and "error" in r.json()
 
 
+async def test_bad_query_parameters_are_422s_never_500s_nor_ignored(gateway: httpx.AsyncClient) -> None:
+    import base64
+    import json
+
+    def cursor(data: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    body = assert_error(await gateway.get("/v1/analyses", params={"batch_id": "x"}), 422, "validation_error")
+    assert "'batch_id'" in body["error"]["message"] and "plane" in body["error"]["message"]  # names it, lists the real ones
+    body = assert_error(await gateway.get("/v1/analyses?limit=1&limit=2"), 422, "validation_error")
+    assert "'limit' given more than once" in body["error"]["message"]
+    assert_error(await gateway.get("/v1/batches", params={"status": "done"}), 422, "validation_error")
+    assert_error(await gateway.get("/v1/analyses/abc", params={"include_frame": "false"}), 422, "validation_error")
+    assert_error(await gateway.get("/v1/analyses/abc/masks.npz", params={"x": "1"}), 422, "validation_error")
+    # far-off bounds clamp instead of overflowing in the UTC conversion
+    for bound in ({"created_before": "9999-12-31T23:59:59-05:00"}, {"created_after": "0001-01-01T00:00:00+05:00"}):
+        assert (await gateway.get("/v1/analyses", params=bound)).status_code == 200
+    year_one = cursor({"t": "0001-01-01T00:00:00+05:00", "i": "z", "k": "a"})
+    assert (await gateway.get("/v1/analyses", params={"cursor": year_one})).json()["items"] == []
+    nested = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
+    for route in ("/v1/analyses", "/v1/batches"):
+        assert_error(await gateway.get(route, params={"cursor": nested}), 422, "validation_error")
+        assert_error(await gateway.get(route, params={"cursor": cursor({"t": 1, "i": "z"})}), 422, "validation_error")
+    # a cursor of one listing is refused by the other
+    analyses_cursor = cursor({"t": "2026-01-01T00:00:00+00:00", "i": "z", "k": "a"})
+    body = assert_error(await gateway.get("/v1/batches", params={"cursor": analyses_cursor}), 422, "validation_error")
+    assert "same listing" in body["error"]["message"]
+
+
 async def test_upload_size_limit_while_streaming(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:
     settings = make_settings(tmp_path / "data", triton_server.grpc_url, max_upload_bytes=20_000)
     big = write_clip("npy", clip.frames, tmp_path / "files")  # 16*128*160 = 327 kB

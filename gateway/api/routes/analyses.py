@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import Message, Receive
 
-from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, RepoDep, SettingsDep, TritonDep
+from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep, SettingsDep, TritonDep
 from gateway.api.openapi import error_responses, multipart_upload
 from gateway.api.schemas import AnalysisDetail, AnalysisList, AnalysisSummary, summary
 from gateway.core.config import Settings
@@ -43,7 +43,7 @@ from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, 
 from ultramn.windowing import window_starts
 
 log = logging.getLogger("gateway.api")
-router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
+router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep, QueryCheckDep])
 
 #: ``responses=`` per kind of route (OpenAPI); every ``/v1`` route adds 401/403 (API key).
 UPLOAD_ERRORS = error_responses(

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, RepoDep, SettingsDep
+from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep, SettingsDep
 from gateway.api.openapi import error_responses, multipart_upload
 from gateway.api.routes.analyses import _EXT, LIST_ERRORS, SPACING_FIELD, _check_fields, _copy, _parse_int, _parse_spacing, read_upload_form
 from gateway.api.schemas import ErrorInfo, aware
@@ -41,7 +41,7 @@ from ultramn.contract import CONTRACT
 from ultramn.data.archives import ArchiveError, ArchiveLimitError, ArchiveLimits, UnsafeArchiveError, archive_kind, is_npz
 from ultramn.data.decoders import SNIFF_BYTES, DecodeError, sniff_format
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[ApiKeyDep])
+router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[ApiKeyDep, QueryCheckDep])
 
 #: How often the feeder looks for room in the job queue.
 FEED_POLL_S = 0.1

@@ -13,7 +13,7 @@ import threading
 
 from fastapi import APIRouter, Response
 
-from gateway.api.deps import ApiKeyDep, FilesDep, RepoDep, SettingsDep
+from gateway.api.deps import ApiKeyDep, FilesDep, QueryCheckDep, RepoDep, SettingsDep
 from gateway.api.openapi import error_responses
 from gateway.api.routes.analyses import _frames, _row
 from gateway.core.config import Settings
@@ -22,7 +22,7 @@ from gateway.store import Analysis, FileStore
 from gateway.store.files import png_bytes
 from ultramn.data.decoders import DecodeError
 
-router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep])
+router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep, QueryCheckDep])
 _FRAME_ERRORS = error_responses({404: "No such analysis or frame, or its upload is no longer readable"})
 
 # A viewer asks for every frame of a clip at once: without the lock each request that
