@@ -192,6 +192,54 @@ async def test_a_full_disk_during_an_upload_is_a_507_and_leaves_no_partial_file(
         assert (await upload(client, path)).status_code == 202
 
 
+async def test_storage_failures_while_parsing_or_extracting_are_507_or_503_not_500_or_corrupt(
+    triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import errno
+    import os
+    import tempfile
+    import zipfile
+
+    import starlette.formparsers
+
+    from ultramn.data import archives
+
+    class FullSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+        def write(self, data: Any) -> int:  # injected fault: the multipart parser's spool hits a full disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def failing_open(errno_code: int) -> Any:
+        def fake(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            if mode == "xb":  # injected fault: writing an extracted member fails
+                raise OSError(errno_code, os.strerror(errno_code))
+            return builtins.open(file, mode, *args, **kwargs)
+
+        return fake
+
+    settings = make_settings(tmp_path / "data", triton_server.grpc_url, workers=0)
+    path = write_clip("npz", clip.frames, tmp_path / "files")
+    archive = tmp_path / "clips.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(path, "exam/clip.npz")
+        zf.writestr("exam/notes.txt", "not a clip")
+    async with running_gateway(settings) as client:
+        with monkeypatch.context() as m:
+            m.setattr(starlette.formparsers, "SpooledTemporaryFile", FullSpool)
+            assert_error(await upload(client, path), 507, "insufficient_storage")
+        for code, status, name in (
+            (errno.ENOSPC, 507, "insufficient_storage"),
+            (errno.EFBIG, 507, "insufficient_storage"),
+            (errno.EACCES, 503, "storage_error"),
+        ):
+            with monkeypatch.context() as m:
+                m.setattr(archives, "open", failing_open(code), raising=False)
+                r = await client.post("/v1/batches", files={"file": ("clips.zip", archive.read_bytes())})
+                assert_error(r, status, name)  # not 422 corrupt_file: the archive is fine, retrying later helps
+        assert not list((tmp_path / "data" / "batches").glob(".*")) and not list((tmp_path / "data" / "uploads").iterdir())
+        assert (await client.post("/v1/batches", files={"file": ("clips.zip", archive.read_bytes())})).status_code == 202
+
+
 def test_files_left_half_written_by_a_killed_process_are_removed_at_start(tmp_path: Path) -> None:
     from gateway.store import FileStore
 

@@ -252,15 +252,36 @@ def list_members(path: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS) -> 
     raise ArchiveError(f"{archive}: not a ZIP or TAR archive")
 
 
+class ExtractionWriteError(OSError):
+    """Writing an extracted member failed (full disk, file size limit, permissions): a storage
+    problem of the destination, not a bad archive (``errno`` is the write's)."""
+
+
+def _write_error(exc: OSError, dest: Path) -> ExtractionWriteError:
+    return ExtractionWriteError(exc.errno, exc.strerror or str(exc), str(dest))
+
+
 def _copy_limited(src: IO[bytes], dest: Path, expected: int, name: str, archive: str, budget_left: int) -> int:
-    """Copy at most ``expected`` bytes (the declared size); more means a lying header."""
+    """Copy at most ``expected`` bytes (the declared size); more means a lying header.
+
+    A failing write raises :class:`ExtractionWriteError`; a failing read is the archive's fault.
+    """
     written = 0
-    with open(dest, "xb") as out:
+    try:
+        out = open(dest, "xb")  # noqa: SIM115 - closed below; opening is a write that may fail
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise _write_error(exc, dest) from exc
+    with out:
         while chunk := src.read(_COPY_CHUNK):
             written += len(chunk)
             if written > expected or written > budget_left:
                 raise ArchiveLimitError(f"{archive}: member {name!r} holds more bytes than it declares")
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise _write_error(exc, dest) from exc
     return written
 
 
@@ -268,7 +289,12 @@ def _target(dest_root: Path, name: str, archive: str) -> Path:
     path = (dest_root / name).resolve()
     if not path.is_relative_to(dest_root):
         raise UnsafeArchiveError(f"{archive}: member {name!r} would be written outside the destination")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a member's folder is a file: the archive's doing
+        raise
+    except OSError as exc:
+        raise _write_error(exc, path.parent) from exc
     if not path.parent.resolve().is_relative_to(dest_root):
         raise UnsafeArchiveError(f"{archive}: member {name!r} would be written through a link")
     return path
@@ -309,7 +335,7 @@ def safe_extract(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE
     except BaseException as exc:
         for file in written:
             file.unlink(missing_ok=True)
-        if isinstance(exc, ArchiveError):
+        if isinstance(exc, ArchiveError | ExtractionWriteError):
             raise
         if isinstance(exc, zipfile.BadZipFile | tarfile.TarError | OSError | EOFError | ValueError):
             raise ArchiveError(f"{archive}: unreadable archive ({exc})") from exc

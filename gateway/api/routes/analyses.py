@@ -180,6 +180,8 @@ async def read_upload_form(request: Request, settings: Settings) -> FormData:
         raise ApiError(422, "validation_error", f"invalid multipart body: {exc.message}") from exc
     except StarletteHTTPException as exc:
         raise ApiError(422, "validation_error", f"invalid multipart body: {exc.detail}") from exc
+    except OSError as exc:  # the parser spools a large file part to a temporary file
+        raise storage_api_error(exc) from exc
 
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
@@ -194,19 +196,25 @@ def _display_name(filename: str | None, ext: str) -> str:
     return f"{stem[:80] or 'upload'}{ext}"
 
 
+def storage_api_error(exc: OSError) -> ApiError:
+    """The answer to an upload the server could not store: 507 when the disk is full (or a
+    size limit is hit), else 503 (both with a message; the cause is logged, not sent)."""
+    log.error("storing an upload failed", extra={"error": exc.strerror or str(exc)})
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ApiError(507, "insufficient_storage", "the server has no room to store this upload; retry later")
+    return ApiError(503, "storage_error", "the server cannot store uploads right now; retry later")
+
+
 def _copy(src: IO[bytes], dest: Path) -> int:
-    """Write the upload to ``dest``; its size. A full disk is a 507, another storage failure a
-    503 (both with a message); a partial file is never left behind."""
+    """Write the upload to ``dest``; its size. Storage failures: :func:`storage_api_error`;
+    a partial file is never left behind."""
     try:
         with open(dest, "wb") as out:
             shutil.copyfileobj(src, out, length=1 << 20)
         return dest.stat().st_size
     except OSError as exc:
         dest.unlink(missing_ok=True)
-        log.error("storing an upload failed", extra={"error": exc.strerror or str(exc)})
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ApiError(507, "insufficient_storage", "the server has no room to store this upload; retry later") from exc
-        raise ApiError(503, "storage_error", "the server cannot store uploads right now; retry later") from exc
+        raise storage_api_error(exc) from exc
     except BaseException:
         dest.unlink(missing_ok=True)
         raise

@@ -30,7 +30,17 @@ from starlette.datastructures import UploadFile
 
 from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep, SettingsDep
 from gateway.api.openapi import error_responses, multipart_upload
-from gateway.api.routes.analyses import _EXT, LIST_ERRORS, SPACING_FIELD, _check_fields, _copy, _parse_int, _parse_spacing, read_upload_form
+from gateway.api.routes.analyses import (
+    _EXT,
+    LIST_ERRORS,
+    SPACING_FIELD,
+    _check_fields,
+    _copy,
+    _parse_int,
+    _parse_spacing,
+    read_upload_form,
+    storage_api_error,
+)
 from gateway.api.schemas import ErrorInfo, aware
 from gateway.core.config import Settings
 from gateway.core.errors import ApiError, PayloadTooLargeError
@@ -266,6 +276,8 @@ def _ingest(
         return batch, pairs
     except ArchiveError as exc:
         raise _archive_error(exc) from exc
+    except OSError as exc:  # extracting or storing the clips failed on the server's side
+        raise storage_api_error(exc) from exc
     finally:
         shutil.rmtree(staging.parent, ignore_errors=True)
 
