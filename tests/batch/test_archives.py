@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 import zipfile
 from pathlib import Path
@@ -162,4 +163,13 @@ def test_a_plain_tar_ending_in_a_zip_or_npz_is_a_tar_and_an_npz_is_one_clip(tmp_
     assert sorted(c.name for c in found.clips) == ["b.npy", "frames.zip", "n8.npz"]
     assert is_npz(clips / "n8.npz") and not is_npz(clips / "frames.zip") and not is_npz(tar)  # an NPZ is one clip
     assert [c.name for c in discover(clips / "n8.npz", tmp_path / "work2").clips] == ["n8.npz"]
+    # a ZIP of .npy clips in folders, or of several arrays none called frames, is an archive of clips
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2, 32, 32), np.uint8))
+    zip_with(clips / "exams.zip", {"p1/exam/a.npy": buf.getvalue(), "p2/exam/b.npy": buf.getvalue()})
+    zip_with(clips / "flat.zip", {"a.npy": buf.getvalue(), "b.npy": buf.getvalue()})
+    np.savez(clips / "meta.npz", frames=np.zeros((2, 32, 32), np.uint8), fps=np.float32(20))
+    assert not is_npz(clips / "exams.zip") and not is_npz(clips / "flat.zip") and is_npz(clips / "meta.npz")
+    assert sorted(c.name for c in discover(clips / "exams.zip", tmp_path / "work3").clips) == ["p1/exam/a.npy", "p2/exam/b.npy"]
+    assert sorted(c.name for c in discover(clips / "flat.zip", tmp_path / "work4").clips) == ["a.npy", "b.npy"]
     assert archive_kind(clips / "frames.zip") == "zip"

@@ -96,7 +96,12 @@ def archive_kind(path: Path) -> ArchiveKind | None:
 
 
 def is_npz(path: Path) -> bool:
-    """Whether ``path`` is a ZIP of ``.npy`` arrays only (NumPy's ``.npz``: one clip, not an archive of clips)."""
+    """Whether ``path`` is NumPy's ``.npz`` (one clip), not an archive of clips.
+
+    An NPZ is a ZIP of top-level ``.npy`` arrays that the clip decoder reads as one clip: it
+    has a ``frames`` array, or holds a single array. A ZIP with folders (``exam/clip.npy``)
+    or of several arrays none called ``frames`` is an archive of ``.npy`` clips.
+    """
     try:
         with path.open("rb") as fh:
             if fh.read(4) not in _ZIP_STARTS:
@@ -105,7 +110,9 @@ def is_npz(path: Path) -> bool:
             names = [n for n in zf.namelist() if not n.endswith("/")]
     except (zipfile.BadZipFile, OSError):
         return False
-    return bool(names) and all(n.lower().endswith(".npy") for n in names)
+    if not names or not all(n.lower().endswith(".npy") and "/" not in n for n in names):
+        return False
+    return len(names) == 1 or "frames.npy" in names
 
 
 # --------------------------------------------------------------------------- name checks
