@@ -5,8 +5,12 @@ Contract with the API:
 - an upload is on disk and its row is in the database (status ``queued``) *before*
   :meth:`JobQueue.submit` is called, so a restart loses no accepted work: at start-up
   rows left ``running`` go back to ``queued`` and every ``queued`` row is enqueued again;
-- the queue is bounded: more than ``queue_max`` queued + running jobs -> :class:`QueueFullError`
-  (the API answers 429);
+- the queue is bounded: more than ``queue_max`` queued + running single uploads ->
+  :class:`QueueFullError` (the API answers 429); a batch's clips count against a limit of
+  their own (the same size, :meth:`JobQueue.has_batch_room`), so a draining batch never
+  locks single uploads out;
+- single uploads go first: a worker takes the oldest waiting upload before any batch clip
+  (a batch of thousands of clips does not delay someone waiting for one clip);
 - ``workers`` tasks run jobs concurrently (their windows share the Triton client's
   semaphore); ``workers=0`` accepts and queues without processing;
 - a job that finds Triton unavailable goes back to ``queued`` and is retried after an
@@ -73,8 +77,11 @@ class JobQueue:
         self.pipeline = pipeline
         self.triton = triton
         self.metrics = metrics
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        # (priority, arrival, job id): single uploads (0) before batch clips (1), oldest first
+        self._queue: asyncio.PriorityQueue[tuple[int, int, str]] = asyncio.PriorityQueue()
+        self._arrivals = 0
         self._pending: set[str] = set()  # queued (incl. backing off) + running
+        self._batch: set[str] = set()  # the pending jobs that are batch clips
         self._running: set[str] = set()  # in a worker's hands now
         self._clips: OrderedDict[str, DecodedClip] = OrderedDict()
         self._decode_ms: dict[str, float] = {}
@@ -88,9 +95,12 @@ class JobQueue:
         """Recover unfinished jobs from the database and start the worker tasks."""
         requeued = self.repo.requeue_running()
         pending = self.repo.pending_ids()
+        batch_ids = set(self.repo.pending_batch_ids())
         for job_id in pending:
             self._pending.add(job_id)
-            self._queue.put_nowait(job_id)
+            if job_id in batch_ids:
+                self._batch.add(job_id)
+            self._enqueue(job_id)
         if pending:
             log.info("resuming unfinished jobs", extra={"jobs": len(pending), "were_running": requeued})
         self._tasks = [asyncio.create_task(self._run(), name=f"worker-{i}") for i in range(self.settings.workers)]
@@ -111,25 +121,39 @@ class JobQueue:
     # API side --------------------------------------------------------------------------
     @property
     def depth(self) -> int:
-        """Queued + running jobs."""
+        """Queued + running jobs (single uploads and batch clips)."""
         return len(self._pending)
 
-    def has_room(self) -> bool:
-        """Whether one more job may be accepted."""
-        return self.depth < self.settings.queue_max
+    @property
+    def upload_depth(self) -> int:
+        """Queued + running single uploads (what ``queue_max`` bounds for ``POST /v1/analyses``)."""
+        return len(self._pending) - len(self._batch)
 
-    def submit(self, job_id: str, clip: DecodedClip | None = None, decode_ms: float | None = None) -> None:
+    def has_room(self) -> bool:
+        """Whether one more single upload may be accepted."""
+        return self.upload_depth < self.settings.queue_max
+
+    def has_batch_room(self) -> bool:
+        """Whether one more batch clip may be handed over (batch clips have a limit of their own)."""
+        return len(self._batch) < self.settings.queue_max
+
+    def submit(self, job_id: str, clip: DecodedClip | None = None, decode_ms: float | None = None, *, batch: bool = False) -> None:
         """Enqueue a job whose upload and row are already stored; :class:`QueueFullError` when full.
 
         ``clip``: the upload already decoded by the request (``decode_ms`` took), reused by
-        the pipeline's decode stage when still in memory.
+        the pipeline's decode stage when still in memory. ``batch``: a batch's clip (its own
+        limit, behind single uploads).
         """
-        if not self.has_room():
-            raise QueueFullError(f"{self.depth} jobs are queued or running (limit {self.settings.queue_max})")
+        if not (self.has_batch_room() if batch else self.has_room()):
+            depth = len(self._batch) if batch else self.upload_depth
+            kind = "batch clips" if batch else "analyses"
+            raise QueueFullError(f"{depth} {kind} are queued or running (limit {self.settings.queue_max})")
         self._pending.add(job_id)
+        if batch:
+            self._batch.add(job_id)
         if clip is not None:
             self._remember(job_id, clip, decode_ms)
-        self._queue.put_nowait(job_id)
+        self._enqueue(job_id)
 
     def forget(self, job_id: str) -> None:
         """Drop in-memory state of a deleted job (a running one finishes and is discarded).
@@ -139,6 +163,7 @@ class JobQueue:
         """
         if job_id not in self._running:
             self._pending.discard(job_id)
+            self._batch.discard(job_id)
         self._clips.pop(job_id, None)
         self._notify(job_id, Outcome.DELETED)
 
@@ -190,13 +215,17 @@ class JobQueue:
     def _backoff(self, attempts: int) -> float:
         return float(min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** max(attempts - 1, 0)))
 
+    def _enqueue(self, job_id: str) -> None:
+        self._arrivals += 1
+        self._queue.put_nowait((1 if job_id in self._batch else 0, self._arrivals, job_id))
+
     async def _requeue_later(self, job_id: str, delay: float) -> None:
         await asyncio.sleep(delay)
-        self._queue.put_nowait(job_id)
+        self._enqueue(job_id)
 
     async def _run(self) -> None:
         while True:
-            job_id = await self._queue.get()
+            _, _, job_id = await self._queue.get()
             self._running.add(job_id)
             try:
                 await self._process(job_id)
@@ -212,6 +241,7 @@ class JobQueue:
         row = self.repo.get(job_id)
         if row is None or row.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
             self._pending.discard(job_id)
+            self._batch.discard(job_id)
             self._clips.pop(job_id, None)
             return
         attempts = row.attempts + 1
@@ -323,6 +353,7 @@ class JobQueue:
 
     def _drop(self, job_id: str) -> None:
         self._pending.discard(job_id)
+        self._batch.discard(job_id)
         self._clips.pop(job_id, None)
         self._decode_ms.pop(job_id, None)
         self.progress.pop(job_id, None)

@@ -184,6 +184,12 @@ class AnalysisRepository:
         with self.session() as s:
             return s.scalar(select(Analysis.id).where(Analysis.id == job_id)) is not None
 
+    def pending_batch_ids(self) -> list[str]:
+        """Ids of ``queued`` rows that are batch clips."""
+        with self.session() as s:
+            stmt = select(Analysis.id).where(Analysis.status == JobStatus.QUEUED.value, Analysis.batch_id.is_not(None))
+            return list(s.scalars(stmt).all())
+
     def pending_ids(self) -> list[str]:
         """Ids of ``queued`` rows, oldest first."""
         with self.session() as s:

@@ -175,3 +175,32 @@ async def test_deleted_clips_count_as_finished_and_are_not_fed(clip_set: ClipSet
         assert gone["status"] == "done" and gone["counts"]["deleted"] == 4 and gone["clips"] == []
         assert gone["progress"] == {"done": 4, "total": 4, "fraction": 1.0}
         assert "ultramn_queue_depth 0.0" in (await client.get("/metrics")).text
+
+
+async def test_a_draining_batch_neither_locks_out_nor_delays_single_uploads(
+    triton_server: EmbeddedTriton, clip_set: ClipSet, tmp_path: Path
+) -> None:
+    """Batch clips have a queue limit of their own and run after waiting single uploads; a
+    restart puts the batch back without counting it against single uploads."""
+    from datetime import datetime
+
+    from tests.gateway.helpers import upload, wait_done
+
+    still = tmp_path / "still.npy"
+    np.save(still, np.zeros((4, 96, 128), np.uint8) + 60)
+    data = tmp_path / "data"
+    async with running_gateway(make_settings(data, triton_server.grpc_url, queue_max=2, workers=0)) as client:
+        batch = (await post_batch(client, clip_set.archive)).json()  # 4 clips, 2 handed to the queue
+        for _ in range(2):
+            assert (await upload(client, still)).status_code == 202  # the batch does not fill the uploads' room
+        assert_error(await upload(client, still), 429, "queue_full")
+    # restart: the 6 queued rows come back, the 4 batch clips do not count against uploads
+    async with running_gateway(make_settings(data, triton_server.grpc_url, queue_max=3, workers=1)) as client:
+        late = (await upload(client, still)).json()["id"]
+        done = await wait_batch(client, batch["id"])
+        assert done["counts"]["succeeded"] == 3 and done["counts"]["failed"] == 1
+        finished_late = datetime.fromisoformat((await wait_done(client, late))["updated_at"])
+        batch_finished = sorted(
+            [datetime.fromisoformat((await client.get(f"/v1/analyses/{c['id']}")).json()["updated_at"]) for c in done["clips"]]
+        )
+        assert finished_late < batch_finished[-2]  # the upload that came last did not wait for the batch

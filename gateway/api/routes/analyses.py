@@ -291,7 +291,7 @@ async def create_analysis(
         await _drain(request)
         return earlier
     if not jobs.has_room():
-        raise ApiError(429, "queue_full", f"{jobs.depth} analyses are queued; retry later", headers=_retry_after(settings))
+        raise ApiError(429, "queue_full", f"{jobs.upload_depth} analyses are queued; retry later", headers=_retry_after(settings))
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes:
         raise PayloadTooLargeError(settings.max_upload_bytes)

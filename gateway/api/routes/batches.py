@@ -289,11 +289,11 @@ async def _feed(jobs: JobQueue, repo: AnalysisRepository, job_ids: list[str]) ->
         while True:
             if jobs.is_pending(job_id):
                 break
-            if jobs.has_room():
+            if jobs.has_batch_room():
                 if not await asyncio.to_thread(repo.exists, job_id):
                     break
                 try:
-                    jobs.submit(job_id)
+                    jobs.submit(job_id, batch=True)
                     break
                 except QueueFullError:
                     pass
