@@ -34,7 +34,7 @@ from ultramn.data.clipio import read_clip
 from ultramn.data.manifest import read_manifest
 from ultramn.evaluate.predict import ClipPrediction, predict_clip
 from ultramn.evaluate.report import write_report
-from ultramn.evaluate.runner import SPLIT_CHOICES, EvaluationData, score_clip, select_records, summarize
+from ultramn.evaluate.runner import SPLIT_CHOICES, EvaluationData, overlay_example, score_clip, select_records, summarize
 from ultramn.jsonio import write_json
 from ultramn.model.checkpoint import load_checkpoint
 from ultramn.windowing import check_temporal_filter, temporal_mean_filter
@@ -69,7 +69,7 @@ def probe_model(
                 res.frames.extend(rows)
                 res.clips.append(clip_row)
                 if len(res.examples) < keep_examples:
-                    res.examples[rec.clip_id] = (clip.frames, clip.masks, variant.masks())
+                    res.examples[rec.clip_id] = overlay_example(clip.frames, clip.masks, variant)
     seconds = time.perf_counter() - t0
     for k, res in results.items():
         folder = out / f"{name}-k{k}"

@@ -1,9 +1,21 @@
 """Paired differences between two evaluations of the same clips (``ultramn compare``)."""
 
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from ultramn.evaluate.compare import average_clip_rows, paired_difference, paired_table, run_spread_table
+from ultramn.evaluate.compare import (
+    average_clip_rows,
+    comparison_table,
+    load_clip_rows,
+    load_metrics,
+    paired_difference,
+    paired_table,
+    run_spread_table,
+)
 
 
 def _rows(dice: list[float], stability: list[float], frames: list[int]) -> dict[str, dict[str, str]]:
@@ -131,3 +143,118 @@ def test_paired_tables_by_view_split_transverse_from_longitudinal_clips() -> Non
     for row in first.values():
         row["plane"] = ""
     assert paired_tables_by_view("A", [first], [("B", [other])]) == ""
+
+
+def _metrics(units: str = "mm", **extra: object) -> dict[str, object]:
+    """A minimal metrics.json of ``ultramn evaluate`` with lengths/areas in ``units``."""
+    area = f"{units}2"
+    ci = {"estimate": 1.5, "low": 1.0, "high": 2.0, "n_participants": 3}
+    return {
+        "n_clips": 2,
+        "n_frames": 4,
+        "n_participants": 3,
+        "plane_accuracy": None,
+        "dice_mean": 0.8,
+        "dice_mean_ci": {"estimate": 0.8, "low": 0.7, "high": 0.9, "n_participants": 3},
+        f"hd95_{units}_mean": 1.5,
+        f"hd95_{units}_mean_ci": ci,
+        f"csa_abs_error_{area}_median": 1.5,
+        f"csa_abs_error_{area}_median_ci": ci,
+        "temporal_stability": {
+            "units": area,
+            "pred_mean_abs_delta_csa": 0.5,
+            "gt_mean_abs_delta_csa": 0.4,
+            "abs_difference_mean": 0.1,
+            "abs_difference_ci": None,
+        },
+        **extra,
+    }
+
+
+def _write_eval(
+    folder: Path, metrics: object, clips: str | None = "clip_id,participant_id,n_frames,dice_mean,stability_error\nc0,p0,2,0.8,0.1\n"
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if clips is not None:
+        (folder / "clips.csv").write_text(clips)
+    return folder
+
+
+def _compare(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run ``ultramn compare ARGS`` in-process: (exit code, stderr)."""
+    from ultramn.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["ultramn", "compare", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def test_compare_refuses_files_that_are_not_evaluations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old compare raised KeyError / AttributeError tracebacks on these."""
+    good = _write_eval(tmp_path / "good", _metrics())
+    summary = tmp_path / "run" / "summary.json"  # a training summary, not an evaluation
+    summary.parent.mkdir()
+    summary.write_text(json.dumps({"best_epoch": 1, "best_metrics": {"dice": 0.1}}))
+    bad = {
+        "summary": (summary, "no n_clips"),
+        "empty": (_write_eval(tmp_path / "empty", {}, clips=None), "no n_clips"),
+        "list": (_write_eval(tmp_path / "list", [1], clips=None), "a JSON list"),
+        "text": (_write_eval(tmp_path / "text", _metrics(dice_mean="high"), clips=None), "dice_mean is 'high'"),
+        "clips": (_write_eval(tmp_path / "clips", _metrics(), clips="foo\n1\n"), "missing columns: clip_id"),
+        "cells": (
+            _write_eval(tmp_path / "cells", _metrics(), clips="clip_id,participant_id,n_frames,dice_mean,stability_error\nc0,p0,2,x,0.1\n"),
+            "dice_mean is 'x'",
+        ),
+    }
+    (tmp_path / "notjson").mkdir()
+    (tmp_path / "notjson" / "metrics.json").write_text("{bad")
+    bad["notjson"] = (tmp_path / "notjson", "not JSON")
+    for name, (path, why) in bad.items():
+        code, err = _compare(monkeypatch, capsys, f"A={good}", f"B={path}")
+        assert code == 2, name
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("error: B: ") and str(path) in err and why in err, err
+    with pytest.raises(ValueError, match=r"empty.*not a metrics\.json"):
+        load_metrics(tmp_path / "empty")
+    with pytest.raises(ValueError, match=r"clips\.csv.*missing columns: clip_id"):
+        load_clip_rows(tmp_path / "clips")
+    assert _compare(monkeypatch, capsys, f"A={good}", f"B={good}")[0] == 0
+
+
+def test_comparison_table_labels_units_truthfully() -> None:
+    """The old table titled its columns mm / mm² whatever the evaluations' units."""
+    px = comparison_table([("A", _metrics("px")), ("B", _metrics("px"))])
+    head = px.splitlines()[0]
+    assert "HD95 mean (px)" in head and "CSA abs error median (px²)" in head and "pred vs truth (px²)" in head and "mm" not in px
+    assert "| 1.50 [1.00, 2.00] | 1.50 [1.00, 2.00] |" in px.splitlines()[2]
+    mixed = comparison_table([("A", _metrics("mm")), ("B", _metrics("px"))])
+    head, row_a, row_b = mixed.splitlines()[0], mixed.splitlines()[2], mixed.splitlines()[3]
+    assert "HD95 mean |" in head and "CSA abs error median |" in head and "(mm" not in head and "(px" not in head
+    assert "| 1.50 [1.00, 2.00] mm | 1.50 [1.00, 2.00] mm² |" in row_a and row_a.rstrip(" |").split("|")[-2].strip().endswith("mm²")
+    assert "| 1.50 [1.00, 2.00] px | 1.50 [1.00, 2.00] px² |" in row_b and row_b.rstrip(" |").split("|")[-2].strip().endswith("px²")
+    # the paired table's stability column takes its unit from clips.csv
+    rows = _rows([0.9, 0.8], [0.1, 0.2], [5, 5])
+    for r in rows.values():
+        r["units"] = "px"
+    assert "stability error difference (px²)" in paired_table("A", [rows], [("B", [rows])])
+
+
+def test_one_participant_gives_no_paired_interval() -> None:
+    """Two clips of one participant: the old table printed a zero-width interval and a verdict."""
+    first = _rows([0.9, 0.8], [0.1, 0.2], [5, 5])
+    other = _rows([0.7, 0.6], [0.3, 0.3], [5, 5])
+    diff = paired_difference([first], [other], n_boot=50)
+    assert diff.dice.n_clusters == 1 and np.isnan(diff.dice.low) and np.isnan(diff.dice.high)
+    assert diff.dice.to_dict()["low"] is None
+    row = paired_table("A", [first], [("B", [other])]).splitlines()[2]
+    assert "+0.2000 [n/a, 1 participant]" in row and "ahead" not in row and row.count("n/a (1 participant: no interval)") == 2
+    # a one-participant metrics.json has an estimate and no bounds
+    one = _metrics(dice_mean_ci={"estimate": 0.8, "low": None, "high": None, "n_participants": 1})
+    assert "| 0.8000 [n/a, 1 participant] |" in comparison_table([("A", one)])

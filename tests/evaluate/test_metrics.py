@@ -286,5 +286,5 @@ def test_hd95_is_max_of_directed_percentiles() -> None:
 
 def test_report_tables_name_frames_without_a_label_unlabelled_not_all() -> None:
     rows = stratify([{"quality": "good", "dice": 0.9}, {"quality": None, "dice": 0.5}, {"quality": None, "dice": 0.6}], "quality", ["dice"])
-    labels = [line.split("|")[1].strip() for line in _strat_table(rows, "quality", "mm")[2:]]
+    labels = [line.split("|")[1].strip() for line in _strat_table(rows, "quality")[2:]]
     assert labels == ["all", "good", "unlabelled"]

@@ -63,11 +63,11 @@ def register(app: typer.Typer) -> None:
                     clip_rows.append((name, complete))
                     if len(complete) > 1:
                         replicates.append((name, complete))
-            except (FileNotFoundError, ValueError) as exc:
+            except (OSError, ValueError) as exc:
                 raise UserInputError(f"{name}: {exc}") from exc
-        table = comparison_table(named)
         (first_name, first_rows), others = clip_rows[0], clip_rows[1:]
         try:
+            table = comparison_table(named)
             if first_rows is not None and others:
                 averaged = (
                     "; per-clip rows averaged over each model's runs, and the bootstrap resamples those runs too" if replicates else ""

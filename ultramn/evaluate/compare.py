@@ -12,12 +12,18 @@ difference is between the models' run-averaged performance on each clip; its int
 comes from a two-level bootstrap that resamples each model's runs as well as the
 participants (:func:`paired_difference`), so run-to-run luck widens it. :func:`run_spread_table`
 shows how far the replicate runs of one model differ from each other.
+
+Lengths and areas carry their unit (mm / mm² with a pixel spacing, px / px² without) in
+the column title when every evaluation shares it, in each cell otherwise. A file that is
+not an evaluation's ``metrics.json`` / ``clips.csv`` raises ``ValueError`` naming it.
+With fewer than two participants there is no interval.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,50 +38,143 @@ from ultramn.evaluate.bootstrap import BootstrapResult, cluster_codes, cluster_d
 #: per-clip rows of one evaluation (``clips.csv``), keyed by clip id
 ClipRows = dict[str, dict[str, str]]
 
-#: (column title, metrics.json key of the point value, key of its interval, digits)
-COLUMNS: tuple[tuple[str, str, str | None, int], ...] = (
-    ("plane accuracy (frames)", "plane_accuracy", "plane_accuracy_ci", 4),
-    ("Dice mean", "dice_mean", "dice_mean_ci", 4),
-    ("HD95 mean (mm)", "hd95_mm_mean", "hd95_mm_mean_ci", 2),
-    ("CSA abs error median (mm²)", "csa_abs_error_mm2_median", "csa_abs_error_mm2_median_ci", 2),
+#: a participant bootstrap needs at least this many participants to give an interval
+MIN_PARTICIPANTS = 2
+
+#: (column title, metrics.json key of the point value, key of its interval, digits, dimension);
+#: ``{u}`` in a key is the evaluation's unit: ``mm``/``px`` for a length, ``mm2``/``px2`` for an area
+COLUMNS: tuple[tuple[str, str, str | None, int, str | None], ...] = (
+    ("plane accuracy (frames)", "plane_accuracy", "plane_accuracy_ci", 4, None),
+    ("Dice mean", "dice_mean", "dice_mean_ci", 4, None),
+    ("HD95 mean", "hd95_{u}_mean", "hd95_{u}_mean_ci", 2, "length"),
+    ("CSA abs error median", "csa_abs_error_{u}_median", "csa_abs_error_{u}_median_ci", 2, "area"),
 )
 
+#: (key in metrics.json, label) per unit and dimension
+UNIT_KEYS: dict[str, dict[str, tuple[str, str]]] = {
+    "mm": {"length": ("mm", "mm"), "area": ("mm2", "mm²")},
+    "px": {"length": ("px", "px"), "area": ("px2", "px²")},
+}
 
-def load_metrics(eval_dir: Path) -> dict[str, Any]:
-    """``metrics.json`` of one evaluation folder (or the file itself)."""
-    path = eval_dir if eval_dir.suffix == ".json" else eval_dir / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics.json at {path}")
-    data: dict[str, Any] = json.loads(path.read_text())
+#: what the ``units`` of a temporal-stability block (or of a clips.csv row) reads as
+AREA_LABELS = {"mm2": "mm²", "px2": "px²", "mm": "mm²", "px": "px²", "mixed/px2": "mixed mm²/px²"}
+
+
+def column_keys(key: str, ci_key: str | None, dim: str | None, units: str) -> tuple[str, str | None]:
+    """A column's metrics.json keys (value, interval) for an evaluation in ``units`` (``mm`` or ``px``)."""
+    u = UNIT_KEYS[units][dim][0] if dim else ""
+    return key.format(u=u), ci_key.format(u=u) if ci_key else None
+
+
+#: metrics.json keys that must be present, and the keys that must be a number (or interval) or null where present
+REQUIRED_KEYS = ("n_clips", "n_frames", "dice_mean")
+_ALL_KEYS = [column_keys(k, ci, dim, u) for _, k, ci, _, dim in COLUMNS for u in ("mm", "px")]
+NUMBER_KEYS = ("n_clips", "n_frames", *(k for k, _ in _ALL_KEYS))
+CI_KEYS = tuple(ci for _, ci in _ALL_KEYS if ci)
+STABILITY_KEYS = ("pred_mean_abs_delta_csa", "gt_mean_abs_delta_csa", "abs_difference_mean")
+
+#: the clips.csv columns pairing needs, and those of them that must be numbers
+CLIP_COLUMNS = ("clip_id", "participant_id", "n_frames", "dice_mean", "stability_error")
+CLIP_NUMBER_COLUMNS = ("n_frames", "dice_mean", "stability_error")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_metrics(data: Any, path: Path) -> dict[str, Any]:
+    """``data`` when it looks like an ``ultramn evaluate`` metrics.json, else ``ValueError`` naming ``path``."""
+    what = f"{path}: not a metrics.json written by ultramn evaluate"
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} (a JSON {type(data).__name__}, not an object)")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{what} (no {', '.join(missing)})")
+    for key in NUMBER_KEYS:
+        if data.get(key) is not None and not _is_number(data[key]):
+            raise ValueError(f"{what} ({key} is {data[key]!r}, not a number)")
+    for key in CI_KEYS:
+        ci = data.get(key)
+        if ci is not None and not (isinstance(ci, dict) and all(ci.get(b) is None or _is_number(ci[b]) for b in ("low", "high"))):
+            raise ValueError(f"{what} ({key} is not an interval)")
+    ts = data.get("temporal_stability")
+    if ts is not None and not (isinstance(ts, dict) and all(_is_number(ts.get(k)) for k in STABILITY_KEYS)):
+        raise ValueError(f"{what} (temporal_stability lacks {', '.join(STABILITY_KEYS)})")
     return data
 
 
-def _cell(metrics: dict[str, Any], key: str, ci_key: str | None, digits: int) -> str:
+def load_metrics(eval_dir: Path) -> dict[str, Any]:
+    """``metrics.json`` of one evaluation folder (or the file itself); ``ValueError`` naming the file if it is not one."""
+    path = eval_dir if eval_dir.suffix == ".json" else eval_dir / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.json at {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a metrics.json written by ultramn evaluate (not JSON: {exc})") from exc
+    return check_metrics(data, path)
+
+
+def metric_units(metrics: dict[str, Any]) -> str:
+    """``mm`` when the evaluation has values in mm (clips with a pixel spacing), ``px`` when it has them only in px."""
+    has = {u: any(metrics.get(k) is not None for k in (f"hd95_{u}_mean", f"csa_abs_error_{u}2_median")) for u in ("mm", "px")}
+    return "px" if has["px"] and not has["mm"] else "mm"
+
+
+def _bounds(ci: Any, digits: int) -> str:
+    """`` [low, high]``, `` [n/a, 1 participant]`` for an interval without bounds, ``""`` without one."""
+    if not isinstance(ci, dict):
+        return ""
+    if ci.get("low") is None or ci.get("high") is None:
+        n = ci.get("n_participants")
+        return f" [n/a, {n} participant{'s' if n != 1 else ''}]" if n is not None else " [n/a]"
+    return f" [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+
+
+def _cell(metrics: dict[str, Any], key: str, ci_key: str | None, digits: int, unit: str = "") -> str:
     value = metrics.get(key)
     if value is None:
         return "n/a"
     ci = metrics.get(ci_key) if ci_key else None
-    if ci:
-        return f"{value:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
-    return f"{value:.{digits}f}"
+    return f"{value:.{digits}f}{_bounds(ci, digits)}{unit}"
 
 
-def _stability(metrics: dict[str, Any]) -> str:
+def _stability_units(metrics: dict[str, Any]) -> str | None:
+    ts = metrics.get("temporal_stability")
+    return AREA_LABELS.get(str(ts.get("units")), str(ts.get("units"))) if ts and ts.get("units") else None
+
+
+def _stability(metrics: dict[str, Any], unit: str = "") -> str:
     ts = metrics.get("temporal_stability")
     if not ts:
         return "n/a"
-    ci = ts.get("abs_difference_ci")
     diff = ts["abs_difference_mean"]
-    interval = f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""
-    return f"{ts['pred_mean_abs_delta_csa']:.3f} vs {ts['gt_mean_abs_delta_csa']:.3f}; abs diff {diff:.3f}{interval}"
+    interval = _bounds(ts.get("abs_difference_ci"), 3)
+    return f"{ts['pred_mean_abs_delta_csa']:.3f} vs {ts['gt_mean_abs_delta_csa']:.3f}; abs diff {diff:.3f}{interval}{unit}"
 
 
 def comparison_table(named: list[tuple[str, dict[str, Any]]]) -> str:
-    """Markdown table: one row per ``(name, metrics)``."""
-    head = ["model", *[c[0] for c in COLUMNS], "temporal stability: mean abs ΔCSA pred vs truth (mm²)", "clips / frames"]
+    """Markdown table: one row per ``(name, metrics)``.
+
+    A length or area column names its unit when every evaluation has it; otherwise each
+    cell does (an evaluation without pixel spacings is in px).
+    """
+    units = [metric_units(m) for _, m in named]
+    shared = units[0] if len(set(units)) == 1 else None
+    head = ["model"]
+    for title, _, _, _, dim in COLUMNS:
+        head.append(f"{title} ({UNIT_KEYS[shared][dim][1]})" if dim and shared else title)
+    stab_units = {_stability_units(m) for _, m in named} - {None}
+    stab_shared = stab_units.pop() if len(stab_units) == 1 else None
+    head += [f"temporal stability: mean abs ΔCSA pred vs truth{f' ({stab_shared})' if stab_shared else ''}", "clips / frames"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, m in named:
-        cells = [name, *[_cell(m, k, ci, d) for _, k, ci, d in COLUMNS], _stability(m), f"{m['n_clips']} / {m['n_frames']}"]
+    for (name, m), u in zip(named, units, strict=True):
+        cells = [name]
+        for _, key, ci, digits, dim in COLUMNS:
+            suffix = "" if not dim or shared else f" {UNIT_KEYS[u][dim][1]}"
+            cells.append(_cell(m, *column_keys(key, ci, dim, u), digits, suffix))
+        stab_suffix = "" if stab_shared or _stability_units(m) is None else f" {_stability_units(m)}"
+        cells += [_stability(m, stab_suffix), f"{m['n_clips']} / {m['n_frames']}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -85,8 +184,10 @@ class PairedDifference:
     """``first - other`` on the clips both evaluated, with participant-bootstrap intervals.
 
     ``dice``: frame-weighted mean per-frame Dice difference (positive = first better).
-    ``stability``: mean per-clip temporal-stability error difference in mm² (negative =
-    first better); ``None`` where no clip has a defined stability (single frames).
+    ``stability``: mean per-clip temporal-stability error difference in the clips' area unit
+    (:func:`clip_area_units`; negative = first better); ``None`` where no clip has a defined
+    stability (single frames). With fewer than two participants ``low``/``high`` are ``nan``:
+    no interval.
     """
 
     n_clips: int
@@ -95,13 +196,31 @@ class PairedDifference:
 
 
 def load_clip_rows(eval_dir: Path) -> ClipRows | None:
-    """Per-clip rows (``clips.csv`` of ``ultramn evaluate``) keyed by clip id; ``None`` if absent."""
+    """Per-clip rows (``clips.csv`` of ``ultramn evaluate``) keyed by clip id; ``None`` if absent.
+
+    ``ValueError`` naming the file when it lacks a column pairing needs or a number is not one.
+    """
     folder = eval_dir.parent if eval_dir.suffix == ".json" else eval_dir
     path = folder / "clips.csv"
     if not path.is_file():
         return None
-    with path.open(newline="") as fh:
-        return {row["clip_id"]: row for row in csv.DictReader(fh)}
+    what = f"{path}: not a clips.csv written by ultramn evaluate"
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in CLIP_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{what} (missing columns: {', '.join(missing)})")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{what} ({exc})") from exc
+    for line, row in enumerate(rows, start=2):
+        for col in CLIP_NUMBER_COLUMNS:
+            try:
+                float(row[col] or "")
+            except (TypeError, ValueError):
+                raise ValueError(f"{what} (line {line}: {col} is {row[col]!r}, not a number)") from None
+    return {row["clip_id"]: row for row in rows}
 
 
 #: the per-clip numbers that :func:`average_clip_rows` averages over replicate runs
@@ -188,7 +307,8 @@ def paired_difference(
     dice_est, stab_est = statistics(all_a, all_b, np.ones(len(common)))
 
     def result(estimate: float, replicates: npt.NDArray[np.float64]) -> BootstrapResult:
-        low, high = percentile_interval(replicates, 0.95)
+        """Percentile interval; none (``nan``) with fewer than two participants."""
+        low, high = percentile_interval(replicates, 0.95) if n_clusters >= MIN_PARTICIPANTS else (math.nan, math.nan)
         return BootstrapResult(estimate, low, high, 0.95, n_boot, n_clusters, len(common), replicates)
 
     stability = result(stab_est, reps[:, 1]) if np.isfinite(stab_est) else None
@@ -198,10 +318,28 @@ def paired_difference(
 def _verdict(result: BootstrapResult | None, better_if_positive: bool) -> str:
     if result is None:
         return "n/a"
+    if not (math.isfinite(result.low) and math.isfinite(result.high)):
+        return f"n/a ({result.n_clusters} participant{'s' if result.n_clusters != 1 else ''}: no interval)"
     if result.low <= 0.0 <= result.high:
         return "not resolved (interval includes 0)"
     ahead = (result.low > 0) == better_if_positive
     return "ahead" if ahead else "behind"
+
+
+def _difference_text(result: BootstrapResult) -> str:
+    """``+estimate [low, high]``, or ``[n/a, 1 participant]`` without an interval."""
+    if math.isfinite(result.low) and math.isfinite(result.high):
+        return f"{result.estimate:+.4f} [{result.low:+.4f}, {result.high:+.4f}]"
+    n = result.n_clusters
+    return f"{result.estimate:+.4f} [n/a, {n} participant{'s' if n != 1 else ''}]"
+
+
+def clip_area_units(runs: Sequence[ClipRows]) -> str | None:
+    """The area unit of the clips' stability (``mm²``, ``px²``, ``mixed mm²/px²``); ``None`` without a ``units`` column."""
+    units = {r.get("units") or "" for run in runs for r in run.values()}
+    if not units or "" in units:
+        return None
+    return AREA_LABELS.get(units.pop()) if len(units) == 1 else AREA_LABELS["mixed/px2"]
 
 
 def paired_table(first_name: str, first: Sequence[ClipRows], others: Sequence[tuple[str, Sequence[ClipRows] | None]]) -> str:
@@ -209,16 +347,17 @@ def paired_table(first_name: str, first: Sequence[ClipRows], others: Sequence[tu
 
     Every model is given as its replicate runs' rows (``None``: no ``clips.csv``).
     """
-    head = ["pair", "Dice difference", "Dice", "stability error difference (mm²)", "stability", "clips"]
+    unit = clip_area_units(first)
+    head = ["pair", "Dice difference", "Dice", f"stability error difference{f' ({unit})' if unit else ''}", "stability", "clips"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, rows in others:
         if rows is None:
             lines.append(f"| {first_name} − {name} | n/a (no clips.csv) | | | | |")
             continue
         diff = paired_difference(first, rows)
-        dice = f"{diff.dice.estimate:+.4f} [{diff.dice.low:+.4f}, {diff.dice.high:+.4f}]"
+        dice = _difference_text(diff.dice)
         st = diff.stability
-        stab = "n/a" if st is None else f"{st.estimate:+.4f} [{st.low:+.4f}, {st.high:+.4f}]"
+        stab = "n/a" if st is None else _difference_text(st)
         cells = [f"{first_name} − {name}", dice, _verdict(diff.dice, True), stab, _verdict(diff.stability, False), str(diff.n_clips)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

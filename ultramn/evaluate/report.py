@@ -2,8 +2,9 @@
 
 Figures: ``confusion.png`` (plane confusion matrix, when the data has plane labels),
 ``dice_by_quality.png`` (per-frame Dice box plot per image-quality grade, or per plane
-when grades are missing) and ``overlays.png`` (best / median / worst clip by mean Dice,
-middle frame, ground truth green, prediction red).
+when grades are missing, or of all frames when both are) and ``overlays.png`` (best /
+median / worst clip by mean Dice, middle frame, ground truth green, prediction red).
+Tables in mm and in px are kept apart: a stratum row carries its unit.
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 
 def _ci_text(ci: dict[str, Any] | None, digits: int = 3) -> str:
+    """``estimate [low, high]``; the estimate and why there is no interval when it has none."""
     if not ci:
         return "n/a"
+    if ci.get("low") is None or ci.get("high") is None:
+        n = ci.get("n_participants")
+        why = f"n/a, {n} participant{'s' if n != 1 else ''}" if n is not None else "n/a"
+        return f"{ci['estimate']:.{digits}f} [{why}]"
     return f"{ci['estimate']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+
+
+#: a unit's length and area labels
+UNIT_LABELS = {"mm": ("mm", "mm²"), "px": ("px", "px²")}
 
 
 def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -72,26 +82,40 @@ def _figure_confusion(path: Path, metrics: dict[str, Any]) -> bool:
     return True
 
 
+def dice_groups(frames: list[dict[str, Any]]) -> tuple[str, list[tuple[str, list[float]]]]:
+    """The Dice figure's caption and its ``(group, per-frame Dice)`` boxes.
+
+    By quality grade when any frame has one, else by plane when any frame has one (frames
+    without the label in an ``unlabelled`` box), else one box of all frames.
+    """
+    for key, order in (("quality", QUALITY_GRADES), ("plane", PLANES)):
+        if not any(r[key] for r in frames):
+            continue
+        groups = [(str(g), [r["dice"] for r in frames if r[key] == g]) for g in order]
+        groups.append(("unlabelled", [r["dice"] for r in frames if r[key] not in order]))
+        return f"Dice by {key}", [(g, v) for g, v in groups if v]
+    return "Dice of all frames (no quality or plane labels)", [("all", [r["dice"] for r in frames])]
+
+
 def _figure_dice(path: Path, frames: list[dict[str, Any]]) -> str:
+    """Write the per-frame Dice box plot; returns its caption."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    key, order = ("quality", list(QUALITY_GRADES)) if any(r["quality"] for r in frames) else ("plane", list(PLANES))
-    groups = [(g, [r["dice"] for r in frames if r[key] == g]) for g in order]
-    groups = [(g, v) for g, v in groups if v] or [("all", [r["dice"] for r in frames])]
+    caption, groups = dice_groups(frames)
     fig, ax = plt.subplots(figsize=(4.5, 3.4), dpi=110)
     ax.boxplot([v for _, v in groups], showfliers=True, flierprops={"markersize": 2})
     ax.set_xticks(range(1, len(groups) + 1), [f"{g}\n(n={len(v)})" for g, v in groups])
     ax.set_ylabel("per-frame Dice")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Dice by {key if groups[0][0] != 'all' else 'frame'}")
+    ax.set_title(caption, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    return key
+    return caption
 
 
 def _figure_overlays(path: Path, data: EvaluationData) -> bool:
@@ -106,13 +130,15 @@ def _figure_overlays(path: Path, data: EvaluationData) -> bool:
     picks = [("worst", scored[0]), ("median", scored[len(scored) // 2]), ("best", scored[-1])]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), dpi=100)
     for ax, (name, (score, clip_id)) in zip(axes, picks, strict=True):
-        frames, gt, pred = data.examples[clip_id]
-        i = frames.shape[0] // 2
-        ax.imshow(frames[i], cmap="gray", vmin=0, vmax=255)
-        if gt[i].any():
-            ax.contour(gt[i], levels=[0.5], colors="lime", linewidths=1.0)
-        if pred[i].any():
-            ax.contour(pred[i], levels=[0.5], colors="red", linewidths=1.0)
+        frame, gt, pred = data.examples[clip_id]
+        if frame.ndim == 3:  # a whole clip (older callers): its middle frame
+            i = frame.shape[0] // 2
+            frame, gt, pred = frame[i], gt[i], pred[i]
+        ax.imshow(frame, cmap="gray", vmin=0, vmax=255)
+        if gt.any():
+            ax.contour(gt.astype(np.uint8), levels=[0.5], colors="lime", linewidths=1.0)
+        if pred.any():
+            ax.contour(pred.astype(np.uint8), levels=[0.5], colors="red", linewidths=1.0)
         ax.set_title(f"{name}: {clip_id}\nclip Dice {score:.3f}", fontsize=8)
         ax.axis("off")
     fig.suptitle("ground truth (green) vs prediction (red), middle frame", fontsize=9)
@@ -127,31 +153,55 @@ def _group_label(value: Any) -> str:
     return "unlabelled" if value is None else str(value)
 
 
-def _strat_table(rows: list[dict[str, Any]] | None, key: str, units: str) -> list[str]:
+def _strat_table(rows: list[dict[str, Any]] | None, key: str) -> list[str]:
+    """A stratum table; each row's ``units`` (mm or px) heads the columns, or its own column when mixed."""
     if not rows:
         return [f"_no {key} labels in this data_"]
+    units = {r.get("units") for r in rows}
+    mixed = len(units) > 1
+    only = UNIT_LABELS.get(str(units.pop())) if not mixed else None
+    length, area = (f" ({only[0]})", f" ({only[1]})") if only else ("", "")
+    unit_col = " units |" if mixed else ""
     lines = [
-        f"| {key} | frames | Dice mean | IoU mean | HD95 mean ({units}) | ASSD mean ({units}) | CSA abs err median | CSA rel err median |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| {key} |{unit_col} frames | Dice mean | IoU mean | HD95 mean{length} | ASSD mean{length} | CSA abs err median{area} |"
+        " CSA rel err median |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if mixed else ""),
     ]
     for r in rows:
+        unit_cell = f" {' / '.join(UNIT_LABELS.get(str(r.get('units')), ('?', '?')))} |" if mixed else ""
         lines.append(
-            f"| {_group_label(r[key])} | {r['n']} | {_fmt(r.get('dice_mean'))} | {_fmt(r.get('iou_mean'))} | "
+            f"| {_group_label(r[key])} |{unit_cell} {r['n']} | {_fmt(r.get('dice_mean'))} | {_fmt(r.get('iou_mean'))} | "
             f"{_fmt(r.get('hd95_mean'), 2)} | {_fmt(r.get('assd_mean'), 2)} | {_fmt(r.get('csa_abs_error_median'), 2)} | "
             f"{_fmt(r.get('csa_rel_error_median'))} |"
         )
     return lines
 
 
-def _stability_table(ts: dict[str, Any] | None) -> list[str]:
-    """Per-clip temporal stability by view, plane and quality grade (mean over clips)."""
+def _area_label(ts: dict[str, Any]) -> str:
+    """``mm²`` / ``px²`` for a stability block (its ``units`` as written, otherwise)."""
+    return {"mm2": "mm²", "px2": "px²"}.get(str(ts.get("units")), str(ts.get("units")))
+
+
+def _stability_table(ts: dict[str, Any] | None, px: dict[str, Any] | None = None) -> list[str]:
+    """Per-clip temporal stability by view, plane and quality grade (mean over clips), one table per unit."""
     if not ts:
         return ["_no clip has more than one frame_"]
     lines = [
-        f"Mean over clips of mean |ΔCSA| between adjacent frames ({ts['units']}). The mask area is the nerve's CSA in",
+        "Mean over clips of mean |ΔCSA| between adjacent frames. The mask area is the nerve's CSA in",
         "transverse views only; in longitudinal views it is the area of a band, so read those rows as mask-area jitter.",
-        "",
-        "| group | clips | pred | truth | abs difference [95 % CI] |",
+    ]
+    for block in (ts, px):
+        if block:
+            lines += ["", *_stability_rows(block)]
+    return lines
+
+
+def _stability_rows(ts: dict[str, Any]) -> list[str]:
+    """One unit's stability table (its unit and clip count in the first header cell)."""
+    n = ts.get("n_clips")
+    clips = f", {n} clip{'s' if n != 1 else ''}" if n is not None else ""
+    lines = [
+        f"| group ({_area_label(ts)}{clips}) | clips | pred | truth | abs difference [95 % CI] |",
         "|---|---|---|---|---|",
     ]
     for key in ("view", "plane", "quality"):
@@ -167,12 +217,13 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
     write_table(out_dir / "frames.csv", data.frames)
     write_table(out_dir / "clips.csv", data.clips)
     has_conf = _figure_confusion(out_dir / "confusion.png", metrics)
-    dice_key = _figure_dice(out_dir / "dice_by_quality.png", data.frames)
+    dice_caption = _figure_dice(out_dir / "dice_by_quality.png", data.frames)
     has_overlays = _figure_overlays(out_dir / "overlays.png", data)
-    units = "mm" if metrics.get("hd95_mm_mean") is not None else "px"
+    # mm when any frame has a pixel spacing (its CSA error is defined on every frame)
+    units = "mm" if any(metrics.get(k) is not None for k in ("csa_abs_error_mm2_median", "hd95_mm_mean")) else "px"
     area = "mm²" if units == "mm" else "px²"
     ukey = "mm2" if units == "mm" else "px2"
-    ts = metrics.get("temporal_stability")
+    ts, ts_px = metrics.get("temporal_stability"), metrics.get("temporal_stability_px")
     plane_acc = _ci_text(metrics.get("plane_accuracy_ci"), 4) if metrics.get("plane_accuracy") is not None else "n/a (no plane labels)"
     lines = [
         "# Evaluation report",
@@ -180,7 +231,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
         f"- model: `{metrics.get('checkpoint', '?')}` ({metrics.get('arch', '?')})",
         f"- data: `{metrics['data']}`, split `{metrics['split']}`: {metrics['n_clips']} clips, "
         f"{metrics['n_frames']} frames, {metrics['n_participants']} participants",
-        "- masks scored at each clip's original resolution; intervals are 95 % bootstrap intervals resampling participants",
+        "- masks scored at each clip's original resolution; intervals: " + str(metrics.get("intervals", "95 % participant bootstrap")),
         "",
         "## Summary",
         "",
@@ -194,14 +245,24 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
         f"| HD95 mean ({units}) | {_ci_text(metrics.get(f'hd95_{units}_mean_ci'), 2)} |",
         f"| ASSD mean ({units}) | {_fmt(metrics.get(f'assd_{units}_mean'), 2)} |",
         f"| CSA abs error median ({area}) | {_ci_text(metrics.get(f'csa_abs_error_{ukey}_median_ci'), 2)} |",
-        f"| CSA rel error median | {_fmt(metrics.get('csa_rel_error_median'), 3)} |",
     ]
-    if ts:
+    if units == "mm" and any(metrics.get(k) is not None for k in ("hd95_px_mean", "csa_abs_error_px2_median")):
+        # frames without a pixel spacing: their own rows, never averaged with the mm ones
         lines += [
-            f"| temporal stability: mean abs ΔCSA pred / truth ({ts['units']}) | "
-            f"{ts['pred_mean_abs_delta_csa']:.3f} / {ts['gt_mean_abs_delta_csa']:.3f} |",
-            f"| temporal stability: abs difference | {_ci_text(ts.get('abs_difference_ci'), 3)} |",
+            f"| HD95 mean (px, frames without a pixel spacing) | {_ci_text(metrics.get('hd95_px_mean_ci'), 2)} |",
+            f"| ASSD mean (px, frames without a pixel spacing) | {_fmt(metrics.get('assd_px_mean'), 2)} |",
+            f"| CSA abs error median (px², frames without a pixel spacing) | {_ci_text(metrics.get('csa_abs_error_px2_median_ci'), 2)} |",
         ]
+    lines.append(f"| CSA rel error median | {_fmt(metrics.get('csa_rel_error_median'), 3)} |")
+    for block in (ts, ts_px):
+        if block:
+            n = block.get("n_clips")
+            label = f"{_area_label(block)}, {n} clip{'s' if n != 1 else ''}" if n is not None else _area_label(block)
+            lines += [
+                f"| temporal stability: mean abs ΔCSA pred / truth ({label}) | "
+                f"{block['pred_mean_abs_delta_csa']:.3f} / {block['gt_mean_abs_delta_csa']:.3f} |",
+                f"| temporal stability: abs difference ({_area_label(block)}) | {_ci_text(block.get('abs_difference_ci'), 3)} |",
+            ]
     cases = metrics["cases"]
     lines += [
         "",
@@ -215,10 +276,10 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
         lines.append("")
         if has_conf:
             lines += ["![plane confusion matrix](confusion.png)", ""]
-    lines += ["## By plane", "", *_strat_table(metrics.get("by_plane"), "plane", units), ""]
-    lines += ["## By image quality", "", *_strat_table(metrics.get("by_quality"), "quality", units), ""]
-    lines += [f"![Dice by {dice_key}](dice_by_quality.png)", ""]
-    lines += ["## Temporal stability", "", *_stability_table(ts), ""]
+    lines += ["## By plane", "", *_strat_table(metrics.get("by_plane"), "plane"), ""]
+    lines += ["## By image quality", "", *_strat_table(metrics.get("by_quality"), "quality"), ""]
+    lines += [f"![{dice_caption}](dice_by_quality.png)", ""]
+    lines += ["## Temporal stability", "", *_stability_table(ts, ts_px), ""]
     if has_overlays:
         lines += ["## Examples", "", "![best, median and worst clips](overlays.png)", ""]
     (out_dir / "report.md").write_text("\n".join(lines))

@@ -2,7 +2,9 @@
 
 Per frame: plane prediction, Dice, IoU, HD95, ASSD (mm with a known pixel spacing, px
 otherwise), CSA error. Per clip: clip plane, temporal stability. Aggregates stratified by
-plane and quality grade, with 95 % bootstrap intervals that resample participants.
+plane and quality grade, with 95 % bootstrap intervals that resample participants (none
+with fewer than two participants). Values in mm and in px are never averaged together:
+strata and temporal stability are computed per unit.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ Predictor = Callable[[npt.NDArray[np.uint8]], ClipPrediction]
 
 SEG_METRICS = ("dice", "iou", "hd95", "assd", "csa_abs_error", "csa_rel_error")
 
+#: a participant bootstrap needs at least this many participants to give an interval
+MIN_BOOTSTRAP_PARTICIPANTS = 2
+
+#: longest side (px) of the frame kept per clip for the overlay figure (display only)
+OVERLAY_MAX_SIDE = 512
+
+#: (frame ``[H,W]``, ground-truth mask ``[H,W]``, predicted mask ``[H,W]``) of one clip's drawn frame
+Example = tuple[npt.NDArray[np.uint8], npt.NDArray[Any], npt.NDArray[Any]]
+
 
 @dataclass
 class EvaluationData:
@@ -46,8 +57,21 @@ class EvaluationData:
 
     frames: list[dict[str, Any]] = field(default_factory=list)
     clips: list[dict[str, Any]] = field(default_factory=list)
-    #: clip_id -> (frames, gt masks, pred masks) kept for the overlay figures
-    examples: dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]] = field(default_factory=dict)
+    #: clip_id -> the one frame drawn in the overlay figure, with its masks (:func:`overlay_example`)
+    examples: dict[str, Example] = field(default_factory=dict)
+
+
+def overlay_example(
+    frames: npt.NDArray[np.uint8], gt: npt.NDArray[np.uint8], pred: ClipPrediction, max_side: int = OVERLAY_MAX_SIDE
+) -> Example:
+    """A clip's middle frame and its two masks, strided down to ``max_side`` px: what the overlay figure draws.
+
+    Copies, so the clip's arrays can be freed: the memory kept per clip is one small frame.
+    """
+    i = frames.shape[0] // 2
+    step = max(1, math.ceil(max(frames.shape[1:3]) / max_side))
+    cut = (i, slice(None, None, step), slice(None, None, step))
+    return frames[cut].copy(), gt[cut] > 0, pred.mask_probs[cut] >= 0.5
 
 
 def select_records(records: Sequence[ClipRecord], split: str) -> list[ClipRecord]:
@@ -110,7 +134,7 @@ def run_predictions(
         data.frames.extend(rows)
         data.clips.append(clip_row)
         if len(data.examples) < keep_examples:
-            data.examples[rec.clip_id] = (clip.frames, clip.masks, pred.masks())
+            data.examples[rec.clip_id] = overlay_example(clip.frames, clip.masks, pred)
     return data
 
 
@@ -119,16 +143,67 @@ def _finite(values: Sequence[Any]) -> npt.NDArray[np.float64]:
     return arr[np.isfinite(arr)]
 
 
+def too_few_participants(n_participants: int) -> str:
+    """``"1 participant (a participant bootstrap needs 2)"``: why there is no interval."""
+    plural = "s" if n_participants != 1 else ""
+    return f"{n_participants} participant{plural} (a participant bootstrap needs {MIN_BOOTSTRAP_PARTICIPANTS})"
+
+
+def _interval(estimate: float, n_participants: int, bounds: tuple[float, float] | None) -> dict[str, Any]:
+    """An interval dict; ``low``/``high`` ``None`` (and a ``note``) with too few participants."""
+    if bounds is None:
+        return {
+            "estimate": estimate,
+            "low": None,
+            "high": None,
+            "n_participants": n_participants,
+            "note": f"no interval: {too_few_participants(n_participants)}",
+        }
+    return {"estimate": estimate, "low": bounds[0], "high": bounds[1], "n_participants": n_participants}
+
+
 def _ci(values: Sequence[Any], clusters: Sequence[Any], statistic: str = "mean", n_boot: int = 1000) -> dict[str, Any] | None:
+    """Participant-bootstrap interval of a statistic of the finite ``values``; ``None`` when none is finite."""
     vals = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
-    if not np.isfinite(vals).any():
+    finite = np.isfinite(vals)
+    if not finite.any():
         return None
+    n_participants = len({c for c, ok in zip(clusters, finite, strict=True) if ok})
+    if n_participants < MIN_BOOTSTRAP_PARTICIPANTS:
+        estimate = float(np.median(vals[finite]) if statistic == "median" else np.mean(vals[finite]))
+        return _interval(estimate, n_participants, None)
     r = bootstrap_ci(vals, list(clusters), statistic=statistic, n_boot=n_boot)  # type: ignore[arg-type]
-    return {"estimate": r.estimate, "low": r.low, "high": r.high, "n_participants": r.n_clusters}
+    return _interval(r.estimate, r.n_clusters, (r.low, r.high))
 
 
 def _unit_rows(rows: list[dict[str, Any]], units: str) -> list[dict[str, Any]]:
     return [r for r in rows if r["units"] == units]
+
+
+def stratify_by_units(rows: list[dict[str, Any]], by: str, metrics: Sequence[str], include_all: bool = True) -> list[dict[str, Any]]:
+    """:func:`stratify` separately for the rows in mm and in px (mm first), each row tagged ``units``.
+
+    Rows without a pixel spacing (px) are never averaged with rows in mm.
+    """
+    out: list[dict[str, Any]] = []
+    for units in ("mm", "px"):
+        group = _unit_rows(rows, units)
+        if group:
+            out += [{**r, "units": units} for r in stratify(group, by, metrics, include_all=include_all)]
+    return out
+
+
+def _stability_block(clips: list[dict[str, Any]], units: str, n_boot: int) -> dict[str, Any]:
+    """Temporal stability of clips (> 1 frame) that share one unit."""
+    return {
+        "units": f"{units}2",
+        "n_clips": len(clips),
+        "pred_mean_abs_delta_csa": float(np.mean([c["stability_pred"] for c in clips])),
+        "gt_mean_abs_delta_csa": float(np.mean([c["stability_gt"] for c in clips])),
+        "abs_difference_mean": float(np.mean([c["stability_error"] for c in clips])),
+        "abs_difference_ci": _ci([c["stability_error"] for c in clips], [c["participant_id"] for c in clips], n_boot=n_boot),
+        **stability_strata(clips, n_boot),
+    }
 
 
 def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
@@ -137,10 +212,15 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
     if not frames:
         raise ValueError("nothing was evaluated")
     participants = [r["participant_id"] for r in frames]
+    n_participants = len(set(participants))
     out: dict[str, Any] = {
         "n_clips": len(clips),
         "n_frames": len(frames),
-        "n_participants": len(set(participants)),
+        "n_participants": n_participants,
+        # what the *_ci entries are; with one participant they have no low/high
+        "intervals": "95 % participant bootstrap"
+        if n_participants >= MIN_BOOTSTRAP_PARTICIPANTS
+        else f"none: {too_few_participants(n_participants)}",
     }
     # planes (per frame and per clip); null when the data has no plane labels
     labelled = [r for r in frames if r["plane"]]
@@ -148,13 +228,17 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
         pm = plane_metrics([r["plane"] for r in labelled], [r["plane_pred"] for r in labelled], PLANES)
         truth = np.array([r["plane"] for r in labelled])
         guess = np.array([r["plane_pred"] for r in labelled])
-        acc_ci = bootstrap_indices(
-            [r["participant_id"] for r in labelled], lambda idx: float(np.mean(truth[idx] == guess[idx])), n_boot=n_boot
-        )
+        lab_participants = [r["participant_id"] for r in labelled]
+        n_lab = len(set(lab_participants))
+        if n_lab >= MIN_BOOTSTRAP_PARTICIPANTS:
+            acc = bootstrap_indices(lab_participants, lambda idx: float(np.mean(truth[idx] == guess[idx])), n_boot=n_boot)
+            acc_ci = _interval(acc.estimate, n_lab, (acc.low, acc.high))
+        else:
+            acc_ci = _interval(float(np.mean(truth == guess)), n_lab, None)
         clip_lab = [c for c in clips if c["plane"]]
         out.update(
             plane_accuracy=pm.accuracy,
-            plane_accuracy_ci={"estimate": acc_ci.estimate, "low": acc_ci.low, "high": acc_ci.high},
+            plane_accuracy_ci=acc_ci,
             plane_macro_f1=pm.macro_f1,
             plane_recall=pm.recall,
             plane_confusion={"labels": list(PLANES), "rows_true": [list(r) for r in pm.confusion]},
@@ -185,21 +269,15 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
         out[f"hd95_{units}_mean_ci"] = _ci([r["hd95"] for r in rows], [r["participant_id"] for r in rows], "mean", n_boot) if rows else None
     rel = _finite([r["csa_rel_error"] for r in frames])
     out["csa_rel_error_median"] = float(np.median(rel)) if rel.size else None
-    multi = [c for c in clips if c["n_frames"] > 1]
-    if multi:
-        out["temporal_stability"] = {
-            "units": "mm2" if all(c["units"] == "mm" for c in multi) else "mixed/px2",
-            "pred_mean_abs_delta_csa": float(np.mean([c["stability_pred"] for c in multi])),
-            "gt_mean_abs_delta_csa": float(np.mean([c["stability_gt"] for c in multi])),
-            "abs_difference_mean": float(np.mean([c["stability_error"] for c in multi])),
-            "abs_difference_ci": _ci([c["stability_error"] for c in multi], [c["participant_id"] for c in multi], n_boot=n_boot),
-            **stability_strata(multi, n_boot),
-        }
-    else:
-        out["temporal_stability"] = None
+    # temporal stability per unit: the clips in mm (if any), and those in px apart
+    multi_mm = [c for c in clips if c["n_frames"] > 1 and c["units"] == "mm"]
+    multi_px = [c for c in clips if c["n_frames"] > 1 and c["units"] != "mm"]
+    main, main_units = (multi_mm, "mm") if multi_mm else (multi_px, "px")
+    out["temporal_stability"] = _stability_block(main, main_units, n_boot) if main else None
+    out["temporal_stability_px"] = _stability_block(multi_px, "px", n_boot) if multi_mm and multi_px else None
     strat_metrics = list(SEG_METRICS)
-    out["by_plane"] = stratify(frames, "plane", strat_metrics) if labelled else None
-    out["by_quality"] = stratify(frames, "quality", strat_metrics) if any(r["quality"] for r in frames) else None
+    out["by_plane"] = stratify_by_units(frames, "plane", strat_metrics) if labelled else None
+    out["by_quality"] = stratify_by_units(frames, "quality", strat_metrics) if any(r["quality"] for r in frames) else None
     return out
 
 
