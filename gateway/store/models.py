@@ -89,5 +89,10 @@ class Batch(Base):
     n_clips: Mapped[int] = mapped_column(Integer, default=0)
     n_skipped: Mapped[int] = mapped_column(Integer, default=0)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the client's Idempotency-Key header: a retried archive upload with the same key gets this batch back
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_batches_created", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_batches_created", "created_at", "id"),
+        Index("ux_batches_idempotency_key", "idempotency_key", unique=True),
+    )

@@ -112,8 +112,9 @@ class AnalysisRepository:
 
     def _add_missing_columns(self) -> None:
         """Databases made by older gateways: add the columns added since (additive only):
-        ``analyses.batch_id`` / ``batch_index`` (batches) and ``idempotency_key``."""
+        ``analyses.batch_id`` / ``batch_index`` (batches) and ``idempotency_key`` (analyses and batches)."""
         columns = {c["name"] for c in inspect(self.engine).get_columns("analyses")}
+        batch_columns = {c["name"] for c in inspect(self.engine).get_columns("batches")}
         with self.engine.begin() as conn:
             if "batch_id" not in columns:
                 conn.execute(text("ALTER TABLE analyses ADD COLUMN batch_id VARCHAR(32)"))
@@ -124,6 +125,9 @@ class AnalysisRepository:
             if "idempotency_key" not in columns:
                 conn.execute(text("ALTER TABLE analyses ADD COLUMN idempotency_key VARCHAR(64)"))
                 conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_analyses_idempotency_key ON analyses (idempotency_key)"))
+            if "idempotency_key" not in batch_columns:
+                conn.execute(text("ALTER TABLE batches ADD COLUMN idempotency_key VARCHAR(64)"))
+                conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_batches_idempotency_key ON batches (idempotency_key)"))
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -226,6 +230,11 @@ class AnalysisRepository:
             s.add(batch)
             s.add_all(list(rows))
         return batch
+
+    def batch_by_idempotency_key(self, key: str) -> Batch | None:
+        """The batch created with ``Idempotency-Key: key``, or ``None``."""
+        with self.session() as s:
+            return s.scalars(select(Batch).where(Batch.idempotency_key == key)).first()
 
     def get_batch(self, batch_id: str) -> Batch | None:
         """The batch, or ``None``."""

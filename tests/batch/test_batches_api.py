@@ -204,3 +204,25 @@ async def test_a_draining_batch_neither_locks_out_nor_delays_single_uploads(
             [datetime.fromisoformat((await client.get(f"/v1/analyses/{c['id']}")).json()["updated_at"]) for c in done["clips"]]
         )
         assert finished_late < batch_finished[-2]  # the upload that came last did not wait for the batch
+
+
+async def test_a_retried_archive_upload_with_its_idempotency_key_gets_the_batch_back(
+    triton_server: EmbeddedTriton, clip_set: ClipSet, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    async with running_gateway(make_settings(data, triton_server.grpc_url, workers=0)) as client:
+        key = {"Idempotency-Key": "archive-1"}
+        post = {"files": {"file": (clip_set.archive.name, clip_set.archive.read_bytes())}, "headers": key}
+        first = await client.post("/v1/batches", **post)  # type: ignore[arg-type]
+        assert first.status_code == 202 and "idempotent-replayed" not in first.headers
+        again = await client.post("/v1/batches", **post)  # type: ignore[arg-type]
+        assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"] and again.headers["location"] == first.headers["location"]
+        assert [c["id"] for c in again.json()["clips"]] == [c["id"] for c in first.json()["clips"]]
+        assert all(c["name"] is None for c in again.json()["clips"])  # names are not stored
+        assert len((await client.get("/v1/batches")).json()["items"]) == 1
+        assert len((await client.get("/v1/analyses")).json()["items"]) == 4  # not 8
+        other = await client.post("/v1/batches", files=post["files"], headers={"Idempotency-Key": "archive-2"})  # type: ignore[arg-type]
+        assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
+        bad = await client.post("/v1/batches", files=post["files"], headers={"Idempotency-Key": "has space"})  # type: ignore[arg-type]
+        assert_error(bad, 422, "validation_error")

@@ -107,6 +107,32 @@ def test_old_database_gets_the_batch_and_idempotency_columns(tmp_path: Path) -> 
         with pytest.raises(IntegrityError):
             repo.create(Analysis(id="twin", idempotency_key="k1"))
         repo.create(Analysis(id="unkeyed"))  # many rows without a key are fine
+        repo.create_batch(Batch(id="b2", n_clips=0, idempotency_key="k1"), [])  # batches have keys of their own
+        keyed = repo.batch_by_idempotency_key("k1")
+        assert keyed is not None and keyed.id == "b2"
+        with pytest.raises(IntegrityError):
+            repo.create_batch(Batch(id="b3", n_clips=0, idempotency_key="k1"), [])
     finally:
         repo.close()
     AnalysisRepository(f"sqlite:///{db}").close()  # idempotent
+
+
+def test_a_batches_table_from_before_idempotency_keys_gets_the_column(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the batches table as the previous release created it
+        conn.execute(
+            "CREATE TABLE batches (id VARCHAR(32) PRIMARY KEY, created_at DATETIME, archive_ext VARCHAR(16), archive_bytes INTEGER, "
+            "n_clips INTEGER, n_skipped INTEGER, options JSON)"
+        )
+        conn.execute(
+            "INSERT INTO batches (id, archive_ext, archive_bytes, n_clips, n_skipped, options) VALUES ('old', '.zip', 1, 0, 0, '{}')"
+        )
+    repo = AnalysisRepository(f"sqlite:///{db}")
+    try:
+        old = repo.get_batch("old")
+        assert old is not None and old.idempotency_key is None
+        repo.create_batch(Batch(id="new", n_clips=0, idempotency_key="k"), [])
+        with pytest.raises(IntegrityError):
+            repo.create_batch(Batch(id="twin", n_clips=0, idempotency_key="k"), [])
+    finally:
+        repo.close()

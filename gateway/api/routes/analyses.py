@@ -79,18 +79,27 @@ _EXT = re.compile(r"^\.[a-z0-9]{1,10}$")
 #: ``Idempotency-Key`` request header: 1 to 64 visible ASCII characters (a UUID or a hex digest fits).
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def idempotency_parameter(description: str) -> dict[str, Any]:
+    """The OpenAPI header parameter ``Idempotency-Key`` with ``description``."""
+    return {
+        "name": IDEMPOTENCY_HEADER,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[\\x21-\\x7e]+$"},
+        "description": description,
+    }
+
+
 _UPLOAD_SCHEMA = {
     **multipart_upload(_UPLOAD_FIELDS),
     "parameters": [
-        {
-            "name": IDEMPOTENCY_HEADER,
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[\\x21-\\x7e]+$"},
-            "description": "retrying an upload whose answer was lost with the same key returns the job the server "
+        idempotency_parameter(
+            "retrying an upload whose answer was lost with the same key returns the job the server "
             "accepted (200 finished, 202 queued/running, header Idempotent-Replayed: true) instead of a new one; "
-            "a failed or deleted job frees its key",
-        }
+            "a failed or deleted job frees its key"
+        )
     ],
 }
 
@@ -220,7 +229,7 @@ def _copy(src: IO[bytes], dest: Path) -> int:
         raise
 
 
-def _idempotency_key(request: Request) -> str | None:
+def idempotency_key(request: Request) -> str | None:
     """The request's ``Idempotency-Key`` (``None`` when absent); 422 when it is malformed."""
     raw = request.headers.get(IDEMPOTENCY_HEADER)
     if raw is None:
@@ -246,7 +255,7 @@ def _replay(repo: AnalysisRepository, jobs: JobQueue, key: str) -> JSONResponse 
     return JSONResponse(_detail(row, jobs), status_code=code, headers=headers)
 
 
-async def _drain(request: Request) -> None:
+async def drain(request: Request) -> None:
     """Read and drop the request body: a replay answers without storing the upload again."""
     async for _ in request.stream():
         pass
@@ -286,9 +295,9 @@ async def create_analysis(
     clip has at most ``ULTRAMN_WAIT_MAX_FRAMES`` frames. With an ``Idempotency-Key`` header,
     a retry of an upload the server accepted gets that job back instead of a new one.
     """
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     if key is not None and (earlier := _replay(repo, jobs, key)) is not None:
-        await _drain(request)
+        await drain(request)
         return earlier
     if not jobs.has_room():
         raise ApiError(429, "queue_full", f"{jobs.upload_depth} analyses are queued; retry later", headers=_retry_after(settings))

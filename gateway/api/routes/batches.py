@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
 
 from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep, SettingsDep
@@ -38,6 +39,9 @@ from gateway.api.routes.analyses import (
     _copy,
     _parse_int,
     _parse_spacing,
+    drain,
+    idempotency_key,
+    idempotency_parameter,
     read_upload_form,
     storage_api_error,
 )
@@ -77,7 +81,16 @@ _UPLOAD_FIELDS: dict[str, dict[str, Any]] = {
     "pixel_spacing_mm": {**SPACING_FIELD, "description": "mm per pixel for every clip (overrides the files')"},
     "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames},
 }
-_UPLOAD_SCHEMA = multipart_upload(_UPLOAD_FIELDS)
+_UPLOAD_SCHEMA = {
+    **multipart_upload(_UPLOAD_FIELDS),
+    "parameters": [
+        idempotency_parameter(
+            "retrying an archive upload whose answer was lost with the same key returns the batch the server "
+            "accepted (200 done, 202 otherwise, header Idempotent-Replayed: true; clip names are not stored, so "
+            "the replay lists clips by index only) instead of a second batch"
+        )
+    ],
+}
 
 
 # --------------------------------------------------------------------------- schemas
@@ -231,6 +244,7 @@ def _ingest(
     options: dict[str, Any],
     size: int,
     ext: str,
+    key: str | None = None,
 ) -> tuple[Batch, list[tuple[Clip, Analysis]]]:
     """Extract, find the clips, store each as an upload and write all rows in one transaction (runs in a thread)."""
     try:
@@ -266,7 +280,15 @@ def _ingest(
                 batch_index=index,
             )
             pairs.append((clip, row))
-        batch = Batch(id=batch_id, archive_ext=ext, archive_bytes=size, n_clips=len(pairs), n_skipped=len(found.skipped), options=options)
+        batch = Batch(
+            id=batch_id,
+            archive_ext=ext,
+            archive_bytes=size,
+            n_clips=len(pairs),
+            n_skipped=len(found.skipped),
+            options=options,
+            idempotency_key=key,
+        )
         try:
             repo.create_batch(batch, [row for _, row in pairs])
         except BaseException:
@@ -280,6 +302,17 @@ def _ingest(
         raise storage_api_error(exc) from exc
     finally:
         shutil.rmtree(staging.parent, ignore_errors=True)
+
+
+def _replay(repo: AnalysisRepository, key: str) -> JSONResponse | None:
+    """The answer to a retried archive upload: the batch created earlier with ``key`` (200 when
+    done, else 202; clips by index, names are not stored), or ``None`` (blocking: run it in a thread)."""
+    batch = repo.batch_by_idempotency_key(key)
+    detail = _detail(repo, batch.id) if batch is not None else None
+    if detail is None:
+        return None
+    headers = {"Location": f"/v1/batches/{detail['id']}", "Idempotent-Replayed": "true"}
+    return JSONResponse(detail, status_code=200 if detail["status"] == "done" else 202, headers=headers)
 
 
 async def _feed(jobs: JobQueue, repo: AnalysisRepository, job_ids: list[str]) -> None:
@@ -312,7 +345,14 @@ async def _feed(jobs: JobQueue, repo: AnalysisRepository, job_ids: list[str]) ->
     responses=_UPLOAD_ERRORS,
 )
 async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, files: FilesDep, jobs: JobsDep) -> JSONResponse:
-    """Store the archive's clips as analyses of one batch and queue them; 202 with the batch and each clip's name and id."""
+    """Store the archive's clips as analyses of one batch and queue them; 202 with the batch and each clip's name and id.
+
+    With an ``Idempotency-Key`` header, a retry of an upload the server accepted gets that batch back.
+    """
+    key = idempotency_key(request)
+    if key is not None and (earlier := await asyncio.to_thread(_replay, repo, key)) is not None:
+        await drain(request)
+        return earlier
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes:
         raise PayloadTooLargeError(settings.max_upload_bytes)
@@ -338,7 +378,12 @@ async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, f
         raise
     finally:
         await form.close()
-    _, pairs = await asyncio.to_thread(_ingest, staging, folder / "work", batch_id, files, repo, settings, options, size, ext)
+    try:
+        _, pairs = await asyncio.to_thread(_ingest, staging, folder / "work", batch_id, files, repo, settings, options, size, ext, key)
+    except IntegrityError:  # the same key arrived twice at once and the other upload won
+        if key is not None and (earlier := await asyncio.to_thread(_replay, repo, key)) is not None:
+            return earlier
+        raise
     _feeders.add(feeder := asyncio.create_task(_feed(jobs, repo, [row.id for _, row in pairs]), name=f"batch-feed-{batch_id}"))
     feeder.add_done_callback(_feeders.discard)
     names = {row.id: clip.name for clip, row in pairs}
