@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         repo = AnalysisRepository(settings.sqlalchemy_url)
-        files = FileStore(settings.data_dir)
+        files = FileStore(settings.data_dir, settings.frame_cache_bytes)
         if removed := files.remove_leftovers():
             log.info("removed files left half-written by a stopped process", extra={"files": removed})
         triton = TritonClient.from_settings(settings)

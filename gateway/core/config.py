@@ -51,7 +51,13 @@ class Settings(BaseSettings):
         512 * 1024**2,
         ge=64 * 64,
         description="Most pixels in a decoded clip (frames x height x width): 422 beyond. A job's peak memory grows "
-        "with the clip (about 8 bytes per pixel in a one-off check), so this bounds memory per worker.",
+        "with the clip (about 3.2 bytes per pixel, bench/bench_memory.py), so this bounds memory per worker.",
+    )
+    frame_cache_bytes: int = Field(
+        512 * 1024**2,
+        ge=0,
+        description="Decoded uploads and masks kept in memory for the viewer's frame, mask and overlay routes "
+        "(least recently used dropped first; 0 = no cache).",
     )
     max_batch_clips: int = Field(2000, ge=1, description="Most clips one batch archive may hold: 422 beyond.")
     max_archive_members: int = Field(10_000, ge=1, description="Most members (files and folders) of a batch archive: 422 beyond.")

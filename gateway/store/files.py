@@ -17,6 +17,9 @@ import numpy.typing as npt
 from PIL import Image
 from scipy import ndimage as ndi
 
+from gateway.store.cache import ArrayCache
+from ultramn.data.decoders import DEFAULT_LIMITS, DecodedClip, DecodeLimits, decode
+
 U8 = npt.NDArray[np.uint8]
 
 #: Overlay colours (RGB): nerve tint and contour.
@@ -37,10 +40,15 @@ def data_dir_problem(root: Path) -> str | None:
 
 
 class FileStore:
-    """Paths and file operations for uploads and masks."""
+    """Paths and file operations for uploads and masks.
 
-    def __init__(self, root: Path) -> None:
+    Decoded uploads and mask archives read for the viewer's routes are kept in an
+    :class:`ArrayCache` of ``cache_bytes`` (``ULTRAMN_FRAME_CACHE_BYTES``).
+    """
+
+    def __init__(self, root: Path, cache_bytes: int = 512 * 1024**2) -> None:
         self.root = root
+        self.cache = ArrayCache(cache_bytes)
         self.uploads = root / "uploads"
         self.masks = root / "masks"
         for folder in (self.uploads, self.masks):
@@ -87,14 +95,25 @@ class FileStore:
         return path
 
     def load_masks(self, job_id: str) -> U8:
-        """``uint8 [N,H,W]`` 0/1 masks; ``FileNotFoundError`` when absent."""
-        with np.load(self.mask_path(job_id)) as data:
-            return np.asarray(data["masks"], dtype=np.uint8)
+        """``uint8 [N,H,W]`` 0/1 masks (cached); ``FileNotFoundError`` when absent."""
+
+        def read() -> U8:
+            with np.load(self.mask_path(job_id)) as data:
+                return np.asarray(data["masks"], dtype=np.uint8)
+
+        return self.cache.get(f"masks:{job_id}", read, lambda masks: int(masks.nbytes))
+
+    def load_clip(self, job_id: str, ext: str, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedClip:
+        """The upload of ``job_id`` decoded (cached); the decoder's errors and ``OSError`` pass through."""
+        return self.cache.get(
+            f"clip:{job_id}", lambda: decode(self.upload_path(job_id, ext), f"upload{ext}", limits), lambda clip: int(clip.frames.nbytes)
+        )
 
     def delete(self, job_id: str, ext: str) -> None:
-        """Remove every file of ``job_id`` (missing files are fine)."""
+        """Remove every file of ``job_id`` (missing files are fine) and forget its cached arrays."""
         for path in (self.upload_path(job_id, ext), self.mask_path(job_id), self.staging_path(job_id)):
             path.unlink(missing_ok=True)
+        self.cache.drop(f"masks:{job_id}", f"clip:{job_id}")
 
 
 def png_bytes(image: npt.NDArray[np.uint8]) -> bytes:

@@ -14,7 +14,6 @@ import re
 import shutil
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -427,7 +426,6 @@ async def delete_analysis(job_id: str, repo: RepoDep, files: FilesDep, jobs: Job
     repo.delete(job_id)
     jobs.forget(job_id)
     files.delete(job_id, row.upload_ext)
-    _frame_cache.pop(job_id, None)
     return Response(status_code=204)
 
 
@@ -471,17 +469,9 @@ async def get_mask_png(job_id: str, index: int, repo: RepoDep, files: FilesDep) 
     return Response(await asyncio.to_thread(mask_png, mask), media_type="image/png")
 
 
-_frame_cache: OrderedDict[str, DecodedClip] = OrderedDict()
-
-
 def _frames(files: FileStore, row: Analysis, settings: Settings) -> DecodedClip:
-    clip = _frame_cache.get(row.id)
-    if clip is None:
-        clip = decode(files.upload_path(row.id, row.upload_ext), f"upload{row.upload_ext}", settings.decode_limits)
-        _frame_cache[row.id] = clip
-        while len(_frame_cache) > 2:
-            _frame_cache.popitem(last=False)
-    return clip
+    """The analysis's upload, decoded (through the file store's cache)."""
+    return files.load_clip(row.id, row.upload_ext, settings.decode_limits)
 
 
 @router.get(

@@ -2,14 +2,14 @@
 
 The web viewer draws the nerve overlay itself (from ``mask.png``) over this image, so it can
 toggle the overlay and change its opacity without a round trip. The frame is read from the
-stored upload with the decoded-clip cache of :mod:`gateway.api.routes.analyses`; unlike
-the mask routes it is available as soon as the upload was accepted.
+stored upload through the file store's cache (:class:`gateway.store.cache.ArrayCache`: one
+decode per clip however many frames are asked for at once); unlike the mask routes it is
+available as soon as the upload was accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 from fastapi import APIRouter, Response
 
@@ -25,14 +25,9 @@ from ultramn.data.decoders import DecodeError
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[ApiKeyDep, QueryCheckDep])
 _FRAME_ERRORS = error_responses({404: "No such analysis or frame, or its upload is no longer readable"})
 
-# A viewer asks for every frame of a clip at once: without the lock each request that
-# misses the cache would decode the whole upload again.
-_decode_lock = threading.Lock()
-
 
 def _frame_png(files: FileStore, row: Analysis, settings: Settings, index: int) -> bytes:
-    with _decode_lock:
-        clip = _frames(files, row, settings)
+    clip = _frames(files, row, settings)
     if not 0 <= index < clip.n_frames:
         raise ApiError(404, "not_found", f"frame {index} does not exist (the clip has {clip.n_frames} frames)")
     return png_bytes(clip.frames[index])
