@@ -28,8 +28,13 @@ function apiKey() {
   return localStorage.getItem(KEY_STORAGE) || "";
 }
 
+/** An HTTP header carries visible ASCII only: a key with other characters could never be sent. */
+const validKey = (key) => /^[\x21-\x7e]+$/.test(key);
+const BAD_KEY = "the API key may hold visible ASCII characters only (no spaces, accents or other scripts)";
+
 function authHeaders() {
   const key = apiKey();
+  if (key && !validKey(key)) throw new ApiError(0, "invalid_api_key", BAD_KEY);
   return key ? { "X-API-Key": key } : {};
 }
 
@@ -49,8 +54,9 @@ async function errorFrom(status, statusText, bodyText) {
 /** fetch() with the API key; throws ApiError on HTTP errors and on network failures. */
 async function api(path, options = {}) {
   let response;
+  const headers = authHeaders(); // throws on a stored key that no request can carry
   try {
-    response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+    response = await fetch(path, { ...options, headers: { ...headers, ...(options.headers || {}) } });
   } catch (err) {
     throw new ApiError(0, "network_error", `cannot reach the gateway (${err.message})`);
   }
@@ -304,7 +310,8 @@ function setPlaying(on) {
 // Advance at the chosen fps; wait on a frame that has not loaded yet instead of skipping it.
 function tick(now) {
   if (!state.playing) return;
-  const fps = Math.max(1, Number($("fps").value) || 25);
+  const chosen = Number($("fps").value);
+  const fps = chosen > 0 ? chosen : 25;
   if (now - state.lastTick >= 1000 / fps) {
     const next = (state.current + 1) % state.nFrames;
     if (state.images[next]) {
@@ -386,7 +393,7 @@ function drawCsaPlot(result) {
     plot.append(svg("line", { x1: PLOT.left, x2: PLOT.w - PLOT.right, y1: y(v), y2: y(v), class: "grid" }));
     plot.append(svg("text", { x: PLOT.left - 6, y: y(v) + 3.5, class: "tick", "text-anchor": "end" }, v.toFixed(digits)));
   }
-  const xStep = niceStep(Math.max(1, frames.length - 1), 8);
+  const xStep = Math.max(1, niceStep(Math.max(1, frames.length - 1), 8)); // frames are whole numbers
   for (let i = 0; i < frames.length; i += xStep) {
     plot.append(svg("text", { x: plotX(i), y: PLOT.h - 5, class: "tick", "text-anchor": "middle" }, String(i)));
   }
@@ -418,6 +425,20 @@ function drawCsaPlot(result) {
 function showViewer(on) {
   $("viewer").hidden = !on;
   $("empty-state").hidden = on;
+  if (on) {
+    $("empty-title").textContent = "No analysis open";
+    $("empty-text").textContent = "Upload a clip or pick one from the list of analyses.";
+  }
+}
+
+/**
+ * Why a queued/running job is not moving, from its `error` (kept while it waits for a retry):
+ * "" when it has none.
+ */
+function waitReason(detail) {
+  const e = detail.error;
+  if (!e || (detail.status !== "queued" && detail.status !== "running")) return "";
+  return e.code === "triton_unavailable" ? `waiting for the inference server (${e.code})` : `${e.code}: ${e.message}`;
 }
 
 function setJobStatus(detail) {
@@ -430,7 +451,8 @@ function setJobStatus(detail) {
   box.dataset.status = detail.status;
   const p = detail.progress || {};
   const progress = p.windows_total ? ` — ${p.windows_done} / ${p.windows_total} windows` : "";
-  const error = detail.error ? ` — ${detail.error.code}: ${detail.error.message}` : "";
+  const reason = waitReason(detail);
+  const error = reason ? ` — ${reason}` : detail.error ? ` — ${detail.error.code}: ${detail.error.message}` : "";
   box.textContent = `Status: ${detail.status}${progress}${error}`;
 }
 
@@ -444,11 +466,16 @@ async function openAnalysis(id) {
   state.analysis = null;
   state.openId = id;
   $("dl-npz").disabled = true;
+  delete $("viewer").dataset.id;
   history.replaceState(null, "", `#/analyses/${id}`);
   markSelectedRow(id);
+  // Another open (a click, the address, an upload) may start during any await below: only
+  // the latest one may touch the page.
+  const stale = () => token !== state.pollToken;
   let detail;
   try {
     detail = await apiJson(`/v1/analyses/${id}?include_frames=false`);
+    if (stale()) return;
     showViewer(true);
     $("title").textContent = `Analysis ${id.slice(0, 8)}`;
     $("title").title = id;
@@ -457,17 +484,25 @@ async function openAnalysis(id) {
     while (detail.status === "queued" || detail.status === "running") {
       setJobStatus(detail);
       await new Promise((r) => setTimeout(r, POLL_MS));
-      if (token !== state.pollToken) return;
+      if (stale()) return;
       detail = await apiJson(`/v1/analyses/${id}?include_frames=false`);
+      if (stale()) return;
     }
     setJobStatus(detail);
     if (detail.status !== "succeeded") return;
     detail = await apiJson(`/v1/analyses/${id}`);
   } catch (err) {
-    if (token === state.pollToken) showError(err);
+    if (stale()) return;
+    // Nothing of the previous analysis may stay on screen under this one's address.
+    $("player-area").hidden = true;
+    $("job-status").hidden = true;
+    showViewer(false);
+    $("empty-title").textContent = `Analysis ${id.slice(0, 8)} could not be opened`;
+    $("empty-text").textContent = err.message || String(err);
+    showError(err);
     return;
   }
-  if (token !== state.pollToken) return;
+  if (stale()) return;
   loadAnalysis(detail);
 }
 
@@ -486,7 +521,7 @@ function loadAnalysis(detail) {
   }
   $("stage").style.aspectRatio = `${r.frame_size.width} / ${r.frame_size.height}`;
   $("frame-slider").max = String(r.n_frames - 1);
-  $("fps").value = String(Math.round(r.fps || 25));
+  $("fps").value = String(r.fps > 0 ? Number(r.fps.toPrecision(4)) : 25);
   $("viewer").dataset.id = detail.id;
 
   // clip summary
@@ -494,8 +529,11 @@ function loadAnalysis(detail) {
   const plane = $("clip-plane");
   plane.replaceChildren(planeChip(r.plane), document.createTextNode(` ${pct(r.plane_confidence)}`));
   plane.dataset.plane = r.plane || "";
-  $("clip-frames").textContent = `${r.n_frames} · ${r.frame_size.width}×${r.frame_size.height}${r.fps ? ` · ${fmt(r.fps, 0)} fps` : ""}`;
-  $("clip-spacing").textContent = mm ? `${fmt(r.pixel_spacing_mm.dx, 4)} mm/px (${r.spacing_source})` : "unknown (px units)";
+  $("clip-frames").textContent = `${r.n_frames} · ${r.frame_size.width}×${r.frame_size.height}${r.fps > 0 ? ` · ${Number(r.fps.toPrecision(4))} fps` : ""}`;
+  const sp = r.pixel_spacing_mm;
+  const spacing = !mm ? "" : sp.dy === undefined || sp.dy === sp.dx ? fmt(sp.dx, 4) : `${fmt(sp.dx, 4)} × ${fmt(sp.dy, 4)}`;
+  $("clip-spacing").textContent = mm ? `${spacing} mm/px (${r.spacing_source})` : "unknown (px units)";
+  $("clip-spacing").title = mm ? "column (dx) × row (dy) spacing" : "";
   $("clip-nerve").textContent = pct(r.nerve_fraction) + " of frames";
   const c = r.csa || {};
   const inMm = c.unit === "mm2";
@@ -506,6 +544,7 @@ function loadAnalysis(detail) {
   $("clip-csa-label").textContent = band ? "Area median" : "CSA median";
   $("clip-csa-range-label").textContent = band ? "Area range" : "CSA range";
   $("csa-title").textContent = band ? "Nerve band area over time (longitudinal view: not a CSA)" : "Cross-sectional area over time";
+  $("csa-plot").setAttribute("aria-label", band ? "Nerve band area over time" : "Cross-sectional area over time");
   const e = r.excursion || {};
   // the same figure as summary.csv's "excursion" (largest distance from the first frame), then the path length
   $("clip-excursion").textContent =
@@ -566,15 +605,18 @@ async function downloadNpz() {
 // ---------------------------------------------------------------- upload
 
 let chosenFile = null;
+let uploading = false; // one upload at a time: "Analyse" stays disabled until it has finished
 
 function chooseFile(file) {
   chosenFile = file || null;
   $("file-name").textContent = chosenFile ? `${chosenFile.name} · ${(chosenFile.size / 1024).toFixed(0)} KiB` : "";
-  $("upload-btn").disabled = !chosenFile;
+  $("upload-btn").disabled = !chosenFile || uploading;
 }
 
 function setBar(id, fraction) {
-  $(id).style.width = `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}%`;
+  const value = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
+  $(id).style.width = `${value}%`;
+  $(id).parentElement.setAttribute("aria-valuenow", String(value));
 }
 
 /** POST the clip with XMLHttpRequest (fetch cannot report upload progress). */
@@ -603,9 +645,12 @@ function postClip(file, spacing) {
 
 async function upload(ev) {
   ev.preventDefault();
-  if (!chosenFile) return;
+  if (!chosenFile || uploading) return;
+  uploading = true;
   clearError();
   const spacing = $("spacing").value.trim();
+  // An analysis the user opens while this one uploads/processes keeps the view (see below).
+  const opensAtStart = state.pollToken;
   $("progress").hidden = false;
   $("upload-btn").disabled = true;
   setBar("upload-bar", 0);
@@ -623,21 +668,30 @@ async function upload(ev) {
     while (detail.status === "queued" || detail.status === "running") {
       const p = detail.progress || {};
       setBar("process-bar", p.fraction || 0);
-      $("process-text").textContent = `${detail.status} · ${p.windows_done ?? 0} / ${p.windows_total ?? "?"} windows`;
+      const reason = waitReason(detail);
+      $("process-text").textContent = reason
+        ? `${detail.status} — ${reason}`
+        : `${detail.status} · ${p.windows_done ?? 0} / ${p.windows_total ?? "?"} windows`;
+      $("progress").dataset.state = detail.status;
+      $("progress").dataset.reason = detail.error ? detail.error.code : "";
       await new Promise((r) => setTimeout(r, POLL_MS));
       detail = await apiJson(`/v1/analyses/${id}?include_frames=false`);
     }
     setBar("process-bar", detail.status === "succeeded" ? 1 : 0);
     $("process-text").textContent = detail.status;
     $("progress").dataset.state = detail.status;
-    if (detail.status === "failed" && detail.error) showError(new ApiError(0, detail.error.code, detail.error.message));
+    $("progress").dataset.reason = "";
+    // Show the new analysis unless the user opened another one meanwhile: then only list it.
     refreshList();
-    await openAnalysis(id);
+    if (state.pollToken === opensAtStart) await openAnalysis(id);
+    // After openAnalysis (which clears the banner): a failed job says why.
+    if (detail.status === "failed" && detail.error) showError(new ApiError(0, detail.error.code, detail.error.message));
   } catch (err) {
     $("progress").dataset.state = "error";
     $("process-text").textContent = "error";
     showError(err);
   } finally {
+    uploading = false;
     $("upload-btn").disabled = !chosenFile;
   }
 }
@@ -725,7 +779,7 @@ function updateListControls() {
   $("next-page").disabled = !list.nextCursor;
   $("first-page").disabled = list.page === 0;
   $("page-label").textContent = `page ${list.page + 1}`;
-  markSelectedRow(state.analysis ? state.analysis.id : null);
+  markSelectedRow(state.openId);
 }
 
 function markSelectedRow(id) {
@@ -767,10 +821,21 @@ function init() {
   $("key-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const key = $("api-key").value.trim();
+    const bad = key !== "" && !validKey(key);
+    $("api-key").setAttribute("aria-invalid", String(bad));
+    $("key-msg").textContent = bad ? BAD_KEY : "";
+    $("key-msg").hidden = !bad;
+    if (bad) {
+      $("api-key").focus();
+      return;
+    }
     if (key) localStorage.setItem(KEY_STORAGE, key);
     else localStorage.removeItem(KEY_STORAGE);
     clearError();
     refreshList();
+    // An analysis that could not be loaded (e.g. a shared link opened before the key was
+    // saved) is tried again with the new key.
+    if (state.openId && !state.analysis) openAnalysis(state.openId);
   });
   $("error-close").addEventListener("click", clearError);
 

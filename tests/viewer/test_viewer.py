@@ -14,6 +14,8 @@ import base64
 import io
 import json
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,12 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
+from gateway.main import create_app
+from gateway.threaded_server import serve_in_thread
+from tests.data.test_decoders import write_dicom_cine
+from tests.gateway.helpers import make_settings
 from tests.viewer.conftest import API_KEY, UNTRAINED_THRESHOLD, LiveGateway, ViewerClip
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "viewer.png"
@@ -108,7 +115,7 @@ def test_serves_page_static_files_and_frame_images(live_gateway: LiveGateway, vi
     with httpx.Client(base_url=gw.url, timeout=60) as http:
         r = http.get("/")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-        assert '<canvas id="overlay">' in r.text and "/static/app.js" in r.text
+        assert '<canvas id="overlay"' in r.text and "/static/app.js" in r.text
         for name, ctype in (("app.js", "javascript"), ("style.css", "text/css")):
             r = http.get(f"/static/{name}")
             assert r.status_code == 200 and ctype in r.headers["content-type"], (name, r.headers)
@@ -162,6 +169,11 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
     page.click("#upload-btn")
     page.wait_for_selector("#progress[data-state=succeeded]", timeout=90_000)
     assert page.inner_text("#upload-pct") == "100 %"
+    # progress and pictures are announced to assistive technology
+    expect(page.get_by_role("progressbar", name="Upload")).to_have_attribute("aria-valuenow", "100")
+    expect(page.get_by_role("progressbar", name="Processing")).to_have_attribute("aria-valuenow", "100")
+    expect(page.locator("#process-text")).to_have_attribute("aria-live", "polite")
+    expect(page.get_by_role("img", name="Ultrasound frame")).to_have_count(1)
     page.wait_for_selector("#error", state="hidden")
     page.wait_for_selector("#viewer[data-id]")
     job_id = page.get_attribute("#viewer", "data-id")
@@ -262,6 +274,9 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
     page.evaluate("id => { location.hash = '#/analyses/' + id; }", "0" * 32)
     page.wait_for_selector("#error:not([hidden])")
     assert page.evaluate("window.ultramnViewer.state.analysis") is None and page.is_disabled("#dl-npz")
+    # ... and nothing of the previous analysis stays on screen under the new address
+    expect(page.locator("#viewer")).to_be_hidden()
+    expect(page.locator("#empty-title")).to_have_text(f"Analysis {'0' * 8} could not be opened")
     page.evaluate("id => { location.hash = '#/analyses/' + id; }", job_id)
     page.wait_for_function("id => window.ultramnViewer.state.analysis?.id === id", arg=job_id)
     assert not page.is_disabled("#dl-npz") and page.is_hidden("#error")
@@ -314,3 +329,199 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
         page.evaluate("document.activeElement.blur()")
         page.wait_for_timeout(300)
         page.screenshot(path=str(SCREENSHOT), full_page=False)
+
+
+# ---------------------------------------------------------------- fixes found by the viewer audit
+
+
+@pytest.fixture(scope="module")
+def two_analyses(live_gateway: LiveGateway, viewer_clip: ViewerClip) -> tuple[str, str]:
+    """Two succeeded analyses (older, newer) of the module's clip."""
+    return _upload_api(live_gateway, viewer_clip)["id"], _upload_api(live_gateway, viewer_clip)["id"]
+
+
+@pytest.fixture(scope="module")
+def dead_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    """A gateway whose Triton is unreachable: uploads are accepted and stay queued."""
+    settings = make_settings(tmp_path_factory.mktemp("viewer-dead-gateway"), "127.0.0.1:1", api_key=API_KEY)
+    with serve_in_thread(create_app(settings), name="viewer-dead-gateway") as url:
+        yield LiveGateway(url, settings)
+
+
+def _with_key(page: Any) -> Any:
+    """The page with the API key already saved (as a returning user has it)."""
+    page.add_init_script(f"localStorage.setItem('ultramn.apiKey', {json.dumps(API_KEY)})")
+    return page
+
+
+def _npz(frames: np.ndarray, fps: float) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, frames=frames, fps=np.float32(fps))
+    return buf.getvalue()
+
+
+# Holds back every later XMLHttpRequest (the page's uploads) until window.releaseUploads().
+GATE_UPLOADS_JS = """() => {
+  const send = XMLHttpRequest.prototype.send;
+  const gate = new Promise((resolve) => { window.releaseUploads = resolve; });
+  XMLHttpRequest.prototype.send = function (body) { gate.then(() => send.call(this, body)); };
+}"""
+
+
+def test_file_input_is_reachable_and_operable_by_keyboard(live_gateway: LiveGateway, page: Any) -> None:
+    page.goto(live_gateway.url + "/")
+    page.focus("#spacing")
+    page.keyboard.press("Shift+Tab")  # the control before the spacing field is the file chooser
+    assert page.evaluate("document.activeElement.id") == "file-input"
+    # Space on a focused file input is what opens the browser's file dialog: the input gets a
+    # click. (Counting the click, not waiting for the native dialog, which headless Chromium
+    # does not always raise twice in one browser process.)
+    page.evaluate("window.inputClicks = 0; document.getElementById('file-input').addEventListener('click', () => window.inputClicks++)")
+    page.keyboard.press("Space")
+    assert page.evaluate("window.inputClicks") == 1
+    page.set_input_files("#file-input", files=[{"name": "k.npz", "mimeType": "application/octet-stream", "buffer": b"x" * 2048}])
+    expect(page.locator("#file-name")).to_contain_text("k.npz")
+    expect(page.locator("#upload-btn")).to_be_enabled()
+
+
+def test_late_answer_for_a_previous_open_does_not_overwrite_the_open_analysis(
+    live_gateway: LiveGateway, two_analyses: tuple[str, str], page: Any
+) -> None:
+    a, b = two_analyses
+    _with_key(page).goto(live_gateway.url + "/")
+    # A's first answer is held back until B is on screen.
+    page.evaluate(
+        """a => { const real = window.fetch;
+          const gate = new Promise((resolve) => { window.releaseA = resolve; });
+          window.aAnswered = new Promise((resolve) => { window.fetch = (url, opts) =>
+            String(url).includes(a + "?include_frames=false")
+              ? gate.then(() => real(url, opts)).then((r) => { resolve(); return r; })
+              : real(url, opts); }); }""",
+        a,
+    )
+    page.evaluate("a => { window.ultramnViewer.openAnalysis(a); }", a)
+    page.evaluate("b => { window.ultramnViewer.openAnalysis(b); }", b)
+    page.wait_for_selector(f"#viewer[data-id='{b}']")
+    page.evaluate("async () => { window.releaseA(); await window.aAnswered; await new Promise((r) => setTimeout(r, 300)); }")
+    assert page.inner_text("#title") == f"Analysis {b[:8]}"
+    expect(page.locator("#player-area")).to_be_visible()
+    assert page.evaluate("window.ultramnViewer.state.analysis.id") == b
+
+
+def test_key_saved_after_a_401_opens_the_linked_analysis_and_bad_keys_are_refused(
+    live_gateway: LiveGateway, two_analyses: tuple[str, str], page: Any
+) -> None:
+    a, _ = two_analyses
+    page.goto(f"{live_gateway.url}/#/analyses/{a}")  # a shared link, no key saved yet
+    expect(page.locator("#error")).to_have_attribute("data-code", "unauthorized")
+    expect(page.locator("#viewer")).to_be_hidden()
+    # a key no HTTP header can carry is refused at the field, not reported as a network failure
+    page.fill("#api-key", "clé-ключ")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#key-msg")).to_be_visible()
+    expect(page.locator("#key-msg")).to_contain_text("ASCII")
+    assert page.get_attribute("#api-key", "aria-invalid") == "true"
+    assert page.evaluate("localStorage.getItem('ultramn.apiKey')") is None
+    page.fill("#api-key", API_KEY)
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#key-msg")).to_be_hidden()
+    page.wait_for_selector(f"#viewer[data-id='{a}']")
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_upload_keeps_analyse_disabled_and_does_not_take_over_another_open_analysis(
+    live_gateway: LiveGateway, viewer_clip: ViewerClip, two_analyses: tuple[str, str], page: Any
+) -> None:
+    a, _ = two_analyses
+    _with_key(page).goto(live_gateway.url + "/")
+    page.evaluate(GATE_UPLOADS_JS)
+    page.set_input_files("#file-input", files=[{"name": "c.npz", "mimeType": "application/octet-stream", "buffer": viewer_clip.npz}])
+    page.click("#upload-btn")
+    expect(page.locator("#progress")).to_have_attribute("data-state", "uploading")
+    # choosing another file while one is processed does not offer a second "Analyse"
+    page.set_input_files("#file-input", files=[{"name": "d.npz", "mimeType": "application/octet-stream", "buffer": viewer_clip.npz}])
+    expect(page.locator("#file-name")).to_contain_text("d.npz")
+    expect(page.locator("#upload-btn")).to_be_disabled()
+    # the user opens another analysis while the upload runs: it stays on screen
+    page.evaluate("a => window.ultramnViewer.openAnalysis(a)", a)
+    page.wait_for_selector(f"#viewer[data-id='{a}']")
+    page.evaluate("() => window.releaseUploads()")
+    page.wait_for_selector("#progress[data-state=succeeded]", timeout=90_000)
+    assert page.evaluate("window.ultramnViewer.state.openId") == a
+    expect(page.locator("#results-body tr[data-id]").first).not_to_have_attribute("data-id", a)  # the new one is listed
+    assert page.get_attribute("#viewer", "data-id") == a and page.url.endswith(f"#/analyses/{a}")
+    expect(page.locator("#upload-btn")).to_be_enabled()  # d.npz can go now
+
+
+def test_short_clip_plot_has_whole_frame_ticks_and_slow_clip_keeps_its_fps(live_gateway: LiveGateway, page: Any) -> None:
+    frames = np.random.default_rng(0).integers(0, 255, (3, 64, 80), dtype=np.uint8)
+    r = httpx.post(
+        f"{live_gateway.url}/v1/analyses",
+        files={"file": ("slow.npz", _npz(frames, 0.4))},
+        data={"wait": "true"},
+        headers=live_gateway.headers,
+        timeout=90,
+    )
+    assert r.status_code == 200, r.text
+    job = r.json()["id"]
+    _with_key(page).goto(f"{live_gateway.url}/#/analyses/{job}")
+    page.wait_for_selector(f"#viewer[data-id='{job}']")
+    ticks = page.eval_on_selector_all("#csa-plot text.tick[text-anchor=middle]", "els => els.map((e) => e.textContent)")
+    assert ticks == ["0", "1", "2"]
+    assert page.input_value("#fps") == "0.4"
+    assert "0.4 fps" in page.inner_text("#clip-frames")
+
+
+def test_queued_upload_says_it_waits_for_triton_and_its_row_stays_selected(
+    dead_gateway: LiveGateway, viewer_clip: ViewerClip, page: Any
+) -> None:
+    _with_key(page).goto(dead_gateway.url + "/")
+    page.set_input_files("#file-input", files=[{"name": "c.npz", "mimeType": "application/octet-stream", "buffer": viewer_clip.npz}])
+    page.click("#upload-btn")
+    expect(page.locator("#process-text")).to_have_text("queued — waiting for the inference server (triton_unavailable)", timeout=15_000)
+    row = page.locator("#results-body tr[data-id]").first  # the only analysis here
+    row.click()
+    expect(page.locator("#job-status")).to_contain_text("waiting for the inference server")
+    page.evaluate("() => window.ultramnViewer.refreshList()")
+    expect(row).to_have_class(re.compile(r"\bselected\b"))
+
+
+def test_unequal_pixel_spacing_shows_both_values(live_gateway: LiveGateway, tmp_path: Path, page: Any) -> None:
+    frames = np.random.default_rng(1).integers(0, 255, (2, 64, 80), dtype=np.uint8)
+    dcm = write_dicom_cine(tmp_path / "aniso.dcm", frames, region_cm=(0.008, 0.012))  # dx 0.08 mm, dy 0.12 mm
+    r = httpx.post(
+        f"{live_gateway.url}/v1/analyses",
+        files={"file": ("aniso.dcm", dcm.read_bytes())},
+        data={"wait": "true"},
+        headers=live_gateway.headers,
+        timeout=90,
+    )
+    assert r.status_code == 200, r.text
+    sp = r.json()["result"]["pixel_spacing_mm"]
+    job = r.json()["id"]
+    _with_key(page).goto(f"{live_gateway.url}/#/analyses/{job}")
+    expect(page.locator("#clip-spacing")).to_contain_text(f"{sp['dx']:.4f} × {sp['dy']:.4f} mm/px")
+
+
+# Every answer about analysis `window.failId` says it failed (a job failure the page cannot cause).
+FAIL_UPLOADED_JS = """() => { const real = window.fetch;
+  window.fetch = async (url, opts) => {
+    const r = await real(url, opts);
+    const m = String(url).match(/\\/v1\\/analyses\\/([0-9a-f]+)(\\?include_frames=false)?$/);
+    if (!m || !r.ok) return r;
+    const body = await r.json();
+    if (body.status === "succeeded" && !window.keepId) window.keepId = body.id;  // none is open yet: the upload's
+    if (body.id === window.keepId) Object.assign(body, {status: "failed", result: null, error: {code: "analysis_failed", message: "boom"}});
+    return new Response(JSON.stringify(body), {status: 200, headers: {"Content-Type": "application/json"}});
+  }; }"""
+
+
+def test_failed_upload_keeps_its_error_banner(live_gateway: LiveGateway, viewer_clip: ViewerClip, page: Any) -> None:
+    _with_key(page).goto(live_gateway.url + "/")
+    page.evaluate(FAIL_UPLOADED_JS)
+    page.set_input_files("#file-input", files=[{"name": "c.npz", "mimeType": "application/octet-stream", "buffer": viewer_clip.npz}])
+    page.click("#upload-btn")
+    page.wait_for_selector("#progress[data-state=failed]", timeout=90_000)
+    expect(page.locator("#job-status")).to_contain_text("analysis_failed: boom")  # the failed job is open ...
+    expect(page.locator("#error")).to_have_attribute("data-code", "analysis_failed")  # ... and the banner says why
+    expect(page.locator("#error")).to_be_visible()
