@@ -87,6 +87,14 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load average at start {load[0]:.2f}"
 
 
+def emit_report(lines: list[str], out: Path | None) -> None:
+    """Print the markdown report ``lines`` and write it to ``out`` too when given."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.write_text(text)
+
+
 def gateway_settings(data: Path, triton_url: str, workers: int) -> Settings:
     """The benchmarked gateway's settings: ``workers`` workers and a queue deep enough for every clip."""
     return Settings(data_dir=data, triton_url=triton_url, workers=workers, queue_max=256, log_level="WARNING")
@@ -170,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"\n{name}: speed-up concurrency {hi} vs {lo}: **{best[(name, hi)] / best[(name, lo)]:.2f}x** (best round of each)"
             )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit_report(lines, args.out)
     return 0
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import numpy as np
 
-from bench.bench_batch import machine
+from bench.bench_batch import emit_report, machine
 
 
 @dataclass(frozen=True)
@@ -199,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             m.status,
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit_report(lines, args.out)
     return 0
 
 
