@@ -162,7 +162,9 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     # the same evaluation twice: paired on all 4 clips, zero difference, no lead claimed
     all_clips, _, by_view = paired.partition("Paired differences on ")
     pair_rows = [ln for ln in all_clips.splitlines() if ln.startswith("| UltraMN − again")]
-    assert len(pair_rows) == 1 and "+0.0000 [+0.0000, +0.0000]" in pair_rows[0] and pair_rows[0].endswith("| 4 |")
+    # (the tiny test split has one participant: a zero difference, and no interval to claim anything with)
+    assert len(pair_rows) == 1 and "+0.0000 [n/a, 1 participant]" in pair_rows[0] and pair_rows[0].endswith("| 4 |")
+    assert "n/a (1 participant: no interval)" in pair_rows[0]
     for view in views:  # then once per view present, on that view's clips
         assert f"{view} clips" in by_view
     view_rows = [ln for ln in by_view.splitlines() if ln.startswith("| UltraMN − again")]
@@ -172,7 +174,7 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| A run 1 |" in r.stdout and "| A run 2 |" in r.stdout and "averaged over each model's runs" in r.stdout
     spread = r.stdout.partition("Run-to-run spread of A")[2]
-    assert "| A run 1 − A run 2 | +0.0000 [+0.0000, +0.0000] |" in spread
+    assert "| A run 1 − A run 2 | +0.0000 [n/a, 1 participant] |" in spread
     assert _cli("compare", "no-equals-sign").returncode == 2
     assert _cli("compare", "x=,").returncode == 2
     assert _cli("compare", f"x={tmp_path / 'nowhere'}").returncode == 2
