@@ -18,8 +18,18 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(..., "--config", help="Training config (TOML), e.g. configs/ultramn.toml."),
         data: Path | None = typer.Option(None, "--data", help="Dataset root (overrides the config's data.root)."),
         init: Path | None = typer.Option(None, "--init", help="Checkpoint to fine-tune from (same arch)."),
-        out: Path = typer.Option(Path("runs/train"), "--out", help="Output folder (best.pt, metrics.csv, tb/)."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last epoch."),
+        out: Path = typer.Option(
+            Path("runs/train"),
+            "--out",
+            help="Output folder (best.pt, last_state.pt, metrics.csv, tb/, summary.json). Without --resume, a run "
+            "already there is replaced (its files are deleted once the checks pass).",
+        ),
+        resume: bool = typer.Option(
+            False,
+            "--resume",
+            help="Continue the run in --out from its last saved epoch (exactly: weights, optimiser and random state); "
+            "metrics.csv and tb/ are cut back to that epoch.",
+        ),
         epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the config's epoch count."),
         seed: int | None = typer.Option(
             None, "--seed", min=0, help="Override the config's seed (weights init, sampling, augmentation): seed replicates."
@@ -28,7 +38,11 @@ def register(app: typer.Typer) -> None:
             None, "--patience", min=1, help="Override the config's early-stopping patience (epochs without improvement)."
         ),
         max_minutes: float | None = typer.Option(
-            None, "--max-minutes", min=0.01, help="Wall-clock budget: no new epoch starts if the last epoch's duration would overrun it."
+            None,
+            "--max-minutes",
+            min=0.01,
+            help="Wall-clock budget of this session: no new epoch starts if the last epoch's duration would overrun it "
+            "(a --resume session gets the whole budget again).",
         ),
         assignments: list[str] = typer.Option(
             [], "--set", help="Override any config field, repeatable: --set data.num_workers=0 --set optim.lr=0.002 (TOML values)."

@@ -40,6 +40,7 @@ Decoded and resized clips are kept in a per-process LRU cache bounded by
 from __future__ import annotations
 
 import random
+import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from torch.utils.data import Dataset
 
 from ultramn.contract import CONTRACT, PLANES, SPLITS, ModelContract
 from ultramn.data.augment import AugmentConfig, augment_window
-from ultramn.data.clipio import check_clip_files, read_clip
+from ultramn.data.clipio import ClipFileError, check_clip_files, read_clip
 from ultramn.data.manifest import ClipRecord, read_manifest
 from ultramn.preprocess import normalize_intensity, resize_frames, resize_masks
 from ultramn.windowing import default_stride, window_indices
@@ -192,6 +193,46 @@ class ClipCache:
         self._bytes = 0
 
 
+class FrameCountError(ClipFileError, ValueError):
+    """A clip file's arrays disagree with its manifest row (frame count, or masks unlike the frames)."""
+
+
+def _npy_shape(zf: zipfile.ZipFile, name: str) -> tuple[int, ...]:
+    """Shape of the array ``name`` in an open NPZ, from its header only (no data is read)."""
+    with zf.open(name) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, _ = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _, _ = np.lib.format.read_array_header_2_0(fh)
+    return tuple(int(v) for v in shape)
+
+
+def check_frame_counts(root: Path, records: Sequence[ClipRecord], show: int = 5) -> None:
+    """Raise :class:`FrameCountError` (a :class:`~ultramn.data.clipio.ClipFileError`) naming clips whose file disagrees with the manifest.
+
+    Reads only the array headers of each clip file (milliseconds a clip), so a frame count that
+    differs from ``n_frames`` or masks shaped unlike the frames stop a run before it starts,
+    not after an epoch. Call after :func:`~ultramn.data.clipio.check_clip_files`.
+    """
+    bad: list[str] = []
+    for rec in records:
+        path = root / rec.file
+        try:
+            with zipfile.ZipFile(path) as zf:
+                frames, masks = _npy_shape(zf, "frames.npy"), _npy_shape(zf, "masks.npy")
+        except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
+            bad.append(f"clip {rec.clip_id}: {path} (unreadable array header: {exc})")
+            continue
+        if len(frames) != 3 or masks != frames:
+            bad.append(f"clip {rec.clip_id}: {path} (frames {frames} and masks {masks}: need two [T,H,W] arrays of one shape)")
+        elif frames[0] != rec.n_frames:
+            bad.append(f"clip {rec.clip_id}: {path} has {frames[0]} frames, the manifest says {rec.n_frames}")
+    if bad:
+        more = f" and {len(bad) - show} more" if len(bad) > show else ""
+        raise FrameCountError(f"{len(bad)} clip(s) disagree with the manifest: {'; '.join(bad[:show])}{more}")
+
+
 def plane_index(plane: str) -> int:
     """Index of ``plane`` in :data:`ultramn.contract.PLANES`; ``-1`` for an empty label."""
     return PLANES.index(plane) if plane else -1
@@ -280,6 +321,7 @@ class WindowDataset(Dataset[dict[str, Any]]):
         all_records = list(records) if records is not None else read_manifest(self.root)
         self.records: list[ClipRecord] = subsample_evenly(select_split(all_records, split), max_clips)
         check_clip_files(self.root / r.file for r in self.records)
+        check_frame_counts(self.root, self.records)
         # eval index: (record number, window row) for every window of every clip
         self._eval_windows: list[IntArray] = [window_indices(r.n_frames, self.window, self.stride) for r in self.records]
         self._eval_index: list[tuple[int, int]] = [(ci, wi) for ci, rows in enumerate(self._eval_windows) for wi in range(rows.shape[0])]
@@ -314,7 +356,7 @@ class WindowDataset(Dataset[dict[str, Any]]):
             arrays = read_clip(self.root / record.file)
             n = arrays.frames.shape[0]
             if n != record.n_frames:
-                raise ValueError(f"clip {record.clip_id}: {record.file} has {n} frames, the manifest says {record.n_frames}")
+                raise FrameCountError(f"clip {record.clip_id}: {record.file} has {n} frames, the manifest says {record.n_frames}")
             frames = resize_frames(arrays.frames, self.height, self.width)
             masks = resize_masks((arrays.masks > 0).astype(np.uint8), self.height, self.width)
             cached = _Clip(np.ascontiguousarray(frames), np.ascontiguousarray(masks))

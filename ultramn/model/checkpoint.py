@@ -94,13 +94,22 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, out)
-    return out
+    return atomic_torch_save(payload, out)
 
 
-def _load_failure(exc: Exception) -> str:
+def atomic_torch_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` ``obj`` to ``path`` through a temporary file and a rename: a crash or
+    Ctrl-C midway never leaves half a file where the previous one was; ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_failure_reason(exc: Exception) -> str:
     """Why ``torch.load(..., weights_only=True)`` failed, in a user's words.
 
     Torch's own unpickling message advises ``weights_only=False``, which would run code from
@@ -122,7 +131,7 @@ def read_checkpoint_meta(
     try:
         raw = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(f"cannot read checkpoint {p}: {_load_failure(exc)}") from exc
+        raise CheckpointError(f"cannot read checkpoint {p}: {load_failure_reason(exc)}") from exc
     if not isinstance(raw, dict) or any(k not in raw for k in _KEYS):
         missing = [k for k in _KEYS if not isinstance(raw, dict) or k not in raw]
         raise CheckpointError(f"{p} is not an UltraMN checkpoint (missing {missing})")

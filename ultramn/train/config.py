@@ -6,11 +6,12 @@ Every knob of a training run lives here; the window shape is not a knob: it come
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ultramn.contract import CONTRACT
 from ultramn.errors import UserInputError
@@ -19,14 +20,37 @@ Arch = Literal["unet3d", "unet2d_pair", "unet2d_multitask"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf / nan pass ``gt``/``ge`` bounds (``lr = inf``) and only show up as a NaN checkpoint
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def non_finite_numbers(value: Any, where: str = "") -> list[str]:
+    """Dotted paths of every inf or nan float inside ``value`` (nested dicts and lists)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [where or "value"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite_numbers(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in non_finite_numbers(v, f"{where}[{i}]")]
+    return []
+
+
+def _finite(value: dict[str, Any]) -> dict[str, Any]:
+    bad = non_finite_numbers(value)
+    if bad:
+        raise ValueError(f"numbers must be finite, got inf or nan at {', '.join(bad)}")
+    return value
 
 
 class ModelSection(_Strict):
     """Which network and its constructor hyper-parameters."""
 
     arch: Arch = "unet3d"
+    #: keyword arguments of the architecture's constructor; checked when training starts
+    #: (:func:`ultramn.train.loop.check_model` builds the model and runs one window)
     hparams: dict[str, Any] = Field(default_factory=dict)
+
+    _hparams_finite = field_validator("hparams")(_finite)
 
 
 class LossSection(_Strict):
@@ -67,7 +91,23 @@ class DataSection(_Strict):
     eval_stride: int | None = Field(None, ge=1, le=CONTRACT.window_frames)
     max_train_clips: int | None = Field(None, ge=1)
     max_val_clips: int | None = Field(None, ge=1)
+    #: fields of :class:`ultramn.data.augment.AugmentConfig` (validated here)
     augment: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("augment")
+    @classmethod
+    def _check_augment(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from ultramn.data.augment import AugmentConfig
+
+        _finite(value)
+        try:
+            AugmentConfig.model_validate(value)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'augment'}: {err['msg']}" for err in exc.errors(include_url=False)
+            )
+            raise ValueError(f"invalid augmentation settings: {problems}") from None
+        return value
 
 
 class TrainConfig(_Strict):
@@ -81,8 +121,9 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     threads: int | None = Field(None, ge=1)
-    #: wall-clock budget of the run in minutes: no new epoch starts once the time used plus
+    #: wall-clock budget of one session in minutes: no new epoch starts once the time used plus
     #: the last epoch's duration would overrun it (the cosine schedule is then cut short);
+    #: a ``--resume``d session gets the whole budget again (it fits a job's time limit);
     #: None = no budget
     max_minutes: float | None = Field(None, gt=0)
     model: ModelSection = ModelSection()
@@ -136,6 +177,8 @@ def load_config(path: Path) -> TrainConfig:
         raise UserInputError(f"config file not found: {path}")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"{path}: not a UTF-8 text file (byte {exc.start}); a training config is TOML text") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UserInputError(f"{path}: not valid TOML: {exc}") from exc
     try:

@@ -1,9 +1,15 @@
 """The training loop: epochs of augmented windows, validation, best-checkpoint selection.
 
 Writes into ``out_dir``: ``best.pt`` (the shippable checkpoint, see
-:mod:`ultramn.model.checkpoint`), ``last_state.pt`` (everything needed to ``--resume``),
+:mod:`ultramn.model.checkpoint`), ``last_state.pt`` (everything needed to ``--resume``,
+random-number generator states included, so a resumed run repeats an uninterrupted one),
 ``metrics.csv`` (one row per epoch), ``tb/`` (TensorBoard), ``config.json`` and, when the run
 ends, ``summary.json`` (best epoch, epochs run, time, why it stopped, device).
+
+Everything is checked before anything is written (model hyper-parameters, dataset, ``--init``
+checkpoint, ``last_state.pt``): bad input raises :class:`~ultramn.errors.UserInputError`. A fresh
+run into an ``out_dir`` that holds an earlier run replaces that run's outputs; a resumed run cuts
+``metrics.csv`` and TensorBoard back to the epoch its ``last_state.pt`` holds.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
+import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,16 +28,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ultramn.contract import CONTRACT, PLANES
 from ultramn.data.augment import AugmentConfig
 from ultramn.data.windows import WindowDataset, worker_init_fn
 from ultramn.errors import UserInputError
 from ultramn.jsonio import write_json
 from ultramn.model import build_model
-from ultramn.model.checkpoint import load_checkpoint, save_checkpoint
-from ultramn.train.config import TrainConfig
+from ultramn.model.base import WindowModel
+from ultramn.model.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
+from ultramn.train.config import TrainConfig, describe_validation_error
 from ultramn.train.losses import multitask_loss
 from ultramn.train.schedule import warmup_cosine
 
@@ -38,6 +50,13 @@ BEST_NAME = "best.pt"
 STATE_NAME = "last_state.pt"
 METRICS_NAME = "metrics.csv"
 SUMMARY_NAME = "summary.json"  # the finished run: TrainResult, device, epochs planned
+TB_NAME = "tb"
+#: what ``last_state.pt`` must hold (it also holds ``rng``, ``seconds``, ``arch`` and ``hparams``)
+STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_score", "best_epoch", "stale", "best_metrics")
+
+
+class NonFiniteLossError(UserInputError):
+    """The training loss became inf or nan: the run diverged (too high a learning rate, bad data)."""
 
 
 @dataclass
@@ -62,6 +81,135 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The python, numpy and torch (CPU, and CUDA when ``device`` is) generator states, as plain data and tensors."""
+    np_state: tuple[Any, ...] = tuple(np.random.get_state(legacy=True))
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [int(version), torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [str(np_state[0]), torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)), *(float(v) for v in np_state[2:])],
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore generator states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal.tolist()), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
+
+
+def check_model(arch: str, hparams: dict[str, Any]) -> WindowModel:
+    """Build ``arch`` with ``hparams`` and run one contract window through it (eval mode, no RNG used).
+
+    Bad hyper-parameters (unknown names, bad values, a depth the window size cannot take, a
+    plane count other than the contract's) raise :class:`UserInputError` before training starts.
+    """
+    try:
+        model = build_model(arch, **hparams)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise UserInputError(f"model.hparams {hparams}: {exc}") from exc
+    window = torch.zeros(1, 1, *CONTRACT.window_shape)
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            plane_logits, mask_logits = model(window)
+    except (ValueError, RuntimeError) as exc:  # InputShapeError is a ValueError
+        raise UserInputError(f"model.hparams {hparams}: the {arch!r} model cannot take a {tuple(window.shape)} window: {exc}") from exc
+    finally:
+        model.train()
+    if tuple(plane_logits.shape) != (1, len(PLANES)) or tuple(mask_logits.shape) != tuple(window.shape):
+        raise UserInputError(
+            f"model.hparams {hparams}: the {arch!r} model maps a {tuple(window.shape)} window to plane logits "
+            f"{tuple(plane_logits.shape)} and masks {tuple(mask_logits.shape)}; the contract needs (1, {len(PLANES)}) "
+            f"and {tuple(window.shape)}"
+        )
+    return model
+
+
+def save_state(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` ``state`` to ``path`` atomically (temporary file, then rename): never half a file."""
+    atomic_torch_save(state, path)
+
+
+def load_state(path: Path, model: torch.nn.Module, device: torch.device, hparams: str = "") -> dict[str, Any]:
+    """Read ``last_state.pt`` and check it fits ``model``; a damaged or foreign file raises :class:`UserInputError`.
+
+    ``hparams`` describes the configured model in the message when the weights do not fit.
+    """
+    from ultramn.model.checkpoint import load_failure_reason
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise UserInputError(f"--resume: cannot read {path}: {load_failure_reason(exc)}") from exc
+    if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+        missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+        hint = (
+            " (it is a model checkpoint such as best.pt, not a training state)" if isinstance(state, dict) and "state_dict" in state else ""
+        )
+        raise UserInputError(f"--resume: {path} is not a training state{hint}: missing {missing}")
+    weights = state["model"]
+    own = model.state_dict()
+    if (
+        not isinstance(weights, dict)
+        or set(weights) != set(own)
+        or any(not isinstance(weights[k], torch.Tensor) or weights[k].shape != v.shape for k, v in own.items())
+    ):
+        saved = f" (saved by a {state['arch']!r} model with hparams {state['hparams']})" if "hparams" in state else ""
+        raise UserInputError(f"--resume: the weights in {path}{saved} do not fit the configured model ({hparams})")
+    return state
+
+
+def cut_metrics(path: Path, last_epoch: int) -> None:
+    """Drop rows of ``metrics.csv`` after ``last_epoch`` (written by a session stopped before its state was saved)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or "epoch" not in rows[0]:
+        return
+    col = rows[0].index("epoch")
+
+    def keep(row: list[str]) -> bool:
+        try:
+            return int(float(row[col])) <= last_epoch
+        except (IndexError, ValueError):
+            return False
+
+    body = [row for row in rows[1:] if keep(row)]
+    if len(body) == len(rows) - 1:
+        return
+    log.warning("%s: dropping %d row(s) after epoch %d (the state was not saved for them)", path, len(rows) - 1 - len(body), last_epoch)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        csv.writer(fh).writerows([rows[0], *body])
+    os.replace(tmp, path)
+
+
+def clear_run(out_dir: Path) -> None:
+    """Remove an earlier run's outputs from ``out_dir`` (a fresh run replaces them, never mixes with them)."""
+    old = [out_dir / name for name in (BEST_NAME, STATE_NAME, STATE_NAME + ".tmp", METRICS_NAME, SUMMARY_NAME)]
+    found = [p for p in old if p.is_file()]
+    tb = out_dir / TB_NAME
+    if tb.is_dir():
+        found.append(tb)
+    if found:
+        log.warning("%s holds an earlier run: replacing %s (use --resume to continue it)", out_dir, ", ".join(p.name for p in found))
+    for p in found:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def out_of_time(max_minutes: float | None, elapsed_s: float, last_epoch_s: float) -> bool:
@@ -139,14 +287,17 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
     from torch.utils.tensorboard import SummaryWriter
 
     t_start = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
-    seed_everything(cfg.seed)
+    # --- every check before anything is written into out_dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    model = check_model(cfg.model.arch, cfg.model.hparams)
     root = Path(cfg.data.root)
-    augment = AugmentConfig(**cfg.data.augment)
+    try:
+        augment = AugmentConfig(**cfg.data.augment)
+    except ValidationError as exc:
+        raise UserInputError(f"data.augment:\n{describe_validation_error(exc)}") from exc
     train_ds = WindowDataset(
         root,
         split="train",
@@ -164,13 +315,22 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
         raise UserInputError(f"{root}: no training clips (split 'train' is empty)")
     if len(val_ds) == 0:
         raise UserInputError(f"{root}: no validation clips (split 'val' is empty); run `ultramn split {root}`")
+    if cfg.monitor == "plane_accuracy" and not any(r.plane for r in val_ds.records):
+        raise UserInputError(
+            f"monitor = 'plane_accuracy', but no validation clip in {root} has a plane label; monitor 'dice' or 'score' instead"
+        )
 
-    model = build_model(cfg.model.arch, **cfg.model.hparams)
     if init is not None:
         init_model, init_meta = load_checkpoint(init)
         if init_meta.arch != cfg.model.arch:
             raise UserInputError(f"--init checkpoint is a {init_meta.arch!r} model, the config asks for {cfg.model.arch!r}")
-        model.load_state_dict(init_model.state_dict())
+        try:
+            model.load_state_dict(init_model.state_dict())
+        except RuntimeError as exc:
+            raise UserInputError(
+                f"--init {init}: its {init_meta.arch!r} weights (hparams {init_meta.hparams}) do not fit the configured model "
+                f"(model.hparams {cfg.model.hparams}); use the checkpoint's hparams"
+            ) from exc
         log.info("fine-tuning from %s", init)
     model.to(device)
 
@@ -186,21 +346,50 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
     seconds_before = 0.0  # training time of earlier sessions of a resumed run
     best_metrics: dict[str, float] = {}
     state_path = out_dir / STATE_NAME
+    saved_rng: dict[str, Any] | None = None
     if resume:
         if not state_path.is_file():
             raise UserInputError(f"--resume: no {STATE_NAME} in {out_dir}")
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, best_score, best_epoch, stale = state["epoch"] + 1, state["best_score"], state["best_epoch"], state["stale"]
-        best_metrics = dict(state["best_metrics"])
-        seconds_before = float(state.get("seconds", 0.0))
-        log.info("resuming at epoch %d", start_epoch)
+        state = load_state(state_path, model, device, f"{cfg.model.arch!r} with hparams {cfg.model.hparams}")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            start_epoch, best_score, best_epoch, stale = (
+                int(state["epoch"]) + 1,
+                float(state["best_score"]),
+                int(state["best_epoch"]),
+                int(state["stale"]),
+            )
+            best_metrics = {str(k): float(v) for k, v in dict(state["best_metrics"]).items()}
+            seconds_before = float(state.get("seconds", 0.0))
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserInputError(f"--resume: {state_path} does not fit this run: {reason}") from exc
+        saved_rng = state.get("rng")
+        if saved_rng is None:
+            log.warning(
+                "%s holds no random-number state (an older version wrote it): dropout will differ from an uninterrupted run", state_path
+            )
+        log.info("resuming at epoch %d", start_epoch + 1)
+
+    # --- checks passed: write
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        cut_metrics(out_dir / METRICS_NAME, start_epoch)
+    else:
+        clear_run(out_dir)
+    (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
+    if saved_rng is not None:
+        try:
+            set_rng_state(saved_rng)
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
+            raise UserInputError(f"--resume: {state_path}: unreadable random-number state ({exc})") from exc
 
     csv_log = _CsvLog(out_dir / METRICS_NAME, append=resume)
-    writer = SummaryWriter(str(out_dir / "tb"))
+    # on resume, TensorBoard drops events from the epoch after the saved one on (an interrupted session's)
+    writer = SummaryWriter(str(out_dir / TB_NAME), purge_step=start_epoch + 1 if resume else None)
     val_loader = _loader(val_ds, cfg, shuffle=False, seed=cfg.seed)
     epochs_run = 0
     stop_reason = "epochs"
@@ -237,6 +426,13 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 plane_logits, mask_logits = model(frames)
             parts = multitask_loss(plane_logits, mask_logits, planes, masks, valid, cfg.loss)
+            loss_value = float(parts.total.detach())
+            if not math.isfinite(loss_value):
+                writer.close()
+                raise NonFiniteLossError(
+                    f"epoch {epoch + 1}, batch {n_batches + 1}: the training loss is {loss_value}, the run diverged "
+                    f"(lower optim.lr, check the data); {out_dir} keeps the last good epoch's files"
+                )
             scaler.scale(parts.total).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -244,7 +440,7 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
             scaler.update()
             scheduler.step()
             n_batches += 1
-            sums["loss"] += float(parts.total.detach())
+            sums["loss"] += loss_value
             sums["plane"] += parts.plane
             sums["dice"] += parts.dice
             sums["pixel"] += parts.pixel
@@ -263,10 +459,16 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
         for key, value in row.items():
             if key != "epoch":
                 writer.add_scalar(key, value, epoch + 1)
-        score = val[cfg.monitor]
-        improved = score > best_score
-        if improved:
-            best_score, best_epoch, stale, best_metrics = score, epoch, 0, val
+        score = float(val[cfg.monitor])
+        if math.isnan(score):
+            log.warning("epoch %d: validation %s is NaN; counted as no improvement", epoch + 1, cfg.monitor)
+        improved = score > best_score  # False for NaN
+        if improved or best_epoch < 0:  # the first epoch always gives a best.pt, even with a NaN score
+            if improved:
+                best_score, stale = score, 0
+            else:
+                stale += 1
+            best_epoch, best_metrics = epoch, val
             save_checkpoint(
                 out_dir / BEST_NAME,
                 model,
@@ -283,7 +485,7 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
         if show_progress:
             tqdm.write(msg)
         log.info(msg)
-        torch.save(
+        save_state(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -295,6 +497,9 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
                 "stale": stale,
                 "best_metrics": best_metrics,
                 "seconds": seconds_before + time.perf_counter() - t_start,
+                "rng": rng_state(device),
+                "arch": cfg.model.arch,
+                "hparams": cfg.model.hparams,
             },
             state_path,
         )

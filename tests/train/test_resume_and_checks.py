@@ -1,0 +1,350 @@
+"""Training robustness: exact ``--resume``, damaged states, bad settings caught before anything is written."""
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ultramn.cli import main
+from ultramn.data.clipio import ClipFileError
+from ultramn.data.manifest import read_manifest, write_manifest
+from ultramn.data.windows import WindowDataset
+from ultramn.model import build_model
+from ultramn.model.checkpoint import save_checkpoint
+from ultramn.train import loop
+from ultramn.train.config import TrainConfig
+
+#: a tiny unet3d with dropout on, so a resumed run repeats an uninterrupted one only with the RNG state restored
+HPARAMS = {"base_width": 4, "depth": 2, "dropout": 0.3, "head_dropout": 0.3}
+
+
+class _CrashError(Exception):
+    """Stands for Ctrl-C or a killed process."""
+
+
+def _config(root: Path, epochs: int = 3, **top: Any) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "seed": 4,
+            "epochs": epochs,
+            "threads": 2,
+            "device": "cpu",
+            "model": {"arch": "unet3d", "hparams": HPARAMS},
+            "optim": {"lr": 0.003, "warmup_epochs": 0.5},
+            "data": {"root": str(root), "batch_size": 4, "num_workers": 0, "windows_per_clip": 1, "max_train_clips": 8, "eval_stride": 8},
+            **top,
+        }
+    )
+
+
+def _toml(path: Path, root: Path, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+seed = 1
+epochs = 1
+threads = 2
+device = "cpu"
+{extra}
+[model]
+arch = "unet3d"
+hparams = {{ base_width = 4, depth = 2 }}
+[data]
+root = "{root}"
+batch_size = 4
+num_workers = 0
+windows_per_clip = 1
+max_train_clips = 4
+max_val_clips = 1
+"""
+    )
+    return path
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run ``ultramn ARGS`` in this process: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["ultramn", *args])
+    capsys.readouterr()
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def _metrics(out: Path) -> list[dict[str, str]]:
+    with (out / loop.METRICS_NAME).open(newline="") as fh:
+        return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in csv.DictReader(fh)]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    raw = torch.load(path, weights_only=True)
+    return raw["model"] if "model" in raw else raw["state_dict"]
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    assert _metrics(a) == _metrics(b)
+    for name in (loop.STATE_NAME, loop.BEST_NAME):
+        wa, wb = _weights(a / name), _weights(b / name)
+        assert wa.keys() == wb.keys()
+        for key in wa:
+            torch.testing.assert_close(wa[key], wb[key], rtol=0, atol=0, msg=f"{name}: {key}")
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three epochs without interruption."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    loop.train(_config(tiny_dataset), out, show_progress=False)
+    return out
+
+
+def test_resume_after_ctrl_c_repeats_the_uninterrupted_run(
+    full_run: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    real_set_epoch = WindowDataset.set_epoch
+
+    def crash_at_epoch_3(self: WindowDataset, epoch: int) -> None:
+        if epoch == 2:
+            raise _CrashError
+        real_set_epoch(self, epoch)
+
+    with monkeypatch.context() as m:
+        m.setattr(WindowDataset, "set_epoch", crash_at_epoch_3)
+        with pytest.raises(_CrashError):
+            loop.train(_config(tiny_dataset), out, show_progress=False)
+    assert len(_metrics(out)) == 2
+    result = loop.train(_config(tiny_dataset), out, resume=True, show_progress=False)
+    assert result.resumed_at_epoch == 3 and result.epochs_run == 3
+    _assert_same_run(full_run, out)  # dropout draws continue where they stopped
+
+
+def test_a_crash_while_saving_the_state_keeps_the_previous_state_and_no_duplicate_epochs(
+    full_run: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed half-way through writing epoch 2's last_state.pt (after its metrics.csv row and TensorBoard events)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    real_save = torch.save
+
+    def half_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(obj, dict) and "optimizer" in obj and obj["epoch"] == 1:
+            buf = io.BytesIO()
+            real_save(obj, buf)
+            Path(f).write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+            raise _CrashError
+        real_save(obj, f, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", half_save)
+        with pytest.raises(_CrashError):
+            loop.train(_config(tiny_dataset), out, show_progress=False)
+    assert [row["epoch"] for row in _metrics(out)] == ["1", "2"]
+    result = loop.train(_config(tiny_dataset), out, resume=True, show_progress=False)
+    assert result.resumed_at_epoch == 2
+    assert [row["epoch"] for row in _metrics(out)] == ["1", "2", "3"]  # epoch 2 once, from the resumed session
+    _assert_same_run(full_run, out)
+    events = EventAccumulator(str(out / loop.TB_NAME))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train_loss")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("val_dice")] == pytest.approx([float(r["val_dice"]) for r in _metrics(full_run)])
+
+
+def test_a_fresh_run_replaces_an_earlier_run_in_out(full_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(full_run, out)
+    loop.train(_config(tiny_dataset, epochs=1), out, show_progress=False)
+    assert len(_metrics(out)) == 1
+    assert len(list((out / loop.TB_NAME).iterdir())) == 1  # one event file, not the old run's too
+    assert torch.load(out / loop.STATE_NAME, weights_only=True)["epoch"] == 0
+
+
+def test_resume_refuses_a_damaged_or_foreign_state_with_exit_2(
+    full_run: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _toml(tmp_path / "c.toml", tiny_dataset)
+    hp = "model.hparams={ base_width = 4, depth = 2, dropout = 0.3, head_dropout = 0.3 }"
+    state = full_run / loop.STATE_NAME
+    cases = {
+        "truncated": lambda p: p.write_bytes(state.read_bytes()[:5000]),
+        "text": lambda p: p.write_text("not a state\n"),
+        "best.pt": lambda p: shutil.copy(full_run / loop.BEST_NAME, p),
+        "other model": lambda p: shutil.copy(state, p),
+    }
+    for what, damage in cases.items():
+        out = tmp_path / what.replace(" ", "_")
+        out.mkdir()
+        (out / "metrics.csv").write_text("epoch\n1\n")
+        damage(out / loop.STATE_NAME)
+        args = ("train", "--config", str(cfg), "--out", str(out), "--resume", "--epochs", "4", "--set", hp)
+        if what == "other model":
+            args = (*args[:-1], "model.hparams={ base_width = 8, depth = 2 }")
+        code, err = _cli(monkeypatch, capsys, *args)
+        assert code == 2, (what, err[-800:])
+        assert "Traceback" not in err and str(out / loop.STATE_NAME) in err, (what, err[-800:])
+        assert (out / "metrics.csv").read_text() == "epoch\n1\n" and not (out / "config.json").exists(), what
+    out = tmp_path / "best.pt"
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(out), "--resume", "--set", hp)
+    assert code == 2 and "not a training state" in err and "best.pt" in err
+    out = tmp_path / "other_model"
+    code, err = _cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--resume",
+        "--set",
+        "model.hparams={ base_width = 8, depth = 2 }",
+    )
+    assert code == 2 and "do not fit" in err and "'base_width': 8" in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("model.hparams={ base_width = 4, depth = 2, bogus = 1 }", "bogus"),
+        ("model.hparams={ base_width = 0, depth = 2 }", "base_width"),
+        ('model.hparams={ base_width = 4, depth = 2, norm = "foo" }', "unknown norm"),
+        ("model.hparams={ base_width = 4, depth = 9 }", "divisible by 512"),
+        ("model.hparams={ base_width = 4, depth = 2, n_planes = 3 }", "the contract needs"),
+        ("data.augment={ p_flip = 2 }", "p_flip"),
+        ("data.augment={ p_mirror = 2 }", "p_mirror"),
+        ("optim.lr=inf", "finite"),
+        ("optim.grad_clip=nan", "finite"),
+        ("loss.pos_weight=inf", "finite"),
+        ("data.augment={ gain = [0.5, inf] }", "finite"),
+    ],
+)
+def test_bad_settings_exit_2_before_anything_is_written(
+    setting: str, expected: str, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _toml(tmp_path / "c.toml", tiny_dataset)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # an earlier run's config is not overwritten by one that cannot start
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(out), "--set", setting)
+    assert code == 2 and expected in err and "Traceback" not in err, err[-1500:]
+    assert (out / "config.json").read_text() == "{}" and not (out / loop.METRICS_NAME).exists()
+
+
+def test_bad_settings_in_the_config_file_exit_2(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _toml(tmp_path / "c.toml", tiny_dataset)
+    text = cfg.read_text()
+    for old, new, expected in (
+        ("depth = 2 }", "depth = 2, bogus = 1 }", "bogus"),
+        ("windows_per_clip = 1", "windows_per_clip = 1\naugment = { p_flip = 2 }", "p_flip"),
+        ("seed = 1", "seed = 1\n[optim]\nlr = inf", "finite"),
+    ):
+        cfg.write_text(text.replace(old, new))
+        code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "run"))
+        assert code == 2 and expected in err and "Traceback" not in err, err[-1500:]
+    cfg.write_bytes(text.replace("seed = 1", "# caf\xe9\nseed = 1").encode("latin-1"))
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "run"))
+    assert code == 2 and "UTF-8" in err and "Traceback" not in err, err[-1500:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_the_same_arch_with_other_hparams_exit_2(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = tmp_path / "wide.pt"
+    save_checkpoint(ckpt, build_model("unet3d", base_width=8, depth=2), "unet3d", {"base_width": 8, "depth": 2})
+    cfg = _toml(tmp_path / "c.toml", tiny_dataset)
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--init", str(ckpt), "--out", str(tmp_path / "x"))
+    assert code == 2 and "Traceback" not in err, err[-1500:]
+    assert "'base_width': 8" in err and "'base_width': 4" in err and str(ckpt) in err
+
+
+@pytest.fixture(scope="module")
+def unlabelled_dataset(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny dataset without plane labels."""
+    root = tmp_path_factory.mktemp("unlabelled") / "data"
+    shutil.copytree(tiny_dataset, root)
+    write_manifest(root, [dataclasses.replace(r, plane="") for r in read_manifest(root)])
+    return root
+
+
+def test_plane_accuracy_monitor_needs_plane_labels(
+    unlabelled_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _toml(tmp_path / "c.toml", unlabelled_dataset, extra='monitor = "plane_accuracy"')
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "run"))
+    assert code == 2 and "plane_accuracy" in err and "plane label" in err, err[-1500:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_nan_validation_score_is_no_improvement_but_best_pt_is_written(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_validate = loop.validate
+    scores = iter([math.nan, 0.5, math.nan])
+
+    def nan_validate(*args: Any) -> dict[str, float]:
+        return {**real_validate(*args), "score": next(scores)}
+
+    monkeypatch.setattr(loop, "validate", nan_validate)
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="ultramn.train.loop"):
+        loop.train(_config(tiny_dataset, epochs=1), out, show_progress=False)
+    assert (out / loop.BEST_NAME).is_file()  # never improved, still a best.pt
+    assert "NaN" in caplog.text
+    result = loop.train(_config(tiny_dataset, epochs=3), out, resume=True, show_progress=False)
+    assert result.best_epoch == 2 and result.best_metrics["score"] == 0.5  # a real score replaces it; a later NaN does not
+
+
+def test_a_diverging_run_stops_with_exit_2(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_loss = loop.multitask_loss
+    calls = iter(range(1000))
+
+    def nan_from_the_second_step(*args: Any) -> Any:
+        parts = real_loss(*args)
+        return dataclasses.replace(parts, total=parts.total * math.nan) if next(calls) >= 1 else parts
+
+    monkeypatch.setattr(loop, "multitask_loss", nan_from_the_second_step)
+    cfg = _toml(tmp_path / "c.toml", tiny_dataset)
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--epochs", "2")
+    assert code == 2 and "loss is nan" in err and "epoch 2, batch 1" in err and "Traceback" not in err, err[-1500:]
+
+
+def test_a_frame_count_unlike_the_manifest_exit_2_before_training(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    records = read_manifest(root)
+    victim = next(r for r in records if r.split == "train" and r.n_frames == 10)
+    write_manifest(root, [dataclasses.replace(r, n_frames=12) if r is victim else r for r in records])
+    with pytest.raises(ClipFileError, match=victim.clip_id):
+        WindowDataset(root, split="train")
+    cfg = _toml(tmp_path / "c.toml", root)
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--set", "data.max_train_clips=16")
+    assert code == 2 and victim.clip_id in err and "has 10 frames, the manifest says 12" in err, err[-1500:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_says_what_out_resume_and_max_minutes_do(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["ultramn", "train", "--help"])
+    monkeypatch.setenv("COLUMNS", "400")
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a run already there is replaced" in text and "gets the whole budget again" in text
