@@ -1,8 +1,9 @@
 """Benchmark the synthetic clip generator: frames/s at the default size, and an extrapolation.
 
 Run: ``.venv/bin/python bench/bench_synth.py [--participants 4] [--workers N] [--size 256 256]``.
-Prints the measured generator throughput (all workers together) and the time the default
-training set (300 participants x 8 clips) would take at that rate. Not part of the tests.
+Prints the measured generator throughput (all workers together) and the time 300
+participants x 8 clips would take at that rate (the README's training set is 100
+participants: a third of that). Not part of the tests.
 """
 
 from __future__ import annotations
