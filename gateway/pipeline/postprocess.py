@@ -93,14 +93,23 @@ def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray) -> dict[str, Any]
     }
 
 
-def view_warnings(plane: str | None, has_area: bool) -> list[str]:
-    """A note when the clip plane is longitudinal: its mask area is not a cross-sectional area."""
-    if not has_area or PLANE_VIEWS.get(plane or "") != "longitudinal":
-        return []
-    return [
-        f"clip plane {plane} is a longitudinal view: csa is the area of the nerve's band in the image,"
-        " not its cross-sectional area (measure CSA in a transverse view, TW or TF)"
-    ]
+def view_warnings(plane: str | None, has_area: bool, other_view_frames: int = 0) -> list[str]:
+    """Notes on what ``csa`` covers: a longitudinal clip plane's mask area is not a
+    cross-sectional area; frames of the other view were left out of it."""
+    notes = []
+    if has_area and PLANE_VIEWS.get(plane or "") == "longitudinal":
+        notes.append(
+            f"clip plane {plane} is a longitudinal view: csa is the area of the nerve's band in the image,"
+            " not its cross-sectional area (measure CSA in a transverse view, TW or TF)"
+        )
+    if other_view_frames and plane:
+        view = PLANE_VIEWS.get(plane, "")
+        other = "longitudinal" if view == "transverse" else "transverse"
+        notes.append(
+            f"{other_view_frames} frame(s) with a nerve are {other} views (see plane_timeline): csa covers only the"
+            f" {view} frames of this {plane} clip"
+        )
+    return notes
 
 
 def run(ctx: ClipContext, config: PostprocessConfig) -> None:
@@ -135,7 +144,7 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
             "nerve_fraction": s["nerve_fraction"],
             "csa": s["csa"],
             "excursion": s["excursion"],
-            "warnings": [*clip.warnings, *view_warnings(s["plane"], s["csa"] is not None)],
+            "warnings": [*clip.warnings, *view_warnings(s["plane"], s["csa"] is not None, summary.csa_other_view_frames)],
             "frames": [frame_dict(i, m, ctx.frame_planes[i]) for i, m in enumerate(frames)],
         },
         config.decimals,

@@ -162,3 +162,24 @@ def test_a_longitudinal_clip_says_its_area_is_not_a_csa(plane_index: int, warned
     ctx.frame_mask_probs = np.zeros_like(probs)
     postprocess.run(ctx, postprocess.PostprocessConfig())
     assert not [w for w in ctx.result["warnings"] if "cross-sectional" in w]
+
+
+def test_a_transverse_clip_with_longitudinal_frames_reports_csa_of_its_transverse_frames_and_says_so() -> None:
+    n = 6
+    frames = np.zeros((n, 64, 64), np.uint8)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, 64, 64))
+    probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
+    probs[:4, 70:90, 70:90] = 1.0  # a small oval stand-in
+    probs[4:, 60:100, 10:150] = 1.0  # the probe turned: a long band
+    ctx.frame_mask_probs = probs
+    planes = np.full((n, 4), 0.02, np.float32)
+    planes[:4, CONTRACT.planes.index("TW")] = 0.94
+    planes[4:, CONTRACT.planes.index("LW")] = 0.94
+    ctx.frame_planes = planes
+    postprocess.run(ctx, postprocess.PostprocessConfig())
+    assert ctx.result is not None and ctx.result["plane"] == "TW"
+    csa = ctx.result["csa"]
+    band_px = max(f["csa_px"] for f in ctx.result["frames"][4:])
+    assert csa["n_frames"] == 4 and csa["n_other_view"] == 2 and csa["max"] < band_px * 0.01 / 2
+    notes = [w for w in ctx.result["warnings"] if "2 frame(s) with a nerve are longitudinal views" in w]
+    assert len(notes) == 1 and "csa covers only the transverse frames of this TW clip" in notes[0]

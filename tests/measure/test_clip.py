@@ -72,7 +72,7 @@ def test_excursion_known_path() -> None:
     assert e.max_from_first == pytest.approx(5)
     mean = track.mean(axis=0)
     assert e.max_from_mean == pytest.approx(np.hypot(*(track - mean).T).max())
-    assert e.mean_speed_per_s == pytest.approx(12 / 2.0)
+    assert e.mean_speed_per_s == pytest.approx(12 / 1.5)  # 3 steps of 0.5 s: the track spans 1.5 s, not 4 frames' 2 s
     assert excursion(np.zeros((0, 2))) is None
 
 
@@ -99,13 +99,16 @@ def test_measure_clip_moving_square_with_spacing() -> None:
     assert clip.plane == "TW" and clip.plane_confidence == pytest.approx((3 * 0.9 + 2 * (0.1 / 3)) / 5)
     assert [(r.plane, r.start, r.end) for r in clip.timeline or ()] == [("TW", 0, 2), ("LW", 3, 4)]
     assert clip.csa is not None and clip.csa.unit == "mm2"
-    assert clip.csa.median == pytest.approx(36 * 0.01) and clip.csa.n_frames == 4
+    # the two nerve frames the model calls LW are left out of a TW clip's CSA
+    assert clip.csa.median == pytest.approx(36 * 0.01) and clip.csa.n_frames == 2 and clip.csa.n_other_view == 2
+    assert clip.csa_other_view_frames == 2
     ex = clip.excursion
     assert ex is not None and ex.unit == "mm"
     assert ex.path_length == pytest.approx(0.6)  # 6 px across the gap, in mm
     assert ex.range_x == pytest.approx(0.6) and ex.range_y == pytest.approx(0.0)
     assert ex.max_from_first == pytest.approx(0.6)
     assert ex.max_from_mean == pytest.approx(0.3)
+    assert ex.mean_speed_per_s == pytest.approx(0.6 / (4 / 25.0))  # nerve frames 0..4: 4 intervals at 25 fps
     d = json.loads(json.dumps(clip.to_dict()))
     assert d["timeline"][1] == {"plane": "LW", "start": 3, "end": 4, "start_s": 0.12, "end_s": 0.2}
 
@@ -136,3 +139,26 @@ def test_summarize_validation() -> None:
     with pytest.raises(ValueError):
         ClipConfig(centroid_smoothing_frames=2)
     assert math.isclose(summarize_clip([f], fps=10).duration_s or 0, 0.1)
+
+
+def test_csa_of_a_transverse_clip_leaves_out_frames_the_model_calls_longitudinal() -> None:
+    """A probe turned mid-clip: a small transverse oval, then a long longitudinal band. The
+    band's area is no CSA: a TW clip's CSA figures must come from its TW frames only."""
+    masks = np.zeros((6, 40, 60), np.uint8)
+    masks[:4, 18:22, 28:32] = 1  # 16 px oval stand-in
+    masks[4:, 17:23, 2:58] = 1  # 336 px band
+    probs = one_hot(["TW", "TW", "TW", "TW", "LW", "LW"], p=0.9)
+    _, clip = measure_clip(masks, probs, fps=10.0)
+    assert clip.plane == "TW" and clip.csa is not None
+    assert clip.csa.max == 16 and clip.csa.n_frames == 4 and clip.csa.n_other_view == 2
+    # a longitudinal clip keeps its band frames and leaves the transverse ones out
+    _, band = measure_clip(masks, one_hot(["TW", "LW", "LW", "LW", "LW", "LW"], p=0.9), fps=10.0)
+    assert band.plane == "LW" and band.csa is not None and band.csa.n_frames == 5 and band.csa.n_other_view == 1
+    # every nerve frame of the other view (LW then LF, TW second in both but first on the mean):
+    # no CSA at all, and the count says why
+    order = {p: i for i, p in enumerate(PLANES)}
+    wavering = np.zeros((2, 4))
+    wavering[0, [order["LW"], order["TW"], order["LF"]]] = 0.4, 0.35, 0.25
+    wavering[1, [order["LF"], order["TW"], order["LW"]]] = 0.4, 0.35, 0.25
+    _, none = measure_clip(masks[4:], wavering, fps=10.0)
+    assert none.plane == "TW" and none.csa is None and none.csa_other_view_frames == 2

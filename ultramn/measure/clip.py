@@ -14,13 +14,18 @@ Definitions:
 - **clip plane**: argmax of the *mean* plane probabilities over all frames; its
   **confidence** is that mean probability (so a clip that wavers between two planes gets a
   low confidence even when one wins every frame narrowly).
-- **CSA statistics**: median, mean, min, max of the area over frames with a nerve, in mm²
-  when every such frame has a mm² area, else in px (``csa_unit`` says which).
+- **CSA statistics**: median, mean, min, max of the area over frames with a nerve whose
+  own frame plane is of the clip plane's view (transverse TW/TF or longitudinal LW/LF; all
+  frames with a nerve when there are no plane probabilities), in mm² when every such frame
+  has a mm² area, else in px (``unit`` says which). ``n_other_view`` counts the frames with
+  a nerve left out because their plane is of the other view (a probe turned mid-clip: a
+  longitudinal band's area is no cross-sectional area).
 - **excursion**: from the centroids of frames with a nerve (mm when known, else px),
   optionally smoothed by a centred moving median of ``centroid_smoothing_frames`` frames:
   path length (sum of distances between consecutive nerve frames; frames without a nerve
   are skipped, the path joins across them), range in x and in y (max - min), the largest
-  distance from the first position and from the mean position.
+  distance from the first position and from the mean position; the mean speed is the path
+  length over the time between the first and the last nerve frame.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from ultramn.contract import PLANES
+from ultramn.contract import PLANE_VIEWS, PLANES
 from ultramn.measure.shape import DEFAULT_MEASURE_CONFIG, FrameMeasurement, MeasureConfig, _jsonable, measure_frames
 from ultramn.measure.spacing import Spacing
 
@@ -76,7 +81,8 @@ class PlaneRun:
 
 @dataclass(frozen=True)
 class CsaStats:
-    """CSA over the frames with a nerve; ``unit`` is ``"mm2"`` or ``"px"``."""
+    """CSA over the frames with a nerve in the clip's view; ``unit`` is ``"mm2"`` or ``"px"``;
+    ``n_other_view``: frames with a nerve left out because their plane is of the other view."""
 
     unit: str
     median: float
@@ -84,6 +90,7 @@ class CsaStats:
     min: float
     max: float
     n_frames: int
+    n_other_view: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,8 @@ class ClipMeasurement:
     """Summary of one clip (see the module docstring for definitions).
 
     ``plane``/``plane_confidence``/``plane_probs_mean``/``timeline`` are ``None`` without
-    plane probabilities; ``csa``/``excursion`` are ``None`` when no frame has a nerve.
+    plane probabilities; ``csa``/``excursion`` are ``None`` when no frame has a nerve
+    (``csa`` also when every such frame is of the other view: ``csa_other_view_frames``).
     """
 
     n_frames: int
@@ -118,6 +126,7 @@ class ClipMeasurement:
     timeline: tuple[PlaneRun, ...] | None = None
     csa: CsaStats | None = None
     excursion: Excursion | None = None
+    csa_other_view_frames: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (timeline as a list of ``{plane, start, end, start_s, end_s}``)."""
@@ -165,8 +174,9 @@ def _check_probs(plane_probs: npt.ArrayLike, planes: Sequence[str]) -> npt.NDArr
     return probs
 
 
-def csa_stats(frames: Sequence[FrameMeasurement]) -> CsaStats | None:
-    """CSA statistics over the frames with a nerve (mm² if all have it, else px)."""
+def csa_stats(frames: Sequence[FrameMeasurement], n_other_view: int = 0) -> CsaStats | None:
+    """CSA statistics over the frames of ``frames`` with a nerve (mm² if all have it, else px);
+    ``n_other_view`` is recorded as given (frames the caller left out)."""
     present = [f for f in frames if f.present]
     if not present:
         return None
@@ -181,6 +191,7 @@ def csa_stats(frames: Sequence[FrameMeasurement]) -> CsaStats | None:
         min=float(values.min()),
         max=float(values.max()),
         n_frames=len(values),
+        n_other_view=n_other_view,
     )
 
 
@@ -193,8 +204,9 @@ def excursion(
 ) -> Excursion | None:
     """Excursion figures of a centroid track ``[M, 2]`` (x, y) in ``unit``; ``None`` if empty.
 
-    ``mean_speed_per_s`` = path length / duration (``duration_frames / fps``, default
-    ``M / fps``), when ``fps`` is known.
+    ``mean_speed_per_s`` = path length / duration (``duration_frames / fps``: the frame
+    intervals the track spans, default ``M - 1``), when ``fps`` is known and the track spans
+    at least one interval.
     """
     pts = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
     if len(pts) == 0:
@@ -203,7 +215,7 @@ def excursion(
         pts = ndi.median_filter(pts, size=(smoothing_frames, 1), mode="nearest")
     steps = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
     path = float(steps.sum())
-    n_dur = duration_frames if duration_frames is not None else len(pts)
+    n_dur = duration_frames if duration_frames is not None else len(pts) - 1
     return Excursion(
         unit=unit,
         path_length=path,
@@ -230,19 +242,29 @@ def summarize_clip(
     if fps is not None and not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be positive, got {fps}")
     plane = conf = mean_probs = timeline = None
+    in_view = [True] * n
     if plane_probs is not None:
         probs = _check_probs(plane_probs, planes)
         if probs.shape[0] != n:
             raise ValueError(f"{probs.shape[0]} plane predictions for {n} frames")
         plane, conf, mean_probs = clip_plane(probs, planes)
-        timeline = tuple(plane_timeline(frame_planes(probs, planes), fps))
+        labels = frame_planes(probs, planes)
+        timeline = tuple(plane_timeline(labels, fps))
+        view = PLANE_VIEWS.get(plane)
+        in_view = [PLANE_VIEWS.get(label) == view for label in labels]
 
     present = [f for f in frames if f.present]
     if present and all(f.centroid_mm is not None for f in present):
         unit, track = "mm", [f.centroid_mm for f in present]
     else:
         unit, track = "px", [f.centroid_px for f in present]
-    exc = excursion(np.array(track, dtype=np.float64), unit, fps, config.centroid_smoothing_frames, duration_frames=n) if present else None
+    nerve_frames = [i for i, f in enumerate(frames) if f.present]
+    span = nerve_frames[-1] - nerve_frames[0] if nerve_frames else 0
+    exc = None
+    if present:
+        exc = excursion(np.array(track, dtype=np.float64), unit, fps, config.centroid_smoothing_frames, duration_frames=span)
+    other_view = sum(1 for f, keep in zip(frames, in_view, strict=True) if f.present and not keep)
+    csa = csa_stats([f for f, keep in zip(frames, in_view, strict=True) if keep], n_other_view=other_view)
     return ClipMeasurement(
         n_frames=n,
         fps=fps,
@@ -252,8 +274,9 @@ def summarize_clip(
         plane_confidence=conf,
         plane_probs_mean=mean_probs,
         timeline=timeline,
-        csa=csa_stats(frames),
+        csa=csa,
         excursion=exc,
+        csa_other_view_frames=other_view,
     )
 
 
