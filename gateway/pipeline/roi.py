@@ -7,7 +7,11 @@ subsampled to at most ``max_frames``):
 1. threshold: pixels brighter than ``threshold`` grey levels;
 2. opening with a square of side ``~min(H, W) * text_kernel_frac`` (odd, >= 3): thin
    strokes (text, tick marks, thin lines) vanish, the speckled image stays;
-3. closing of the gaps between image parts (dark tissue bands split the bright mask),
+3. in a clip (not a still), solid parts that are on-screen elements (at least
+   ``static_part_frac`` of their pixels static over the clip: a grey-scale bar, a filled
+   label, a logo) are dropped, so that the next step cannot join them to the image (when
+   every part is static, e.g. a frozen clip, none is dropped);
+   closing of the gaps between image parts (dark tissue bands split the bright mask),
    then the largest connected region; its bounding box is the ROI;
 4. the image's deep part may be dark (acoustic shadow, attenuation) and is then
    indistinguishable from a black border, so the box is extended downwards through rows
@@ -53,6 +57,8 @@ class RoiConfig:
     still_frames: int = 3
     #: in a still, bright specks smaller than this (pixels, 8-connected) are noise, not on-screen content
     still_min_element_pixels: int = 6
+    #: in a clip, a solid part with at least this fraction of static pixels is an on-screen element
+    static_part_frac: float = 0.9
 
 
 def _subsample(frames: npt.NDArray[np.uint8], max_frames: int) -> npt.NDArray[np.uint8]:
@@ -122,6 +128,10 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     solid = _opening(bright, k)
     if not solid.any():
         return full
+    components, _ = ndi.label(bright, structure=np.ones((3, 3), bool))
+    static = on_screen_rows(frames, bright, components, config)
+    if not is_still(frames.shape[0], config):
+        solid = _without_static_parts(solid, static, config.static_part_frac)
     gap = _odd(min(h, w) * config.gap_frac)
     joined = _closing(solid, gap) | solid
     labels, n = ndi.label(joined)
@@ -133,14 +143,26 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     cols = np.flatnonzero(region.any(axis=0))
     x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
     # extend down through rows with nothing on screen (dark deep tissue looks like a border)
-    components, _ = ndi.label(bright, structure=np.ones((3, 3), bool))
-    static = on_screen_rows(frames, bright, components, config) & ~_touching(components, region)
+    static = static & ~_touching(components, region)
     empty_rows = static[:, x0:x1].sum(axis=1) < (1 if is_still(frames.shape[0], config) else config.static_row_pixels)
     while y1 < h and empty_rows[y1]:
         y1 += 1
     if (x1 - x0) * (y1 - y0) < config.min_area_frac * h * w:
         return full
     return (x0, y0, x1, y1)
+
+
+def _without_static_parts(solid: npt.NDArray[np.bool_], static: npt.NDArray[np.bool_], frac: float) -> npt.NDArray[np.bool_]:
+    """``solid`` without its connected parts of which at least ``frac`` of the pixels are
+    ``static`` (on-screen elements); unchanged when that would leave nothing."""
+    labels, n = ndi.label(solid)
+    if n < 2:
+        return solid
+    static_share = np.asarray(ndi.mean(static, labels, index=np.arange(1, n + 1)))
+    keep = np.concatenate([[False], static_share < frac])
+    if not keep[1:].any():
+        return solid
+    return np.asarray(keep[labels])
 
 
 def _touching(components: npt.NDArray[np.int32], region: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:

@@ -102,3 +102,21 @@ def test_fast_morphology_equals_scipy_binary_morphology() -> None:
         square = np.ones((k, k), bool)
         np.testing.assert_array_equal(_opening(mask, k), ndi.binary_opening(mask, structure=square))
         np.testing.assert_array_equal(_closing(mask, k), ndi.binary_closing(mask, structure=square, border_value=0))
+
+
+def test_a_solid_on_screen_element_beside_the_image_is_not_joined_to_it(clip: SynthClip) -> None:
+    """A grey-scale bar or a filled label a few pixels from the image survives the opening;
+    it is static, so it must not be closed into the image region (it would stretch the box)."""
+    frames = screen_capture(clip.frames)
+    h, w = clip.frames.shape[1:]
+    plain = find_roi(frames)
+    bar = frames.copy()
+    bar[:, Y0 : Y0 + 100, X0 + w + 6 : X0 + w + 14] = np.linspace(250, 40, 100).astype(np.uint8)[None, :, None]  # grey-scale bar
+    assert find_roi(bar) == plain
+    label = frames.copy()
+    label[:, Y0 + 20 : Y0 + 75, X0 - 14 : X0 - 5] = 200  # a filled label left of the image
+    assert find_roi(label) == plain
+    # a frozen clip (every frame the same): nothing moves, nothing is dropped, the image is still found
+    frozen = np.repeat(frames[:1], len(frames), axis=0)
+    x0, y0, x1, _ = find_roi(frozen)
+    assert abs(x0 - X0) <= 2 and abs(y0 - Y0) <= 2 and abs(x1 - (X0 + w)) <= 2
