@@ -177,3 +177,24 @@ def test_measure_frames_and_spacing_validation() -> None:
     assert "between 0.001 and 10" in (pixel_spacing_problem(25.0) or "")
     with pytest.raises(ValueError):
         measure_frame(np.zeros((2, 3, 4)))
+
+
+def test_a_small_thin_mask_keeps_its_extent_and_perimeter() -> None:
+    """A 3-row strip of 28 px: the sigma=1 blur rounds it into a short lens (contour x 171-179.6
+    on a mask spanning 168-181 in the audit); the boundary must stay on the mask."""
+    mask = np.zeros((20, 40), np.uint8)
+    mask[8:11, 10:19] = 1  # 3 x 9 = 27 px
+    mask[9, 19] = 1  # 28 px, a ragged end
+    (poly,) = boundary_polygons(mask.astype(bool))
+    xs, ys = poly[:, 0], poly[:, 1]
+    assert xs.min() <= 10 and xs.max() >= 18.5 and ys.min() <= 8 and ys.max() >= 10  # spans the mask's pixel centres
+    m = measure_frame(mask)
+    assert m.area_px == 28
+    # the enclosed area and the perimeter of the traced outline are close to the strip's
+    assert abs(abs(float(np.dot(xs[:-1], ys[1:]) - np.dot(xs[1:], ys[:-1])) / 2) - 28) <= 0.1 * 28
+    assert m.perimeter_px is not None and m.perimeter_px == pytest.approx(2 * (9 + 3), rel=0.15)
+    # a normal-sized nerve still gets the smooth (blurred) outline
+    yy, xx = np.mgrid[:60, :60]
+    disc = ((xx - 30) ** 2 + (yy - 30) ** 2 <= 10**2).astype(np.uint8)
+    d = measure_frame(disc)
+    assert d.perimeter_px == pytest.approx(2 * math.pi * 10, rel=0.02)

@@ -8,7 +8,10 @@ The boundary is the 0.5 iso-line of the mask after a small Gaussian blur (``sigm
 traced by marching squares (``contourpy``). Tracing the raw binary mask gives a staircase of
 axis-aligned and 45° segments whose length overestimates a smooth boundary by about 5 %;
 blurring with ``sigma = 1`` px first brings the length of a digitised disc within about 1 %
-of ``2πr`` (for ``r >= 5`` px) while leaving the enclosed area nearly unchanged.
+of ``2πr`` (for ``r >= 5`` px) while leaving the enclosed area nearly unchanged. A small or
+thin mask is another matter (the blur rounds a 3-px-tall strip into a shorter lens): when
+the blurred boundary encloses an area more than ``AREA_TOLERANCE`` away from the pixel
+count, the mask is traced without the blur.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from scipy import ndimage as ndi
 
 BoolMask = npt.NDArray[np.bool_]
 Polygon = npt.NDArray[np.float64]  # [K, 2] (x, y) px, closed: first point == last point
+
+#: the blurred boundary's enclosed area may differ from the pixel count by this fraction at most
+AREA_TOLERANCE = 0.10
 
 
 def as_bool_mask(mask: npt.ArrayLike) -> BoolMask:
@@ -68,7 +74,9 @@ def boundary_polygons(mask: BoolMask, sigma: float = 1.0) -> list[Polygon]:
     Outer boundaries and holes have opposite orientations (see :func:`polygon_signed_area`).
     Only the mask's bounding box (plus a margin) is processed, so cost scales with the
     object, not the frame. A component too thin to survive the blur (1-2 px wide) is traced
-    without blur instead, so a non-empty mask always yields at least one polygon.
+    without blur instead, so a non-empty mask always yields at least one polygon; and when the
+    blurred polygons enclose an area more than :data:`AREA_TOLERANCE` away from the mask's
+    pixel count (small or thin masks), the whole mask is traced without blur.
     """
     if not mask.any():
         return []
@@ -79,6 +87,11 @@ def boundary_polygons(mask: BoolMask, sigma: float = 1.0) -> list[Polygon]:
     z = np.pad(crop, pad)
     offset = np.array([cols[0] - pad, rows[0] - pad], dtype=np.float64)
     polys = _trace(ndi.gaussian_filter(z, sigma) if sigma > 0 else z)
+    if sigma > 0 and polys:
+        count = float(crop.sum())
+        enclosed = abs(sum(polygon_signed_area(p) for p in polys))
+        if abs(enclosed - count) > AREA_TOLERANCE * count:
+            return [p + offset for p in _trace(z)]
     if sigma > 0:
         # components lost to the blur (too thin): trace them unblurred
         labels, _ = ndi.label(z > 0.5, structure=_structure(8))
