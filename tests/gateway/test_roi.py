@@ -108,7 +108,7 @@ def test_a_solid_on_screen_element_beside_the_image_is_not_joined_to_it(clip: Sy
     """A grey-scale bar or a filled label a few pixels from the image survives the opening;
     it is static, so it must not be closed into the image region (it would stretch the box)."""
     frames = screen_capture(clip.frames)
-    h, w = clip.frames.shape[1:]
+    w = clip.frames.shape[2]
     plain = find_roi(frames)
     bar = frames.copy()
     bar[:, Y0 : Y0 + 100, X0 + w + 6 : X0 + w + 14] = np.linspace(250, 40, 100).astype(np.uint8)[None, :, None]  # grey-scale bar
