@@ -123,6 +123,7 @@ class TritonClient:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._client: grpcclient.InferenceServerClient | None = None
         self._checked = False
+        self._check_lock = asyncio.Lock()  # one check at a time: after a restart every window waits for the same one
         #: set when an inference found the model's backend process dead; cleared by a success
         self.model_broken: str | None = None
 
@@ -165,6 +166,11 @@ class TritonClient:
         """Fetch the model config and metadata once and compare them with the contract."""
         if self._checked:
             return
+        async with self._check_lock:
+            if not self._checked:
+                await self._check()
+
+    async def _check(self) -> None:
         try:
             cfg = await self.client.get_model_config(self.model_name, self.model_version, as_json=True, client_timeout=self.check_timeout_s)
             meta = await self.client.get_model_metadata(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -212,3 +213,27 @@ async def test_triton_back_with_another_model_is_checked_again_not_misread(
             assert "mask_probs" in done["error"]["message"]
     finally:
         await anyio.to_thread.run_sync(server.stop)
+
+
+async def test_many_windows_after_a_restart_check_the_model_once(triton_server: EmbeddedTriton) -> None:
+    """After Triton was away every window in flight needs the model checked again: one check
+    (one config and metadata request pair) serves them all, not one per window."""
+    from gateway.triton_client import TritonClient
+
+    client = TritonClient(triton_server.grpc_url)
+    await client.start()
+    try:
+        calls = []
+        real = client.client.get_model_config
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            calls.append(1)
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        client.client.get_model_config = counted  # type: ignore[method-assign]
+        client._checked = False  # as after a TritonUnavailableError
+        window = np.zeros(CONTRACT.inputs[0].dims, np.float32)
+        outs = await asyncio.gather(*(client.infer_window(window) for _ in range(24)))
+        assert len(outs) == 24 and len(calls) == 1
+    finally:
+        await client.close()
