@@ -290,6 +290,7 @@ def export_onnx(
         "checkpoint": str(checkpoint) if checkpoint else None,
         "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
         "contract_fingerprint": contract_fingerprint(contract),
+        "onnx_sha256": file_sha256(out),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
         **asdict(report),
     }

@@ -111,4 +111,7 @@ def test_cli_export_writes_build_record(small_model, tmp_path: Path) -> None:
     record = json.loads(meta_path(out).read_text())
     assert record["checkpoint_sha256"] == file_sha256(ckpt)
     assert record["contract_fingerprint"] == contract_fingerprint()
+    assert record["onnx_sha256"] == file_sha256(out)
     assert staleness(out, ckpt) is None
+    out.write_bytes(out.read_bytes()[:-100])  # a damaged (truncated) model file is rebuilt, not served
+    assert "not the file that was built" in (staleness(out, ckpt) or "")

@@ -95,6 +95,12 @@ def test_staleness_follows_checkpoint_and_contract(tmp_path: Path) -> None:
     assert "changed" in (staleness(onnx, ckpt) or "")
     meta_path(onnx).write_text('{"contract_fingerprint": "0"}')
     assert "contract changed" in (staleness(onnx, None) or "")
+    # the build record holds the ONNX file's hash: a truncated or replaced file is stale
+    meta_path(onnx).write_text(f'{{"contract_fingerprint": "{contract_fingerprint()}", "onnx_sha256": "{file_sha256(onnx)}"}}')
+    assert staleness(onnx, None) is None
+    onnx.write_bytes(b"x"[:0])  # truncated to nothing
+    assert "not the file that was built" in (staleness(onnx, None) or "")
+    onnx.write_bytes(b"x")
     for encoding, stale in (("probs_u8", False), ("probs_f32", True), ("logits", True)):  # what Triton serves is uint8
         meta_path(onnx).write_text(f'{{"contract_fingerprint": "{contract_fingerprint()}", "encoding": "{encoding}"}}')
         assert (f"--encoding {encoding}" in (staleness(onnx, None) or "")) is stale

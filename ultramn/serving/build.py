@@ -67,6 +67,8 @@ def staleness(onnx_path: Path, checkpoint: Path | None, contract: ModelContract 
         return f"{meta_file} (the build record) is missing or unreadable"
     if meta.get("contract_fingerprint") != contract_fingerprint(contract):
         return "the model contract changed since the ONNX model was built"
+    if meta.get("onnx_sha256") and meta["onnx_sha256"] != file_sha256(onnx_path):
+        return f"{onnx_path} is not the file that was built (damaged or replaced since)"
     if meta.get("encoding", SERVED_ENCODING) != SERVED_ENCODING:
         return f"the ONNX model was exported with --encoding {meta['encoding']}; the served contract is {SERVED_ENCODING}"
     if checkpoint is not None and meta.get("checkpoint_sha256") != file_sha256(checkpoint):
