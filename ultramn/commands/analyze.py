@@ -1,18 +1,29 @@
 """`ultramn analyze CLIP`: send a clip to the gateway, follow the job, save the results.
 
-A small httpx client: uploads CLIP to ``POST /v1/analyses``, polls
-``GET /v1/analyses/{id}`` with a progress bar (windows done/total) and writes into
-``--out``: ``result.json`` (the full analysis), ``masks.npz`` (as served) and
-``masks/frame_NNNN.png`` (one binary mask per frame, original frame size).
-Bad input (missing file, a 4xx from the gateway) exits with code 2; an unreachable
-gateway or a failed analysis with code 1.
+A small httpx client: checks that ``--gateway`` is an UltraMN gateway (``GET /health/live``),
+uploads CLIP to ``POST /v1/analyses``, polls ``GET /v1/analyses/{id}`` with a progress bar
+(windows done/total) and writes into ``--out``: ``result.json`` (the full analysis),
+``masks.npz`` (as served) and ``masks/frame_NNNN.png`` (one binary mask per frame, original
+frame size). ``--out`` is checked (and created) before anything is uploaded; the results are
+written to a temporary folder inside it and then replace those of an earlier run there (its
+``frame_NNNN.png`` masks included; other files are left alone).
+Bad input (missing file, an invalid option, an ``--out`` that cannot hold the results, a 4xx
+from the gateway) exits with code 2; an unreachable gateway, a URL that is not an UltraMN
+gateway or a failed analysis with code 1; Ctrl-C with 130 (saying where an accepted
+analysis can still be followed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
+import os
+import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +31,9 @@ from typing import Any
 import typer
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+
+#: Names of the mask PNGs the command writes (and so may replace) in ``<out>/masks``.
+_FRAME_PNG = re.compile(r"frame_\d{4,}\.png")
 
 
 def _error_text(resp: Any) -> str:
@@ -30,6 +44,57 @@ def _error_text(resp: Any) -> str:
         return f"HTTP {resp.status_code}: {resp.text[:200]}"
 
 
+def _not_our_gateway(resp: Any) -> str | None:
+    """Why the answer to ``GET /health/live`` is not an UltraMN gateway's, or ``None``."""
+    if resp.status_code != 200:
+        return f"HTTP {resp.status_code} on /health/live"
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("status") != "live":
+        return 'HTTP 200 on /health/live, but not {"status": "live"}'
+    return None
+
+
+def _prepare_out(out: Path) -> tuple[Path, bool]:
+    """Create ``out`` if needed and a staging folder inside it: ``(staging, created out)``.
+
+    :class:`UserInputError` when ``out`` cannot hold the results (a file, an unwritable folder).
+    """
+    from ultramn.errors import UserInputError
+
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} exists and is not a folder")
+    for name, folder in (("result.json", False), ("masks.npz", False), ("masks", True)):
+        path = out / name
+        if path.exists() and path.is_dir() != folder:
+            raise UserInputError(f"--out {out}: {path} is {'not ' if folder else ''}a folder")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".ultramn-", suffix=".partial", dir=out))
+    except OSError as exc:
+        raise UserInputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from exc
+    return staging, created
+
+
+def _install(staging: Path, out: Path) -> None:
+    """Move the results written to ``staging`` into ``out``, replacing an earlier run's."""
+    (out / "result.json").unlink(missing_ok=True)  # no result.json while the files change
+    masks = out / "masks"
+    if masks.is_dir():
+        for old in masks.iterdir():
+            if _FRAME_PNG.fullmatch(old.name) and old.is_file():
+                old.unlink()
+        for new in sorted((staging / "masks").iterdir()):
+            os.replace(new, masks / new.name)
+    else:
+        os.replace(staging / "masks", masks)
+    os.replace(staging / "masks.npz", out / "masks.npz")
+    os.replace(staging / "result.json", out / "result.json")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``ultramn analyze`` to ``app``."""
 
@@ -37,7 +102,9 @@ def register(app: typer.Typer) -> None:
     def analyze(
         clip: Path = typer.Argument(..., help="Clip file: MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, PNG/JPEG/BMP, ZIP of frames."),
         gateway: str = typer.Option(DEFAULT_GATEWAY, "--gateway", envvar="ULTRAMN_GATEWAY", help="Gateway base URL."),
-        out: Path | None = typer.Option(None, "--out", help="Output folder (default: <clip name>.ultramn/)."),
+        out: Path | None = typer.Option(
+            None, "--out", help="Output folder (default: <clip name>.ultramn/); an earlier result there is replaced."
+        ),
         api_key: str | None = typer.Option(None, "--api-key", envvar="ULTRAMN_API_KEY", help="X-API-Key for the gateway."),
         pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help="Pixel size in mm (overrides the file's)."),
         stride: int | None = typer.Option(None, "--stride", help="Frames between window starts."),
@@ -58,7 +125,12 @@ def register(app: typer.Typer) -> None:
         check_http_url(gateway, "--gateway")
         if pixel_spacing is not None and (problem := pixel_spacing_problem(pixel_spacing)):
             raise UserInputError(f"--pixel-spacing {problem}")
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise UserInputError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+        if stride is not None and stride < 1:
+            raise UserInputError(f"--stride must be at least 1, got {stride}")
         out = out or clip.with_name(clip.name + ".ultramn")
+        base = gateway.rstrip("/")
         headers = {"X-API-Key": api_key} if api_key else {}
         fields: dict[str, str] = {}
         if pixel_spacing is not None:
@@ -66,56 +138,90 @@ def register(app: typer.Typer) -> None:
         if stride is not None:
             fields["stride"] = str(stride)
 
+        bar: Any = None  # the progress bar, closed before a message so that it gets a line of its own
+
         def fail(message: str, code: int = 1) -> None:
+            if bar is not None:
+                bar.close()
             if code == 2:
                 raise UserInputError(message)
             typer.echo(f"error: {message}", err=True)
             sys.exit(code)  # typer.Exit would be swallowed by the CLI's standalone_mode=False
 
+        staging, created_out = _prepare_out(out)  # before any upload: a bad --out must not cost an analysis
+        job_id: str | None = None
+        uploading = False
+        finished = False
         try:
-            with httpx.Client(base_url=gateway.rstrip("/"), headers=headers, timeout=60.0) as client:
-                with open(clip, "rb") as fh:
-                    resp = client.post("/v1/analyses", files={"file": (clip.name, fh)}, data=fields)
-                if 400 <= resp.status_code < 500 and resp.status_code != 429:
-                    fail(f"the gateway refused {clip.name}: {_error_text(resp)}", 2)
-                if resp.status_code not in (200, 202):
-                    fail(f"the gateway could not take the clip: {_error_text(resp)}")
-                job: dict[str, Any] = resp.json()
-                job_id = job["id"]
-                bar = tqdm(total=job["progress"].get("windows_total") or 1, unit="win", disable=quiet, desc="analysing")
-                deadline = time.monotonic() + timeout
-                while job["status"] not in ("succeeded", "failed"):
-                    if time.monotonic() > deadline:
-                        fail(f"analysis {job_id} not finished after {timeout:.0f} s (it continues on the gateway)")
-                    time.sleep(0.25)
-                    r = client.get(f"/v1/analyses/{job_id}")
-                    if r.status_code != 200:
-                        fail(f"lost analysis {job_id}: {_error_text(r)}")
-                    job = r.json()
-                    prog = job["progress"]
-                    if prog.get("windows_total"):
-                        bar.total = prog["windows_total"]
-                    bar.n = prog.get("windows_done") or 0
-                    bar.refresh()
-                bar.close()
-                if job["status"] == "failed":
-                    err = job.get("error") or {}
-                    fail(f"analysis {job_id} failed: {err.get('message', 'unknown error')} ({err.get('code')})")
-                npz = client.get(f"/v1/analyses/{job_id}/masks.npz")
-                if npz.status_code != 200:
-                    fail(f"could not download the masks: {_error_text(npz)}")
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach the gateway at {gateway}: {exc}")
-            return
+            try:
+                with httpx.Client(base_url=base, headers=headers, timeout=60.0) as client:
+                    live = client.get("/health/live")
+                    if problem := _not_our_gateway(live):
+                        fail(f"{gateway} is not an UltraMN gateway ({problem})")
+                    uploading = True
+                    with open(clip, "rb") as fh:
+                        resp = client.post("/v1/analyses", files={"file": (clip.name, fh)}, data=fields)
+                    uploading = False
+                    if 400 <= resp.status_code < 500 and resp.status_code != 429:
+                        fail(f"the gateway refused {clip.name}: {_error_text(resp)}", 2)
+                    if resp.status_code not in (200, 202):
+                        fail(f"the gateway could not take the clip: {_error_text(resp)}")
+                    job: dict[str, Any] = resp.json()
+                    job_id = str(job["id"])
+                    bar = tqdm(total=job["progress"].get("windows_total") or 1, unit="win", disable=quiet, desc="analysing")
+                    deadline = time.monotonic() + timeout
+                    while job["status"] not in ("succeeded", "failed"):
+                        if time.monotonic() > deadline:
+                            fail(
+                                f"analysis {job_id} not finished after {timeout:g} s "
+                                f"(it continues on the gateway: GET {base}/v1/analyses/{job_id})"
+                            )
+                        time.sleep(0.25)
+                        r = client.get(f"/v1/analyses/{job_id}")
+                        if r.status_code != 200:
+                            fail(f"lost analysis {job_id}: {_error_text(r)}")
+                        job = r.json()
+                        prog = job["progress"]
+                        if prog.get("windows_total"):
+                            bar.total = prog["windows_total"]
+                        bar.n = prog.get("windows_done") or 0
+                        bar.refresh()
+                    bar.close()
+                    finished = True
+                    if job["status"] == "failed":
+                        err = job.get("error") or {}
+                        fail(f"analysis {job_id} failed: {err.get('message', 'unknown error')} ({err.get('code')})")
+                    npz = client.get(f"/v1/analyses/{job_id}/masks.npz")
+                    if npz.status_code != 200:
+                        fail(f"could not download the masks: {_error_text(npz)}")
+            except httpx.HTTPError as exc:
+                fail(f"cannot reach the gateway at {gateway}: {exc}")
+                return
 
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "result.json").write_text(json.dumps(job, indent=2))
-        (out / "masks.npz").write_bytes(npz.content)
-        with np.load(io.BytesIO(npz.content)) as data:
-            masks = np.asarray(data["masks"])
-        (out / "masks").mkdir(exist_ok=True)
-        for i, mask in enumerate(masks):
-            Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8)).save(out / "masks" / f"frame_{i:04d}.png")
+            (staging / "result.json").write_text(json.dumps(job, indent=2))
+            (staging / "masks.npz").write_bytes(npz.content)
+            with np.load(io.BytesIO(npz.content)) as data:
+                masks = np.asarray(data["masks"])
+            (staging / "masks").mkdir()
+            for i, mask in enumerate(masks):
+                Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8)).save(staging / "masks" / f"frame_{i:04d}.png")
+            _install(staging, out)
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            if job_id is not None:
+                state = "is kept" if finished else "continues"
+                typer.echo(f"interrupted; the analysis {job_id} {state} on the gateway (GET {base}/v1/analyses/{job_id})", err=True)
+                sys.exit(130)
+            if uploading:
+                typer.echo(f"interrupted during the upload; the gateway may have accepted it (GET {base}/v1/analyses)", err=True)
+                sys.exit(130)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created_out:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only when empty: nothing was written
         res = job.get("result") or {}
         typer.echo(
             f"{job_id}: plane {res.get('plane')} ({(res.get('plane_confidence') or 0):.2f}), "
