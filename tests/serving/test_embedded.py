@@ -133,3 +133,42 @@ def test_a_port_left_in_time_wait_by_a_stopped_server_is_free_a_listening_one_is
     client.recv(1)
     client.close()
     assert port_is_free(port)  # a restart within the TIME_WAIT minute must not be refused
+
+
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [("192.0.2.1", "is not an address of this machine"), ("no-such-host.invalid", "cannot be resolved")],
+    ids=["unassigned", "unresolvable"],
+)
+def test_a_bad_host_is_not_reported_as_a_port_in_use(host: str, words: str) -> None:
+    from ultramn.errors import UserInputError
+    from ultramn.serving.embedded import port_is_free
+
+    (port,) = free_ports(1)
+    with pytest.raises(UserInputError, match=words) as info:
+        port_is_free(port, host)
+    assert "in use" not in str(info.value)
+
+
+def test_cli_checks_the_repository_before_building_a_model_into_it(tmp_path: Path) -> None:
+    """A typo'd --repository used to get an ONNX model built into a new folder, then fail."""
+    typo = tmp_path / "cpu-typo"
+    http, grpc, metrics = free_ports(3)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ultramn", "triton", "--repository", str(typo),
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"model repository {typo} does not exist" in proc.stderr
+    assert not typo.exists()
+    write_repository(typo, RepoSettings(target="cpu"))
+    (typo / CONTRACT.name / "config.pbtxt").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ultramn", "triton", "--repository", str(typo),
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "config.pbtxt does not exist" in proc.stderr
+    assert not onnx_model_path(typo).exists()

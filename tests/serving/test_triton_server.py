@@ -197,7 +197,7 @@ def test_watchdog_restarts_a_server_whose_backend_died(served_model: ServedModel
     import os
     import signal
 
-    from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, free_ports
+    from ultramn.serving.embedded import SHM_DIR, BackendWatchdog, EmbeddedTriton, Ports, free_ports
 
     server = EmbeddedTriton(served_model.repository, Ports(*free_ports(3)), models=[CONTRACT.name], log_path=tmp_path / "t.log").start()
     messages: list[str] = []
@@ -205,6 +205,8 @@ def test_watchdog_restarts_a_server_whose_backend_died(served_model: ServedModel
     try:
         first = server.backend_stub_pids()
         assert first
+        killed_regions = {name for name in server.shm_regions if (SHM_DIR / name).exists()}
+        assert killed_regions
         for pid in first:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 120
@@ -217,9 +219,11 @@ def test_watchdog_restarts_a_server_whose_backend_died(served_model: ServedModel
         x = windows(1, seed=3)
         assert_matches(infer(grpcclient, client, x), reference(served_model, x))
         assert (tmp_path / "t.log").read_text().count("Started GRPCInferenceService") == 2  # the log keeps both runs
+        assert not [name for name in killed_regions if (SHM_DIR / name).exists()], "the killed stubs' shared memory is left in /dev/shm"
     finally:
         watchdog.stop()
         server.stop()
+    assert (tmp_path / "t.log").exists()  # a log the caller named is never removed
 
 
 def test_an_onnx_model_that_contradicts_its_config_is_refused_at_load(served_model: ServedModel, tmp_path) -> None:
@@ -243,3 +247,29 @@ def test_an_onnx_model_that_contradicts_its_config_is_refused_at_load(served_mod
         server.stop()
     log = (tmp_path / "triton.log").read_text()
     assert "does not match config.pbtxt" in log and "'mask_probs' is tensor(float) in the graph, TYPE_UINT8 in the config" in log
+
+
+def test_the_start_failure_message_leads_with_the_logs_errors(served_model: ServedModel, tmp_path) -> None:
+    """A truncated model.onnx: the parse error is far above the log's last lines (Triton's shutdown), yet the message shows it."""
+    import shutil
+
+    from ultramn.serving.build import onnx_model_path
+    from ultramn.serving.embedded import Ports, TritonStartError, free_ports
+
+    repository = tmp_path / "cpu"
+    shutil.copytree(served_model.repository, repository)
+    onnx = onnx_model_path(repository)
+    onnx.write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 2])
+    server = EmbeddedTriton(repository, Ports(*free_ports(3)), models=[CONTRACT.name])  # a temporary log
+    try:
+        with pytest.raises(TritonStartError) as info:
+            server.start(timeout=60)
+    finally:
+        server.stop()
+    message = str(info.value)
+    head = message.partition("last lines:")[0]
+    assert "a model failed to load" in head and "errors:" in head and "Protobuf parsing failed" in head, message
+    assert "CudaDriverHelper" not in message  # an error line every CPU start logs
+    assert server.log_path is not None and str(server.log_path) in message
+    assert server.log_path.exists()  # the message names it: kept after stop()
+    server.log_path.unlink()

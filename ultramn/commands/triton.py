@@ -37,40 +37,54 @@ def register(app: typer.Typer) -> None:
         ),
         log_file: Path | None = typer.Option(None, "--log-file", help="Server log (default: a temporary file)."),
         ready_timeout: float = typer.Option(120.0, "--ready-timeout", help="Seconds to wait for readiness."),
+        watchdog_interval: float = typer.Option(
+            5.0,
+            "--watchdog-interval",
+            help="Seconds between checks that tritonserver and its python-backend process live (0: no restarts).",
+        ),
     ) -> None:
         """Serve the model with the real tritonserver (python backend + ONNX Runtime on CPU).
 
         Builds the repository's ONNX model from CHECKPOINT when it is missing or stale,
         starts the server, waits until the model is ready and runs until Ctrl-C/SIGTERM.
+        Restarts the server on its ports when it or its python-backend process dies (as
+        `make up` does; each step is printed as ``[triton] ...``).
         """
         from ultramn.contract import CONTRACT
         from ultramn.errors import UserInputError
         from ultramn.serving.build import ensure_onnx
-        from ultramn.serving.embedded import EmbeddedTriton, Ports, check_glibc, check_ports
+        from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, check_repository
 
         if checkpoint != DEFAULT_CHECKPOINT and not checkpoint.is_file():
             raise UserInputError(f"checkpoint {checkpoint} does not exist")
         ports = Ports(http_port, grpc_port, metrics_port)
         check_glibc()
         check_ports(ports)  # before a possibly long ONNX build
+        check_repository(repository, [CONTRACT.name], versions=False)  # a typo'd --repository must not get a model built into it
         onnx_path, rebuilt = ensure_onnx(repository, checkpoint if checkpoint.is_file() else None)
         typer.echo(f"model: {onnx_path}{' (rebuilt from ' + str(checkpoint) + ')' if rebuilt else ''}")
         server = EmbeddedTriton(repository, ports, models=[CONTRACT.name], log_path=log_file)
+        # Triton restarts neither a dead python-backend stub (the model stays "ready" and every request fails) nor itself
+        watchdog = BackendWatchdog(server, interval_s=watchdog_interval, on_restart=lambda message: typer.echo(f"[triton] {message}"))
         previous = signal.signal(signal.SIGTERM, _raise_stop)
         try:
             server.start(timeout=ready_timeout)
+            if watchdog_interval > 0:
+                watchdog.start()
             typer.echo(
                 f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url} "
                 f"(log {server.log_path}); Ctrl-C to stop"
             )
-            while server.process is not None and server.process.poll() is None:
+            while watchdog_interval > 0 or (server.process is not None and server.process.poll() is None):
                 time.sleep(0.5)
             code = server.process.returncode if server.process is not None else None
+            server.keep_log = True  # the message names it
             typer.echo(f"error: tritonserver exited unexpectedly (code {code}); log {server.log_path}:\n{server.log_tail()}", err=True)
             raise typer.Exit(1)
         except (KeyboardInterrupt, _StopRequestedError):
             typer.echo("stopping tritonserver ...")
         finally:
+            watchdog.stop()
             server.stop()
             signal.signal(signal.SIGTERM, previous)
         typer.echo("stopped")

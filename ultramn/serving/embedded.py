@@ -12,14 +12,17 @@ What the binary needs (DESIGN.md, "The embedded default"):
 :class:`EmbeddedTriton` checks those preconditions (and that the ports are free and the
 model is present) *before* starting, so the user gets one clear sentence instead of a
 crash log; it then waits for readiness and stops the server with SIGTERM (SIGKILL after a
-grace period), killing its whole process group.
+grace period), killing its whole process group, and removes the python-backend shared-memory
+regions that a killed server or stub leaves in ``/dev/shm``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -100,13 +103,23 @@ def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
 
     ``SO_REUSEADDR`` as servers (Triton, uvicorn) set it: connections of a just-stopped server
     lingering in TIME_WAIT do not make the port "in use"; a listening socket still does.
+    Only "address in use" means ``False``: a host that does not resolve or is not an address
+    of this machine (or any other bind error) raises :class:`UserInputError` saying so.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UserInputError(f"host {host!r} cannot be resolved ({exc}); give an IP address or a known host name") from exc
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, port))
-        except OSError:
-            return False
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UserInputError(f"cannot listen on {host}:{port}: {host} is not an address of this machine") from exc
+            raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     return True
 
 
@@ -139,16 +152,18 @@ def free_ports(count: int = 3) -> list[int]:
             sock.close()
 
 
-def check_repository(repository: Path, model_names: Sequence[str]) -> None:
-    """Raise :class:`TritonStartError` when a model's config or version folder is missing."""
+def check_repository(repository: Path, model_names: Sequence[str], *, versions: bool = True) -> None:
+    """Raise :class:`TritonStartError` when a model's config or (``versions``) version folder is missing."""
     if not repository.is_dir():
         raise TritonStartError(f"model repository {repository} does not exist")
     for name in model_names:
         config = repository / name / "config.pbtxt"
         if not config.is_file():
             raise TritonStartError(f"model {name!r} is missing: {config} does not exist")
-        versions = [p for p in (repository / name).iterdir() if p.is_dir() and p.name.isdigit()]
         if not versions:
+            continue
+        versions_found = [p for p in (repository / name).iterdir() if p.is_dir() and p.name.isdigit()]
+        if not versions_found:
             raise TritonStartError(f"model {name!r} has no version folder (e.g. {repository / name / '1'})")
 
 
@@ -240,13 +255,43 @@ def server_env(install: TritonInstall, base: dict[str, str] | None = None) -> di
 # --------------------------------------------------------------------------- server
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM the child when the parent dies (even on SIGKILL of a test run)."""
-    import ctypes
+#: Run by the venv's Python between our fork and tritonserver's exec, instead of a ``preexec_fn``
+#: (which makes :mod:`subprocess` fork this multi-threaded process, gRPC's threads included, and run
+#: Python in the child; Python documents that as unsafe). It asks Linux to SIGTERM the server when
+#: the *thread* that started it ends (``PR_SET_PDEATHSIG`` survives ``execv``; it fires even on
+#: SIGKILL of a test run), gives up when that parent is already gone, then becomes tritonserver
+#: (same PID). Arguments: the parent's PID, then the server's command line.
+_PDEATHSIG_EXEC = """\
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+#: The python backend's shared-memory regions: one per stub, named on the stub's command line.
+SHM_REGION_PREFIX = "triton_python_backend_shm_region_"
+SHM_DIR = Path("/dev/shm")
+#: A Triton (glog) error line: ``E1201 11:38:59.388888 32111 main.cc:257] ...``.
+_ERROR_LINE = re.compile(r"^E\d{4} \d{2}:\d{2}:\d{2}")
+#: Error lines every CPU-only start logs: not worth showing.
+_BENIGN_ERRORS = ("CudaDriverHelper has not been initialized",)
+
+
+def _stub_shm_region(pid: int) -> str | None:
+    """The shared-memory region named on python-backend stub ``pid``'s command line."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for arg in args:
+        name = arg.decode(errors="replace")
+        if name.startswith(SHM_REGION_PREFIX) and "/" not in name:
+            return name
+    return None
 
 
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -263,6 +308,10 @@ class EmbeddedTriton:
     Use as a context manager (``with EmbeddedTriton(repo) as server: ...``) or call
     :meth:`start` / :meth:`stop`. The server runs in its own process group, which
     :meth:`stop` terminates as a whole.
+
+    :attr:`wanted` says whether the owner wants the server running: :meth:`start` and
+    :meth:`restart` set it, only :meth:`stop` clears it, so a failed restart (``process`` is
+    ``None`` again) still tells a :class:`BackendWatchdog` to try again.
     """
 
     def __init__(
@@ -277,6 +326,7 @@ class EmbeddedTriton:
         host: str = "127.0.0.1",
         exit_timeout: int = 5,
         die_with_parent: bool = True,
+        ready_timeout: float = 120.0,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.ports = ports or Ports()
@@ -287,8 +337,17 @@ class EmbeddedTriton:
         self.host = host
         self.exit_timeout = exit_timeout
         self.die_with_parent = die_with_parent
+        #: seconds :meth:`start` (and so :meth:`restart`) waits for readiness; ``start(timeout=...)`` sets it
+        self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        self.wanted = False
+        #: python-backend shared-memory regions seen on this server's stubs, removed once it is dead
+        self.shm_regions: set[str] = set()
         self._log: IO[bytes] | None = None
+        self._log_offset = 0  # where this run's output starts in the log (a restart appends)
+        self._own_log = False  # the log is a temporary file made by start(): removed on a clean stop
+        #: keep a temporary log on stop (set when a start-failure message named it)
+        self.keep_log = False
 
     # URLs ------------------------------------------------------------------
     @property
@@ -336,15 +395,37 @@ class EmbeddedTriton:
         if check_ports_free:
             check_ports(self.ports)
 
-    def start(self, timeout: float = 120.0, *, check_ports_free: bool = True) -> EmbeddedTriton:
+    def start(self, timeout: float | None = None, *, check_ports_free: bool = True) -> EmbeddedTriton:
         """Check, start the server and wait until it and :attr:`models` are ready.
 
-        ``check_ports_free=False`` skips the port test, for a restart on the ports the server
-        just left (tritonserver binds with SO_REUSEADDR; a plain bind test fails on their
-        TIME_WAIT connections for a minute).
+        ``timeout`` (default :attr:`ready_timeout`) becomes the new :attr:`ready_timeout`, which
+        :meth:`restart` uses too. ``check_ports_free=False`` skips the port test, for a restart on
+        the ports the server just left (tritonserver binds with SO_REUSEADDR; a plain bind test
+        fails on their TIME_WAIT connections for a minute).
         """
         if self.process is not None:
             raise RuntimeError("server already started")
+        if timeout is not None:
+            self.ready_timeout = timeout
+        self.wanted = True
+        try:
+            return self._launch(check_ports_free=check_ports_free)
+        except BaseException:
+            self.wanted = False
+            raise
+
+    def restart(self, timeout: float | None = None) -> EmbeddedTriton:
+        """Stop and start again on the same ports, waiting ``timeout`` (default :attr:`ready_timeout`).
+
+        :attr:`wanted` stays set when the new start fails, so that a later try may succeed.
+        """
+        self._terminate()
+        if timeout is not None:
+            self.ready_timeout = timeout
+        self.wanted = True
+        return self._launch(check_ports_free=False)
+
+    def _launch(self, *, check_ports_free: bool) -> EmbeddedTriton:
         self.preflight(check_ports_free=check_ports_free)
         cmd = self.command()
         assert self.install is not None
@@ -352,9 +433,14 @@ class EmbeddedTriton:
             fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
+            self._own_log, self.keep_log = True, False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # a restart appends, so the log still shows what happened before it
-        self._log = open(self.log_path, "wb" if check_ports_free else "ab")  # noqa: SIM115 - closed in stop()
+        append = not check_ports_free and self.log_path.exists()
+        self._log_offset = self.log_path.stat().st_size if append else 0
+        self._log = open(self.log_path, "ab" if append else "wb")  # noqa: SIM115 - closed in stop()
+        if self.die_with_parent:
+            cmd = [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *cmd]
         self.process = subprocess.Popen(
             cmd,
             stdout=self._log,
@@ -362,19 +448,16 @@ class EmbeddedTriton:
             stdin=subprocess.DEVNULL,
             env=server_env(self.install),
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.stop()
+            self.wait_ready(self.ready_timeout)
+            self.backend_stub_pids()  # records the stubs' shared-memory regions
+        except BaseException as exc:
+            if isinstance(exc, TritonStartError):
+                self.keep_log = True  # the message names it
+            self._terminate()
             raise
         return self
-
-    def restart(self, timeout: float = 120.0) -> EmbeddedTriton:
-        """Stop and start again on the same ports."""
-        self.stop()
-        return self.start(timeout, check_ports_free=False)
 
     def backend_stub_pids(self) -> list[int]:
         """PIDs of the live python-backend stub processes of this server (Linux ``/proc``)."""
@@ -390,7 +473,20 @@ class EmbeddedTriton:
             state, ppid = text[text.rfind(")") + 2 :].split()[:2]
             if name.startswith("triton_python") and int(ppid) == self.process.pid and state != "Z":
                 found.append(int(stat.parent.name))
+        for pid in found:  # remember their shared memory: a killed stub or server leaves it behind
+            if region := _stub_shm_region(pid):
+                self.shm_regions.add(region)
         return found
+
+    def remove_shm_regions(self) -> list[str]:
+        """Unlink the recorded shared-memory regions (call once the server's processes are dead)."""
+        removed = []
+        for name in sorted(self.shm_regions):
+            with contextlib.suppress(FileNotFoundError):
+                (SHM_DIR / name).unlink()
+                removed.append(name)
+        self.shm_regions.clear()
+        return removed
 
     def log_tail(self, lines: int = 25) -> str:
         """The last ``lines`` lines of the server log."""
@@ -410,9 +506,10 @@ class EmbeddedTriton:
             return False
         return all(_http_ok(f"{base}/models/{name}/ready") for name in self.models)
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Poll readiness; raise :class:`TritonStartError` with the log tail on exit or timeout."""
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Poll readiness; raise :class:`TritonStartError` with the log's errors and tail on exit or timeout."""
         assert self.process is not None
+        timeout = self.ready_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             code = self.process.poll()
@@ -420,31 +517,64 @@ class EmbeddedTriton:
                 raise TritonStartError(self._explain(f"tritonserver exited with code {code} while starting"))
             if self.is_ready():
                 return
+            self.backend_stub_pids()  # record the shared memory of stubs that a failed start may leave
             time.sleep(0.2)
         raise TritonStartError(self._explain(f"tritonserver was not ready after {timeout:.0f} s"))
 
-    def _explain(self, headline: str) -> str:
-        tail = self.log_tail()
+    def _run_log(self) -> list[str]:
+        """This run's lines of the log (a restart appends to the log of the runs before it)."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self._log_offset)
+            return fh.read().decode(errors="replace").splitlines()
+
+    def _explain(self, headline: str, tail_lines: int = 25, max_errors: int = 10) -> str:
+        """``headline``, a hint, the log's path, its error lines (``E<date> <time> ...``), then its tail.
+
+        The error that made the start fail (a model that cannot be parsed, say) is often far
+        above the last lines, which are Triton's shutdown.
+        """
+        lines = self._run_log()
+        tail = lines[-tail_lines:]
+        errors = [
+            line for line in lines[: len(lines) - len(tail)] if _ERROR_LINE.match(line) and not any(b in line for b in _BENIGN_ERRORS)
+        ][:max_errors]
+        seen = "\n".join(errors + tail)
         hint = ""
-        if "failed to load" in tail or "UNAVAILABLE" in tail:
+        if "failed to load" in seen or "UNAVAILABLE" in seen:
             hint = "a model failed to load (see the log below); "
-        if "address already in use" in tail.lower():
+        if "address already in use" in seen.lower() or "already in use" in seen:
             hint = "a port is already in use; "
-        if "GLIBC" in tail:
+        if "GLIBC" in seen:
             hint = f"glibc too old (need >= {MIN_GLIBC[0]}.{MIN_GLIBC[1]}); "
-        return f"{headline}: {hint}log {self.log_path}:\n{tail}"
+        body = ("errors:\n" + "\n".join(errors) + "\nlast lines:\n" if errors else "") + "\n".join(tail)
+        return f"{headline}: {hint}log {self.log_path}:\n{body}"
 
     def stop(self, grace: float | None = None) -> int | None:
         """SIGTERM the server's process group, SIGKILL after ``grace`` seconds; the exit code.
 
-        ``grace`` defaults to the server's exit timeout plus 10 s.
+        ``grace`` defaults to the server's exit timeout plus 10 s. Clears :attr:`wanted`, removes
+        the python backend's shared-memory regions and the temporary log (unless a start-failure
+        message named it).
         """
+        self.wanted = False
+        code = self._terminate(grace)
+        if self._own_log and not self.keep_log and self.log_path is not None:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
+            self.log_path, self._own_log = None, False
+        return code
+
+    def _terminate(self, grace: float | None = None) -> int | None:
+        """Stop the process group (see :meth:`stop`) and remove its shared memory; keeps :attr:`wanted`."""
         grace = self.exit_timeout + 10.0 if grace is None else grace
         proc, self.process = self.process, None
         code: int | None = None
         if proc is not None:
             code = proc.poll()
             if code is None:
+                self.backend_stub_pids()  # record regions of stubs started since the last look
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
                 try:
@@ -456,6 +586,8 @@ class EmbeddedTriton:
             # the python-backend stubs share the group: make sure none outlives the server
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            _wait_group_gone(proc.pid)
+        self.remove_shm_regions()
         if self._log is not None:
             with contextlib.suppress(OSError):
                 self._log.close()
@@ -484,6 +616,21 @@ def start_on_free_ports(repository: Path | str, models: Sequence[str] = (), *, a
     raise AssertionError("unreachable")
 
 
+def _wait_group_gone(pgid: int, timeout: float = 2.0) -> bool:
+    """Wait (bounded) until no process of group ``pgid`` is left; whether none is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def running_triton(repository: Path | str, models: Sequence[str] = (), **kwargs: Any) -> Iterator[EmbeddedTriton]:
     """A started server on free ports for the ``with`` block (tests, benchmarks); always stopped."""
@@ -495,43 +642,96 @@ def running_triton(repository: Path | str, models: Sequence[str] = (), **kwargs:
 
 
 class BackendWatchdog:
-    """Restart an :class:`EmbeddedTriton` whose python-backend stub died (killed, out of memory).
+    """Restart an :class:`EmbeddedTriton` whose python-backend stub or which itself died.
 
     Triton 2.51 neither restarts a dead stub nor stops reporting the model ready, so every
     request would fail until someone restarts the server. A daemon thread checks every
-    ``interval_s`` seconds that a stub still lives, and restarts the server on its ports when
-    none does. ``on_restart(message)`` reports each restart.
+    ``interval_s`` seconds that tritonserver and (when it had one at :meth:`start`) a stub
+    still live, and restarts the server on its ports when not. A failed restart is tried
+    again after ``retry_initial_s`` seconds, doubling up to ``retry_max_s``, for as long as
+    the server is :attr:`~EmbeddedTriton.wanted` and the watchdog is not stopped.
+    ``on_restart(message)`` reports each step in one line.
+
+    A server the watchdog restarted is tied to the watchdog's thread (``PR_SET_PDEATHSIG``):
+    it gets SIGTERM when :meth:`stop` ends that thread, so stop the server right after.
     """
 
-    def __init__(self, server: EmbeddedTriton, interval_s: float = 5.0, on_restart: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        server: EmbeddedTriton,
+        interval_s: float = 5.0,
+        on_restart: Callable[[str], None] | None = None,
+        *,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 30.0,
+    ) -> None:
         self.server = server
         self.interval_s = interval_s
         self.on_restart = on_restart or (lambda message: None)
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
         self.restarts = 0
+        self.failed_attempts = 0
+        self._watch_stubs = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> BackendWatchdog:
-        """Watch from now on (nothing to watch when the server has no python-backend stub)."""
-        if self.server.backend_stub_pids():
-            self._thread = threading.Thread(target=self._run, name="triton-watchdog", daemon=True)
-            self._thread.start()
+        """Watch from now on (the stub check only when the server has a python-backend stub now)."""
+        self._watch_stubs = bool(self.server.backend_stub_pids())
+        self._thread = threading.Thread(target=self._run, name="triton-watchdog", daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop watching (before the server itself is stopped)."""
+        """Stop watching (before the server itself is stopped); ends a back-off wait at once."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.interval_s + 130.0)
+            self._thread.join(timeout=self.interval_s + self.server.ready_timeout + self.server.exit_timeout + 30.0)
+
+    def problem(self) -> str | None:
+        """What died, in words, or ``None`` while all is well (or the server is not wanted)."""
+        server = self.server
+        proc = server.process
+        if not server.wanted:
+            return None
+        if proc is None:
+            return "Triton is not running"
+        code = proc.poll()
+        if code is not None:
+            how = f"exit code {code}"
+            if code < 0:
+                with contextlib.suppress(ValueError):
+                    how = f"killed by {signal.Signals(-code).name}"
+            return f"tritonserver itself died ({how})"
+        if self._watch_stubs and not server.backend_stub_pids():
+            return "the model's python-backend process died"
+        return None
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            if self.server.process is None or self.server.backend_stub_pids():
+            problem = self.problem()
+            if problem is None or self._stop.is_set() or not self.server.wanted:  # (stopped meanwhile)
                 continue
-            self.on_restart("the model's python-backend process died; restarting Triton on the same ports")
+            self.on_restart(f"{problem}; restarting Triton on the same ports")
+            self._restart_until_up()
+
+    def _restart_until_up(self) -> None:
+        delay = self.retry_initial_s
+        attempt = 1
+        while not self._stop.is_set() and self.server.wanted:
             try:
                 self.server.restart()
-                self.restarts += 1
-                self.on_restart("Triton restarted; the model is ready again")
-            except Exception as exc:  # keep watching: a later try may succeed
-                self.on_restart(f"Triton restart failed: {exc}")
+            except Exception as exc:
+                self.failed_attempts += 1
+                first = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")
+                self.on_restart(f"Triton restart failed (attempt {attempt}): {first}; trying again in {delay:g} s")
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.retry_max_s)
+                attempt += 1
+                continue
+            self.restarts += 1
+            after = f" (attempt {attempt})" if attempt > 1 else ""
+            self.on_restart(f"Triton restarted{after}; the model is ready again")
+            return
