@@ -1,16 +1,18 @@
 """The app factory: ``create_app(settings)``; ``uvicorn gateway.main:app`` serves the default.
 
-The lifespan creates, in order: the store (database + folders), the Triton client (one per
-process; the model config is checked against the contract when Triton answers), the
-pipeline and the job queue (which resumes unfinished jobs); at shutdown it stops the
-workers and closes the client and the database.
+The lifespan creates, in order: the data-folder lock (:mod:`gateway.store.lock`: a second
+gateway process on the same folder fails to start with ``DataDirInUseError``), the store
+(database + folders), the Triton client (one per process; the model config is checked
+against the contract when Triton answers), the pipeline and the job queue (which resumes
+unfinished jobs); at shutdown it stops the workers, closes the client and the database
+and releases the lock.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -22,6 +24,7 @@ from gateway.core.metrics import Metrics, MetricsMiddleware
 from gateway.core.state import AppState
 from gateway.pipeline import PipelineConfig, build_pipeline
 from gateway.store import AnalysisRepository, FileStore
+from gateway.store.lock import DataDirLock
 from gateway.triton_client import TritonClient
 from gateway.worker import JobQueue
 
@@ -42,31 +45,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        repo = AnalysisRepository(settings.sqlalchemy_url)
-        files = FileStore(settings.data_dir, settings.frame_cache_bytes)
-        if removed := files.remove_leftovers():
-            log.info("removed files left half-written by a stopped process", extra={"files": removed})
-        triton = TritonClient.from_settings(settings)
-        try:
+        async with AsyncExitStack() as stack:  # undone in reverse order, also when the start fails
+            stack.enter_context(DataDirLock(settings.data_dir))  # before anything reads or cleans the folder
+            repo = AnalysisRepository(settings.sqlalchemy_url)
+            stack.callback(repo.close)
+            files = FileStore(settings.data_dir, settings.frame_cache_bytes)
+            if removed := files.remove_leftovers():
+                log.info("removed files left half-written by a stopped process", extra={"files": removed})
+            triton = TritonClient.from_settings(settings)
+            stack.push_async_callback(triton.close)
             await triton.start()
             pipeline = build_pipeline(PipelineConfig.from_settings(settings), triton, app_metrics.observe_stage)
             jobs = JobQueue(settings, repo, files, pipeline, triton, app_metrics)
             app_metrics.track_queue(lambda: jobs.depth)
             await jobs.start()
-        except BaseException:
-            await triton.close()
-            repo.close()
-            raise
-        app.state.ultramn = AppState(settings, app_metrics, repo, files, triton, jobs)
-        log.info("gateway started", extra={"triton": settings.triton_url, "model": settings.model_name, "workers": settings.workers})
-        try:
+            stack.push_async_callback(jobs.stop)
+            app.state.ultramn = AppState(settings, app_metrics, repo, files, triton, jobs)
+            stack.callback(setattr, app.state, "ultramn", None)
+            log.info("gateway started", extra={"triton": settings.triton_url, "model": settings.model_name, "workers": settings.workers})
             yield
-        finally:
-            app.state.ultramn = None
-            await jobs.stop()
-            await triton.close()
-            repo.close()
-            log.info("gateway stopped")
+        log.info("gateway stopped")
 
     app = FastAPI(
         title="UltraMN gateway",
