@@ -154,21 +154,21 @@ def test_cli_checks_the_repository_before_building_a_model_into_it(tmp_path: Pat
     """A typo'd --repository used to get an ONNX model built into a new folder, then fail."""
     typo = tmp_path / "cpu-typo"
     http, grpc, metrics = free_ports(3)
-    proc = subprocess.run(
-        [sys.executable, "-m", "ultramn", "triton", "--repository", str(typo),
-         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+
+    def triton_cli() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ultramn", "triton", "--repository", str(typo),
+             "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    proc = triton_cli()
     assert proc.returncode == 2, proc.stderr
     assert f"model repository {typo} does not exist" in proc.stderr
     assert not typo.exists()
     write_repository(typo, RepoSettings(target="cpu"))
     (typo / CONTRACT.name / "config.pbtxt").unlink()
-    proc = subprocess.run(
-        [sys.executable, "-m", "ultramn", "triton", "--repository", str(typo),
-         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    proc = triton_cli()
     assert proc.returncode == 2, proc.stderr
     assert "config.pbtxt does not exist" in proc.stderr
     assert not onnx_model_path(typo).exists()

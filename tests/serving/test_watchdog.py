@@ -18,7 +18,7 @@ import tritonclient.http as httpclient
 
 from tests.serving.fixtures import ServedModel
 from ultramn.contract import CONTRACT
-from ultramn.serving.embedded import SHM_DIR, BackendWatchdog, EmbeddedTriton, Ports, free_ports
+from ultramn.serving.embedded import SHM_DIR, BackendWatchdog, EmbeddedTriton, Ports, free_ports, live_children
 
 IN = CONTRACT.inputs[0]
 
@@ -97,19 +97,6 @@ def test_a_failed_restart_is_retried_and_the_dead_servers_shared_memory_removed(
     server.log_path.unlink()
 
 
-def _children(parent: int) -> list[tuple[int, str]]:
-    """``(pid, name)`` of the processes whose parent is ``parent``."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if int(text[text.rfind(")") + 2 :].split()[1]) == parent:
-            found.append((int(stat.parent.name), text[text.find("(") + 1 : text.rfind(")")]))
-    return found
-
-
 def _stub_regions(server_pid: int) -> dict[int, str]:
     """The python-backend stubs of tritonserver ``server_pid`` and their shared-memory regions."""
     found = {}
@@ -143,7 +130,7 @@ def test_ultramn_triton_restarts_a_server_whose_backend_died(served_model: Serve
         assert match, lines
         log = Path(match.group(1))
         assert log.exists()
-        server_pid = next(pid for pid, name in _children(proc.pid) if name == "tritonserver")
+        server_pid = next(pid for pid, name in live_children(proc.pid) if name == "tritonserver")
         stubs = _stub_regions(server_pid)
         assert stubs
         for pid in stubs:

@@ -463,16 +463,7 @@ class EmbeddedTriton:
         """PIDs of the live python-backend stub processes of this server (Linux ``/proc``)."""
         if self.process is None:
             return []
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            name = text[text.find("(") + 1 : text.rfind(")")]
-            state, ppid = text[text.rfind(")") + 2 :].split()[:2]
-            if name.startswith("triton_python") and int(ppid) == self.process.pid and state != "Z":
-                found.append(int(stat.parent.name))
+        found = [pid for pid, name in live_children(self.process.pid) if name.startswith("triton_python")]
         for pid in found:  # remember their shared memory: a killed stub or server leaves it behind
             if region := _stub_shm_region(pid):
                 self.shm_regions.add(region)
@@ -601,6 +592,20 @@ class EmbeddedTriton:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def live_children(parent: int) -> list[tuple[int, str]]:
+    """``(pid, command name)`` of the live (not zombie) processes whose parent is ``parent`` (Linux ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        state, ppid = text[text.rfind(")") + 2 :].split()[:2]
+        if int(ppid) == parent and state != "Z":
+            found.append((int(stat.parent.name), text[text.find("(") + 1 : text.rfind(")")]))
+    return found
 
 
 def start_on_free_ports(repository: Path | str, models: Sequence[str] = (), *, attempts: int = 3, **kwargs: Any) -> EmbeddedTriton:
