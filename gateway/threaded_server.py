@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+#: Seconds a stopping server waits for open requests (a ``wait=true`` upload may wait a minute)
+#: before it cancels them: their jobs are stored and resume at the next start.
+GRACEFUL_SHUTDOWN_S = 5
+
 
 @contextmanager
 def serve_in_thread(
@@ -36,7 +40,7 @@ def serve_in_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
     thread.start()
     try:

@@ -192,6 +192,7 @@ def run(settings: UpSettings, signals: _Signals | None = None) -> int:
     from gateway.main import create_app
     from gateway.store.files import data_dir_problem
     from gateway.store.lock import DataDirLock
+    from gateway.threaded_server import GRACEFUL_SHUTDOWN_S
     from ultramn.serving.build import ensure_onnx
     from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, check_repository
 
@@ -229,7 +230,7 @@ def run(settings: UpSettings, signals: _Signals | None = None) -> int:
             print(f"      ready: HTTP {triton.http_url}  gRPC {triton.grpc_url}  metrics {triton.metrics_url}", flush=True)
             print("[3/3] starting the gateway ...", flush=True)
             app = create_app(gateway_settings)
-            server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+            server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
             signals.server = server
             serving = True
             up_message = _up_message(settings, gateway_settings, triton.metrics_url)

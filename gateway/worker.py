@@ -162,8 +162,7 @@ class JobQueue:
         queue, is skipped when a worker reaches it.
         """
         if job_id not in self._running:
-            self._pending.discard(job_id)
-            self._batch.discard(job_id)
+            self._drop(job_id)
         self._clips.pop(job_id, None)
         self._notify(job_id, Outcome.DELETED)
 
@@ -240,9 +239,7 @@ class JobQueue:
     async def _process(self, job_id: str) -> None:
         row = self.repo.get(job_id)
         if row is None or row.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
-            self._pending.discard(job_id)
-            self._batch.discard(job_id)
-            self._clips.pop(job_id, None)
+            self._drop(job_id)
             return
         attempts = row.attempts + 1
         self.repo.update(job_id, status=JobStatus.RUNNING.value, started_at=utcnow(), attempts=attempts)
@@ -289,8 +286,8 @@ class JobQueue:
         if self.repo.get(job_id) is None:  # deleted while running
             self._drop(job_id)
             return
-        try:
-            self.files.save_masks(job_id, ctx.masks, ctx.frame_planes, ctx.roi)
+        try:  # compressing a long clip's masks takes seconds: not on the event loop
+            await asyncio.to_thread(self.files.save_masks, job_id, ctx.masks, ctx.frame_planes, ctx.roi)
         except OSError as exc:  # full disk, unwritable store: the job fails with a message, the worker goes on
             log.exception("storing the result failed", extra={"job_id": job_id})
             self._finish_failed(job_id, "storage_error", f"could not store the result: {exc.strerror or exc}")
@@ -304,7 +301,8 @@ class JobQueue:
         result["model"] = {"name": self.triton.model_name, "version": self.triton.served_version}
         result["analysis"] = self.pipeline.config.provenance(ctx.stride)
         n_windows = int(ctx.indices.shape[0]) if ctx.indices is not None else 0
-        self.repo.update(
+        stored = await asyncio.to_thread(
+            self.repo.update,
             job_id,
             status=JobStatus.SUCCEEDED.value,
             finished_at=utcnow(),
@@ -318,8 +316,10 @@ class JobQueue:
             error_message=None,
             result=result,
         )
-        if self.repo.get(job_id) is None:
+        if stored is None or self.repo.get(job_id) is None:  # deleted meanwhile: its masks must not stay behind
             self.files.delete(job_id, row.upload_ext)
+            self._drop(job_id)
+            return
         self.metrics.jobs.labels("succeeded").inc()
         log.info(
             "analysis done",
@@ -335,7 +335,11 @@ class JobQueue:
         self._notify(job_id, Outcome.SUCCEEDED)
 
     def _finish_failed(self, job_id: str, code: str, message: str) -> None:
-        self.repo.update(job_id, status=JobStatus.FAILED.value, finished_at=utcnow(), error_code=code, error_message=message)
+        stored = self.repo.update(job_id, status=JobStatus.FAILED.value, finished_at=utcnow(), error_code=code, error_message=message)
+        if stored is None:  # deleted while it ran (its upload went with it): not a failure to count
+            self._drop(job_id)
+            self._notify(job_id, Outcome.DELETED)
+            return
         self.metrics.jobs.labels("failed").inc()
         log.warning("analysis failed", extra={"job_id": job_id, "error_code": code})
         self._drop(job_id)

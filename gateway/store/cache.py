@@ -28,6 +28,7 @@ class ArrayCache:
         self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+        self._dropped: set[str] = set()  # keys dropped while loading: their value must not be kept
         self.loads = 0  # how many times a value was loaded (misses), for tests and metrics
 
     def __contains__(self, key: object) -> bool:
@@ -52,20 +53,30 @@ class ArrayCache:
                 if key in self._items:  # another thread loaded it meanwhile
                     self._items.move_to_end(key)
                     return self._items[key][0]
-            value = load()
+            try:
+                value = load()
+            except BaseException:
+                with self._lock:
+                    self._loading.pop(key, None)
+                    self._dropped.discard(key)
+                raise
             with self._lock:
-                self.loads += 1
                 self._loading.pop(key, None)
-                if self.max_bytes > 0:
+                dropped = key in self._dropped
+                self._dropped.discard(key)
+                self.loads += 1
+                if self.max_bytes > 0 and not dropped:
                     self._items[key] = (value, size(value))
                     self._evict()
         return value
 
     def drop(self, *keys: str) -> None:
-        """Forget ``keys`` (a deleted analysis)."""
+        """Forget ``keys`` (a deleted analysis); a load of one of them under way is not kept."""
         with self._lock:
             for key in keys:
                 self._items.pop(key, None)
+                if key in self._loading:
+                    self._dropped.add(key)
 
     def _evict(self) -> None:
         total = sum(size for _, size in self._items.values())

@@ -71,3 +71,28 @@ async def test_three_viewers_of_three_clips_decode_each_clip_once(gateway: httpx
     assert (await gateway.delete(f"/v1/analyses/{ids[0]}")).status_code == 204
     assert f"clip:{ids[1]}" in files.cache and f"masks:{ids[1]}" in files.cache
     assert f"clip:{ids[0]}" not in files.cache and f"masks:{ids[0]}" not in files.cache
+
+
+def test_a_failed_load_leaves_nothing_behind_and_a_key_dropped_while_loading_is_not_kept() -> None:
+    cache = ArrayCache(1 << 20)
+
+    def broken() -> np.ndarray:
+        raise OSError("upload gone")
+
+    with pytest.raises(OSError):
+        cache.get("a", broken, lambda v: v.nbytes)
+    assert cache._loading == {} and "a" not in cache
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> np.ndarray:
+        started.set()
+        release.wait(5)
+        return np.zeros(10, np.uint8)
+
+    t = threading.Thread(target=lambda: cache.get("b", slow, lambda v: v.nbytes))
+    t.start()
+    started.wait(5)
+    cache.drop("b")  # the analysis is deleted while its clip decodes
+    release.set()
+    t.join()
+    assert "b" not in cache and cache._loading == {} and cache._dropped == set()

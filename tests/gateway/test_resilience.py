@@ -237,3 +237,40 @@ async def test_many_windows_after_a_restart_check_the_model_once(triton_server: 
         assert len(outs) == 24 and len(calls) == 1
     finally:
         await client.close()
+
+
+async def test_deleted_jobs_leave_no_state_behind_and_a_waiting_upload_hears_of_the_delete(
+    triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip
+) -> None:
+    path = write_clip("npz", clip.frames, tmp_path / "files")
+    async with running_gateway(make_settings(tmp_path / "data", triton_server.grpc_url, workers=0)) as client:
+        jobs = client.app.state.ultramn.jobs  # type: ignore[attr-defined]
+        ids = [(await upload(client, path)).json()["id"] for _ in range(5)]
+        for job_id in ids:
+            assert (await client.delete(f"/v1/analyses/{job_id}")).status_code == 204
+        assert not jobs._decode_ms and not jobs.progress and jobs.depth == 0
+        # a wait=true upload whose job is deleted while it waits: 404, not a 202 for a job that is gone
+        waiting = asyncio.ensure_future(upload(client, path, wait=True))
+        with anyio.fail_after(10):
+            while not (items := (await client.get("/v1/analyses")).json()["items"]):
+                await anyio.sleep(0.05)
+        assert (await client.delete(f"/v1/analyses/{items[0]['id']}")).status_code == 204
+        assert_error(await waiting, 404, "not_found")
+
+
+async def test_a_waiting_upload_whose_client_hangs_up_stops_waiting() -> None:
+    """``wait=true`` polls the connection: a client that is gone gets no minute-long wait."""
+    from gateway.api.routes.analyses import _wait_while_connected
+    from gateway.worker import Outcome
+
+    class GoneRequest:  # injected fault: the client disconnected
+        async def is_disconnected(self) -> bool:
+            return True
+
+    class SlowJobs:
+        async def wait(self, job_id: str, timeout: float, fut: object) -> Outcome:
+            await asyncio.sleep(timeout)
+            return Outcome.TIMEOUT
+
+    with anyio.fail_after(5):
+        assert await _wait_while_connected(GoneRequest(), SlowJobs(), "x", 60.0, None) is None  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
@@ -22,7 +22,7 @@ from typing import IO, Annotated, Any, Literal
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -260,6 +260,29 @@ async def drain(request: Request) -> None:
         pass
 
 
+#: The status a ``wait=true`` request gets (in the metrics: nobody reads it) when its client hung up while waiting.
+CLIENT_CLOSED_REQUEST = 499
+#: How often a ``wait=true`` request checks that its client is still there.
+DISCONNECT_POLL_S = 0.5
+
+
+async def _wait_while_connected(
+    request: Request, jobs: JobQueue, job_id: str, timeout: float, fut: asyncio.Future[Outcome]
+) -> Outcome | None:
+    """:meth:`JobQueue.wait`, given up (``None``) as soon as the client has disconnected."""
+    waiting = asyncio.ensure_future(jobs.wait(job_id, timeout, fut))
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return waiting.result()
+            if await request.is_disconnected():
+                return None
+    finally:
+        if not waiting.done():
+            waiting.cancel()
+
+
 def _retry_after(settings: Settings) -> dict[str, str]:
     return {"Retry-After": str(settings.retry_after_s)}
 
@@ -287,7 +310,7 @@ def _detail(row: Analysis, jobs: JobQueue, include_frames: bool = True) -> dict[
 )
 async def create_analysis(
     request: Request, settings: SettingsDep, repo: RepoDep, files: FilesDep, jobs: JobsDep, triton: TritonDep
-) -> JSONResponse:
+) -> Response:
     """Store the upload, check that it decodes, queue the job.
 
     202 with the job (and ``Location``), or 200 with the result when ``wait=true`` and the
@@ -364,8 +387,13 @@ async def create_analysis(
         raise ApiError(429, "queue_full", str(exc), headers=_retry_after(settings)) from exc
     location = {"Location": f"/v1/analyses/{job_id}"}
     if fut is not None:
-        outcome = Outcome.TRITON_UNAVAILABLE if not await triton.is_ready() else await jobs.wait(job_id, settings.wait_timeout_s, fut)
+        ready = await triton.is_ready()
+        outcome = await _wait_while_connected(request, jobs, job_id, settings.wait_timeout_s, fut) if ready else Outcome.TRITON_UNAVAILABLE
         jobs.unwatch(job_id, fut)
+        if outcome is None:  # the client hung up: nobody reads an answer; the job goes on
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        if outcome is Outcome.DELETED:
+            raise ApiError(404, "not_found", f"analysis {job_id} was deleted while it ran")
         if outcome is Outcome.TRITON_UNAVAILABLE:
             raise ApiError(
                 503,
@@ -439,14 +467,31 @@ def _finished(repo: RepoDep, job_id: str, frame: int | None = None) -> Analysis:
     return row
 
 
-@router.get("/{job_id}/masks.npz", summary="All masks (compressed NumPy archive)", response_class=FileResponse, responses=RESULT_ERRORS)
-async def get_masks_npz(job_id: str, repo: RepoDep, files: FilesDep) -> FileResponse:
-    """``masks`` uint8 [N,H,W] 0/1 (original geometry), ``plane_probs`` float32 [N,4], ``roi`` [x0,y0,x1,y1]."""
+@router.get(
+    "/{job_id}/masks.npz", summary="All masks (compressed NumPy archive)", response_class=StreamingResponse, responses=RESULT_ERRORS
+)
+async def get_masks_npz(job_id: str, repo: RepoDep, files: FilesDep) -> StreamingResponse:
+    """``masks`` uint8 [N,H,W] 0/1 (original geometry), ``plane_probs`` float32 [N,4], ``roi`` [x0,y0,x1,y1].
+
+    The archive is opened here and streamed from the open file: deleting the analysis meanwhile
+    cannot turn the answer into a 500 or a cut-off 200 (the open file outlives the delete).
+    """
     _finished(repo, job_id)
-    path = files.mask_path(job_id)
-    if not path.is_file():
-        raise ApiError(404, "not_found", f"masks of {job_id} are missing")
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{job_id}-masks.npz")
+    try:
+        fh = await asyncio.to_thread(open, files.mask_path(job_id), "rb")
+    except FileNotFoundError:
+        raise ApiError(404, "not_found", f"masks of {job_id} are missing") from None
+    size = os.fstat(fh.fileno()).st_size
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await asyncio.to_thread(fh.read, 1 << 20):
+                yield chunk
+        finally:
+            fh.close()
+
+    headers = {"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{job_id}-masks.npz"'}
+    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
 
 
 def _mask(files: FileStore, job_id: str, index: int) -> npt.NDArray[np.uint8]:
