@@ -50,7 +50,7 @@ class DirectAnalyzer:
         self.settings = settings
         self.pixel_spacing_mm = pixel_spacing_mm
         self.stride = stride
-        self.pipeline = build_pipeline(PipelineConfig.from_settings(settings), triton)
+        self.pipeline = build_pipeline(PipelineConfig.from_settings(settings, private_names=False), triton)
 
     @classmethod
     async def create(cls, triton_url: str, *, pixel_spacing_mm: float | None = None, stride: int | None = None) -> DirectAnalyzer:

@@ -10,6 +10,7 @@ and releases the lock.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from gateway.api.routes import analyses, batches, frames, health, metrics, ui
 from gateway.core.config import Settings
 from gateway.core.errors import install_error_handlers
+from gateway.core.headers import NoStoreMiddleware
 from gateway.core.logging import configure_logging
 from gateway.core.metrics import Metrics, MetricsMiddleware
 from gateway.core.state import AppState
@@ -60,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app_metrics.track_queue(lambda: jobs.depth)
             await jobs.start()
             stack.push_async_callback(jobs.stop)
-            app.state.ultramn = AppState(settings, app_metrics, repo, files, triton, jobs)
+            app.state.ultramn = AppState(
+                settings, app_metrics, repo, files, triton, jobs, decode_slots=asyncio.Semaphore(settings.decode_concurrency)
+            )
             stack.callback(setattr, app.state, "ultramn", None)
             log.info("gateway started", extra={"triton": settings.triton_url, "model": settings.model_name, "workers": settings.workers})
             yield
@@ -75,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
+    app.add_middleware(NoStoreMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     app.include_router(health.router)
     app.include_router(metrics.router)

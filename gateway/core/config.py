@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         description="Most pixels in a decoded clip (frames x height x width): 422 beyond. A job's peak memory grows "
         "with the clip (about 3.2 bytes per pixel, bench/bench_memory.py), so this bounds memory per worker.",
     )
+    decode_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Uploads decoded at once at request time (each holds a thread and its clip's memory); "
+        "more wait their turn, so decodes cannot starve the other routes of threads.",
+    )
     frame_cache_bytes: int = Field(
         512 * 1024**2,
         ge=0,

@@ -37,6 +37,10 @@ class Metrics:
         self.queue_depth.set_function(depth)
 
 
+#: Request methods counted under their own label; anything else is ``OTHER``.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware counting requests by route template and status."""
 
@@ -65,5 +69,7 @@ class MetricsMiddleware:
                 template = scope.get("path")  # a plain Starlette route without parameters (/docs, /openapi.json)
             template = template or "unmatched"
             method = scope.get("method", "GET")
+            if method not in STANDARD_METHODS:  # any string is a method to HTTP: one label, not one series each
+                method = "OTHER"
             self.metrics.requests.labels(method, template, str(status["code"])).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from gateway.core.config import Settings
 from gateway.core.metrics import Metrics
@@ -21,3 +22,6 @@ class AppState:
     files: FileStore
     triton: TritonClient
     jobs: JobQueue
+    #: request-time decodes at once (``ULTRAMN_DECODE_CONCURRENCY``): each holds a pool thread
+    #: and its clip's memory; more uploads wait their turn instead of starving the other routes
+    decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))

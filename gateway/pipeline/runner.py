@@ -47,10 +47,11 @@ class PipelineConfig:
         }
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PipelineConfig:
-        """The stage configs the gateway settings imply."""
+    def from_settings(cls, settings: Settings, private_names: bool = True) -> PipelineConfig:
+        """The stage configs the gateway settings imply (``private_names``: see :class:`decode.DecodeConfig`;
+        off only where the messages go to the clips' owner and are not stored, as in ``ultramn batch --triton``)."""
         return cls(
-            decode=decode.DecodeConfig(limits=settings.decode_limits),
+            decode=decode.DecodeConfig(limits=settings.decode_limits, private_names=private_names),
             roi=roi.RoiConfig(enabled=settings.roi_enabled),
             windows=windows.WindowConfig(stride=settings.default_stride),
             stitch=stitch.StitchConfig(blend=settings.stitch_blend, temporal_filter=settings.stitch_temporal_filter),

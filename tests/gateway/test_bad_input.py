@@ -274,3 +274,13 @@ async def test_a_clip_over_the_pixel_budget_is_a_422_naming_it(triton_server: Em
         body = assert_error(await upload(client, path), 422, "limit_exceeded")
         assert f"exceed the limit of {n * h * w - 1} pixels" in body["error"]["message"]
         assert (await upload(client, write_clip("npz", clip.frames[:-1], tmp_path / "shorter"))).status_code == 202
+
+
+async def test_odd_methods_share_one_metrics_label_and_data_answers_are_not_cached(gateway: httpx.AsyncClient) -> None:
+    for i in range(5):
+        await gateway.request(f"FOO{i}", "/nope")  # any token is a method to HTTP
+    text = (await gateway.get("/metrics")).text
+    assert 'method="OTHER"' in text and "FOO" not in text
+    r = await gateway.get("/v1/analyses")
+    assert r.headers["cache-control"] == "no-store"  # patient data: not kept by browsers or proxies
+    assert "no-store" not in (await gateway.get("/health/live")).headers.get("cache-control", "")

@@ -24,6 +24,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Literal
@@ -81,6 +82,30 @@ class CorruptFileError(DecodeError):
 
 class LimitExceededError(CorruptFileError):
     """Dimensions or frame counts beyond :class:`DecodeLimits` (absurd or hostile input)."""
+
+
+#: A ZIP member (one frame image) may inflate this many times its compressed size, above
+#: ZIP_MEMBER_MIN_BYTES: images are compressed already, a zip bomb is not.
+ZIP_MEMBER_MAX_RATIO: Final[int] = 200
+ZIP_MEMBER_MIN_BYTES: Final[int] = 8 * 1024**2
+#: Deflated Explicit VR Little Endian, as it appears in the file meta group near the start.
+DEFLATED_DICOM_UID: Final[bytes] = b"1.2.840.10008.1.2.1.99"
+DICOM_META_BYTES: Final[int] = 4096
+
+#: When set, messages name archive members and NPZ arrays by position, not by name: names
+#: may carry patient data, and these messages are stored (see :func:`private_names`).
+_PRIVATE_NAMES: ContextVar[bool] = ContextVar("ultramn_private_names", default=False)
+
+
+@contextmanager
+def private_names() -> Iterator[None]:
+    """Within the block, decoder messages name no archive member or NPZ array (only positions):
+    for messages that are stored, such as a batch clip's error, rather than shown to the uploader."""
+    token = _PRIVATE_NAMES.set(True)
+    try:
+        yield
+    finally:
+        _PRIVATE_NAMES.reset(token)
 
 
 @dataclass(frozen=True)
@@ -284,8 +309,22 @@ def to_uint8(arr: npt.NDArray[Any], bits_stored: int | None = None) -> U8Array:
         return a.astype(np.uint8)
     if hi <= lo:
         return np.zeros(a.shape, np.uint8)
-    scaled = (a.astype(np.float64) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return _scaled_uint8(a, lo, 255.0 / (hi - lo))
+
+
+def _scaled_uint8(a: npt.NDArray[Any], offset: float, scale: float) -> U8Array:
+    """``clip(rint((a - offset) * scale), 0, 255)`` as ``uint8``, a frame at a time in float32:
+    the float64 copies of a whole clip cost 24 bytes per pixel (3 GB for 128 Mpx of 16-bit
+    data); this costs one frame's float32 at most (exact for integers up to 2**24)."""
+    out = np.empty(a.shape, np.uint8)
+    if a.ndim == 0:
+        out[...] = np.clip(np.rint((float(a) - offset) * scale), 0, 255)
+        return out
+    for i in range(a.shape[0]):
+        frame = (a[i].astype(np.float32) - np.float32(offset)) * np.float32(scale)
+        np.clip(np.rint(frame, out=frame), 0, 255, out=frame)
+        out[i] = frame
+    return out
 
 
 def _finish(
@@ -577,12 +616,12 @@ def _dicom_window(ds: Any) -> tuple[float, float] | None:
 
 def _apply_window(values: npt.NDArray[Any], center: float, width: float, exact: bool) -> U8Array:
     """DICOM linear VOI windowing (PS3.3 C.11.2.1.2) of modality values to ``uint8`` 0..255."""
-    v = values.astype(np.float64)
+    # y = (v - c') / w' + 0.5, times 255: one frame at a time (see _scaled_uint8)
     if exact:  # LINEAR_EXACT
-        y = (v - center) / width + 0.5
+        c, w = center, width
     else:
-        y = (v - (center - 0.5)) / (width - 1.0 if width > 1.0 else 1.0) + 0.5
-    return np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
+        c, w = center - 0.5, (width - 1.0 if width > 1.0 else 1.0)
+    return _scaled_uint8(values, c - 0.5 * w, 255.0 / w)
 
 
 def _monochrome_to_uint8(grey: npt.NDArray[Any], ds: Any, name: str) -> tuple[U8Array, tuple[str, ...]]:
@@ -644,6 +683,12 @@ def decode_dicom(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
 
     name = _name_of(source, filename)
     with _open(source) as fh:
+        if DEFLATED_DICOM_UID in fh.read(DICOM_META_BYTES):
+            raise UnsupportedFormatError(
+                f"{name}: deflated DICOM (transfer syntax {DEFLATED_DICOM_UID.decode()}) is not supported: it cannot be "
+                "checked against the size limits before it is inflated; export it uncompressed or JPEG-compressed"
+            )
+        fh.seek(0)
         try:
             ds = pydicom.dcmread(fh, force=True)
         except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
@@ -728,6 +773,17 @@ def _check_array_shape(shape: tuple[int, ...], limits: DecodeLimits, name: str) 
         raise LimitExceededError(f"{name}: array of shape {shape} is too large")
 
 
+def _npz_member_shape(data: Any, key: str) -> tuple[int, ...]:
+    """The shape the NPY header of array ``key`` of an open ``NpzFile`` declares (nothing inflated)."""
+    with data.zip.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, _ = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, _, _ = np.lib.format.read_array_header_2_0(member)
+    return tuple(int(s) for s in shape)
+
+
 def decode_npz(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
     """An ``.npz`` with ``frames`` (or a single array); optional scalars ``fps`` and ``pixel_spacing_mm``."""
     name = _name_of(source, filename)
@@ -737,7 +793,9 @@ def decode_npz(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                 keys = list(data.keys())
                 key = "frames" if "frames" in keys else (keys[0] if len(keys) == 1 else None)
                 if key is None:
-                    raise UnsupportedFormatError(f"{name}: NPZ with arrays {keys} but none called 'frames'")
+                    shown = keys if not _PRIVATE_NAMES.get() else f"{len(keys)} arrays"
+                    raise UnsupportedFormatError(f"{name}: NPZ with arrays {shown} but none called 'frames'")
+                _check_array_shape(_npz_member_shape(data, key), limits, name)  # before inflating it: a 1 MB NPZ may declare GBs
                 arr = np.asarray(data[key])
                 meta = {k: np.asarray(data[k]) for k in ("fps", "pixel_spacing_mm") if k in keys and k != key}
         except DecodeError:
@@ -788,10 +846,14 @@ def _pil_pages(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int) 
                         f"{name}: pages differ in size (page {len(out) + 1} is {page.width}x{page.height}, "
                         f"page 1 is {first_size[1]}x{first_size[0]})"
                     )
+                if (len(out) + 1) * first_size[0] * first_size[1] > limits.max_pixels:  # before decoding the page
+                    raise LimitExceededError(f"{name}: clip exceeds {limits.max_pixels} pixels in all")
                 out.append(_pil_to_grey(ImageOps.exif_transpose(page)))
     except DecodeError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:  # its message names a Python object, not the file
+        raise CorruptFileError(f"{name}: not a readable image") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise CorruptFileError(f"{name}: undecodable image ({exc})") from exc
     return out
 
@@ -869,19 +931,24 @@ def decode_zip(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                 if sum(m.file_size for m in members) > limits.max_zip_bytes:
                     raise LimitExceededError(f"{name}: uncompressed size exceeds {limits.max_zip_bytes} bytes")
                 frames: list[npt.NDArray[Any]] = []
-                for info in sorted(members, key=lambda m: natural_key(m.filename)):
+                for index, info in enumerate(sorted(members, key=lambda m: natural_key(m.filename))):
+                    label = f"member {index + 1}" if _PRIVATE_NAMES.get() else info.filename
+                    if info.file_size > max(ZIP_MEMBER_MIN_BYTES, ZIP_MEMBER_MAX_RATIO * info.compress_size):
+                        raise LimitExceededError(
+                            f"{name}: {label} inflates {info.compress_size} bytes to {info.file_size} "
+                            f"(more than {ZIP_MEMBER_MAX_RATIO}x: not a compressed image)"
+                        )
                     data = zf.read(info)
                     try:
                         fmt = sniff_format(data[:SNIFF_BYTES], info.filename)
                     except DecodeError as exc:
-                        raise type(exc)(f"{name}: member {exc}") from exc
+                        raise type(exc)(f"{name}: member {exc}" if not _PRIVATE_NAMES.get() else f"{name}: {label}: unsupported") from exc
                     if fmt not in IMAGE_FORMATS and fmt != "tiff":
-                        raise UnsupportedFormatError(f"{name}: member {info.filename} is {fmt}, not a frame image")
-                    page = _pil_pages(io.BytesIO(data), f"{name}:{info.filename}", limits, max_frames=1)[0]
+                        raise UnsupportedFormatError(f"{name}: member {label} is {fmt}, not a frame image")
+                    page = _pil_pages(io.BytesIO(data), f"{name}:{label}", limits, max_frames=1)[0]
                     if frames and page.shape != frames[0].shape:
                         raise CorruptFileError(
-                            f"{name}: {info.filename} is {page.shape[1]}x{page.shape[0]}, "
-                            f"other frames {frames[0].shape[1]}x{frames[0].shape[0]}"
+                            f"{name}: {label} is {page.shape[1]}x{page.shape[0]}, other frames {frames[0].shape[1]}x{frames[0].shape[0]}"
                         )
                     frames.append(page)
                     if len(frames) * page.size > limits.max_pixels:

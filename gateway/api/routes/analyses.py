@@ -346,7 +346,8 @@ async def create_analysis(
     t0 = time.perf_counter()
     try:
         # errors answer the uploader only, so they name the uploader's file (never stored or logged)
-        clip = await asyncio.to_thread(decode, staging, client_name, settings.decode_limits)
+        async with request.app.state.ultramn.decode_slots:
+            clip = await asyncio.to_thread(decode, staging, client_name, settings.decode_limits)
     except DecodeError as exc:
         staging.unlink(missing_ok=True)
         raise decode_error_to_api(exc) from exc

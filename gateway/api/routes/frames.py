@@ -43,5 +43,4 @@ async def get_frame_png(job_id: str, index: int, repo: RepoDep, files: FilesDep,
         data = await asyncio.to_thread(_frame_png, files, row, settings, index)
     except (DecodeError, OSError):
         raise ApiError(404, "not_found", f"the upload of {job_id} is no longer readable") from None
-    # Frames of an analysis never change: let the browser keep them.
-    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    return Response(data, media_type="image/png")  # Cache-Control: no-store (gateway.core.headers), as every /v1 answer
