@@ -773,14 +773,15 @@ def _check_array_shape(shape: tuple[int, ...], limits: DecodeLimits, name: str) 
         raise LimitExceededError(f"{name}: array of shape {shape} is too large")
 
 
-def _npz_member_shape(data: Any, key: str) -> tuple[int, ...]:
-    """The shape the NPY header of array ``key`` of an open ``NpzFile`` declares (nothing inflated)."""
-    with data.zip.open(f"{key}.npy") as member:
-        version = np.lib.format.read_magic(member)
+def npz_member_shape(zf: zipfile.ZipFile, member: str) -> tuple[int, ...]:
+    """The shape the NPY header of ``member`` (e.g. ``frames.npy``) of an open NPZ declares: only
+    the header is read, nothing is inflated (a 1 MB NPZ may declare gigabytes)."""
+    with zf.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
         if version == (1, 0):
-            shape, _, _ = np.lib.format.read_array_header_1_0(member)
+            shape, _, _ = np.lib.format.read_array_header_1_0(fh)
         else:
-            shape, _, _ = np.lib.format.read_array_header_2_0(member)
+            shape, _, _ = np.lib.format.read_array_header_2_0(fh)
     return tuple(int(s) for s in shape)
 
 
@@ -795,7 +796,9 @@ def decode_npz(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                 if key is None:
                     shown = keys if not _PRIVATE_NAMES.get() else f"{len(keys)} arrays"
                     raise UnsupportedFormatError(f"{name}: NPZ with arrays {shown} but none called 'frames'")
-                _check_array_shape(_npz_member_shape(data, key), limits, name)  # before inflating it: a 1 MB NPZ may declare GBs
+                _check_array_shape(
+                    npz_member_shape(data.zip, f"{key}.npy"), limits, name
+                )  # before inflating it: a 1 MB NPZ may declare GBs
                 arr = np.asarray(data[key])
                 meta = {k: np.asarray(data[k]) for k in ("fps", "pixel_spacing_mm") if k in keys and k != key}
         except DecodeError:

@@ -55,6 +55,7 @@ from torch.utils.data import Dataset
 from ultramn.contract import CONTRACT, PLANES, SPLITS, ModelContract
 from ultramn.data.augment import AugmentConfig, augment_window
 from ultramn.data.clipio import ClipFileError, check_clip_files, read_clip
+from ultramn.data.decoders import npz_member_shape
 from ultramn.data.manifest import ClipRecord, read_manifest
 from ultramn.preprocess import normalize_intensity, resize_frames, resize_masks
 from ultramn.windowing import default_stride, window_indices
@@ -197,17 +198,6 @@ class FrameCountError(ClipFileError, ValueError):
     """A clip file's arrays disagree with its manifest row (frame count, or masks unlike the frames)."""
 
 
-def _npy_shape(zf: zipfile.ZipFile, name: str) -> tuple[int, ...]:
-    """Shape of the array ``name`` in an open NPZ, from its header only (no data is read)."""
-    with zf.open(name) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, _ = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, _, _ = np.lib.format.read_array_header_2_0(fh)
-    return tuple(int(v) for v in shape)
-
-
 def check_frame_counts(root: Path, records: Sequence[ClipRecord], show: int = 5) -> None:
     """Raise :class:`FrameCountError` (a :class:`~ultramn.data.clipio.ClipFileError`) naming clips whose file disagrees with the manifest.
 
@@ -220,7 +210,7 @@ def check_frame_counts(root: Path, records: Sequence[ClipRecord], show: int = 5)
         path = root / rec.file
         try:
             with zipfile.ZipFile(path) as zf:
-                frames, masks = _npy_shape(zf, "frames.npy"), _npy_shape(zf, "masks.npy")
+                frames, masks = npz_member_shape(zf, "frames.npy"), npz_member_shape(zf, "masks.npy")
         except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
             bad.append(f"clip {rec.clip_id}: {path} (unreadable array header: {exc})")
             continue
