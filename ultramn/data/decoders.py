@@ -796,9 +796,8 @@ def decode_npz(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                 if key is None:
                     shown = keys if not _PRIVATE_NAMES.get() else f"{len(keys)} arrays"
                     raise UnsupportedFormatError(f"{name}: NPZ with arrays {shown} but none called 'frames'")
-                _check_array_shape(
-                    npz_member_shape(data.zip, f"{key}.npy"), limits, name
-                )  # before inflating it: a 1 MB NPZ may declare GBs
+                # before inflating it: a 1 MB NPZ may declare gigabytes
+                _check_array_shape(npz_member_shape(data.zip, f"{key}.npy"), limits, name)
                 arr = np.asarray(data[key])
                 meta = {k: np.asarray(data[k]) for k in ("fps", "pixel_spacing_mm") if k in keys and k != key}
         except DecodeError:
