@@ -172,3 +172,29 @@ def test_cli_checks_the_repository_before_building_a_model_into_it(tmp_path: Pat
     assert proc.returncode == 2, proc.stderr
     assert "config.pbtxt does not exist" in proc.stderr
     assert not onnx_model_path(typo).exists()
+
+
+def test_a_child_started_dying_with_parent_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """The ONNX build (and tritonserver) must not outlive a SIGKILLed `make up`."""
+    import signal
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    sleeper = [sys.executable, "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"]
+    code = f"import subprocess; from ultramn.serving.procs import dying_with_parent; subprocess.run(dying_with_parent({sleeper!r}))"
+    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)  # wraps its own child, as build_onnx does
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the child did not start"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        os.kill(parent.pid, signal.SIGKILL)  # the OOM killer, or `kill -9` of make up
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split(")")[-1][:3]:
+            assert time.monotonic() < deadline, "the child outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()

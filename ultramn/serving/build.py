@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ultramn.contract import CONTRACT, ModelContract
 from ultramn.errors import UserInputError
+from ultramn.serving.procs import dying_with_parent
 
 #: Name of the ONNX file inside a model version folder.
 ONNX_FILENAME = "model.onnx"
@@ -79,7 +80,8 @@ def staleness(onnx_path: Path, checkpoint: Path | None, contract: ModelContract 
 def build_onnx(checkpoint: Path, onnx_path: Path, extra_args: tuple[str, ...] = ()) -> None:
     """Run ``python -m export onnx --checkpoint ... --out ...``; raise with its output on failure."""
     cmd = [sys.executable, "-m", "export", "onnx", "--checkpoint", str(checkpoint), "--out", str(onnx_path), *extra_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # the build ends with its caller, even a SIGKILLed `make up` (no orphaned export left running)
+    proc = subprocess.run(dying_with_parent(cmd), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise UserInputError(f"exporting {checkpoint} to ONNX failed ({' '.join(cmd)}):\n{proc.stdout}{proc.stderr}")
 

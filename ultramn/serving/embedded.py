@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from ultramn.errors import UserInputError
+from ultramn.serving.procs import dying_with_parent
 
 #: Oldest glibc the wheel's ``tritonserver`` binary runs on.
 MIN_GLIBC: tuple[int, int] = (2, 35)
@@ -255,23 +256,6 @@ def server_env(install: TritonInstall, base: dict[str, str] | None = None) -> di
 # --------------------------------------------------------------------------- server
 
 
-#: Run by the venv's Python between our fork and tritonserver's exec, instead of a ``preexec_fn``
-#: (which makes :mod:`subprocess` fork this multi-threaded process, gRPC's threads included, and run
-#: Python in the child; Python documents that as unsafe). It asks Linux to SIGTERM the server when
-#: the *thread* that started it ends (``PR_SET_PDEATHSIG`` survives ``execv``; it fires even on
-#: SIGKILL of a test run), gives up when that parent is already gone, then becomes tritonserver
-#: (same PID). Arguments: the parent's PID, then the server's command line.
-_PDEATHSIG_EXEC = """\
-import ctypes, os, signal, sys
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-except (OSError, AttributeError):
-    pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(1)
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
 #: The python backend's shared-memory regions: one per stub, named on the stub's command line.
 SHM_REGION_PREFIX = "triton_python_backend_shm_region_"
 SHM_DIR = Path("/dev/shm")
@@ -440,7 +424,7 @@ class EmbeddedTriton:
         self._log_offset = self.log_path.stat().st_size if append else 0
         self._log = open(self.log_path, "ab" if append else "wb")  # noqa: SIM115 - closed in stop()
         if self.die_with_parent:
-            cmd = [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *cmd]
+            cmd = dying_with_parent(cmd)
         self.process = subprocess.Popen(
             cmd,
             stdout=self._log,
