@@ -62,9 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app_metrics.track_queue(lambda: jobs.depth)
             await jobs.start()
             stack.push_async_callback(jobs.stop)
-            app.state.ultramn = AppState(
-                settings, app_metrics, repo, files, triton, jobs, decode_slots=asyncio.Semaphore(settings.decode_concurrency)
-            )
+            app.state.ultramn = AppState(settings, app_metrics, repo, files, triton, jobs, asyncio.Semaphore(settings.decode_concurrency))
             stack.callback(setattr, app.state, "ultramn", None)
             log.info("gateway started", extra={"triton": settings.triton_url, "model": settings.model_name, "workers": settings.workers})
             yield

@@ -283,7 +283,7 @@ class JobQueue:
             self._finish_failed(job_id, "analysis_failed", f"{type(exc).__name__}: {exc}"[:500])
             return
         assert ctx.result is not None and ctx.masks is not None and ctx.frame_planes is not None and ctx.roi is not None
-        if self.repo.get(job_id) is None:  # deleted while running
+        if not self.repo.exists(job_id):  # deleted while running
             self._drop(job_id)
             return
         try:  # compressing a long clip's masks takes seconds: not on the event loop
@@ -316,7 +316,7 @@ class JobQueue:
             error_message=None,
             result=result,
         )
-        if stored is None or self.repo.get(job_id) is None:  # deleted meanwhile: its masks must not stay behind
+        if stored is None:  # deleted meanwhile (a later delete removes the files itself): its masks must not stay behind
             self.files.delete(job_id, row.upload_ext)
             self._drop(job_id)
             return

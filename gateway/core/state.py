@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.core.config import Settings
 from gateway.core.metrics import Metrics
@@ -24,4 +24,4 @@ class AppState:
     jobs: JobQueue
     #: request-time decodes at once (``ULTRAMN_DECODE_CONCURRENCY``): each holds a pool thread
     #: and its clip's memory; more uploads wait their turn instead of starving the other routes
-    decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    decode_slots: asyncio.Semaphore

@@ -6,7 +6,7 @@ is no ROI stage (the whole frame is the model's input; the data sets evaluated h
 B-mode images without screen borders), and the mask probabilities stay float32 where Triton
 serves them as uint8. On clips without borders the two agree to Dice >= 0.998 per clip and
 plane probabilities within 1e-4; on a screen capture with borders they differ as much as the
-ROI changes the input (measured by an audit, 2026-12-01).
+ROI changes the input (a one-off audit check on 2026-12-01, not a repo command).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import Message, Receive
 
-from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep, SettingsDep, TritonDep
+from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep, SettingsDep, TritonDep, get_state
 from gateway.api.openapi import error_responses, multipart_upload
 from gateway.api.schemas import AnalysisDetail, AnalysisList, AnalysisSummary, summary
 from gateway.core.config import Settings
@@ -346,7 +346,7 @@ async def create_analysis(
     t0 = time.perf_counter()
     try:
         # errors answer the uploader only, so they name the uploader's file (never stored or logged)
-        async with request.app.state.ultramn.decode_slots:
+        async with get_state(request).decode_slots:
             clip = await asyncio.to_thread(decode, staging, client_name, settings.decode_limits)
     except DecodeError as exc:
         staging.unlink(missing_ok=True)
