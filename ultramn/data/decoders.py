@@ -22,12 +22,13 @@ import io
 import math
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, BinaryIO, Final, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +92,12 @@ ZIP_MEMBER_MIN_BYTES: Final[int] = 8 * 1024**2
 #: Deflated Explicit VR Little Endian, as it appears in the file meta group near the start.
 DEFLATED_DICOM_UID: Final[bytes] = b"1.2.840.10008.1.2.1.99"
 DICOM_META_BYTES: Final[int] = 4096
+#: A deflated DICOM's image header must come within this many inflated bytes, and its data
+#: set may inflate to the declared pixel bytes plus this much of other elements (overlays,
+#: icons, private tags).
+DICOM_HEADER_ALLOWANCE: Final[int] = 16 * 1024**2
+#: Inflation step (bytes in and out at a time).
+DICOM_INFLATE_STEP: Final[int] = 1024**2
 
 #: When set, messages name archive members and NPZ arrays by position, not by name: names
 #: may carry patient data, and these messages are stored (see :func:`private_names`).
@@ -113,7 +120,8 @@ class DecodeLimits:
     """Bounds a decoded clip must respect; exceeded bounds raise :class:`LimitExceededError`.
 
     ``max_pixels`` bounds ``N*H*W`` (bytes of the grey ``uint8`` clip, default 2 GiB).
-    ``max_zip_bytes`` bounds the summed uncompressed size of a ZIP's members.
+    ``max_zip_bytes`` bounds the summed uncompressed size of a ZIP's members (frame image
+    files); :meth:`for_clips` derives it from ``max_pixels``.
     """
 
     max_frames: int = 20_000
@@ -122,6 +130,19 @@ class DecodeLimits:
     max_pixels: int = 2 * 1024**3
     max_zip_members: int = 20_000
     max_zip_bytes: int = 4 * 1024**3
+
+    @classmethod
+    def for_clips(cls, max_frames: int, max_side: int, max_pixels: int) -> DecodeLimits:
+        """Limits for clips of at most ``max_frames`` frames, ``max_side`` pixels a side and
+        ``max_pixels`` pixels in all; a ZIP of frame images may then hold ``max_frames``
+        members and 8 bytes a pixel (16-bit RGBA, the largest uncompressed frame encoding)."""
+        return cls(
+            max_frames=max_frames,
+            max_side=max_side,
+            max_pixels=max_pixels,
+            max_zip_members=max_frames,
+            max_zip_bytes=8 * max_pixels,
+        )
 
     def check_frame_shape(self, height: int, width: int, what: str = "frame") -> None:
         """Raise :class:`LimitExceededError` when one ``height x width`` frame is out of bounds."""
@@ -669,6 +690,68 @@ def _dicom_decoder_hint(transfer_syntax: Any) -> str | None:
     )
 
 
+def _declared_pixel_bytes(head: bytes, limits: DecodeLimits) -> int | None:
+    """Bytes of pixel data the image header in ``head`` (a DICOM file, possibly cut short)
+    declares: frames x rows x columns x samples x bytes per sample; ``None`` while the header
+    is not complete in ``head``. A declared clip beyond ``limits`` raises
+    :class:`LimitExceededError`."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, force=True)
+        if "BitsAllocated" not in ds:  # sorted after Rows, Columns, NumberOfFrames, SamplesPerPixel
+            return None
+        frames = getattr(ds, "NumberOfFrames", None)
+        n, rows, cols = 1 if frames in (None, "") else int(frames), int(ds.Rows), int(ds.Columns)
+        per_pixel = int(getattr(ds, "SamplesPerPixel", 1) or 1) * math.ceil(int(ds.BitsAllocated) / 8)
+    except Exception:  # a header cut mid-element, or a malformed one: decided by the full read
+        return None
+    limits.check_clip(n, rows, cols)
+    return n * rows * cols * per_pixel
+
+
+def _inflated_dicom(fh: IO[bytes], name: str, limits: DecodeLimits) -> io.BytesIO:
+    """A deflated DICOM file (``fh``) rewritten as Explicit VR Little Endian, inflated in
+    bounded steps. The image header must come within :data:`DICOM_HEADER_ALLOWANCE` bytes,
+    its declared clip must pass ``limits``, and the whole data set may then inflate to the
+    declared pixel bytes plus that allowance: a bomb stops at its bound, not after it has
+    filled the memory. Raises :class:`LimitExceededError` or :class:`CorruptFileError`."""
+    import pydicom
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.filewriter import write_file_meta_info
+
+    try:
+        read_preamble(cast(BinaryIO, fh), False)
+        meta = _read_file_meta_info(cast(BinaryIO, fh))
+    except Exception as exc:  # pydicom raises many types for a broken file meta group
+        raise CorruptFileError(f"{name}: unreadable DICOM file meta ({exc})") from exc
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    out = io.BytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(pydicom.filebase.DicomFileLike(out), meta, enforce_standard=True)
+    start = out.tell()
+    bound, header_read = DICOM_HEADER_ALLOWANCE, False
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending = b""
+    try:
+        while not inflater.eof:
+            if not pending and not (pending := fh.read(DICOM_INFLATE_STEP)):
+                break
+            # max_length is at least 1 (0 would mean unbounded): one byte past the bound is refused
+            out.write(inflater.decompress(pending, min(DICOM_INFLATE_STEP, bound + 1 - (out.tell() - start))))
+            pending = inflater.unconsumed_tail
+            if not header_read and (declared := _declared_pixel_bytes(out.getvalue(), limits)) is not None:
+                header_read, bound = True, declared + DICOM_HEADER_ALLOWANCE
+            if out.tell() - start > bound:
+                what = "more than its image header declares" if header_read else "without an image header"
+                raise LimitExceededError(f"{name}: deflated DICOM inflates beyond {bound} bytes {what}")
+        out.write(inflater.flush())
+    except zlib.error as exc:
+        raise CorruptFileError(f"{name}: corrupt deflated DICOM data ({exc})") from exc
+    out.seek(0)
+    return out
+
+
 def decode_dicom(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
     """DICOM single-frame or multi-frame cine via pydicom.
 
@@ -682,13 +765,10 @@ def decode_dicom(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
     from pydicom.errors import InvalidDicomError
 
     name = _name_of(source, filename)
-    with _open(source) as fh:
-        if DEFLATED_DICOM_UID in fh.read(DICOM_META_BYTES):
-            raise UnsupportedFormatError(
-                f"{name}: deflated DICOM (transfer syntax {DEFLATED_DICOM_UID.decode()}) is not supported: it cannot be "
-                "checked against the size limits before it is inflated; export it uncompressed or JPEG-compressed"
-            )
-        fh.seek(0)
+    with _open(source) as raw:
+        deflated = DEFLATED_DICOM_UID in raw.read(DICOM_META_BYTES)
+        raw.seek(0)
+        fh = _inflated_dicom(raw, name, limits) if deflated else raw
         try:
             ds = pydicom.dcmread(fh, force=True)
         except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
@@ -930,6 +1010,8 @@ def decode_zip(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                     return decode_npz(fh.read(), limits, filename=name)
                 if len(members) > limits.max_zip_members:
                     raise LimitExceededError(f"{name}: {len(members)} members exceed the limit of {limits.max_zip_members}")
+                if len(members) > limits.max_frames:  # one frame per member: refused before any is read
+                    raise LimitExceededError(f"{name}: {len(members)} frame images exceed the limit of {limits.max_frames} frames")
                 if sum(m.file_size for m in members) > limits.max_zip_bytes:
                     raise LimitExceededError(f"{name}: uncompressed size exceeds {limits.max_zip_bytes} bytes")
                 frames: list[npt.NDArray[Any]] = []
