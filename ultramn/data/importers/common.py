@@ -3,13 +3,16 @@
 An importer yields :class:`ImportedClip` objects (one clip's frames and masks plus its
 ids); :func:`write_import` writes each under ``OUT/clips/<clip_id>.npz``, merges the rows
 into ``OUT/manifest.csv`` (a re-imported ``clip_id`` replaces the old row) and re-draws the
-participant-level splits of the whole manifest.
+participant-level splits of the whole manifest. It commits all or nothing: an import that
+fails or is interrupted leaves the dataset's clip files and manifest as they were.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +42,8 @@ T = TypeVar("T")
 
 #: Folder (under the dataset root) that holds the clip files.
 CLIPS_DIR = "clips"
+#: Name prefix of the folder (under ``clips/``) an import stages its clip files in until it commits.
+STAGING_PREFIX = ".importing-"
 #: Still-image file extensions the importers pick up.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 #: Video file extensions the video importer picks up.
@@ -329,10 +334,22 @@ def progress(items: list[T], desc: str) -> Iterator[T]:
     yield from tqdm(items, desc=desc, unit="clip", file=sys.stderr, disable=None, leave=False)
 
 
-def write_import(clips: Iterable[ImportedClip], options: ImportOptions, source: str, report: ImportReport | None = None) -> ImportReport:
+def write_import(
+    clips: Iterable[ImportedClip],
+    options: ImportOptions,
+    source: str,
+    report: ImportReport | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> ImportReport:
     """Write ``clips`` into ``options.out`` and update its manifest and splits (see the module doc).
 
     ``report`` (filled with skipped inputs while ``clips`` is consumed) is completed and returned.
+
+    All or nothing: clip files are written to a staging folder (``OUT/clips/.importing-*``)
+    and moved into place only once every input was read, just before the manifest is
+    replaced, so an import that fails or is interrupted half-way leaves the dataset as it
+    was (a re-imported clip's old file is not overwritten under its old manifest row).
+    ``before_commit`` runs after the last input was read, before anything is moved.
     """
     out = options.out
     existing: list[ClipRecord] = []
@@ -342,50 +359,59 @@ def write_import(clips: Iterable[ImportedClip], options: ImportOptions, source: 
         except ManifestError as exc:
             raise UserInputError(f"--out: existing manifest is invalid: {exc}") from exc
     report = report if report is not None else ImportReport()
-    seen: set[str] = set()
-    for clip in clips:
-        clip_id = safe_id(clip.clip_id)
-        if clip_id in seen:
-            raise UserInputError(f"two inputs give the same clip id {clip_id!r}: make the names or --clip-pattern unique")
-        seen.add(clip_id)
-        rel = f"{CLIPS_DIR}/{clip_id}.npz"
-        try:
-            arrays = ClipArrays(frames=clip.frames, masks=clip.masks)
-        except ValueError as exc:
-            raise UserInputError(f"clip {clip_id}: {exc}") from exc
-        write_clip(out / rel, arrays)
-        if not clip.masks.any():
-            report.empty_masks.append(clip_id)
-        spacing = options.pixel_spacing_mm if options.pixel_spacing_mm is not None else clip.pixel_spacing_mm
-        report.warnings.extend(f"{clip_id}: {note}" for note in clip.warnings)
-        if options.pixel_spacing_mm is None and clip.pixel_spacing_xy_mm and is_anisotropic(*clip.pixel_spacing_xy_mm):
-            report.warnings.append(f"{clip_id}: the manifest keeps one spacing per clip, their mean {spacing:.4g} mm")
-        report.written.append(
-            ClipRecord(
-                clip_id=clip_id,
-                participant_id=safe_id(clip.participant_id),
-                side=options.side or clip.side,
-                plane=options.plane or clip.plane,
-                quality="",
-                pixel_spacing_mm=spacing,
-                fps=clip.fps,
-                n_frames=int(clip.frames.shape[0]),
-                height=int(clip.frames.shape[1]),
-                width=int(clip.frames.shape[2]),
-                split="",
-                source=source,
-                file=rel,
-            )
-        )
-    if not report.written:
-        raise UserInputError("nothing was imported" + (f"; skipped: {'; '.join(report.skipped)}" if report.skipped else ""))
-    merged = merge_records(existing, report.written)
+    (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out / CLIPS_DIR))
     try:
-        merged = assign_splits(merged, options.ratios, options.split_seed)
-    except SplitError as exc:
-        raise UserInputError(str(exc)) from exc
-    by_id = {r.clip_id: r for r in merged}
-    report.written = [by_id[r.clip_id] for r in report.written]
-    report.all_records = merged
-    report.manifest = write_manifest(out, merged)
+        seen: set[str] = set()
+        for clip in clips:
+            clip_id = safe_id(clip.clip_id)
+            if clip_id in seen:
+                raise UserInputError(f"two inputs give the same clip id {clip_id!r}: make the names or --clip-pattern unique")
+            seen.add(clip_id)
+            rel = f"{CLIPS_DIR}/{clip_id}.npz"
+            try:
+                arrays = ClipArrays(frames=clip.frames, masks=clip.masks)
+            except ValueError as exc:
+                raise UserInputError(f"clip {clip_id}: {exc}") from exc
+            write_clip(staging / f"{clip_id}.npz", arrays)
+            if not clip.masks.any():
+                report.empty_masks.append(clip_id)
+            spacing = options.pixel_spacing_mm if options.pixel_spacing_mm is not None else clip.pixel_spacing_mm
+            report.warnings.extend(f"{clip_id}: {note}" for note in clip.warnings)
+            if options.pixel_spacing_mm is None and clip.pixel_spacing_xy_mm and is_anisotropic(*clip.pixel_spacing_xy_mm):
+                report.warnings.append(f"{clip_id}: the manifest keeps one spacing per clip, their mean {spacing:.4g} mm")
+            report.written.append(
+                ClipRecord(
+                    clip_id=clip_id,
+                    participant_id=safe_id(clip.participant_id),
+                    side=options.side or clip.side,
+                    plane=options.plane or clip.plane,
+                    quality="",
+                    pixel_spacing_mm=spacing,
+                    fps=clip.fps,
+                    n_frames=int(clip.frames.shape[0]),
+                    height=int(clip.frames.shape[1]),
+                    width=int(clip.frames.shape[2]),
+                    split="",
+                    source=source,
+                    file=rel,
+                )
+            )
+        if not report.written:
+            raise UserInputError("nothing was imported" + (f"; skipped: {'; '.join(report.skipped)}" if report.skipped else ""))
+        merged = merge_records(existing, report.written)
+        try:
+            merged = assign_splits(merged, options.ratios, options.split_seed)
+        except SplitError as exc:
+            raise UserInputError(str(exc)) from exc
+        if before_commit is not None:
+            before_commit()
+        for rec in report.written:
+            (staging / Path(rec.file).name).replace(out / rec.file)
+        by_id = {r.clip_id: r for r in merged}
+        report.written = [by_id[r.clip_id] for r in report.written]
+        report.all_records = merged
+        report.manifest = write_manifest(out, merged)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return report

@@ -1,0 +1,94 @@
+"""Importers on awkward real inputs: failed and interrupted imports, duplicate stems, 16-bit
+frame sequences, salts of failed imports, option spellings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.data.test_decoders import moving_square, square_masks, write_video
+from ultramn.data.clipio import read_clip
+from ultramn.data.importers.common import ImportedClip, ImportOptions, write_import
+from ultramn.data.importers.video import import_videos
+from ultramn.data.manifest import read_manifest
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ultramn", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def _clip_files(out: Path) -> list[str]:
+    """Every file and folder under ``OUT/clips`` (hidden staging folders included)."""
+    return sorted(str(p.relative_to(out)) for p in (out / "clips").rglob("*")) if (out / "clips").is_dir() else []
+
+
+def _consistent(out: Path) -> None:
+    """Every manifest row matches its clip file, and nothing else lies in clips/."""
+    records = read_manifest(out)
+    for rec in records:
+        clip = read_clip(out / rec.file)
+        assert clip.frames.shape == (rec.n_frames, rec.height, rec.width), rec.clip_id
+    assert _clip_files(out) == sorted(rec.file for rec in records)
+
+
+def test_a_failed_reimport_leaves_the_dataset_as_it_was(tmp_path: Path) -> None:
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    videos.mkdir()
+    for name in ("a", "b"):
+        write_video(videos / f"{name}.mp4", moving_square(n=6), "libx264")
+        np.save(videos / f"{name}_mask.npy", square_masks(n=6))
+    assert _cli("import", "video", "--videos", videos, "--out", out).returncode == 0
+    before = (out / "manifest.csv").read_text()
+    old_a = read_clip(out / "clips" / "videos-a.npz")
+    # a longer a.mp4 is exported again, and b's mask no longer fits: the import stops at b
+    write_video(videos / "a.mp4", moving_square(n=8), "libx264")
+    np.save(videos / "a_mask.npy", square_masks(n=8))
+    np.save(videos / "b_mask.npy", square_masks(n=5))
+    write_video(videos / "c.mp4", moving_square(n=6), "libx264")
+    np.save(videos / "c_mask.npy", square_masks(n=6))
+    result = _cli("import", "video", "--videos", videos, "--out", out)
+    assert result.returncode == 2 and "6 frames but 5 mask frames" in result.stderr
+    assert (out / "manifest.csv").read_text() == before
+    np.testing.assert_array_equal(read_clip(out / "clips" / "videos-a.npz").frames, old_a.frames)
+    _consistent(out)  # no 8-frame file under a 6-frame row, no orphan c, no staging left
+    # the fixed input imports, and then the new a is in place
+    np.save(videos / "b_mask.npy", square_masks(n=6))
+    assert _cli("import", "video", "--videos", videos, "--out", out).returncode == 0
+    assert {r.clip_id: r.n_frames for r in read_manifest(out)} == {"videos-a": 8, "videos-b": 6, "videos-c": 6}
+    _consistent(out)
+
+
+def test_a_first_import_that_fails_writes_no_clip_files(tmp_path: Path) -> None:
+    videos, out = tmp_path / "v", tmp_path / "out"
+    videos.mkdir()
+    write_video(videos / "a.mp4", moving_square(), "libx264")
+    np.save(videos / "a_mask.npy", square_masks())
+    write_video(videos / "b.mp4", moving_square(), "libx264")  # no mask
+    result = _cli("import", "video", "--videos", videos, "--out", out)
+    assert result.returncode == 2 and "no mask found" in result.stderr
+    assert not (out / "manifest.csv").exists()
+    assert _clip_files(out) == []
+
+
+def test_an_interrupted_import_leaves_the_dataset_as_it_was(tmp_path: Path) -> None:
+    videos, out = tmp_path / "v", tmp_path / "out"
+    videos.mkdir()
+    write_video(videos / "a.mp4", moving_square(), "libx264")
+    np.save(videos / "a_mask.npy", square_masks())
+    import_videos(videos, ImportOptions(out=out))
+    before = (out / "manifest.csv").read_text()
+
+    def clips_then_ctrl_c() -> Iterator[ImportedClip]:
+        yield ImportedClip("v-a", "v-a", moving_square(n=3), square_masks(n=3))  # replaces a's file ...
+        yield ImportedClip("v-new", "v-new", moving_square(), square_masks())
+        raise KeyboardInterrupt  # ... but the user stops the import before it ends
+
+    with pytest.raises(KeyboardInterrupt):
+        write_import(clips_then_ctrl_c(), ImportOptions(out=out), source="video:v")
+    assert (out / "manifest.csv").read_text() == before
+    _consistent(out)
