@@ -9,6 +9,7 @@ fails or is interrupted leaves the dataset's clip files and manifest as they wer
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sys
@@ -359,6 +360,7 @@ def write_import(
         except ManifestError as exc:
             raise UserInputError(f"--out: existing manifest is invalid: {exc}") from exc
     report = report if report is not None else ImportReport()
+    made = [d for d in (out, out / CLIPS_DIR) if not d.exists()]  # removed again if the import fails
     (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out / CLIPS_DIR))
     try:
@@ -414,4 +416,8 @@ def write_import(
         report.manifest = write_manifest(out, merged)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if report.manifest is None:
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):  # not empty: someone else's files
+                    folder.rmdir()
     return report
