@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.data.test_decoders import moving_square, square_masks, write_video
+from tests.data.test_decoders import moving_square, square_masks, write_dicom_cine, write_video
 from ultramn.data.clipio import read_clip
 from ultramn.data.importers.common import ImportedClip, ImportOptions, write_import
+from ultramn.data.importers.dicom import import_dicoms
 from ultramn.data.importers.video import import_videos
 from ultramn.data.manifest import read_manifest
 
@@ -72,7 +73,7 @@ def test_a_first_import_that_fails_writes_no_clip_files(tmp_path: Path) -> None:
     result = _cli("import", "video", "--videos", videos, "--out", out)
     assert result.returncode == 2 and "no mask found" in result.stderr
     assert not (out / "manifest.csv").exists()
-    assert _clip_files(out) == []
+    assert not out.exists()  # not even an empty clips/ folder
 
 
 def test_an_interrupted_import_leaves_the_dataset_as_it_was(tmp_path: Path) -> None:
@@ -92,3 +93,22 @@ def test_an_interrupted_import_leaves_the_dataset_as_it_was(tmp_path: Path) -> N
         write_import(clips_then_ctrl_c(), ImportOptions(out=out), source="video:v")
     assert (out / "manifest.csv").read_text() == before
     _consistent(out)
+
+
+def test_a_failed_dicom_import_does_not_tie_the_dataset_to_a_salt(tmp_path: Path) -> None:
+    dicoms, out = tmp_path / "exam", tmp_path / "out"
+    dicoms.mkdir()
+    write_dicom_cine(dicoms / "loop.dcm", moving_square(), patient_id="MRN-1")
+    result = _cli("import", "dicom", "--dicoms", dicoms, "--out", out)  # the mask is missing
+    assert result.returncode == 2 and "no mask found" in result.stderr
+    assert not (out / ".participant_salt").exists()
+    # the user adds the mask and now pools with another dataset's salt: nothing was imported, so it is accepted
+    np.save(dicoms / "loop_mask.npy", square_masks())
+    result = _cli("import", "dicom", "--dicoms", dicoms, "--out", out, "--salt", "pooled")
+    assert result.returncode == 0, result.stderr
+    (record,) = read_manifest(out)
+    pooled = import_dicoms(dicoms, ImportOptions(out=tmp_path / "other"), salt="pooled")
+    assert [r.participant_id for r in pooled.written] == [record.participant_id]  # the same pseudonym in both datasets
+    assert "pooled" not in (out / ".participant_salt").read_text()
+    # the stored fingerprint binds later imports
+    assert _cli("import", "dicom", "--dicoms", dicoms, "--out", out).returncode == 2

@@ -8,8 +8,8 @@
 - Pseudonyms: ``participant_id`` = first 12 hex digits of ``sha256(salt | PatientID)``
   (of the file's bytes when PatientID is empty); ``clip_id`` = ``dicom-`` + 12 hex digits of
   ``sha256(salt | file bytes)``. One salt per dataset (:func:`dataset_salt`): random and kept
-  in ``OUT/.participant_salt`` so re-imports give the same ids, or a given ``salt`` (to pool
-  datasets) of which only a fingerprint is kept. No name, ID, date or file name is written
+  in ``OUT/.participant_salt`` (by the first import that succeeds) so re-imports give the
+  same ids, or a given ``salt`` (to pool datasets) of which only a fingerprint is kept. No name, ID, date or file name is written
   to the manifest.
 - Side: ``ImageLaterality`` / ``Laterality`` (``L``/``R``) unless ``--side`` is given.
 - Pixel spacing and fps come from the header (see :func:`ultramn.data.decoders.decode_dicom`).
@@ -58,7 +58,26 @@ def _fingerprint(salt: str) -> str:
     return _GIVEN_SALT_PREFIX + hashlib.sha256(salt.encode("utf-8")).hexdigest()
 
 
-def dataset_salt(out: Path, salt: str | None) -> str:
+@dataclass(frozen=True)
+class DatasetSalt:
+    """The salt of a dataset (:func:`dataset_salt`) and whether ``OUT/.participant_salt`` is still to be written."""
+
+    value: str
+    given: bool
+    new: bool
+
+    def store(self, out: Path) -> None:
+        """Write ``OUT/.participant_salt`` when this salt is new (the random salt, or a given salt's fingerprint)."""
+        if not self.new:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / SALT_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text((_fingerprint(self.value) if self.given else self.value) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+
+def dataset_salt(out: Path, salt: str | None) -> DatasetSalt:
     """The salt of the dataset in ``out``; one dataset, one salt, so its pseudonyms stay stable.
 
     ``OUT/.participant_salt`` holds the random salt made on the first import without
@@ -66,6 +85,9 @@ def dataset_salt(out: Path, salt: str | None) -> str:
     itself is not written). A later import must agree with it: a different ``salt``, or none
     where the first import had one, is a :class:`UserInputError`, since mixed salts give one
     patient two ids and can put them in two splits.
+
+    Nothing is written here: a new salt is stored (:meth:`DatasetSalt.store`) only by an
+    import that succeeds, so a failed first import does not tie the dataset to a salt.
     """
     path = out / SALT_FILE
     stored = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
@@ -74,17 +96,16 @@ def dataset_salt(out: Path, salt: str | None) -> str:
             raise UserInputError(f"{out} was imported with --salt; give the same --salt again (it is not stored)")
         if _fingerprint(salt) != stored:
             raise UserInputError(f"--salt differs from the salt of the earlier DICOM imports into {out}; use that salt or a new --out")
-        return salt
+        return DatasetSalt(salt, given=True, new=False)
     if stored:
         if salt and salt != stored:
             raise UserInputError(
                 f"{out} already holds DICOM imports made with the salt in {path}; drop --salt to reuse it, or import into a new --out"
             )
-        return stored
-    out.mkdir(parents=True, exist_ok=True)
-    value = salt or secrets.token_hex(16)
-    path.write_text((_fingerprint(value) if salt else value) + "\n", encoding="utf-8")
-    return value
+        return DatasetSalt(stored, given=False, new=False)
+    if salt:
+        return DatasetSalt(salt, given=True, new=True)
+    return DatasetSalt(secrets.token_hex(16), given=False, new=True)
 
 
 def pseudonym(salt: str, data: bytes) -> str:
@@ -181,9 +202,9 @@ def import_dicoms(
     report = ImportReport()
     clips = guarded(
         progress(files, "import dicom"),
-        lambda p: load_dicom_clip(p, dicoms_dir, masks_root, options, key, mask_suffix),
+        lambda p: load_dicom_clip(p, dicoms_dir, masks_root, options, key.value, mask_suffix),
         lambda p: str(p.relative_to(dicoms_dir)),
         report,
         options.skip_bad,
     )
-    return write_import(clips, options, source="dicom", report=report)
+    return write_import(clips, options, source="dicom", report=report, before_commit=lambda: key.store(options.out))
