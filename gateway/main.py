@@ -24,6 +24,7 @@ from gateway.core.headers import NoStoreMiddleware
 from gateway.core.logging import configure_logging
 from gateway.core.metrics import Metrics, MetricsMiddleware
 from gateway.core.state import AppState
+from gateway.core.uploads import UploadSlots
 from gateway.pipeline import PipelineConfig, build_pipeline
 from gateway.store import AnalysisRepository, FileStore
 from gateway.store.lock import DataDirLock
@@ -62,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app_metrics.track_queue(lambda: jobs.depth)
             await jobs.start()
             stack.push_async_callback(jobs.stop)
-            app.state.ultramn = AppState(settings, app_metrics, repo, files, triton, jobs, asyncio.Semaphore(settings.decode_concurrency))
+            decode_slots = asyncio.Semaphore(settings.decode_concurrency)
+            uploads = UploadSlots(settings.upload_concurrency, settings.retry_after_s, settings.data_dir)
+            app.state.ultramn = AppState(settings, app_metrics, repo, files, triton, jobs, decode_slots, uploads)
             stack.callback(setattr, app.state, "ultramn", None)
             log.info("gateway started", extra={"triton": settings.triton_url, "model": settings.model_name, "workers": settings.workers})
             yield

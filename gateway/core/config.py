@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         description="Most pixels in a decoded clip (frames x height x width): 422 beyond. A job's peak memory grows "
         "with the clip (about 3.2 bytes per pixel, bench/bench_memory.py), so this bounds memory per worker.",
     )
+    upload_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Uploads (single clips and batch archives together) received and stored at once; each holds up to "
+        "twice its size of disk until it is queued. More get 429 uploads_busy before their body is read.",
+    )
     decode_concurrency: int = Field(
         2,
         ge=1,

@@ -2,7 +2,7 @@
 
 Codes (stable, documented in docs/api.md): ``unauthorized`` 401, ``forbidden`` 403,
 ``not_found`` 404, ``payload_too_large`` 413, ``unsupported_media_type`` 415,
-``corrupt_file`` / ``limit_exceeded`` / ``validation_error`` 422, ``queue_full`` 429,
+``corrupt_file`` / ``limit_exceeded`` / ``validation_error`` 422, ``queue_full`` / ``uploads_busy`` 429,
 ``triton_unavailable`` 503, ``analysis_failed`` 500, ``internal_error`` 500.
 """
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gateway.core.config import Settings
 from gateway.core.metrics import Metrics
+from gateway.core.uploads import UploadSlots
 from gateway.store import AnalysisRepository, FileStore
 from gateway.triton_client import TritonClient
 from gateway.worker import JobQueue
@@ -25,3 +26,5 @@ class AppState:
     #: request-time decodes at once (``ULTRAMN_DECODE_CONCURRENCY``): each holds a pool thread
     #: and its clip's memory; more uploads wait their turn instead of starving the other routes
     decode_slots: asyncio.Semaphore
+    #: upload bodies received and stored at once (``ULTRAMN_UPLOAD_CONCURRENCY``), with a disk check
+    uploads: UploadSlots

@@ -326,36 +326,38 @@ async def create_analysis(
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes:
         raise PayloadTooLargeError(settings.max_upload_bytes)
-    job_id = uuid.uuid4().hex
-    form = await read_upload_form(request, settings)
-    staging = files.staging_path(job_id)
-    try:
-        _check_fields(form, list(_UPLOAD_FIELDS))
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise ApiError(422, "validation_error", "file: a multipart file field named 'file' is required")
-        spacing = _parse_spacing(form.get("pixel_spacing_mm"))
-        stride = _parse_int("stride", form.get("stride"), 1, CONTRACT.window_frames)
-        wait = _parse_bool("wait", form.get("wait"))
-        ext = Path(upload.filename or "").suffix.lower()
-        ext = ext if _EXT.match(ext) else ""
-        client_name = _display_name(upload.filename, ext)
-        size = await asyncio.to_thread(_copy, upload.file, staging)
-    finally:
-        await form.close()
-    t0 = time.perf_counter()
-    try:
-        # errors answer the uploader only, so they name the uploader's file (never stored or logged)
-        async with get_state(request).decode_slots:
-            clip = await asyncio.to_thread(decode, staging, client_name, settings.decode_limits)
-    except DecodeError as exc:
-        staging.unlink(missing_ok=True)
-        raise decode_error_to_api(exc) from exc
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    decode_ms = (time.perf_counter() - t0) * 1000.0
-    os.replace(staging, files.upload_path(job_id, ext))
+    declared = int(length) if length and length.isdigit() else None
+    with get_state(request).uploads.hold(declared):  # 429 / 507 before the body is read
+        job_id = uuid.uuid4().hex
+        form = await read_upload_form(request, settings)
+        staging = files.staging_path(job_id)
+        try:
+            _check_fields(form, list(_UPLOAD_FIELDS))
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(422, "validation_error", "file: a multipart file field named 'file' is required")
+            spacing = _parse_spacing(form.get("pixel_spacing_mm"))
+            stride = _parse_int("stride", form.get("stride"), 1, CONTRACT.window_frames)
+            wait = _parse_bool("wait", form.get("wait"))
+            ext = Path(upload.filename or "").suffix.lower()
+            ext = ext if _EXT.match(ext) else ""
+            client_name = _display_name(upload.filename, ext)
+            size = await asyncio.to_thread(_copy, upload.file, staging)
+        finally:
+            await form.close()
+        t0 = time.perf_counter()
+        try:
+            # errors answer the uploader only, so they name the uploader's file (never stored or logged)
+            async with get_state(request).decode_slots:
+                clip = await asyncio.to_thread(decode, staging, client_name, settings.decode_limits)
+        except DecodeError as exc:
+            staging.unlink(missing_ok=True)
+            raise decode_error_to_api(exc) from exc
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+        decode_ms = (time.perf_counter() - t0) * 1000.0
+        os.replace(staging, files.upload_path(job_id, ext))
     n_windows = len(window_starts(clip.n_frames, CONTRACT.window_frames, stride or settings.default_stride))
     try:
         row = repo.create(

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
 
-from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep, SettingsDep
+from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep, SettingsDep, get_state
 from gateway.api.openapi import error_responses, multipart_upload
 from gateway.api.routes.analyses import (
     _EXT,
@@ -356,34 +356,36 @@ async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, f
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes:
         raise PayloadTooLargeError(settings.max_upload_bytes)
-    batch_id = uuid.uuid4().hex
-    form = await read_upload_form(request, settings)
-    folder = settings.data_dir / "batches" / f".{batch_id}"  # staging + extraction, removed once ingested
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        _check_fields(form, list(_UPLOAD_FIELDS))
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise ApiError(422, "validation_error", "file: a multipart file field named 'file' is required")
-        options = {
-            "pixel_spacing_mm": _parse_spacing(form.get("pixel_spacing_mm")),
-            "stride": _parse_int("stride", form.get("stride"), 1, CONTRACT.window_frames),
-        }
-        suffixes = [x.lower() for x in Path(upload.filename or "").suffixes[-2:] if _EXT.match(x.lower())]
-        ext = "".join(suffixes) if suffixes[:1] == [".tar"] else "".join(suffixes[-1:])
-        staging = folder / f"archive{ext}"  # error messages name it so; the client's file name is not kept
-        size = await asyncio.to_thread(_copy, upload.file, staging)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    finally:
-        await form.close()
-    try:
-        _, pairs = await asyncio.to_thread(_ingest, staging, folder / "work", batch_id, files, repo, settings, options, size, ext, key)
-    except IntegrityError:  # the same key arrived twice at once and the other upload won
-        if key is not None and (earlier := await asyncio.to_thread(_replay, repo, key)) is not None:
-            return earlier
-        raise
+    declared = int(length) if length and length.isdigit() else None
+    with get_state(request).uploads.hold(declared):  # 429 / 507 before the body is read; held until extracted
+        batch_id = uuid.uuid4().hex
+        form = await read_upload_form(request, settings)
+        folder = settings.data_dir / "batches" / f".{batch_id}"  # staging + extraction, removed once ingested
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            _check_fields(form, list(_UPLOAD_FIELDS))
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(422, "validation_error", "file: a multipart file field named 'file' is required")
+            options = {
+                "pixel_spacing_mm": _parse_spacing(form.get("pixel_spacing_mm")),
+                "stride": _parse_int("stride", form.get("stride"), 1, CONTRACT.window_frames),
+            }
+            suffixes = [x.lower() for x in Path(upload.filename or "").suffixes[-2:] if _EXT.match(x.lower())]
+            ext = "".join(suffixes) if suffixes[:1] == [".tar"] else "".join(suffixes[-1:])
+            staging = folder / f"archive{ext}"  # error messages name it so; the client's file name is not kept
+            size = await asyncio.to_thread(_copy, upload.file, staging)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            await form.close()
+        try:
+            _, pairs = await asyncio.to_thread(_ingest, staging, folder / "work", batch_id, files, repo, settings, options, size, ext, key)
+        except IntegrityError:  # the same key arrived twice at once and the other upload won
+            if key is not None and (earlier := await asyncio.to_thread(_replay, repo, key)) is not None:
+                return earlier
+            raise
     _feeders.add(feeder := asyncio.create_task(_feed(jobs, repo, [row.id for _, row in pairs]), name=f"batch-feed-{batch_id}"))
     feeder.add_done_callback(_feeders.discard)
     names = {row.id: clip.name for clip, row in pairs}
