@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from tests.data.test_decoders import moving_square, square_masks, write_dicom_cine, write_video
+from tests.data.test_decoders import H, W, moving_square, square_masks, write_dicom_cine, write_video
 from ultramn.data.clipio import read_clip
+from ultramn.data.decoders import decode
 from ultramn.data.importers.common import ImportedClip, ImportOptions, write_import
 from ultramn.data.importers.dicom import import_dicoms
+from ultramn.data.importers.images import import_images
 from ultramn.data.importers.video import import_videos
 from ultramn.data.manifest import read_manifest
 
@@ -112,3 +116,22 @@ def test_a_failed_dicom_import_does_not_tie_the_dataset_to_a_salt(tmp_path: Path
     assert "pooled" not in (out / ".participant_salt").read_text()
     # the stored fingerprint binds later imports
     assert _cli("import", "dicom", "--dicoms", dicoms, "--out", out).returncode == 2
+
+
+def test_16_bit_frames_of_one_clip_are_scaled_together_as_in_a_zip_upload(tmp_path: Path) -> None:
+    images, masks, out = tmp_path / "frames", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    ramp = np.tile(np.linspace(0.0, 1.0, W), (H, 1))
+    for i, top in enumerate((4000, 2000, 200), start=1):  # a 16-bit cine fading to dark
+        Image.fromarray((ramp * top).astype(np.uint16)).save(images / f"c1_f{i}.png")
+        Image.fromarray(square_masks(n=1)[0]).save(masks / f"c1_f{i}.png")
+    assert Image.open(images / "c1_f1.png").mode == "I;16"
+    with zipfile.ZipFile(tmp_path / "c1.zip", "w") as zf:  # the same frames uploaded to the gateway
+        for path in sorted(images.iterdir()):
+            zf.write(path, path.name)
+    gateway = decode(tmp_path / "c1.zip").frames
+    import_images(images, masks, ImportOptions(out=out), dataset="cine", clip_pattern=r"^(c\d+)_")
+    frames = read_clip(out / "clips" / "cine-c1.npz").frames
+    np.testing.assert_array_equal(frames, gateway)
+    assert [int(f.max()) for f in frames] == [255, 128, 13]  # the fade survives

@@ -19,10 +19,22 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from ultramn.data.decoders import IMAGE_FORMATS, DecodeError, U8Array, decode, natural_key
+from ultramn.data.decoders import (
+    IMAGE_FORMATS,
+    SNIFF_BYTES,
+    DecodeError,
+    DecodeLimits,
+    U8Array,
+    _pages_to_frames,
+    _pil_pages,
+    natural_key,
+    sniff_format,
+)
 from ultramn.data.importers.common import (
     IMAGE_EXTENSIONS,
     ImportedClip,
@@ -102,29 +114,46 @@ def group_images(
     return groups, unmatched
 
 
+def _raw_page(path: Path, limits: DecodeLimits) -> npt.NDArray[Any]:
+    """The one page of a still image, grey ``[H,W]`` and upright, as the decoder reads it:
+    ``uint8`` for 8-bit and colour images, the stored numbers of 16-bit and float ones."""
+    try:
+        with path.open("rb") as fh:
+            fmt = sniff_format(fh.read(SNIFF_BYTES), path.name)
+            if fmt not in IMAGE_FORMATS and fmt != "tiff":
+                raise DecodeError(f"{path}: expected a still image, found {fmt}")
+            fh.seek(0)
+            pages = _pil_pages(fh, str(path), limits, max_frames=limits.max_frames)
+    except OSError as exc:
+        raise DecodeError(f"{path}: unreadable ({exc.strerror or exc})") from exc
+    if len(pages) != 1:
+        raise DecodeError(f"{path}: {len(pages)} pages; use one image per frame")
+    return pages[0]
+
+
 def load_group(group: ImageGroup, options: ImportOptions, dataset: str) -> ImportedClip:
-    """Decode one group's images and masks into an :class:`ImportedClip` (``uint8 [T,H,W]``)."""
-    frames: list[U8Array] = []
+    """Decode one group's images and masks into an :class:`ImportedClip` (``uint8 [T,H,W]``).
+
+    16-bit and float frames are scaled to grey levels once over the whole clip, as the
+    decoder does for the pages of a TIFF or the frames of a ZIP upload, so a clip's frames
+    keep their relative brightness (a fade survives).
+    """
+    pages: list[npt.NDArray[Any]] = []
     masks: list[U8Array] = []
     for image_path, mask_path in zip(group.images, group.masks, strict=True):
-        decoded = decode(image_path, limits=options.limits)
-        if decoded.format not in IMAGE_FORMATS and decoded.format != "tiff":
-            raise DecodeError(f"{image_path}: expected a still image, found {decoded.format}")
-        if decoded.n_frames != 1:
-            raise DecodeError(f"{image_path}: {decoded.n_frames} pages; use one image per frame")
+        page = _raw_page(image_path, options.limits)
         mask = mask_from_image(mask_path, options.mask_value)[None]
-        check_pair(decoded.frames, mask, image_path.name)
-        if frames and decoded.frames.shape != frames[0].shape:
-            raise DecodeError(
-                f"clip {group.key}: {image_path.name} is {decoded.frames.shape[2]}x{decoded.frames.shape[1]}, "
-                f"other frames {frames[0].shape[2]}x{frames[0].shape[1]}"
-            )
-        frames.append(decoded.frames)
+        check_pair(page[None], mask, image_path.name)
+        if pages and page.shape != pages[0].shape:
+            (h, w), (h0, w0) = page.shape, pages[0].shape
+            raise DecodeError(f"clip {group.key}: {image_path.name} is {w}x{h}, other frames {w0}x{h0}")
+        options.limits.check_clip(len(pages) + 1, *page.shape)
+        pages.append(page)
         masks.append(mask)
     return ImportedClip(
         clip_id=f"{dataset}-{group.key}",
         participant_id=f"{dataset}-{group.participant}",
-        frames=np.concatenate(frames),
+        frames=_pages_to_frames(pages),
         masks=np.concatenate(masks),
     )
 
