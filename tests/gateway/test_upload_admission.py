@@ -10,11 +10,14 @@ import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import gateway.core.uploads as uploads_module
 from tests.gateway.conftest import SynthClip
 from tests.gateway.helpers import assert_error, make_settings, running_gateway, upload, write_clip
+from ultramn.batch.gateway_client import GatewayAnalyzer
+from ultramn.batch.types import ClipError
 from ultramn.serving.embedded import EmbeddedTriton
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +32,7 @@ def multipart(name: str, data: bytes) -> tuple[bytes, bytes]:
 
 
 async def test_uploads_past_the_limit_get_429_until_a_slot_frees(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:
-    settings = make_settings(tmp_path / "data", triton_server.grpc_url, upload_concurrency=1)
+    settings = make_settings(tmp_path / "data", triton_server.grpc_url, upload_concurrency=1, retry_after_s=1)
     path = write_clip("npy", clip.frames, tmp_path / "files")
     body = path.read_bytes()
     archive = io.BytesIO()
@@ -59,6 +62,11 @@ async def test_uploads_past_the_limit_get_429_until_a_slot_frees(triton_server: 
         assert int(busy.headers["retry-after"]) == settings.retry_after_s
         batch = await client.post("/v1/batches", files={"file": ("clips.zip", archive.getvalue())})
         assert_error(batch, 429, "uploads_busy")  # one limit for single clips and archives
+        analyzer = GatewayAnalyzer("http://gateway", transport=httpx.ASGITransport(app=client.app), max_queue_retries=1)  # type: ignore[attr-defined]
+        with pytest.raises(ClipError) as refused:  # `ultramn batch` retries, then records the gateway's own code
+            await analyzer.analyze(path, "clip.npy")
+        await analyzer.aclose()
+        assert refused.value.code == "uploads_busy" and "stayed busy after 2 tries" in refused.value.message
         gate.set()
         assert (await first).status_code == 202
         assert slots.in_use == 0

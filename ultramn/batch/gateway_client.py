@@ -91,6 +91,7 @@ class GatewayAnalyzer:
     async def _upload(self, path: Path, key: str | None) -> httpx.Response:
         headers = {"Idempotency-Key": self.idempotency_key(key)} if key else {}
         lost = 0
+        busy: httpx.Response | None = None
         for _ in range(self.max_queue_retries + 1):
             data = await asyncio.to_thread(path.read_bytes)
             try:
@@ -104,9 +105,11 @@ class GatewayAnalyzer:
                 continue
             if resp.status_code != 429:
                 return resp
+            busy = resp  # queue_full or uploads_busy: the gateway says when to come back
             delay = float(resp.headers.get("Retry-After", "1") or 1)
             await asyncio.sleep(min(max(delay, 0.2), 10.0))
-        raise ClipError("queue_full", "the gateway's queue stayed full")
+        code, message = error_of(busy) if busy is not None else ("gateway_unreachable", "every answer was lost")
+        raise ClipError(code, f"the gateway stayed busy after {self.max_queue_retries + 1} tries: {message}")
 
     async def _poll(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout_s
