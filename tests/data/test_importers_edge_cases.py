@@ -135,3 +135,27 @@ def test_16_bit_frames_of_one_clip_are_scaled_together_as_in_a_zip_upload(tmp_pa
     frames = read_clip(out / "clips" / "cine-c1.npz").frames
     np.testing.assert_array_equal(frames, gateway)
     assert [int(f.max()) for f in frames] == [255, 128, 13]  # the fade survives
+
+
+def test_images_that_differ_only_in_extension_are_refused_not_merged(tmp_path: Path) -> None:
+    images, masks, out = tmp_path / "scans", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    frames = moving_square(n=2)
+    Image.fromarray(frames[0]).save(images / "a.png")
+    Image.fromarray(frames[1]).save(images / "a.jpg")  # another image, not a second frame of a
+    Image.fromarray(frames[0]).save(images / "b.png")
+    for name in ("a", "b"):
+        Image.fromarray(square_masks(n=1)[0] * 255).save(masks / f"{name}.png")
+    result = _cli("import", "images", "--images", images, "--masks", masks, "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "a.jpg and a.png share a name" in result.stderr, result.stderr
+    assert not out.exists()
+    # two masks for one image: which one is meant is not for the importer to guess
+    (images / "a.jpg").unlink()
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(masks / "a.bmp")
+    result = _cli("import", "images", "--images", images, "--masks", masks, "--out", out)
+    assert result.returncode == 2 and "a.bmp and a.png share a name (the mask of a.png)" in result.stderr, result.stderr
+    (masks / "a.bmp").unlink()
+    assert _cli("import", "images", "--images", images, "--masks", masks, "--out", out).returncode == 0
+    assert {r.clip_id: r.n_frames for r in read_manifest(out)} == {"scans-a": 1, "scans-b": 1}

@@ -76,6 +76,17 @@ def default_dataset_name(images_dir: Path) -> str:
     return safe_id(name)
 
 
+def _refuse_shared_stems(files: list[Path], option: str, what: str) -> None:
+    """A :class:`UserInputError` when two of ``files`` differ only in extension (``a.png``, ``a.jpg``)."""
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    for path in files:
+        by_stem[path.stem].append(path.name)
+    shared = [names for names in by_stem.values() if len(names) > 1]
+    if shared:
+        shown = "; ".join(" and ".join(names) for names in shared[:3]) + (" ..." if len(shared) > 3 else "")
+        raise UserInputError(f"{option}: {shown} share a name ({what}): keep one of each")
+
+
 def group_images(
     images_dir: Path,
     masks_dir: Path,
@@ -91,7 +102,11 @@ def group_images(
     images = [p for p in list_files(images_dir, IMAGE_EXTENSIONS) if not (mask_suffix and p.stem.endswith(mask_suffix))]
     if not images:
         raise UserInputError(f"--images: no {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} files in {images_dir}")
-    masks = {p.stem: p for p in list_files(masks_dir, IMAGE_EXTENSIONS)}
+    _refuse_shared_stems(images, "--images", "one mask and one clip id")
+    mask_files: dict[str, list[Path]] = defaultdict(list)
+    for path in list_files(masks_dir, IMAGE_EXTENSIONS):
+        mask_files[path.stem].append(path)
+    masks = {stem: paths[0] for stem, paths in mask_files.items()}
     clip_re = compile_pattern(clip_pattern, "--clip-pattern")
     part_re = compile_pattern(participant_pattern, "--participant-pattern")
     frames: dict[str, list[tuple[Path, Path]]] = defaultdict(list)
@@ -102,6 +117,7 @@ def group_images(
         if mask is None:
             unmatched.append(image.name)
             continue
+        _refuse_shared_stems(mask_files[mask.stem], "--masks", f"the mask of {image.name}")
         key = match_key(clip_re, image.name, image.stem, "--clip-pattern")
         participant = match_key(part_re, image.name, key, "--participant-pattern")
         if participants.setdefault(key, participant) != participant:
