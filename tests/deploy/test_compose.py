@@ -38,7 +38,7 @@ def _tagged(tag: str) -> Any:
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_scalar(node)  # type: ignore[arg-type]
+            value = loader.construct_scalar(node)
         return {tag: value}
 
     return construct
@@ -168,7 +168,7 @@ def test_cpu_override() -> None:
     assert triton["deploy"] == {"!reset": {}}
     assert {m["target"]: m["source"] for m in mounts(triton)}["/models"] == "./triton_models/cpu"
     assert (ROOT / "triton_models" / "cpu" / "ultramn" / "config.pbtxt").is_file()
-    assert "/v2/health/ready" in healthcheck_text(triton)
+    # its health check (readiness plus an inference per model): tests/deploy/test_triton_health.py
     dockerfile = ROOT / triton["build"]["context"] / triton["build"]["dockerfile"]
     assert f"FROM {TRITON_IMAGE}" in dockerfile.read_text() and "onnxruntime" in dockerfile.read_text()
     repo, _, tag = triton["image"].rpartition(":")
@@ -184,7 +184,7 @@ def test_gateway_image_has_no_torch() -> None:
     assert not any(Requirement(r).name == "torch" for r in serve)
     # the installed closure of ultramn[serve] (metadata of this environment) pulls no torch either
     seen: set[str] = set()
-    todo = [("ultramn", ("serve",))]
+    todo: list[tuple[str, tuple[str, ...]]] = [("ultramn", ("serve",))]
     while todo:
         name, extras = todo.pop()
         key = name.lower().replace("_", "-")
