@@ -159,3 +159,20 @@ def test_images_that_differ_only_in_extension_are_refused_not_merged(tmp_path: P
     (masks / "a.bmp").unlink()
     assert _cli("import", "images", "--images", images, "--masks", masks, "--out", out).returncode == 0
     assert {r.clip_id: r.n_frames for r in read_manifest(out)} == {"scans-a": 1, "scans-b": 1}
+
+
+def test_the_mask_suffix_option_has_one_spelling_that_works_everywhere(tmp_path: Path) -> None:
+    videos, images = tmp_path / "videos", tmp_path / "stills"
+    videos.mkdir()
+    images.mkdir()
+    write_video(videos / "a.mp4", moving_square(), "libx264")
+    np.save(videos / "a_seg.npy", square_masks())
+    Image.fromarray(moving_square(n=1)[0]).save(images / "b.png")
+    Image.fromarray(square_masks(n=1)[0]).save(images / "b_seg.png")
+    for spelling in ("--mask-suffix", "--masks-suffix"):
+        video = _cli("import", "video", "--videos", videos, "--out", tmp_path / f"v{spelling}", spelling, "_seg")
+        assert video.returncode == 0, video.stderr
+        image = _cli("import", "images", "--images", images, "--masks", images, "--out", tmp_path / f"i{spelling}", spelling, "_seg")
+        assert image.returncode == 0, image.stderr
+        assert [r.clip_id for r in read_manifest(tmp_path / f"v{spelling}")] == ["videos-a"]
+        assert [r.clip_id for r in read_manifest(tmp_path / f"i{spelling}")] == ["stills-b"]

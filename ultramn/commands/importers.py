@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         mask_value: int | None = typer.Option(
             None, "--mask-value", help="Label of the nerve in multi-class masks (default: any nonzero pixel is nerve)."
         ),
-        mask_suffix: str = typer.Option("", "--mask-suffix", help="Mask stem = image stem + this (e.g. _mask)."),
+        mask_suffix: str = typer.Option("", "--mask-suffix", "--masks-suffix", help="Mask stem = image stem + this (e.g. _mask)."),
         clip_pattern: str | None = typer.Option(
             None, "--clip-pattern", help="Regex on the file name; its first group is the clip id (frames sharing it form one clip)."
         ),
@@ -124,6 +124,7 @@ def register(app: typer.Typer) -> None:
         masks_suffix: str = typer.Option(
             "_mask",
             "--masks-suffix",
+            "--mask-suffix",
             help="clip.mp4's mask is clip<suffix>/ (PNG frames), clip<suffix>.npy/.npz, clip<suffix>.mp4/.avi or .tif.",
         ),
         mask_value: int | None = typer.Option(None, "--mask-value", help="Nerve label in label masks (not videos)."),
@@ -158,7 +159,7 @@ def register(app: typer.Typer) -> None:
         out: OutOption,
         masks: Path | None = typer.Option(None, "--masks", help="Folder mirroring --dicoms with the masks (default: beside each DICOM)."),
         masks_suffix: str = typer.Option(
-            "_mask", "--masks-suffix", help="x.dcm's mask is x<suffix>/ (PNG frames), x<suffix>.npy/.npz or .tif."
+            "_mask", "--masks-suffix", "--mask-suffix", help="x.dcm's mask is x<suffix>/ (PNG frames), x<suffix>.npy/.npz or .tif."
         ),
         mask_value: int | None = typer.Option(None, "--mask-value", help="Nerve label in label masks."),
         salt: str | None = typer.Option(
