@@ -258,3 +258,21 @@ def test_one_participant_gives_no_paired_interval() -> None:
     # a one-participant metrics.json has an estimate and no bounds
     one = _metrics(dice_mean_ci={"estimate": 0.8, "low": None, "high": None, "n_participants": 1})
     assert "| 0.8000 [n/a, 1 participant] |" in comparison_table([("A", one)])
+
+
+def test_paired_table_keeps_mm_and_px_stability_apart() -> None:
+    """Clips with and without a pixel spacing: the old table averaged mm² and px² differences."""
+    first = _rows([0.9] * 8, [0.1, 0.1, 0.1, 0.1, 5.0, 5.0, 5.0, 5.0], [10] * 8)
+    other = _rows([0.8] * 8, [0.3, 0.3, 0.3, 0.3, 1.0, 1.0, 1.0, 1.0], [10] * 8)
+    for rows in (first, other):
+        for i, r in enumerate(rows.values()):
+            r["units"] = "mm" if i < 4 else "px"  # participants p0, p1 in mm; p2, p3 in px
+    lines = paired_table("A", [first], [("B", [other])]).splitlines()
+    assert "stability error difference |" in lines[0]  # no single unit in the title
+    whole, mm, px = lines[2], lines[3], lines[4]
+    assert whole.startswith("| A − B |") and "+0.1000" in whole and "n/a (mixed mm²/px²" in whole and "| 8 |" in whole
+    assert mm.startswith("| A − B, clips in mm |") and "-0.2000 [-0.2000, -0.2000] mm²" in mm and "| ahead | 4 |" in mm
+    assert px.startswith("| A − B, clips in px |") and "+4.0000 [+4.0000, +4.0000] px²" in px and "| behind | 4 |" in px
+    # one unit: one row per pair, the unit in the title
+    same = paired_table("A", [_rows([0.9, 0.8], [0.1, 0.2], [5, 5])], [("B", [_rows([0.9, 0.8], [0.1, 0.2], [5, 5])])])
+    assert len(same.splitlines()) == 3

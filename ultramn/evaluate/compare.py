@@ -342,24 +342,50 @@ def clip_area_units(runs: Sequence[ClipRows]) -> str | None:
     return AREA_LABELS.get(units.pop()) if len(units) == 1 else AREA_LABELS["mixed/px2"]
 
 
+def clips_by_unit(runs: Sequence[ClipRows]) -> dict[str, set[str]]:
+    """Ids of the first run's clips per ``units`` value (``mm``, ``px``; ``""`` without the column)."""
+    found: dict[str, set[str]] = {}
+    for clip, row in runs[0].items():
+        found.setdefault(row.get("units") or "", set()).add(clip)
+    return found
+
+
+def _pair_cells(label: str, first: Sequence[ClipRows], other: Sequence[ClipRows], unit: str | None) -> list[str]:
+    """One paired-table row; ``unit`` (an area label) is written in the stability cell when given."""
+    diff = paired_difference(first, other)
+    st = diff.stability
+    stab = "n/a" if st is None else _difference_text(st) + (f" {unit}" if unit else "")
+    return [label, _difference_text(diff.dice), _verdict(diff.dice, True), stab, _verdict(diff.stability, False), str(diff.n_clips)]
+
+
 def paired_table(first_name: str, first: Sequence[ClipRows], others: Sequence[tuple[str, Sequence[ClipRows] | None]]) -> str:
     """Markdown table of :func:`paired_difference` of ``first`` against each other model.
 
-    Every model is given as its replicate runs' rows (``None``: no ``clips.csv``).
+    Every model is given as its replicate runs' rows (``None``: no ``clips.csv``). When the
+    first model's clips are in mixed units (some with a pixel spacing, some without), a
+    stability difference in mm² and one in px² cannot be averaged: each pair then has a row
+    over all clips with Dice only, and one row per unit over that unit's clips, the unit in
+    each stability cell.
     """
     unit = clip_area_units(first)
-    head = ["pair", "Dice difference", "Dice", f"stability error difference{f' ({unit})' if unit else ''}", "stability", "clips"]
+    by_unit = clips_by_unit(first)
+    mixed = len(by_unit) > 1
+    title = "stability error difference" + (f" ({unit})" if unit and not mixed else "")
+    head = ["pair", "Dice difference", "Dice", title, "stability", "clips"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, rows in others:
+        label = f"{first_name} − {name}"
         if rows is None:
-            lines.append(f"| {first_name} − {name} | n/a (no clips.csv) | | | | |")
+            lines.append(f"| {label} | n/a (no clips.csv) | | | | |")
             continue
-        diff = paired_difference(first, rows)
-        dice = _difference_text(diff.dice)
-        st = diff.stability
-        stab = "n/a" if st is None else _difference_text(st)
-        cells = [f"{first_name} − {name}", dice, _verdict(diff.dice, True), stab, _verdict(diff.stability, False), str(diff.n_clips)]
+        cells = _pair_cells(label, first, rows, None)
+        if mixed:
+            cells[3:5] = ["n/a (mixed mm²/px²: per unit below)", ""]
         lines.append("| " + " | ".join(cells) + " |")
+        for code, clips in sorted(by_unit.items()) if mixed else ():
+            area = AREA_LABELS.get(code, "?")
+            mine, theirs = restrict(first, clips), restrict(rows, clips)
+            lines.append("| " + " | ".join(_pair_cells(f"{label}, clips in {area.removesuffix('²')}", mine, theirs, area)) + " |")
     return "\n".join(lines) + "\n"
 
 
