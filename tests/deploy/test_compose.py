@@ -218,3 +218,41 @@ def test_docker_compose_config_when_available(compose: dict[str, Any]) -> None:
             [docker, "compose", *files, "--profile", "monitoring", "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert res.returncode == 0, res.stderr
+
+
+def _seconds(duration: str) -> float:
+    """A Compose duration (``30s``, ``1m30s``, ``15m``) in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6}[u] for n, u in parts)
+
+
+#: Docker's grace between SIGTERM and SIGKILL on ``docker compose stop`` when none is set.
+DOCKER_STOP_GRACE_S = 10.0
+
+
+def test_triton_gets_its_exit_timeout_before_sigkill(compose: dict[str, Any]) -> None:
+    """A stopping Triton waits ``--exit-timeout-secs`` for in-flight requests (the whole timeout when a
+    python-backend stub is dead, tests/deploy/test_triton_health.py), then unloads the model."""
+    base = compose["services"]["triton"]
+    for triton in (base, {**base, **load(CPU)["services"]["triton"]}):  # command and grace: replaced, not merged
+        timeouts = [float(a.split("=", 1)[1]) for a in triton["command"] if a.startswith("--exit-timeout-secs=")]
+        assert len(timeouts) == 1, triton["command"]
+        grace = _seconds(str(triton.get("stop_grace_period", f"{DOCKER_STOP_GRACE_S:g}s")))
+        assert grace >= timeouts[0] + 10, f"Triton is SIGKILLed after {grace:g} s, before its {timeouts[0]:g} s exit timeout and unload"
+
+
+def test_gateway_stops_gracefully_before_sigkill(compose: dict[str, Any]) -> None:
+    """uvicorn is PID 1 (exec form) and gets Docker's SIGTERM; its graceful shutdown is the one the code
+    documents (``GRACEFUL_SHUTDOWN_S``) and ends well inside the container's stop grace."""
+    from gateway.threaded_server import GRACEFUL_SHUTDOWN_S
+
+    dockerfile = (ROOT / "gateway" / "Dockerfile").read_text()
+    cmd = json.loads(re.findall(r"^CMD (\[.*\])\s*$", dockerfile, re.M)[-1])
+    assert cmd[0] == "uvicorn"
+    assert float(cmd[cmd.index("--timeout-graceful-shutdown") + 1]) == GRACEFUL_SHUTDOWN_S
+    assert re.findall(r"^STOPSIGNAL\s+(\S+)", dockerfile, re.M) in ([], ["SIGTERM"], ["SIGINT"])  # what uvicorn handles
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+    assert users and users[-1] not in ("root", "0")
+    grace = _seconds(str(compose["services"]["gateway"].get("stop_grace_period", f"{DOCKER_STOP_GRACE_S:g}s")))
+    assert grace >= GRACEFUL_SHUTDOWN_S + 5, "the lifespan shutdown (workers, Triton client, database) needs time after the requests"
