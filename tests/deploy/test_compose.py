@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -71,6 +73,44 @@ def healthcheck_text(service: dict[str, Any]) -> str:
     return " ".join(test) if isinstance(test, list) else str(test)
 
 
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's variable interpolation of one value: ``$VAR``, ``${VAR}``, ``${VAR:-default}``
+    (unset or empty), ``${VAR-default}`` (unset), ``$$`` (a dollar)."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group("braced") or m.group("plain")
+        op, default = m.group("op"), m.group("default") or ""
+        if op == ":-":
+            return env.get(name) or default
+        if op == "-":
+            return env.get(name, default)
+        return env.get(name, "")
+
+    pattern = r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)"
+    return re.sub(pattern, one, value)
+
+
+def container_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The gateway's settings inside its container when ``docker compose up`` runs with ``env`` on the host
+    (the Dockerfile's ENV first, the compose file's environment over it)."""
+    dockerfile = (ROOT / "gateway" / "Dockerfile").read_text()
+    image_env = dict(re.findall(r"\b(ULTRAMN_[A-Z_]+)=(\S+)", dockerfile))
+    compose_env = {k: interpolate(str(v), env) for k, v in load(COMPOSE)["services"]["gateway"]["environment"].items()}
+    for key in [k for k in os.environ if k.startswith("ULTRAMN_")]:
+        monkeypatch.delenv(key)
+    for key, value in {**image_env, **compose_env}.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+def image_installs() -> list[list[str]]:
+    """The arguments of each ``pip install`` of the gateway's Dockerfile (quotes removed)."""
+    dockerfile = (ROOT / "gateway" / "Dockerfile").read_text().replace("\\\n", " ")
+    return [shlex.split(m) for m in re.findall(r"pip install ([^\n&]+)", dockerfile)]
+
+
 def project_version() -> str:
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
 
@@ -116,10 +156,10 @@ def test_gateway_service(compose: dict[str, Any]) -> None:
     gw = compose["services"]["gateway"]
     assert gw["build"] == {"context": ".", "dockerfile": "gateway/Dockerfile"}
     env = gw["environment"]
-    assert env["ULTRAMN_TRITON_URL"] == "triton:8001"
+    assert interpolate(env["ULTRAMN_TRITON_URL"], {}) == "triton:8001"
     for key in env:  # every variable is a real setting
         assert key.startswith("ULTRAMN_") and key.removeprefix("ULTRAMN_").lower() in Settings.model_fields, key
-    data = {m["target"]: m for m in mounts(gw)}[env["ULTRAMN_DATA_DIR"]]
+    data = {m["target"]: m for m in mounts(gw)}[interpolate(env["ULTRAMN_DATA_DIR"], {})]
     assert data["type"] == "volume" and data["source"] in compose["volumes"]
     assert gw["depends_on"]["triton"]["condition"] == "service_healthy"
     assert "/health/ready" in healthcheck_text(gw)
@@ -178,8 +218,9 @@ def test_cpu_override() -> None:
 def test_gateway_image_has_no_torch() -> None:
     dockerfile = (ROOT / "gateway" / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
-    installs = re.findall(r"pip install ([^\n&]+)", dockerfile)
-    assert installs == ['".[serve]" \\'] or installs == ['".[serve]"'], installs
+    (install,) = image_installs()
+    assert install[0] == ".[serve]", install
+    assert not any(Requirement(r).name == "torch" for r in install[1:])
     serve = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve"]
     assert not any(Requirement(r).name == "torch" for r in serve)
     # the installed closure of ultramn[serve] (metadata of this environment) pulls no torch either
@@ -256,3 +297,29 @@ def test_gateway_stops_gracefully_before_sigkill(compose: dict[str, Any]) -> Non
     assert users and users[-1] not in ("root", "0")
     grace = _seconds(str(compose["services"]["gateway"].get("stop_grace_period", f"{DOCKER_STOP_GRACE_S:g}s")))
     assert grace >= GRACEFUL_SHUTDOWN_S + 5, "the lifespan shutdown (workers, Triton client, database) needs time after the requests"
+
+
+def test_host_variables_reach_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What docs/deploy.md tells operators to export before ``docker compose up`` reaches the gateway."""
+    defaults = container_settings({}, monkeypatch)
+    assert defaults.triton_url == "triton:8001" and str(defaults.data_dir) == "/data"
+    assert defaults.sqlalchemy_url == "sqlite:////data/ultramn.db" and not defaults.api_key
+    assert (defaults.workers, defaults.infer_concurrency) == (2, 16)
+    pg = "postgresql+psycopg://ultramn:secret@db:5432/ultramn"
+    host = {"ULTRAMN_DATABASE_URL": pg, "ULTRAMN_TRITON_URL": "envoy:9001", "ULTRAMN_API_KEY": "k", "ULTRAMN_WORKERS": "3"}
+    custom = container_settings(host, monkeypatch)
+    assert custom.sqlalchemy_url == pg and custom.triton_url == "envoy:9001"
+    assert (custom.api_key, custom.workers) == ("k", 3)
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    for name in ("ULTRAMN_DATABASE_URL", "ULTRAMN_TRITON_URL", "ULTRAMN_API_KEY", "ULTRAMN_WORKERS", "ULTRAMN_INFER_CONCURRENCY"):
+        assert name in deploy
+
+
+def test_the_image_has_the_driver_of_the_documented_database_url() -> None:
+    """docs/api.md's PostgreSQL example URL names a DBAPI driver: the gateway image must install it."""
+    from sqlalchemy.engine import make_url
+
+    (url,) = re.findall(r"`(postgresql\+\w+://[^`]+)`", (ROOT / "docs" / "api.md").read_text())
+    driver = make_url(url).get_dialect().driver  # the module SQLAlchemy imports, e.g. psycopg
+    (install,) = image_installs()
+    assert driver in {Requirement(r).name for r in install[1:]}, f"{url} needs {driver!r}; the gateway image installs {install}"
