@@ -176,3 +176,14 @@ def test_the_mask_suffix_option_has_one_spelling_that_works_everywhere(tmp_path:
         assert image.returncode == 0, image.stderr
         assert [r.clip_id for r in read_manifest(tmp_path / f"v{spelling}")] == ["videos-a"]
         assert [r.clip_id for r in read_manifest(tmp_path / f"i{spelling}")] == ["stills-b"]
+
+
+def test_bad_ratios_or_an_out_file_stop_the_import_before_any_input_is_read(tmp_path: Path) -> None:
+    videos = tmp_path / "v"
+    videos.mkdir()
+    write_video(videos / "a.mp4", moving_square(), "libx264")  # no mask: the first input error, if inputs were read
+    result = _cli("import", "video", "--videos", videos, "--out", tmp_path / "out", "--ratios", "0.5", "0.5", "0.5")
+    assert result.returncode == 2 and "--ratios: ratios must sum to 1" in result.stderr, result.stderr
+    (tmp_path / "file").write_text("not a folder")
+    result = _cli("import", "video", "--videos", videos, "--out", tmp_path / "file")
+    assert result.returncode == 2 and "is a file, not a dataset folder" in result.stderr, result.stderr

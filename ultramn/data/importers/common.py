@@ -34,7 +34,7 @@ from ultramn.data.decoders import (
     sniff_format,
 )
 from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, merge_records, read_manifest, write_manifest
-from ultramn.data.splits import DEFAULT_RATIOS, SplitError, assign_splits
+from ultramn.data.splits import DEFAULT_RATIOS, SplitError, assign_splits, validate_ratios
 from ultramn.errors import UserInputError
 from ultramn.measure.spacing import is_anisotropic, pixel_spacing_problem
 
@@ -84,6 +84,12 @@ class ImportOptions:
             raise UserInputError(f"--pixel-spacing {problem}")
         if self.mask_value is not None and not 0 < self.mask_value < 2**16:
             raise UserInputError(f"--mask-value must be a positive label, not {self.mask_value}")
+        try:  # before any input is read, not after the last
+            validate_ratios(self.ratios)
+        except SplitError as exc:
+            raise UserInputError(f"--ratios: {exc}") from exc
+        if self.out.exists() and not self.out.is_dir():
+            raise UserInputError(f"--out: {self.out} is a file, not a dataset folder")
 
 
 @dataclass(frozen=True)
