@@ -525,3 +525,28 @@ def test_failed_upload_keeps_its_error_banner(live_gateway: LiveGateway, viewer_
     expect(page.locator("#job-status")).to_contain_text("analysis_failed: boom")  # the failed job is open ...
     expect(page.locator("#error")).to_have_attribute("data-code", "analysis_failed")  # ... and the banner says why
     expect(page.locator("#error")).to_be_visible()
+
+
+def test_longitudinal_clip_names_its_area_a_band_not_a_csa(live_gateway: LiveGateway, page: Any) -> None:
+    from ultramn.data.synth import ClipSpec, SynthConfig, generate_clip
+
+    clip = generate_clip(ClipSpec(SynthConfig(height=256, width=256, frames=12, seed=11), 0, "LW", "R"))
+    r = httpx.post(
+        f"{live_gateway.url}/v1/analyses",
+        files={"file": ("long.npz", _npz(np.ascontiguousarray(clip.arrays.frames, dtype=np.uint8), 20.0))},
+        data={"wait": "true", "pixel_spacing_mm": str(clip.acquisition.pixel_spacing_mm)},
+        headers=live_gateway.headers,
+        timeout=90,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["result"]["plane"] == "LW", body["result"]["plane"]  # the shipped model reads the view
+    _with_key(page).goto(f"{live_gateway.url}/#/analyses/{body['id']}")
+    page.wait_for_selector(f"#viewer[data-id='{body['id']}']")
+    expect(page.locator("#csa-title")).to_have_text("Nerve band area over time (longitudinal view: not a CSA)")
+    assert page.get_attribute("#csa-plot", "aria-label") == "Nerve band area over time"
+    assert [page.inner_text(f"#{i}") for i in ("m-csa-label", "clip-csa-label", "clip-csa-range-label")] == [
+        "Area",
+        "Area median",
+        "Area range",
+    ]
