@@ -3,6 +3,7 @@ frame sequences, salts of failed imports, option spellings."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -187,3 +188,23 @@ def test_bad_ratios_or_an_out_file_stop_the_import_before_any_input_is_read(tmp_
     (tmp_path / "file").write_text("not a folder")
     result = _cli("import", "video", "--videos", videos, "--out", tmp_path / "file")
     assert result.returncode == 2 and "is a file, not a dataset folder" in result.stderr, result.stderr
+
+
+def test_a_dicom_exported_twice_is_named_as_a_duplicate_and_skippable(tmp_path: Path) -> None:
+    dicoms, out = tmp_path / "exam", tmp_path / "out"
+    (dicoms / "again").mkdir(parents=True)
+    for folder in (dicoms, dicoms / "again"):
+        write_dicom_cine(folder / "other.dcm", moving_square(), patient_id=f"P-{folder.name}")
+        np.save(folder / "other_mask.npy", square_masks())
+    write_dicom_cine(dicoms / "loop.dcm", moving_square(), patient_id="P-1")
+    np.save(dicoms / "loop_mask.npy", square_masks())
+    (dicoms / "again" / "loop.dcm").write_bytes((dicoms / "loop.dcm").read_bytes())
+    np.save(dicoms / "again" / "loop_mask.npy", square_masks())
+    result = _cli("import", "dicom", "--dicoms", dicoms, "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: loop.dcm: the same file as again/loop.dcm (identical bytes)" in result.stderr, result.stderr
+    assert "--clip-pattern" not in result.stderr  # the DICOM importer has no such option
+    result = _cli("import", "dicom", "--dicoms", dicoms, "--out", out, "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"skipped: .*loop\.dcm: the same file as again/loop\.dcm", result.stderr), result.stderr
+    assert len(read_manifest(out)) == 3

@@ -200,9 +200,18 @@ def import_dicoms(
         raise UserInputError(f"--dicoms: no DICOM files (.dcm, .dicom or with a DICM marker) under {dicoms_dir}")
     key = dataset_salt(options.out, salt)
     report = ImportReport()
+    first_of: dict[str, Path] = {}
+
+    def load(path: Path) -> ImportedClip:
+        clip = load_dicom_clip(path, dicoms_dir, masks_root, options, key.value, mask_suffix)
+        first = first_of.setdefault(clip.clip_id, path)
+        if first != path:  # the clip id hashes the bytes: a second export of one file
+            raise DecodeError(f"{path.relative_to(dicoms_dir)}: the same file as {first.relative_to(dicoms_dir)} (identical bytes)")
+        return clip
+
     clips = guarded(
         progress(files, "import dicom"),
-        lambda p: load_dicom_clip(p, dicoms_dir, masks_root, options, key.value, mask_suffix),
+        load,
         lambda p: str(p.relative_to(dicoms_dir)),
         report,
         options.skip_bad,
