@@ -208,3 +208,15 @@ def test_a_dicom_exported_twice_is_named_as_a_duplicate_and_skippable(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert re.search(r"skipped: .*loop\.dcm: the same file as again/loop\.dcm", result.stderr), result.stderr
     assert len(read_manifest(out)) == 3
+
+
+def test_inputs_whose_ids_coincide_are_named(tmp_path: Path) -> None:
+    videos, out = tmp_path / "v", tmp_path / "out"
+    videos.mkdir()
+    for name in ("my clip", "my_clip"):  # the space becomes '_' in the id
+        write_video(videos / f"{name}.mp4", moving_square(), "libx264")
+        np.save(videos / f"{name}_mask.npy", square_masks())
+    result = _cli("import", "video", "--videos", videos, "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "my clip.mp4 and my_clip.mp4 give the same clip id 'v-my_clip'" in result.stderr, result.stderr
+    assert "--clip-pattern" not in result.stderr and not out.exists()

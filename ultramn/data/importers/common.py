@@ -108,6 +108,8 @@ class ImportedClip:
     pixel_spacing_xy_mm: tuple[float, float] | None = None
     #: The decoder's notes on this clip (ignored metadata, anisotropic pixels, ...).
     warnings: tuple[str, ...] = ()
+    #: The input it came from, for messages (a file name; never written to the manifest).
+    origin: str = ""
 
 
 @dataclass
@@ -370,12 +372,15 @@ def write_import(
     (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out / CLIPS_DIR))
     try:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for clip in clips:
             clip_id = safe_id(clip.clip_id)
             if clip_id in seen:
-                raise UserInputError(f"two inputs give the same clip id {clip_id!r}: make the names or --clip-pattern unique")
-            seen.add(clip_id)
+                inputs = f"{seen[clip_id]} and {clip.origin}" if seen[clip_id] and clip.origin else "two inputs"
+                raise UserInputError(
+                    f"{inputs} give the same clip id {clip_id!r} (ids keep only letters, digits, '.', '_' and '-'): rename one of them"
+                )
+            seen[clip_id] = clip.origin
             rel = f"{CLIPS_DIR}/{clip_id}.npz"
             try:
                 arrays = ClipArrays(frames=clip.frames, masks=clip.masks)

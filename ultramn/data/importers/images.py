@@ -171,6 +171,7 @@ def load_group(group: ImageGroup, options: ImportOptions, dataset: str) -> Impor
         participant_id=f"{dataset}-{group.participant}",
         frames=_pages_to_frames(pages),
         masks=np.concatenate(masks),
+        origin=group.images[0].name if len(group.images) == 1 else f"clip {group.key!r} ({group.images[0].name}, ...)",
     )
 
 
