@@ -220,3 +220,18 @@ def test_inputs_whose_ids_coincide_are_named(tmp_path: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "my clip.mp4 and my_clip.mp4 give the same clip id 'v-my_clip'" in result.stderr, result.stderr
     assert "--clip-pattern" not in result.stderr and not out.exists()
+
+
+def test_a_colour_mask_tiff_with_alpha_reads_like_a_colour_mask_png(tmp_path: Path) -> None:
+    videos, out = tmp_path / "v", tmp_path / "out"
+    videos.mkdir()
+    masks = square_masks()
+    opaque = np.full((H, W), 255, np.uint8)
+    for name, mode in (("rgba", "RGBA"), ("la", "LA")):
+        write_video(videos / f"{name}.mp4", moving_square(), "libx264")
+        pages = [Image.fromarray(np.dstack([m * 255, np.zeros_like(m), np.zeros_like(m), opaque])).convert(mode) for m in masks]
+        pages[0].save(videos / f"{name}_mask.tif", save_all=True, append_images=pages[1:])  # red (or white) on black, opaque
+        assert Image.open(videos / f"{name}_mask.tif").mode == mode
+    import_videos(videos, ImportOptions(out=out))
+    for name in ("rgba", "la"):
+        np.testing.assert_array_equal(read_clip(out / "clips" / f"v-{name}.npz").masks, masks)  # not every pixel: alpha is no label

@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -205,19 +205,23 @@ def mask_labels_from_image(path: Path) -> tuple[U8Array, bool]:
     try:
         with Image.open(path) as opened:
             lossy = opened.format == "JPEG"
-            im = ImageOps.exif_transpose(opened)
-            mode = im.mode
-            if mode in ("RGBA", "LA", "PA"):
-                arr = np.asarray(im.convert("RGBA" if mode == "RGBA" else "LA"))[..., :-1]
-            elif mode in ("RGB", "CMYK", "YCbCr"):
-                arr = np.asarray(im.convert("RGB"))
-            else:
-                arr = np.asarray(im)
+            labels = _page_labels(ImageOps.exif_transpose(opened))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DecodeError(f"{path}: unreadable mask image ({exc})") from exc
-    if arr.ndim == 3:
-        arr = arr.max(axis=-1)
-    return np.asarray(arr), lossy
+    return labels, lossy
+
+
+def _page_labels(im: Any) -> npt.NDArray[Any]:
+    """One mask image or TIFF page (a Pillow image) -> labels ``[H,W]``: grey and palette
+    values as stored, the maximum over the colour channels of colour modes (alpha ignored)."""
+    mode = im.mode
+    if mode in ("RGBA", "LA", "PA"):
+        arr = np.asarray(im.convert("RGBA" if mode == "RGBA" else "LA"))[..., :-1]
+    elif mode in ("RGB", "CMYK", "YCbCr"):
+        arr = np.asarray(im.convert("RGB"))
+    else:
+        arr = np.asarray(im)
+    return np.asarray(arr.max(axis=-1) if arr.ndim == 3 else arr)
 
 
 def binarize(labels: npt.NDArray[np.generic], mask_value: int | None) -> U8Array:
@@ -263,11 +267,6 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
     if fmt in ("png", "jpeg", "bmp"):
         return mask_from_image(path, mask_value)[None]
     raise DecodeError(f"{path}: {fmt} is not a mask format")
-
-
-def _page_labels(page: object) -> npt.NDArray[np.generic]:
-    arr = np.asarray(page)
-    return arr.max(axis=-1) if arr.ndim == 3 else arr
 
 
 def _read_head(path: Path) -> bytes:
