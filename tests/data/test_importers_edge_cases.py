@@ -235,3 +235,18 @@ def test_a_colour_mask_tiff_with_alpha_reads_like_a_colour_mask_png(tmp_path: Pa
     import_videos(videos, ImportOptions(out=out))
     for name in ("rgba", "la"):
         np.testing.assert_array_equal(read_clip(out / "clips" / f"v-{name}.npz").masks, masks)  # not every pixel: alpha is no label
+
+
+def test_transparent_mask_pixels_are_background_whatever_colour_they_keep(tmp_path: Path) -> None:
+    images, masks, out = tmp_path / "scans", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    nerve = square_masks(n=1)[0].astype(bool)
+    Image.fromarray(moving_square(n=1)[0]).save(images / "a.png")
+    # red nerve on a transparent background that stores white, as image editors often write it
+    white = np.full((H, W), 255, np.uint8)
+    rgba = np.dstack([white, np.where(nerve, 0, 255), np.where(nerve, 0, 255), np.where(nerve, 255, 0)]).astype(np.uint8)
+    Image.fromarray(rgba).save(masks / "a.png")
+    assert Image.open(masks / "a.png").mode == "RGBA"
+    import_images(images, masks, ImportOptions(out=out))
+    np.testing.assert_array_equal(read_clip(out / "clips" / "scans-a.npz").masks[0], nerve)

@@ -213,10 +213,13 @@ def mask_labels_from_image(path: Path) -> tuple[U8Array, bool]:
 
 def _page_labels(im: Any) -> npt.NDArray[Any]:
     """One mask image or TIFF page (a Pillow image) -> labels ``[H,W]``: grey and palette
-    values as stored, the maximum over the colour channels of colour modes (alpha ignored)."""
+    values as stored, the maximum over the colour channels of colour modes. Alpha is no
+    label, but a fully transparent pixel is background whatever colour it stores (editors
+    often keep white there)."""
     mode = im.mode
     if mode in ("RGBA", "LA", "PA"):
-        arr = np.asarray(im.convert("RGBA" if mode == "RGBA" else "LA"))[..., :-1]
+        rgba = np.asarray(im.convert("RGBA" if mode == "RGBA" else "LA"))
+        arr = np.where(rgba[..., -1:] == 0, 0, rgba[..., :-1])
     elif mode in ("RGB", "CMYK", "YCbCr"):
         arr = np.asarray(im.convert("RGB"))
     else:
