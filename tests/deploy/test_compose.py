@@ -111,6 +111,17 @@ def image_installs() -> list[list[str]]:
     return [shlex.split(m) for m in re.findall(r"pip install ([^\n&]+)", dockerfile)]
 
 
+def image_requirements() -> set[str]:
+    """Names of what the gateway image's ``pip install`` asks for: its named requirements and
+    those of the project's extras in ``.[extra,...]`` (pyproject.toml)."""
+    (install,) = image_installs()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {Requirement(r).name for r in install[1:]}
+    for extra in re.fullmatch(r"\.\[([\w,]+)\]", install[0]).group(1).split(","):  # type: ignore[union-attr]
+        names |= {Requirement(r).name for r in extras[extra]}
+    return names
+
+
 def project_version() -> str:
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
 
@@ -217,15 +228,16 @@ def test_cpu_override() -> None:
 
 def test_gateway_image_has_no_torch() -> None:
     dockerfile = (ROOT / "gateway" / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert bases == ["python:3.11-slim-bookworm"] * 2, bases  # a Debian release pinned: a rebuild keeps its base
     (install,) = image_installs()
-    assert install[0] == ".[serve]", install
+    assert install[0] == ".[serve,postgres]", install
     assert not any(Requirement(r).name == "torch" for r in install[1:])
-    serve = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve"]
-    assert not any(Requirement(r).name == "torch" for r in serve)
-    # the installed closure of ultramn[serve] (metadata of this environment) pulls no torch either
+    assert not {"torch", "nvidia-pytriton", "onnxruntime"} & image_requirements()
+    # the installed closure of ultramn[serve,postgres] (metadata of this environment) pulls no torch,
+    # and not the embedded Triton (its tritonserver binary and ONNX Runtime: only `make up` uses them)
     seen: set[str] = set()
-    todo: list[tuple[str, tuple[str, ...]]] = [("ultramn", ("serve",))]
+    todo: list[tuple[str, tuple[str, ...]]] = [("ultramn", ("serve", "postgres"))]
     while todo:
         name, extras = todo.pop()
         key = name.lower().replace("_", "-")
@@ -240,8 +252,9 @@ def test_gateway_image_has_no_torch() -> None:
             req = Requirement(raw)
             if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (*extras, "")):
                 todo.append((req.name, tuple(req.extras)))
-    assert "fastapi" in seen and "tritonclient" in seen
+    assert "fastapi" in seen and "tritonclient" in seen and "psycopg" in seen
     assert "torch" not in seen, "the serve extra pulls torch"
+    assert not {"nvidia-pytriton", "onnxruntime"} & seen, "the gateway image pulls the embedded Triton"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "models", "data", "triton_models"} <= set(ignored)
 
@@ -321,5 +334,4 @@ def test_the_image_has_the_driver_of_the_documented_database_url() -> None:
 
     (url,) = re.findall(r"`(postgresql\+\w+://[^`]+)`", (ROOT / "docs" / "api.md").read_text())
     driver = make_url(url).get_dialect().driver  # the module SQLAlchemy imports, e.g. psycopg
-    (install,) = image_installs()
-    assert driver in {Requirement(r).name for r in install[1:]}, f"{url} needs {driver!r}; the gateway image installs {install}"
+    assert driver in image_requirements(), f"{url} needs {driver!r}; the gateway image installs {image_installs()}"

@@ -192,7 +192,7 @@ class TritonInstall:
 def _site_packages_of(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise TritonStartError(f"package {package!r} is not installed: install the serve extra (pip install -e '.[serve]')")
+        raise TritonStartError(f"package {package!r} is not installed: install the embedded extra (pip install -e '.[serve,embedded]')")
     return Path(next(iter(spec.submodule_search_locations))).parent
 
 
