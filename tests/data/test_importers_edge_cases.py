@@ -250,3 +250,29 @@ def test_transparent_mask_pixels_are_background_whatever_colour_they_keep(tmp_pa
     assert Image.open(masks / "a.png").mode == "RGBA"
     import_images(images, masks, ImportOptions(out=out))
     np.testing.assert_array_equal(read_clip(out / "clips" / "scans-a.npz").masks[0], nerve)
+
+
+def test_a_mask_tiff_is_read_upright_per_its_orientation_tag_as_tiff_frames_are(tmp_path: Path) -> None:
+    dicoms, out = tmp_path / "d", tmp_path / "out"
+    dicoms.mkdir()
+    masks = square_masks()
+    write_dicom_cine(dicoms / "loop.dcm", moving_square())
+    # the pages are stored turned a quarter, with Orientation 6 (rotate 90 degrees clockwise to show)
+    pages = [Image.fromarray(np.rot90(m, 1) * 255) for m in masks]
+    pages[0].save(dicoms / "loop_mask.tif", save_all=True, append_images=pages[1:], tiffinfo={274: 6})
+    assert decode(dicoms / "loop_mask.tif").frames.shape == masks.shape  # how the decoder shows it
+    (record,) = import_dicoms(dicoms, ImportOptions(out=out)).written
+    np.testing.assert_array_equal(read_clip(out / record.file).masks, masks)
+
+
+def test_a_tiff_still_and_its_tiff_mask_with_an_orientation_tag_stay_aligned(tmp_path: Path) -> None:
+    images, masks, out = tmp_path / "scans", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    frame, nerve = moving_square(n=1)[0], square_masks(n=1)[0]
+    Image.fromarray(np.rot90(frame, 1).copy()).save(images / "a.tif", tiffinfo={274: 6})
+    Image.fromarray(np.rot90(nerve, 1) * 255).save(masks / "a.tif", tiffinfo={274: 6})
+    import_images(images, masks, ImportOptions(out=out))
+    clip = read_clip(out / "clips" / "scans-a.npz")
+    np.testing.assert_array_equal(clip.frames[0], frame)
+    np.testing.assert_array_equal(clip.masks[0], nerve)

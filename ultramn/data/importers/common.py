@@ -203,7 +203,7 @@ def mask_labels_from_image(path: Path) -> tuple[U8Array, bool]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as opened:
+        with path.open("rb") as fh, Image.open(fh) as opened:  # a file object, as the decoder reads images (see load_mask_stack)
             lossy = opened.format == "JPEG"
             labels = _page_labels(ImageOps.exif_transpose(opened))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -256,11 +256,13 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
     if fmt in ("npy", "npz", "zip"):
         return _mask_from_array_file(path, fmt, mask_value)
     if fmt == "tiff":
-        from PIL import Image, ImageSequence
+        from PIL import Image, ImageOps, ImageSequence
 
         try:
-            with Image.open(path) as im:
-                pages = [binarize(_page_labels(p), mask_value) for p in ImageSequence.Iterator(im)]
+            # Opened from a file object, as the decoder opens TIFF frames: Pillow 13 opened by path
+            # turns a page with an Orientation tag wrongly, so the mask would not match its frames.
+            with path.open("rb") as fh, Image.open(fh) as im:
+                pages = [binarize(_page_labels(ImageOps.exif_transpose(p)), mask_value) for p in ImageSequence.Iterator(im)]
         except (OSError, ValueError) as exc:
             raise DecodeError(f"{path}: unreadable mask TIFF ({exc})") from exc
         if len({page.shape for page in pages}) != 1:
