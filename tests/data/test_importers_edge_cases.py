@@ -18,10 +18,11 @@ from tests.data.test_decoders import H, W, moving_square, square_masks, write_di
 from ultramn.data.clipio import read_clip
 from ultramn.data.decoders import decode
 from ultramn.data.importers.common import ImportedClip, ImportOptions, write_import
-from ultramn.data.importers.dicom import import_dicoms
+from ultramn.data.importers.dicom import dataset_salt, import_dicoms
 from ultramn.data.importers.images import import_images
 from ultramn.data.importers.video import import_videos
 from ultramn.data.manifest import read_manifest
+from ultramn.errors import UserInputError
 
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -276,3 +277,36 @@ def test_a_tiff_still_and_its_tiff_mask_with_an_orientation_tag_stay_aligned(tmp
     clip = read_clip(out / "clips" / "scans-a.npz")
     np.testing.assert_array_equal(clip.frames[0], frame)
     np.testing.assert_array_equal(clip.masks[0], nerve)
+
+
+def test_imports_into_one_dataset_at_once_keep_each_others_rows(tmp_path: Path) -> None:
+    stills, out = tmp_path / "stills", tmp_path / "out"
+    stills.mkdir()
+    for name in ("s1", "s2"):
+        Image.fromarray(moving_square(n=1)[0]).save(stills / f"{name}.png")
+        Image.fromarray(square_masks(n=1)[0]).save(stills / f"{name}_mask.png")
+
+    def video_clips_while_stills_are_imported() -> Iterator[ImportedClip]:
+        yield ImportedClip("v-a", "v-a", moving_square(), square_masks())
+        # a second import (another terminal, a script's `&`) starts and ends meanwhile
+        import_images(stills, stills, ImportOptions(out=out), mask_suffix="_mask")
+        assert len(read_manifest(out)) == 2
+        yield ImportedClip("v-b", "v-b", moving_square(), square_masks())
+
+    write_import(video_clips_while_stills_are_imported(), ImportOptions(out=out), source="video:v")
+    assert sorted(r.clip_id for r in read_manifest(out)) == ["stills-s1", "stills-s2", "v-a", "v-b"]
+    _consistent(out)
+
+
+def test_two_first_dicom_imports_at_once_do_not_replace_each_others_salt(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first, second = dataset_salt(out, None), dataset_salt(out, None)  # both began before either stored
+    assert first.value != second.value
+    first.store(out)
+    with pytest.raises(UserInputError, match="another DICOM import"):
+        second.store(out)
+    assert (out / ".participant_salt").read_text().strip() == first.value
+    # one given salt, twice at once: the same fingerprint, no conflict
+    given = tmp_path / "given"
+    dataset_salt(given, "s3cret").store(given)
+    dataset_salt(tmp_path / "none", "s3cret").store(given)

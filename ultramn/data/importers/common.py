@@ -347,6 +347,39 @@ def progress(items: list[T], desc: str) -> Iterator[T]:
     yield from tqdm(items, desc=desc, unit="clip", file=sys.stderr, disable=None, leave=False)
 
 
+#: File (in the dataset folder) that imports lock while they merge their rows into the manifest.
+LOCK_NAME = ".import.lock"
+
+
+@contextlib.contextmanager
+def dataset_lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.import.lock`` exclusively (waiting for another import's commit to end).
+
+    An OS lock (``flock``): the system drops it when its process dies, so a killed import
+    leaves no stale lock. Without ``fcntl`` (Windows) imports are not serialised.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    with (out / LOCK_NAME).open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _existing_records(out: Path) -> list[ClipRecord]:
+    if not (out / MANIFEST_NAME).is_file():
+        return []
+    try:
+        return read_manifest(out)
+    except ManifestError as exc:
+        raise UserInputError(f"--out: existing manifest is invalid: {exc}") from exc
+
+
 def write_import(
     clips: Iterable[ImportedClip],
     options: ImportOptions,
@@ -362,15 +395,12 @@ def write_import(
     and moved into place only once every input was read, just before the manifest is
     replaced, so an import that fails or is interrupted half-way leaves the dataset as it
     was (a re-imported clip's old file is not overwritten under its old manifest row).
-    ``before_commit`` runs after the last input was read, before anything is moved.
+    ``before_commit`` runs after the last input was read, before anything is moved. The
+    commit (re-reading the manifest, merging, moving the files, writing the manifest) holds
+    :func:`dataset_lock`, so imports into one dataset running at once keep each other's rows.
     """
     out = options.out
-    existing: list[ClipRecord] = []
-    if (out / MANIFEST_NAME).is_file():
-        try:
-            existing = read_manifest(out)
-        except ManifestError as exc:
-            raise UserInputError(f"--out: existing manifest is invalid: {exc}") from exc
+    _existing_records(out)  # an invalid manifest stops the import before any input is read
     report = report if report is not None else ImportReport()
     made = [d for d in (out, out / CLIPS_DIR) if not d.exists()]  # removed again if the import fails
     (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
@@ -416,19 +446,20 @@ def write_import(
             )
         if not report.written:
             raise UserInputError("nothing was imported" + (f"; skipped: {'; '.join(report.skipped)}" if report.skipped else ""))
-        merged = merge_records(existing, report.written)
-        try:
-            merged = assign_splits(merged, options.ratios, options.split_seed)
-        except SplitError as exc:
-            raise UserInputError(str(exc)) from exc
-        if before_commit is not None:
-            before_commit()
-        for rec in report.written:
-            (staging / Path(rec.file).name).replace(out / rec.file)
-        by_id = {r.clip_id: r for r in merged}
-        report.written = [by_id[r.clip_id] for r in report.written]
-        report.all_records = merged
-        report.manifest = write_manifest(out, merged)
+        with dataset_lock(out):  # imports into one dataset may run at once: each merges the manifest as it is now
+            merged = merge_records(_existing_records(out), report.written)
+            try:
+                merged = assign_splits(merged, options.ratios, options.split_seed)
+            except SplitError as exc:
+                raise UserInputError(str(exc)) from exc
+            if before_commit is not None:
+                before_commit()
+            for rec in report.written:
+                (staging / Path(rec.file).name).replace(out / rec.file)
+            by_id = {r.clip_id: r for r in merged}
+            report.written = [by_id[r.clip_id] for r in report.written]
+            report.all_records = merged
+            report.manifest = write_manifest(out, merged)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if report.manifest is None:

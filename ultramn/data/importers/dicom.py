@@ -67,13 +67,23 @@ class DatasetSalt:
     new: bool
 
     def store(self, out: Path) -> None:
-        """Write ``OUT/.participant_salt`` when this salt is new (the random salt, or a given salt's fingerprint)."""
+        """Write ``OUT/.participant_salt`` when this salt is new (the random salt, or a given salt's fingerprint).
+
+        Runs while the import holds the dataset's lock: when another import stored a different
+        salt since this one began (two first imports at once), this one stops instead of
+        replacing it, since the ids already in the manifest were made with that salt.
+        """
         if not self.new:
             return
         out.mkdir(parents=True, exist_ok=True)
         path = out / SALT_FILE
+        text = _fingerprint(self.value) if self.given else self.value
+        if path.is_file():
+            if path.read_text(encoding="utf-8").strip() == text:
+                return
+            raise UserInputError(f"another DICOM import into {out} stored its salt while this one ran; run this import again")
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text((_fingerprint(self.value) if self.given else self.value) + "\n", encoding="utf-8")
+        tmp.write_text(text + "\n", encoding="utf-8")
         tmp.replace(path)
 
 
