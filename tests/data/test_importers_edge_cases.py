@@ -310,3 +310,21 @@ def test_two_first_dicom_imports_at_once_do_not_replace_each_others_salt(tmp_pat
     given = tmp_path / "given"
     dataset_salt(given, "s3cret").store(given)
     dataset_salt(tmp_path / "none", "s3cret").store(given)
+
+
+def test_a_dcm_file_that_is_no_dicom_is_named_for_what_it_is(tmp_path: Path) -> None:
+    dicoms, out = tmp_path / "d", tmp_path / "out"
+    dicoms.mkdir()
+    write_dicom_cine(dicoms / "good.dcm", moving_square())
+    Image.fromarray(moving_square(n=1)[0]).save(dicoms / "screenshot.dcm", format="PNG")
+    (dicoms / "notes.dcm").write_text("exam notes, not an image " * 20)
+    (dicoms / "cut.dcm").write_bytes(b"")
+    for name in ("good", "screenshot", "notes", "cut"):
+        np.save(dicoms / f"{name}_mask.npy", square_masks())
+    result = _cli("import", "dicom", "--dicoms", dicoms, "--out", out, "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert "screenshot.dcm: not a DICOM file, the content is PNG" in result.stderr
+    assert "notes.dcm: not a DICOM file (unrecognised content)" in result.stderr
+    assert "cut.dcm: empty file" in result.stderr
+    assert "without pixel data" not in result.stderr  # what they were called: DICOM reports
+    assert len(read_manifest(out)) == 1

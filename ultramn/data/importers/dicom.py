@@ -22,7 +22,16 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from ultramn.data.decoders import DecodeError, decode_dicom, natural_key
+from ultramn.data.decoders import (
+    SNIFF_BYTES,
+    CorruptFileError,
+    DecodeError,
+    FormatMismatchError,
+    UnsupportedFormatError,
+    decode_dicom,
+    natural_key,
+    sniff_format,
+)
 from ultramn.data.importers.common import (
     ImportedClip,
     ImportOptions,
@@ -163,6 +172,21 @@ def read_header(path: Path) -> DicomHeader:
     )
 
 
+def _refuse_other_formats(path: Path, content: bytes) -> None:
+    """A :class:`DecodeError` for a file that is no DICOM by the decoder's rule (the ``DICM``
+    marker, or a raw dataset's first tag), as an upload to the gateway would be refused:
+    empty, another format (a PNG saved as ``.dcm``) or unrecognised bytes. Without it the
+    DICOM reader, which reads anything by force, called them DICOM without pixel data."""
+    if not content:
+        raise CorruptFileError(f"{path.name}: empty file")
+    try:
+        fmt = sniff_format(content[:SNIFF_BYTES])
+    except DecodeError as exc:
+        raise UnsupportedFormatError(f"{path.name}: not a DICOM file (unrecognised content)") from exc
+    if fmt != "dicom":
+        raise FormatMismatchError(f"{path.name}: not a DICOM file, the content is {fmt.upper()}")
+
+
 def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOptions, salt: str, mask_suffix: str) -> ImportedClip:
     """Decode one DICOM and its mask into an :class:`ImportedClip` with pseudonymous ids."""
     rel_dir = path.parent.relative_to(root)
@@ -174,6 +198,7 @@ def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOpt
             f"{stem}{mask_suffix}.npy/.npz or .tif in {masks_root / rel_dir})"
         )
     content = path.read_bytes()
+    _refuse_other_formats(path, content)
     header = read_header(path)
     decoded = decode_dicom(content, limits=options.limits, filename=path.name)
     masks = load_mask_stack(mask_path, options.mask_value, options.limits)
