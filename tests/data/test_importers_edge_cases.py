@@ -3,6 +3,7 @@ frame sequences, salts of failed imports, option spellings."""
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -328,3 +329,21 @@ def test_a_dcm_file_that_is_no_dicom_is_named_for_what_it_is(tmp_path: Path) -> 
     assert "cut.dcm: empty file" in result.stderr
     assert "without pixel data" not in result.stderr  # what they were called: DICOM reports
     assert len(read_manifest(out)) == 1
+
+
+def test_a_mask_array_whose_header_declares_terabytes_is_a_clear_error(tmp_path: Path) -> None:
+    videos, out = tmp_path / "v", tmp_path / "out"
+    videos.mkdir()
+    write_video(videos / "a.mp4", moving_square(), "libx264")
+    header = io.BytesIO()  # a damaged header: 100000 frames of 4096 x 4096, then a few bytes
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (100000, 4096, 4096)})
+    (videos / "a_mask.npy").write_bytes(header.getvalue() + bytes(1000))
+    result = _cli("import", "video", "--videos", videos, "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "a_mask.npy: mask array of shape (100000, 4096, 4096): 100000 frames exceed the limit" in result.stderr
+    (videos / "a_mask.npy").unlink()  # the same in an NPZ
+    with zipfile.ZipFile(videos / "a_mask.npz", "w") as zf:
+        zf.writestr("masks.npy", header.getvalue() + bytes(1000))
+    result = _cli("import", "video", "--videos", videos, "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "a_mask.npz: mask array of shape (100000, 4096, 4096)" in result.stderr

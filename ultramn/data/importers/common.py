@@ -31,6 +31,7 @@ from ultramn.data.decoders import (
     DecodeLimits,
     decode,
     natural_key,
+    npz_member_shape,
     sniff_format,
 )
 from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, merge_records, read_manifest, write_manifest
@@ -254,7 +255,7 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
         decoded = decode(path, limits=limits)
         return (decoded.frames >= MASK_VIDEO_THRESHOLD).astype(np.uint8)
     if fmt in ("npy", "npz", "zip"):
-        return _mask_from_array_file(path, fmt, mask_value)
+        return _mask_from_array_file(path, fmt, mask_value, limits)
     if fmt == "tiff":
         from PIL import Image, ImageOps, ImageSequence
 
@@ -279,25 +280,44 @@ def _read_head(path: Path) -> bytes:
         return fh.read(512)
 
 
-def _mask_from_array_file(path: Path, fmt: str, mask_value: int | None) -> U8Array:
+def _mask_from_array_file(path: Path, fmt: str, mask_value: int | None, limits: DecodeLimits) -> U8Array:
+    """Labels from ``.npy`` / ``.npz``; the shape the header declares is checked against
+    ``limits`` before the array is read (a damaged header may declare terabytes)."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            arr = loaded
+        if fmt == "npy":
+            with path.open("rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                _check_mask_shape(path, tuple(read_header(fh)[0]), limits)
+                fh.seek(0)
+                arr = np.load(fh, allow_pickle=False)
         else:
-            with loaded as data:
+            with np.load(path, allow_pickle=False) as data:
                 keys = list(data.keys())
                 key = "masks" if "masks" in keys else (keys[0] if len(keys) == 1 else None)
                 if key is None:
                     raise DecodeError(f"{path}: NPZ with arrays {keys} but none called 'masks'")
+                member = f"{key}.npy" if f"{key}.npy" in data.zip.namelist() else key
+                _check_mask_shape(path, npz_member_shape(data.zip, member), limits)
                 arr = np.asarray(data[key])
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        if isinstance(exc, DecodeError):
+            raise
         raise DecodeError(f"{path}: unreadable mask array ({exc})") from exc
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
         raise DecodeError(f"{path}: mask array must be [T,H,W] or [H,W], got {arr.shape}")
     return binarize(arr, mask_value)
+
+
+def _check_mask_shape(path: Path, shape: tuple[int, ...], limits: DecodeLimits) -> None:
+    if len(shape) not in (2, 3):
+        raise DecodeError(f"{path}: mask array must be [T,H,W] or [H,W], got {shape}")
+    try:
+        limits.check_clip(*((1, *shape) if len(shape) == 2 else shape))
+    except DecodeError as exc:
+        raise DecodeError(f"{path}: mask array of shape {shape}: {exc}") from exc
 
 
 def find_mask(masks_dir: Path, stem: str, suffix: str) -> Path | None:
