@@ -347,3 +347,18 @@ def test_a_mask_array_whose_header_declares_terabytes_is_a_clear_error(tmp_path:
     result = _cli("import", "video", "--videos", videos, "--out", out)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "a_mask.npz: mask array of shape (100000, 4096, 4096)" in result.stderr
+
+
+def test_a_mask_image_past_pillows_bomb_limit_is_a_clear_error(tmp_path: Path) -> None:
+    images, masks, videos = tmp_path / "scans", tmp_path / "masks", tmp_path / "v"
+    for folder in (images, masks, videos):
+        folder.mkdir()
+    huge = Image.new("L", (15000, 12000))  # 180 Mpx of zeros: a few hundred kB compressed
+    Image.fromarray(moving_square(n=1)[0]).save(images / "a.png")
+    huge.save(masks / "a.png")
+    write_video(videos / "b.mp4", moving_square(), "libx264")
+    huge.save(videos / "b_mask.tif", compression="tiff_adobe_deflate")
+    for args in (("images", "--images", images, "--masks", masks), ("video", "--videos", videos)):
+        result = _cli("import", *args, "--out", tmp_path / "out")
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "could be decompression bomb" in result.stderr

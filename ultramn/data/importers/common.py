@@ -207,7 +207,7 @@ def mask_labels_from_image(path: Path) -> tuple[U8Array, bool]:
         with path.open("rb") as fh, Image.open(fh) as opened:  # a file object, as the decoder reads images (see load_mask_stack)
             lossy = opened.format == "JPEG"
             labels = _page_labels(ImageOps.exif_transpose(opened))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DecodeError(f"{path}: unreadable mask image ({exc})") from exc
     return labels, lossy
 
@@ -264,7 +264,7 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
             # turns a page with an Orientation tag wrongly, so the mask would not match its frames.
             with path.open("rb") as fh, Image.open(fh) as im:
                 pages = [binarize(_page_labels(ImageOps.exif_transpose(p)), mask_value) for p in ImageSequence.Iterator(im)]
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DecodeError(f"{path}: unreadable mask TIFF ({exc})") from exc
         if len({page.shape for page in pages}) != 1:
             sizes = sorted({f"{p.shape[1]}x{p.shape[0]}" for p in pages})
