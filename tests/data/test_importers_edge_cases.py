@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.data.test_decoders import H, W, moving_square, square_masks, write_dicom_cine, write_video
+from tests.data.test_decoders import H, T, W, moving_square, square_masks, write_dicom_cine, write_video
 from ultramn.data.clipio import read_clip
 from ultramn.data.decoders import decode
 from ultramn.data.importers.common import ImportedClip, ImportOptions, write_import
@@ -362,3 +362,19 @@ def test_a_mask_image_past_pillows_bomb_limit_is_a_clear_error(tmp_path: Path) -
         result = _cli("import", *args, "--out", tmp_path / "out")
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert "could be decompression bomb" in result.stderr
+
+
+def test_a_single_frame_dicom_or_video_is_a_still_without_fps(tmp_path: Path) -> None:
+    dicoms, videos = tmp_path / "d", tmp_path / "v"
+    dicoms.mkdir()
+    videos.mkdir()
+    write_dicom_cine(dicoms / "still.dcm", moving_square(n=1), cine_rate=30.0)  # a header rate on one frame
+    write_dicom_cine(dicoms / "loop.dcm", moving_square(), cine_rate=30.0)
+    for name, n in (("still", 1), ("loop", T)):
+        np.save(dicoms / f"{name}_mask.npy", square_masks(n=n))
+    write_video(videos / "one.mp4", moving_square(n=1), "libx264", fps=25)
+    np.save(videos / "one_mask.npy", square_masks(n=1))
+    import_dicoms(dicoms, ImportOptions(out=tmp_path / "out"))
+    import_videos(videos, ImportOptions(out=tmp_path / "out"))
+    fps = {r.n_frames: r.fps for r in read_manifest(tmp_path / "out")}
+    assert fps == {1: None, T: pytest.approx(30.0)}

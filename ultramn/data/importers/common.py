@@ -455,7 +455,7 @@ def write_import(
                     plane=options.plane or clip.plane,
                     quality="",
                     pixel_spacing_mm=spacing,
-                    fps=clip.fps,
+                    fps=clip.fps if clip.frames.shape[0] > 1 else None,  # a still has no frame rate (docs/dataset.md)
                     n_frames=int(clip.frames.shape[0]),
                     height=int(clip.frames.shape[1]),
                     width=int(clip.frames.shape[2]),
