@@ -9,8 +9,10 @@
   (of the file's bytes when PatientID is empty); ``clip_id`` = ``dicom-`` + 12 hex digits of
   ``sha256(salt | file bytes)``. One salt per dataset (:func:`dataset_salt`): random and kept
   in ``OUT/.participant_salt`` (by the first import that succeeds) so re-imports give the
-  same ids, or a given ``salt`` (to pool datasets) of which only a fingerprint is kept. No name, ID, date or file name is written
-  to the manifest.
+  same ids, or a given ``salt`` (to pool datasets) of which only a fingerprint is kept.
+  No name, ID, date or file name is written to the manifest.
+- A file with the bytes of an earlier one (one export copied twice), or one that is no
+  DICOM (empty, another format), is a bad input (skipped with ``--skip-bad``).
 - Side: ``ImageLaterality`` / ``Laterality`` (``L``/``R``) unless ``--side`` is given.
 - Pixel spacing and fps come from the header (see :func:`ultramn.data.decoders.decode_dicom`).
 """
