@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,3 +186,74 @@ def test_cli_preview(tmp_path: Path) -> None:
     with Image.open(path) as im:
         w, h = im.size
     assert w > 6 * 64 and h > 4 * 64
+
+
+def _start_synth(out: Path, err: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``ultramn synth`` in its own process group (as a terminal runs it), stderr to ``err``."""
+    with err.open("wb") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ultramn", "synth", "--out", str(out), *args], stderr=fh, env=os.environ.copy(), start_new_session=True
+        )
+
+
+def _wait_for_first_clip(proc: subprocess.Popen[bytes], out: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not list(out.glob("clips/*.npz")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first clip"
+        time.sleep(0.02)
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """True once no process of the group ``pgid`` is left (waits up to ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _assert_only_whole_clips(out: Path) -> list[Path]:
+    """No manifest; every clip file present loads (a cut-short write may leave only a ``.tmp``)."""
+    assert not (out / MANIFEST_NAME).exists()
+    files = sorted(out.glob("clips/*.npz"))
+    for path in files:
+        clip = read_clip(path)
+        assert clip.frames.shape == clip.masks.shape
+    return files
+
+
+def test_ctrl_c_stops_a_parallel_run_at_once(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the run stops, it does not go on to finish every clip."""
+    out = tmp_path / "ds"
+    proc = _start_synth(out, tmp_path / "err.txt", "--participants", "4", "--frames", "24", "--workers", "2")
+    try:
+        _wait_for_first_clip(proc, out)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        assert _group_gone(proc.pid, 10), "worker processes outlived the interrupted run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = (tmp_path / "err.txt").read_text()
+    assert "interrupted" in err and "Traceback" not in err, err
+    files = _assert_only_whole_clips(out)
+    assert len(files) <= 8, f"the interrupted run went on: {len(files)} of 32 clips written"
+    assert not list(out.glob("clips/*.tmp"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_run_leaves_no_worker_behind(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "ds"
+    proc = _start_synth(out, tmp_path / "err.txt", "--participants", "4", "--frames", "24", "--workers", "2")
+    try:
+        _wait_for_first_clip(proc, out)
+        proc.send_signal(sig)  # the parent only: its workers must end with it
+        proc.wait(timeout=60)
+        assert _group_gone(proc.pid, 15), "orphaned worker processes kept running after the parent was killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    _assert_only_whole_clips(out)

@@ -8,10 +8,15 @@ are therefore independent tasks, and the output is byte-identical for any worker
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import itertools
 import math
 import os
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +34,7 @@ from ultramn.data.synth.psf import PSF_VARIANTS, PsfBank, load_profiles, warm_ca
 from ultramn.data.synth.quality import reverberation, sample_quality
 from ultramn.data.synth.scene import LEVELS, render_scene
 from ultramn.data.synth.tissue import Canvas
+from ultramn.errors import UserInputError
 
 U8 = npt.NDArray[np.uint8]
 SOURCE = "synthetic"
@@ -208,32 +214,99 @@ def assign_dataset_splits(records: list[ClipRecord], seed: int) -> list[ClipReco
     return list(assign_splits(records, ratios=SPLIT_RATIOS, seed=seed))
 
 
+def _worker_init(parent_pid: int) -> None:
+    """Start of a worker process: Ctrl-C is the parent's to handle (it stops the pool), and
+    the worker ends with the parent, even when the parent is killed (Linux
+    ``PR_SET_PDEATHSIG``), instead of waiting forever for work as an orphan."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _remove_partial(out: Path, specs: Iterable[ClipSpec]) -> None:
+    """Remove the temporary files of clips whose writing was cut short (``write_clip``'s ``.tmp``)."""
+    for spec in specs:
+        (out / f"clips/{spec.clip_id}.npz.tmp").unlink(missing_ok=True)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, pending: Iterable[Future[ClipRecord]]) -> None:
+    """Stop at once: cancel what has not started and end the workers (a clip half-way is lost)."""
+    for fut in pending:
+        fut.cancel()
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_parallel(specs: list[ClipSpec], out: Path, workers: int, done: Callable[[int, ClipRecord], None]) -> None:
+    """Generate ``specs`` in ``workers`` processes, at most ``2 * workers`` clips queued at a time;
+    ``done(index, record)`` for each finished clip. An error or an interrupt stops every worker
+    at once and is raised."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+    todo = iter(enumerate(specs))
+    pending: dict[Future[ClipRecord], int] = {}
+    try:
+        for i, spec in itertools.islice(todo, 2 * workers):
+            pending[pool.submit(_run_spec, spec, out)] = i
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i = pending.pop(fut)
+                done(i, fut.result())
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending[pool.submit(_run_spec, nxt[1], out)] = nxt[0]
+    except BaseException:
+        in_flight = [specs[i] for i in pending.values()]
+        _stop_pool(pool, pending)
+        _remove_partial(out, in_flight)
+        raise
+    pool.shutdown(wait=True)
+
+
 def generate_dataset(
     config: SynthConfig, out: Path, workers: int | None = None, progress: Callable[[int], None] | None = None
 ) -> list[ClipRecord]:
     """Write ``out/clips/*.npz`` and ``out/manifest.csv``; returns the manifest rows.
 
-    ``workers`` processes (default ``os.cpu_count()``); ``progress(n)`` is called after
-    every finished clip with the number of clips just finished (1).
+    ``workers`` processes (default ``os.cpu_count()``, at most one per clip); ``progress(n)``
+    is called after every finished clip with the number of clips just finished (1).
+
+    The manifest is written last, and an error or interrupt stops every worker at once and
+    removes the clip file being written: an interrupted run into a new folder leaves no
+    manifest and no half-written clip file.
     """
-    n_workers = workers or os.cpu_count() or 1
+    if workers is not None and workers < 1:
+        raise UserInputError(f"--workers must be at least 1, got {workers}")
     specs = dataset_specs(config)
+    n_workers = min(workers or os.cpu_count() or 1, len(specs))
     warm_cache()  # compute the PSF once here, not in every worker
     out.mkdir(parents=True, exist_ok=True)
     records: list[ClipRecord | None] = [None] * len(specs)
+
+    def done(i: int, record: ClipRecord) -> None:
+        records[i] = record
+        if progress:
+            progress(1)
+
     if n_workers == 1:
         for i, spec in enumerate(specs):
-            records[i] = _run_spec(spec, out)
-            if progress:
-                progress(1)
+            try:
+                record = _run_spec(spec, out)
+            except BaseException:
+                _remove_partial(out, [spec])
+                raise
+            done(i, record)
     else:
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            futures = {pool.submit(_run_spec, spec, out): i for i, spec in enumerate(specs)}
-            for fut in as_completed(futures):
-                records[futures[fut]] = fut.result()
-                if progress:
-                    progress(1)
-    done = [r for r in records if r is not None]
-    done = assign_dataset_splits(done, config.seed)
-    write_manifest(out, done)
-    return done
+        _run_parallel(specs, out, n_workers, done)
+    finished = [r for r in records if r is not None]
+    finished = assign_dataset_splits(finished, config.seed)
+    write_manifest(out, finished)
+    return finished
