@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from export.repository import DEFAULT_ROOT, TARGETS, RepoSettings, drift, write_repository
-from export.specs import ENCODINGS
+from export.specs import ENCODINGS, MIN_OPSET
 from ultramn.contract import SHIPPED_CHECKPOINT
 
 
@@ -74,6 +74,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _opset(text: str) -> int:
+    """An ``--opset`` value: an integer of at least :data:`MIN_OPSET` (argparse's exit 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < MIN_OPSET:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_OPSET}, got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
@@ -84,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     onnx.add_argument("--out", type=Path, required=True)
     onnx.add_argument("--fp16", action="store_true", help="float16 weights and compute (float32 I/O), for GPUs")
     onnx.add_argument("--encoding", choices=ENCODINGS, default="probs_u8")
-    onnx.add_argument("--opset", type=int, default=17)
+    onnx.add_argument("--opset", type=_opset, default=MIN_OPSET, help=f"ONNX opset (at least {MIN_OPSET})")
     onnx.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime's offline graph optimisation")
     onnx.set_defaults(func=_cmd_onnx)
 
@@ -115,9 +126,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; its exit code."""
+    """Run one command; its exit code: 2 for bad input (a missing or unreadable checkpoint, a
+    bad option value), 1 when the export's parity check fails; one ``error:`` line, no traceback."""
+    from export.onnx_export import ParityError
+    from ultramn.model.checkpoint import CheckpointError
+
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ParityError as exc:
+        print(f"error: the exported graph does not match torch, nothing written for it: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -35,15 +35,18 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from export.head import ServingHead
-from export.specs import Encoding, output_specs
+from export.specs import MIN_OPSET, Encoding, output_specs
 from ultramn.contract import CONTRACT, MASK_PROB_SCALE, ModelContract
 from ultramn.serving.build import contract_fingerprint, file_sha256, meta_path
 
-#: Lowest opset the project exports (LayerNorm, opset-17 Softmax semantics).
-MIN_OPSET = 17
-#: Parity tolerances on probabilities (float32 graph, float16 graph).
+#: Parity tolerances on probabilities (float32 graph, float16 graph). An export bug (a wrong
+#: op, layout or weight) moves probabilities by 0.1-1 on many voxels; float16 rounding through
+#: the network moves a rare voxel by about 1e-2 (the shipped v2 weights: 1.03e-02 on 1 voxel
+#: of 614,400 over the seeded parity windows), so its bound is 2e-2 beside the decision check.
 TOLERANCE_FP32 = 1e-3
-TOLERANCE_FP16 = 1e-2
+TOLERANCE_FP16 = 2e-2
+#: Largest fraction of voxels whose nerve decision (probability >= 0.5) may differ from torch's.
+MAX_DECISION_FLIP_FRACTION = 1e-4
 
 
 class ParityError(RuntimeError):
@@ -61,18 +64,24 @@ class Parity:
     mask_u8_max_level_diff: int | None = None
     mask_u8_fraction_differing: float | None = None
     note: str = ""
+    #: fraction of voxels whose nerve decision (probability >= 0.5) differs from torch's
+    mask_decisions_fraction_differing: float = 0.0
+    max_decision_flip_fraction: float = MAX_DECISION_FLIP_FRACTION
 
     @property
     def ok(self) -> bool:
-        """Both probability differences are within :attr:`tolerance`."""
-        return max(self.plane_probs_max_abs_diff, self.mask_probs_max_abs_diff) <= self.tolerance
+        """Both probability differences are within :attr:`tolerance`, and the nerve decisions
+        differ on at most :attr:`max_decision_flip_fraction` of the voxels."""
+        close = max(self.plane_probs_max_abs_diff, self.mask_probs_max_abs_diff) <= self.tolerance
+        return close and self.mask_decisions_fraction_differing <= self.max_decision_flip_fraction
 
     def describe(self) -> str:
         """One line for the console."""
         text = (
             f"parity vs torch (ONNX Runtime CPU, batch {self.batch}): max|diff| plane_probs "
             f"{self.plane_probs_max_abs_diff:.2e}, mask_probs {self.mask_probs_max_abs_diff:.2e} "
-            f"(tolerance {self.tolerance:g}) -> {'OK' if self.ok else 'FAILED'}"
+            f"(tolerance {self.tolerance:g}); nerve decisions differ on {100 * self.mask_decisions_fraction_differing:.4f}% "
+            f"of voxels (at most {100 * self.max_decision_flip_fraction:g}%) -> {'OK' if self.ok else 'FAILED'}"
         )
         if self.mask_u8_max_level_diff is not None:
             text += (
@@ -230,11 +239,13 @@ def check_parity(
         mask_f = mask
     else:
         mask_f = outs[2 + sigmoid_names.index(sigmoid_names[-1])] if sigmoid_names else mask / MASK_PROB_SCALE
+    mask_f = mask_f.reshape(ref_mask.shape)
     parity = Parity(
         batch=batch,
         plane_probs_max_abs_diff=float(np.abs(plane - ref_plane).max()),
-        mask_probs_max_abs_diff=float(np.abs(mask_f.reshape(ref_mask.shape) - ref_mask).max()),
+        mask_probs_max_abs_diff=float(np.abs(mask_f - ref_mask).max()),
         tolerance=tolerance,
+        mask_decisions_fraction_differing=float(((mask_f >= 0.5) != (ref_mask >= 0.5)).mean()),
     )
     if encoding == "probs_u8":
         ref_u8 = np.round(ref_mask * MASK_PROB_SCALE).astype(np.int16)

@@ -10,6 +10,9 @@ from ultramn.contract import CONTRACT, ModelContract, TensorSpec
 #: ``probs_u8`` is what Triton serves (``CONTRACT.served_outputs``); the other two exist
 #: so that the choice can be re-measured (``bench/bench_triton.py --encodings``).
 Encoding = Literal["probs_u8", "probs_f32", "logits"]
+#: Lowest opset the project exports (LayerNorm, opset-17 Softmax semantics).
+MIN_OPSET = 17
+
 ENCODINGS: tuple[Encoding, ...] = ("probs_u8", "probs_f32", "logits")
 
 
