@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from scipy.ndimage import binary_dilation, binary_erosion
 
 from ultramn.contract import PLANES, QUALITY_GRADES, SIDES, SPLITS
 from ultramn.data.clipio import read_clip
-from ultramn.data.manifest import MANIFEST_NAME, read_manifest
+from ultramn.data.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from ultramn.data.synth.config import SynthConfig
 from ultramn.data.synth.generator import ClipSpec, generate_clip, generate_dataset
 from ultramn.errors import UserInputError
@@ -257,3 +258,40 @@ def test_killed_run_leaves_no_worker_behind(tmp_path: Path, sig: signal.Signals)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     _assert_only_whole_clips(out)
+
+
+def test_rerun_replaces_an_earlier_synthetic_set(tmp_path: Path) -> None:
+    """Re-running into a synthetic set gives exactly what a new folder gets: no stale rows or clips."""
+    small = SynthConfig(participants=1, seed=4, height=48, width=48, frames=1)
+    generate_dataset(replace(small, participants=2, frames=2), tmp_path / "ds", workers=1)
+    generate_dataset(small, tmp_path / "ds", workers=1)
+    generate_dataset(small, tmp_path / "fresh", workers=1)
+    assert _tree_bytes(tmp_path / "ds") == _tree_bytes(tmp_path / "fresh")
+
+
+def test_failed_rerun_leaves_no_stale_manifest(tmp_path: Path) -> None:
+    """A re-run that stops half-way must not leave the old manifest describing overwritten clips."""
+    out = tmp_path / "ds"
+    cfg = SynthConfig(participants=1, seed=4, height=48, width=48, frames=2)
+    generate_dataset(cfg, out, workers=1)
+    blocked = out / "clips" / "syn4-p0000_LW_L.npz"  # the third clip: a folder now stands in its way
+    blocked.unlink()
+    blocked.mkdir()
+    with pytest.raises(OSError):
+        generate_dataset(replace(cfg, frames=3), out, workers=1)
+    assert read_clip(out / "clips" / "syn4-p0000_TW_L.npz").frames.shape[0] == 3  # overwritten before the failure
+    assert not (out / MANIFEST_NAME).exists()
+
+
+def test_synth_refuses_to_replace_another_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    generate_dataset(SynthConfig(participants=1, seed=4, height=48, width=48, frames=1), out, workers=1)
+    records = read_manifest(out)
+    write_manifest(out, [records[0], replace(records[1], clip_id="usgra-0001", source="images:usgra", file="clips/usgra-0001.npz")])
+    before = (out / MANIFEST_NAME).read_bytes()
+    res = _run_cli("synth", "--participants", "1", "--out", str(out), "--frames", "1", "--size", "48", "48", "--workers", "1")
+    assert res.returncode == 2 and "not synthetic" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert (out / MANIFEST_NAME).read_bytes() == before
+    (out / MANIFEST_NAME).write_text("not,a\nmanifest\n")
+    with pytest.raises(UserInputError, match="manifest"):
+        generate_dataset(SynthConfig(participants=1, seed=4, height=48, width=48, frames=1), out, workers=1)

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from ultramn.contract import PLANES, SIDES, SPLITS
 from ultramn.data.clipio import ClipArrays, write_clip
-from ultramn.data.manifest import ClipRecord, write_manifest
+from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, read_manifest, write_manifest
 from ultramn.data.synth.anatomy import AnatomyParams, sample_anatomy, vary_side
 from ultramn.data.synth.bmode import AcquisitionParams, BModeFormer, bilinear_gather, scatterer_fields
 from ultramn.data.synth.config import SynthConfig
@@ -271,6 +271,42 @@ def _run_parallel(specs: list[ClipSpec], out: Path, workers: int, done: Callable
     pool.shutdown(wait=True)
 
 
+def _claim_output(out: Path) -> list[ClipRecord]:
+    """Make ``out`` ready for a new synthetic dataset; returns the rows of the one it replaces.
+
+    A folder with no manifest is used as it is. An earlier synthetic dataset (every row
+    ``source=synthetic``) is replaced: its manifest is removed before any clip is written,
+    so an interrupted run leaves no manifest describing files it has overwritten. Any other
+    manifest (an import, or a mix) is refused: its rows would be lost.
+    """
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} exists and is not a folder")
+    manifest = out / MANIFEST_NAME
+    if not manifest.exists():
+        return []
+    try:
+        old = read_manifest(out)
+    except ManifestError as exc:
+        raise UserInputError(f"--out {out} holds a manifest that is not a dataset's ({exc}); choose another folder") from exc
+    foreign = [r for r in old if r.source != SOURCE]
+    if foreign:
+        raise UserInputError(
+            f"--out {out} holds a dataset with {len(foreign)} clip(s) that are not synthetic "
+            f"(e.g. {foreign[0].clip_id}, source {foreign[0].source!r}); a synthetic set would replace "
+            "its manifest: choose another folder"
+        )
+    manifest.unlink()
+    return old
+
+
+def _remove_stale(out: Path, old: list[ClipRecord], new: list[ClipRecord]) -> None:
+    """Delete the clip files of the replaced synthetic dataset that the new one does not have."""
+    keep = {r.clip_id for r in new}
+    for r in old:
+        if r.clip_id not in keep and r.file == f"clips/{r.clip_id}.npz":
+            (out / r.file).unlink(missing_ok=True)
+
+
 def generate_dataset(
     config: SynthConfig, out: Path, workers: int | None = None, progress: Callable[[int], None] | None = None
 ) -> list[ClipRecord]:
@@ -279,15 +315,17 @@ def generate_dataset(
     ``workers`` processes (default ``os.cpu_count()``, at most one per clip); ``progress(n)``
     is called after every finished clip with the number of clips just finished (1).
 
-    The manifest is written last, and an error or interrupt stops every worker at once and
-    removes the clip file being written: an interrupted run into a new folder leaves no
-    manifest and no half-written clip file.
+    ``out`` may be new, a folder without a manifest, or an earlier synthetic dataset, which
+    is replaced (its manifest is removed first; its clips that the new set lacks at the end);
+    a folder holding any other dataset raises :class:`UserInputError`. The manifest is
+    written last: an interrupted run leaves none (and no half-written clip file).
     """
     if workers is not None and workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {workers}")
     specs = dataset_specs(config)
     n_workers = min(workers or os.cpu_count() or 1, len(specs))
     warm_cache()  # compute the PSF once here, not in every worker
+    old = _claim_output(out)
     out.mkdir(parents=True, exist_ok=True)
     records: list[ClipRecord | None] = [None] * len(specs)
 
@@ -309,4 +347,5 @@ def generate_dataset(
     finished = [r for r in records if r is not None]
     finished = assign_dataset_splits(finished, config.seed)
     write_manifest(out, finished)
+    _remove_stale(out, old, finished)
     return finished
