@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from gateway.api.routes import analyses, batches, frames, health, metrics, ui
 from gateway.core.config import Settings
@@ -91,10 +93,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def settings_from_environment() -> Settings:
+    """:class:`Settings` from the environment; a bad value prints one ``error:`` line per
+    variable (named as set: ``ULTRAMN_...``) and exits 2, instead of a pydantic traceback
+    from inside the server's import of the app."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for problem in exc.errors():
+            field = ".".join(str(part) for part in problem["loc"])
+            print(f"error: invalid setting ULTRAMN_{field.upper()}: {problem['msg']}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def __getattr__(name: str) -> FastAPI:
     """``gateway.main:app``: the app with settings from the environment (built on first access)."""
     if name == "app":
-        instance = create_app()
+        instance = create_app(settings_from_environment())
         globals()["app"] = instance
         return instance
     raise AttributeError(name)
