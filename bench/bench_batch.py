@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+from bench.report import report_path
 from gateway.core.config import Settings
 from gateway.main import create_app
 from gateway.threaded_server import serve_in_thread
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--direct", action="store_true", help="also measure --triton (in-process pipeline, no gateway)")
-    p.add_argument("--out", type=Path, default=None, help="write the markdown report here too")
+    p.add_argument("--out", type=report_path, default=None, help="write the markdown report here too")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:

@@ -50,6 +50,7 @@ import tritonclient.grpc.aio as grpcaio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import report_path
 from gateway.core.config import Settings
 from gateway.main import create_app
 from gateway.pipeline.roi import RoiConfig, find_roi
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=8, help="uploads per throughput run")
     p.add_argument("--concurrency", type=int, default=4, help="concurrent uploads (and gateway workers)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved throughput rounds (1 vs --concurrency)")
-    p.add_argument("--out", type=Path, default=None, help="also write the markdown here")
+    p.add_argument("--out", type=report_path, default=None, help="also write the markdown here")
     args = p.parse_args(argv)
     started = time.perf_counter()
     header = [

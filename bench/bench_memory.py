@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 
 from bench.bench_batch import emit_report, machine
+from bench.report import report_path
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", type=Size.parse, default=[Size.parse(s) for s in ("60x256x256", "120x512x512", "120x1024x1024")])
     p.add_argument("--rounds", type=int, default=1, help="measure every size this many times (sizes interleaved)")
-    p.add_argument("--out", type=Path, default=None, help="write the markdown report here too")
+    p.add_argument("--out", type=report_path, default=None, help="write the markdown report here too")
     p.add_argument("--serve", nargs=3, metavar=("TRITON_URL", "DATA_DIR", "URL_FILE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:

@@ -42,6 +42,9 @@ import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import report_path
 from ultramn.model import build_model
 
 
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=2.0, help="seconds per measurement after 3 calls")
     p.add_argument("--train", action="store_true", help="also time a torch forward+backward (training cost)")
     p.add_argument("--no-torch", action="store_true", help="skip torch eager timings")
-    p.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    p.add_argument("--out", type=report_path, default=None, help="also write the table to this file")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)

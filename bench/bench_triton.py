@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ import tritonclient.grpc.aio as grpcaio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import report_path
 from export.repository import RepoSettings, write_repository
 from export.specs import ENCODINGS, Encoding, output_specs
 from ultramn.contract import CONTRACT
@@ -51,6 +52,8 @@ from ultramn.serving.build import onnx_model_path
 from ultramn.serving.embedded import EmbeddedTriton, running_triton
 
 IN = CONTRACT.inputs[0]
+#: phases of Triton's inference statistics (each a cumulative count and nanoseconds)
+STAT_PHASES = ("success", "queue", "compute_input", "compute_infer", "compute_output")
 REPO_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "ultramn.pt"
 
 
@@ -64,8 +67,19 @@ class Result:
     seconds: float
     latencies_ms: np.ndarray
     response_bytes: int = 0
-    #: mean time inside the server per request (Triton statistics), ms
-    server_ms: float = float("nan")
+    #: Triton's ``(count, ns)`` per phase (:data:`STAT_PHASES`) over the measured span only,
+    #: like the client latencies (warm-up excluded); empty for in-process runs
+    server_phases: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def server_phase_ms(self, phase: str) -> float:
+        """Mean milliseconds per served request in ``phase`` (``nan`` without statistics)."""
+        count = self.server_phases.get("success", (0, 0))[0]
+        return self.server_phases[phase][1] / count / 1e6 if count and phase in self.server_phases else float("nan")
+
+    @property
+    def server_ms(self) -> float:
+        """Mean time inside the server per request (Triton statistics), ms."""
+        return self.server_phase_ms("success")
 
     @property
     def throughput(self) -> float:
@@ -92,6 +106,19 @@ async def _triton_load(url: str, concurrency: int, warmup: float, duration: floa
     start = time.perf_counter()
     measure_from, end = start + warmup, start + warmup + duration
 
+    async def server_stats() -> dict[str, tuple[int, int]]:
+        raw = await client.get_inference_statistics(CONTRACT.name, as_json=True)
+        stats = raw["model_stats"][0]["inference_stats"]
+        return {k: (int(stats.get(k, {}).get("count", 0)), int(stats.get(k, {}).get("ns", 0))) for k in STAT_PHASES}
+
+    async def measured_span() -> dict[str, tuple[int, int]]:
+        """The server's statistics between the end of the warm-up and the end of the run."""
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        before = await server_stats()
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        after = await server_stats()
+        return {k: (after[k][0] - before[k][0], after[k][1] - before[k][1]) for k in STAT_PHASES}
+
     async def worker(seed: int) -> None:
         inp = grpcaio.InferInput(IN.name, [1, *IN.dims], IN.triton_datatype)
         inp.set_data_from_numpy(window(seed))
@@ -105,10 +132,12 @@ async def _triton_load(url: str, concurrency: int, warmup: float, duration: floa
                     nbytes.append(sum(result.as_numpy(n).nbytes for n in names))
 
     try:
+        span = asyncio.ensure_future(measured_span())
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        phases = await span
     finally:
         await client.close()
-    return Result("", concurrency, len(latencies), duration, np.array(latencies) * 1e3, nbytes[0] if nbytes else 0)
+    return Result("", concurrency, len(latencies), duration, np.array(latencies) * 1e3, nbytes[0] if nbytes else 0, phases)
 
 
 def triton_load(url: str, concurrency: int, warmup: float, duration: float, names: list[str], system: str) -> Result:
@@ -156,7 +185,8 @@ def inprocess_load(onnx_path: Path, concurrency: int, warmup: float, duration: f
 
 
 def build_onnx(work: Path, checkpoint: Path | None, encoding: Encoding = "probs_u8") -> Path:
-    """Export the benchmark model (``models/ultramn.pt`` or an untrained full-size unet3d)."""
+    """Export the benchmark model: ``models/ultramn.pt``, or without it an untrained unet3d of
+    the shipped size (``build_model("unet3d")``'s defaults)."""
     out = work / f"model_{encoding}.onnx"
     if out.is_file():
         return out
@@ -198,7 +228,7 @@ def merge(results: list[Result]) -> Result:
         sum(r.seconds for r in results),
         np.concatenate([r.latencies_ms for r in results]),
         first.response_bytes,
-        float(np.mean([r.server_ms for r in results])),
+        {k: (sum(r.server_phases[k][0] for r in results), sum(r.server_phases[k][1] for r in results)) for k in first.server_phases},
     )
 
 
@@ -216,34 +246,11 @@ def run_interleaved(systems: dict[str, Runner], levels: list[int], rounds: int) 
     return [merge(raw[(name, c)]) for name in systems for c in levels]
 
 
-STAT_PHASES = ("success", "queue", "compute_input", "compute_infer", "compute_output")
-
-
-def _stats(url: str) -> dict[str, tuple[int, int]]:
-    """Triton's cumulative ``(count, ns)`` per phase of the model's inference statistics."""
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        stats = client.get_inference_statistics(CONTRACT.name, as_json=True)["model_stats"][0]["inference_stats"]
-    finally:
-        client.close()
-    return {k: (int(stats.get(k, {}).get("count", 0)), int(stats.get(k, {}).get("ns", 0))) for k in STAT_PHASES}
-
-
-def _success(url: str) -> tuple[int, int]:
-    return _stats(url)["success"]
-
-
 def triton_runner(server: EmbeddedTriton, args: argparse.Namespace, names: list[str]) -> Runner:
     """Closed-loop gRPC load on ``server`` at a given concurrency (also the server-side time per request)."""
 
     def run(c: int) -> Result:
-        count0, ns0 = _success(server.grpc_url)
-        result = triton_load(server.grpc_url, c, args.warmup, args.duration, names, "")
-        count1, ns1 = _success(server.grpc_url)
-        result.server_ms = (ns1 - ns0) / max(1, count1 - count0) / 1e6
-        return result
+        return triton_load(server.grpc_url, c, args.warmup, args.duration, names, "")
 
     return run
 
@@ -343,11 +350,8 @@ def experiment_server_time(args: argparse.Namespace, work: Path) -> str:
         repo = make_repo(work, f"threads_{threads}", onnx, RepoSettings(target="cpu", intra_op_threads=threads))
         local = inprocess_load(onnx, 1, args.warmup, args.duration, threads)
         with running_triton(repo, [CONTRACT.name]) as server:
-            before = _stats(server.grpc_url)
             served = triton_load(server.grpc_url, 1, args.warmup, args.duration, names, "")
-            after = _stats(server.grpc_url)
-        n = max(1, after["success"][0] - before["success"][0])
-        phase = {k: (after[k][1] - before[k][1]) / n / 1e6 for k in STAT_PHASES}
+        phase = {k: served.server_phase_ms(k) for k in STAT_PHASES}
         rows.append(
             f"| {threads} | {local.pct(50):.1f} | {served.pct(50):.1f} | {phase['queue']:.1f} | {phase['compute_input']:.1f} "
             f"| {phase['compute_infer']:.1f} | {phase['compute_output']:.1f} |"
@@ -429,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--work", type=Path, default=None, help="folder for ONNX files and repositories (default: temporary)")
-    p.add_argument("--out", type=Path, default=None, help="also write the markdown here")
+    p.add_argument("--out", type=report_path, default=None, help="also write the markdown here")
     args = p.parse_args(argv)
     header = f"machine: {machine()}\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}\n"
     print(header, flush=True)
