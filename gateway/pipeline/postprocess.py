@@ -127,6 +127,7 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
     frames = [_shift(m, x0, y0, spacing) for m in measure_frames(crop_masks, spacing, config.measure)]
     summary = summarize_clip(frames, ctx.frame_planes, clip.fps)
     s = summary.to_dict()
+    notes = clip.warnings_given_spacing(spacing_source == "request")  # the file's spacing notes are moot then
     ctx.result = _r(
         {
             "n_frames": n,
@@ -144,7 +145,7 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
             "nerve_fraction": s["nerve_fraction"],
             "csa": s["csa"],
             "excursion": s["excursion"],
-            "warnings": [*clip.warnings, *view_warnings(s["plane"], s["csa"] is not None, summary.csa_other_view_frames)],
+            "warnings": [*notes, *view_warnings(s["plane"], s["csa"] is not None, summary.csa_other_view_frames)],
             "frames": [frame_dict(i, m, ctx.frame_planes[i]) for i, m in enumerate(frames)],
         },
         config.decimals,

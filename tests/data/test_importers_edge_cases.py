@@ -378,3 +378,20 @@ def test_a_single_frame_dicom_or_video_is_a_still_without_fps(tmp_path: Path) ->
     import_videos(videos, ImportOptions(out=tmp_path / "out"))
     fps = {r.n_frames: r.fps for r in read_manifest(tmp_path / "out")}
     assert fps == {1: None, T: pytest.approx(30.0)}
+
+
+def test_pixel_spacing_given_on_the_command_line_silences_the_files_spacing_warnings(tmp_path: Path) -> None:
+    dicoms = tmp_path / "exam"
+    dicoms.mkdir()
+    write_dicom_cine(dicoms / "loop.dcm", moving_square(), region_cm=None)  # no spacing in the header
+    np.save(dicoms / "loop_mask.npy", square_masks())
+    decoded = decode(dicoms / "loop.dcm")
+    assert decoded.spacing_warnings == ("no pixel spacing in the header",) and decoded.spacing_warnings[0] in decoded.warnings
+    assert "no pixel spacing" not in " ".join(decoded.warnings_given_spacing(True))
+    bare = _cli("import", "dicom", "--dicoms", dicoms, "--out", tmp_path / "a")
+    assert bare.returncode == 0 and "no pixel spacing in the header" in bare.stdout + bare.stderr
+    given = _cli("import", "dicom", "--dicoms", dicoms, "--out", tmp_path / "b", "--pixel-spacing", "0.1")
+    assert given.returncode == 0, given.stderr
+    assert "pixel spacing" not in given.stdout + given.stderr  # it was: "no pixel spacing in the header", though 0.1 was given
+    (record,) = read_manifest(tmp_path / "b")
+    assert record.pixel_spacing_mm == pytest.approx(0.1)

@@ -82,3 +82,17 @@ async def test_request_spacing_overrides_and_gives_mm(gateway: httpx.AsyncClient
     assert res["analysis"]["stride"] == 8
     for f in res["frames"]:
         assert f["csa_mm2"] == pytest.approx(f["csa_px"] * 0.01, rel=1e-6)
+
+
+async def test_the_files_spacing_warnings_go_when_the_request_gives_the_spacing(
+    gateway: httpx.AsyncClient, clip: SynthClip, files_dir: Path
+) -> None:
+    from tests.data.test_decoders import write_dicom_cine
+
+    files_dir.mkdir(parents=True, exist_ok=True)
+    anisotropic = write_dicom_cine(files_dir / "aniso.dcm", clip.frames[:4], region_cm=(0.008, 0.012))
+    bare = (await upload(gateway, anisotropic, wait=True)).json()["result"]
+    assert any(w.startswith("anisotropic pixels") for w in bare["warnings"]) and bare["spacing_source"] == "file"
+    given = (await upload(gateway, anisotropic, wait=True, pixel_spacing_mm=0.1)).json()["result"]
+    assert given["spacing_source"] == "request"
+    assert not any("pixel" in w for w in given["warnings"]), given["warnings"]  # was: the file's 0.08 x 0.12 mm, though unused

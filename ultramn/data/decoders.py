@@ -173,6 +173,8 @@ class DecodedClip:
     - ``pixel_spacing_xy_mm``: ``(x, y)`` = (column, row) pixel size in mm, ``None`` if unknown.
     - ``format``: the detected :data:`Format`.
     - ``warnings``: things the caller may want to show (e.g. anisotropic pixels).
+    - ``spacing_warnings``: those of ``warnings`` about the file's pixel spacing (missing,
+      implausible, anisotropic): moot, and dropped, when the caller gives the spacing itself.
     """
 
     frames: U8Array
@@ -181,6 +183,11 @@ class DecodedClip:
     pixel_spacing_xy_mm: tuple[float, float] | None
     format: str
     warnings: tuple[str, ...] = field(default=())
+    spacing_warnings: tuple[str, ...] = field(default=())
+
+    def warnings_given_spacing(self, spacing_given: bool) -> tuple[str, ...]:
+        """:attr:`warnings`, without :attr:`spacing_warnings` when the caller gives the spacing."""
+        return tuple(w for w in self.warnings if w not in self.spacing_warnings) if spacing_given else self.warnings
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 3 or self.frames.dtype != np.uint8 or self.frames.shape[0] < 1:
@@ -355,24 +362,27 @@ def _finish(
     fps: float | None = None,
     spacing_xy: tuple[float, float] | None = None,
     warnings: tuple[str, ...] = (),
+    spacing_notes: tuple[str, ...] = (),
 ) -> DecodedClip:
+    """The :class:`DecodedClip`; ``spacing_notes`` are warnings about the file's pixel spacing."""
     if frames.ndim != 3 or frames.shape[0] == 0:
         raise CorruptFileError(f"{fmt}: no frames decoded")
     limits.check_clip(*frames.shape)
     spacing = None
-    notes = list(warnings)
+    about_spacing = list(spacing_notes)
     if spacing_xy is not None:
         sx, sy = spacing_xy
         spacing = (sx + sy) / 2.0
         if is_anisotropic(sx, sy):
-            notes.append(f"anisotropic pixels: {sx:.4g} mm wide (x) by {sy:.4g} mm tall (y)")
+            about_spacing.append(f"anisotropic pixels: {sx:.4g} mm wide (x) by {sy:.4g} mm tall (y)")
     return DecodedClip(
         frames=np.ascontiguousarray(frames),
         fps=fps if fps is not None and np.isfinite(fps) and fps > 0 else None,
         pixel_spacing_mm=spacing,
         pixel_spacing_xy_mm=spacing_xy,
         format=fmt,
-        warnings=tuple(notes),
+        warnings=(*warnings, *about_spacing),
+        spacing_warnings=tuple(about_spacing),
     )
 
 
@@ -822,8 +832,7 @@ def decode_dicom(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename
             raise CorruptFileError(f"{name}: unexpected colour pixel array shape {arr.shape}")
         frames = rgb_to_grey(to_uint8(colour, bits_stored=colour_bits))
     spacing, reason = _dicom_spacing(ds)
-    warnings = (*notes, reason) if reason else notes
-    return _finish(frames, "dicom", limits, _dicom_fps(ds), spacing, warnings)
+    return _finish(frames, "dicom", limits, _dicom_fps(ds), spacing, notes, (reason,) if reason else ())
 
 
 def decode_npy(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
@@ -889,11 +898,13 @@ def decode_npz(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
     notes = list(warnings)
     fps = _positive_float(meta["fps"]) if "fps" in meta else None
     spacing = _spacing_mm(meta["pixel_spacing_mm"]) if "pixel_spacing_mm" in meta else None
-    for k, value, wanted in (("fps", fps, "one positive number"), ("pixel_spacing_mm", spacing, f"one value, {_SPACING_RANGE}")):
-        if k in meta and value is None:
-            notes.append(f"{name}: '{k}' is not {wanted} ({_describe(meta[k])}); ignored")
+    if "fps" in meta and fps is None:
+        notes.append(f"{name}: 'fps' is not one positive number ({_describe(meta['fps'])}); ignored")
+    spacing_notes: tuple[str, ...] = ()
+    if "pixel_spacing_mm" in meta and spacing is None:
+        spacing_notes = (f"{name}: 'pixel_spacing_mm' is not one value, {_SPACING_RANGE} ({_describe(meta['pixel_spacing_mm'])}); ignored",)
     spacing_xy = (spacing, spacing) if spacing is not None else None
-    return _finish(frames, "npz", limits, fps, spacing_xy, tuple(notes))
+    return _finish(frames, "npz", limits, fps, spacing_xy, tuple(notes), spacing_notes)
 
 
 def _describe(value: npt.NDArray[Any]) -> str:

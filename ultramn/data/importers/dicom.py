@@ -215,6 +215,7 @@ def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOpt
         pixel_spacing_mm=decoded.pixel_spacing_mm,
         pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
         warnings=decoded.warnings,
+        spacing_warnings=decoded.spacing_warnings,
         side=header.laterality,
     )
 

@@ -60,6 +60,7 @@ def load_video_clip(video: Path, masks_dir: Path, options: ImportOptions, mask_s
         pixel_spacing_mm=decoded.pixel_spacing_mm,
         pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
         warnings=decoded.warnings,
+        spacing_warnings=decoded.spacing_warnings,
         origin=video.name,
     )
 
