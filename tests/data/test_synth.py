@@ -20,7 +20,7 @@ from scipy.ndimage import binary_dilation, binary_erosion
 from ultramn.contract import PLANES, QUALITY_GRADES, SIDES, SPLITS
 from ultramn.data.clipio import read_clip
 from ultramn.data.manifest import MANIFEST_NAME, read_manifest, write_manifest
-from ultramn.data.synth.config import SynthConfig
+from ultramn.data.synth.config import AcquisitionRanges, AnatomyRanges, MotionRanges, QualityRanges, SynthConfig
 from ultramn.data.synth.generator import ClipSpec, generate_clip, generate_dataset
 from ultramn.errors import UserInputError
 
@@ -101,6 +101,9 @@ def test_default_frames_and_size_are_sampled_per_clip() -> None:
         ("--participants", "1", "--out", "OUT", "--size", "8", "8"),
         ("--participants", "1", "--out", "OUT", "--frames", "0"),
         ("--participants", "1", "--out", "OUT", "--workers", "0"),
+        ("--participants", "1000000000", "--out", "OUT"),
+        ("--participants", "1", "--out", "OUT", "--seed", "1" + "0" * 40),
+        ("--participants", "1", "--out", "OUT", "--workers", "100000"),
         ("--participants", "1"),
         ("--preview", "sheet.jpg"),
     ],
@@ -118,6 +121,38 @@ def test_config_rejects_bad_values() -> None:
         SynthConfig(participants=0)
     with pytest.raises(UserInputError, match="size"):
         SynthConfig(height=2000)
+    with pytest.raises(UserInputError, match="participants"):
+        SynthConfig(participants=10**9)  # would build 8e9 clip specs before the first clip
+    with pytest.raises(UserInputError, match="seed"):
+        SynthConfig(seed=10**30)  # ids (and file names) grow with the seed's digits
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"height": 64.5},
+        {"frames": "8"},
+        {"participants": True},
+        {"seed": 1.0},
+        {"acquisition": AcquisitionRanges(fps=(float("nan"), 30.0))},
+        {"acquisition": AcquisitionRanges(frames=(0, 4))},
+        {"acquisition": AcquisitionRanges(depth_setting_mm=(-5.0, 30.0))},
+        {"motion": MotionRanges(slide_mm=(3.0, 1.0))},
+        {"quality": QualityRanges(probabilities=(0.5, 0.5, 0.5))},
+        {"anatomy": AnatomyRanges(side_jitter=float("inf"))},
+    ],
+)
+def test_config_rejects_wrong_types_and_ranges(kwargs: dict[str, object]) -> None:
+    """A config that would crash mid-run (or write NaN/empty clips) is refused when it is made."""
+    with pytest.raises(UserInputError):
+        SynthConfig(**{"participants": 1, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("workers", [0, -1, 10**6])
+def test_library_rejects_bad_worker_counts(tmp_path: Path, workers: int) -> None:
+    with pytest.raises(UserInputError, match="workers"):
+        generate_dataset(SynthConfig(participants=1, height=48, width=48, frames=1), tmp_path / "a", workers=workers)
+    assert not (tmp_path / "a").exists()
 
 
 def _ring_stats(frame: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:

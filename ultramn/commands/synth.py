@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         preview: Path | None = typer.Option(None, "--preview", help="Write a PNG contact sheet (planes x quality grades) instead."),
     ) -> None:
         """Generate realistic synthetic median-nerve ultrasound clips with nerve masks."""
-        from ultramn.data.synth.config import SynthConfig
+        from ultramn.data.synth.config import MAX_WORKERS, SynthConfig
 
         height, width = size
         if preview is not None:
@@ -40,8 +40,8 @@ def register(app: typer.Typer) -> None:
             return
         if out is None:
             raise UserInputError("give --out DIR (with --participants N), or --preview PNG")
-        if workers is not None and workers < 1:
-            raise UserInputError(f"--workers must be at least 1, got {workers}")
+        if workers is not None and not 1 <= workers <= MAX_WORKERS:
+            raise UserInputError(f"--workers must be in [1, {MAX_WORKERS}], got {workers}")
         if out.exists() and not out.is_dir():
             raise UserInputError(f"--out {out} exists and is not a folder")
         cfg = SynthConfig(participants=participants, seed=seed, height=height, width=width, frames=frames)

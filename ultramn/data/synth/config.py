@@ -7,12 +7,17 @@ The literature figures behind the anatomy ranges are in ``DOMAIN.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import numbers
+from dataclasses import dataclass, field, fields, is_dataclass
 
 from ultramn.errors import UserInputError
 
 Range = tuple[float, float]
 IntRange = tuple[int, int]
+
+#: The most worker processes ``ultramn synth --workers`` takes (a run never uses more than it has clips).
+MAX_WORKERS = 256
 
 
 @dataclass(frozen=True)
@@ -129,14 +134,48 @@ class SynthConfig:
     MIN_SIZE = 48
     MAX_SIZE = 1024
     MAX_FRAMES = 1000
+    MAX_PARTICIPANTS = 100_000
+    MAX_SEED = 2**63 - 1
 
     def __post_init__(self) -> None:
-        if self.participants < 1:
-            raise UserInputError(f"--participants must be at least 1, got {self.participants}")
-        if self.seed < 0:
-            raise UserInputError(f"--seed must be a non-negative integer, got {self.seed}")
+        _check_int("--participants", self.participants, 1, self.MAX_PARTICIPANTS)
+        _check_int("--seed", self.seed, 0, self.MAX_SEED)
         for name, v in (("height", self.height), ("width", self.width)):
-            if not self.MIN_SIZE <= v <= self.MAX_SIZE:
-                raise UserInputError(f"--size {name} must be in [{self.MIN_SIZE}, {self.MAX_SIZE}] pixels, got {v}")
-        if self.frames is not None and not 1 <= self.frames <= self.MAX_FRAMES:
-            raise UserInputError(f"--frames must be in [1, {self.MAX_FRAMES}], got {self.frames}")
+            _check_int(f"--size {name}", v, self.MIN_SIZE, self.MAX_SIZE, " pixels")
+        if self.frames is not None:
+            _check_int("--frames", self.frames, 1, self.MAX_FRAMES)
+        for group in ("anatomy", "acquisition", "quality", "motion", "render"):
+            _check_ranges(group, getattr(self, group))
+        lo, hi = self.acquisition.frames
+        _check_int("acquisition.frames", lo, 1, self.MAX_FRAMES)
+        _check_int("acquisition.frames", hi, 1, self.MAX_FRAMES)
+        for name in ("depth_setting_mm", "fps"):
+            if getattr(self.acquisition, name)[0] <= 0:
+                raise UserInputError(f"acquisition.{name} must be positive, got {getattr(self.acquisition, name)}")
+        probs = self.quality.probabilities
+        if len(probs) != 3 or min(probs) < 0 or abs(sum(probs) - 1) > 1e-6:
+            raise UserInputError(f"quality.probabilities must be 3 non-negative numbers summing to 1, got {probs}")
+
+
+def _check_int(option: str, value: object, lo: int, hi: int, unit: str = "") -> None:
+    """:class:`UserInputError` unless ``value`` is an integer (not a bool) in ``[lo, hi]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserInputError(f"{option} must be an integer, got {value!r}")
+    if not lo <= int(value) <= hi:
+        raise UserInputError(f"{option} must be in [{lo}, {hi}]{unit}, got {value}")
+
+
+def _check_ranges(name: str, value: object) -> None:
+    """Every number of a ranges group (nested tuples too) finite; every ``(low, high)`` pair ordered."""
+    if is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            _check_ranges(f"{name}.{f.name}", getattr(value, f.name))
+    elif isinstance(value, tuple):
+        for v in value:
+            _check_ranges(name, v)
+        if len(value) == 2 and all(isinstance(v, numbers.Real) for v in value) and value[0] > value[1]:
+            raise UserInputError(f"{name}: the range's low end is above its high end: {value}")
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserInputError(f"{name} must be a number, got {value!r}")
+    elif not math.isfinite(value):
+        raise UserInputError(f"{name} must be a finite number, got {value!r}")

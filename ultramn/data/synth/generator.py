@@ -28,7 +28,7 @@ from ultramn.data.clipio import ClipArrays, write_clip
 from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, read_manifest, write_manifest
 from ultramn.data.synth.anatomy import AnatomyParams, sample_anatomy, vary_side
 from ultramn.data.synth.bmode import AcquisitionParams, BModeFormer, bilinear_gather, scatterer_fields
-from ultramn.data.synth.config import SynthConfig
+from ultramn.data.synth.config import MAX_WORKERS, SynthConfig
 from ultramn.data.synth.motion import ClipMotion, motion_margins_mm, sample_motion
 from ultramn.data.synth.psf import PSF_VARIANTS, PsfBank, load_profiles, warm_cache
 from ultramn.data.synth.quality import reverberation, sample_quality
@@ -320,8 +320,8 @@ def generate_dataset(
     a folder holding any other dataset raises :class:`UserInputError`. The manifest is
     written last: an interrupted run leaves none (and no half-written clip file).
     """
-    if workers is not None and workers < 1:
-        raise UserInputError(f"--workers must be at least 1, got {workers}")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UserInputError(f"--workers must be in [1, {MAX_WORKERS}], got {workers}")
     specs = dataset_specs(config)
     n_workers = min(workers or os.cpu_count() or 1, len(specs))
     warm_cache()  # compute the PSF once here, not in every worker
