@@ -395,3 +395,16 @@ def test_pixel_spacing_given_on_the_command_line_silences_the_files_spacing_warn
     assert "pixel spacing" not in given.stdout + given.stderr  # it was: "no pixel spacing in the header", though 0.1 was given
     (record,) = read_manifest(tmp_path / "b")
     assert record.pixel_spacing_mm == pytest.approx(0.1)
+
+
+def test_a_mask_value_no_mask_holds_gets_a_hint(tmp_path: Path) -> None:
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    Image.fromarray(moving_square()[0]).save(images / "a.png")
+    Image.fromarray(square_masks()[0] * 255).save(masks / "a.png")  # 0/255 masks
+    wrong = _cli("import", "images", "--images", images, "--masks", masks, "--out", tmp_path / "a", "--mask-value", "1")
+    assert wrong.returncode == 0, wrong.stderr
+    assert "hint: no mask holds the label 1 (--mask-value)" in wrong.stderr
+    right = _cli("import", "images", "--images", images, "--masks", masks, "--out", tmp_path / "b", "--mask-value", "255")
+    assert right.returncode == 0 and "hint:" not in right.stderr and "no nerve pixels" not in right.stderr

@@ -53,7 +53,7 @@ def _options(
     )
 
 
-def _print_report(report: ImportReport) -> None:
+def _print_report(report: ImportReport, mask_value: int | None = None) -> None:
     from ultramn.data.splits import format_split_table
 
     frames = sum(r.n_frames for r in report.written)
@@ -65,6 +65,12 @@ def _print_report(report: ImportReport) -> None:
     if report.empty_masks:
         shown = ", ".join(report.empty_masks[:10]) + (" ..." if len(report.empty_masks) > 10 else "")
         typer.echo(f"warning: {len(report.empty_masks)} clip(s) have no nerve pixels in any mask: {shown}", err=True)
+        if mask_value is not None and len(report.empty_masks) == len(report.written):
+            typer.echo(
+                f"hint: no mask holds the label {mask_value} (--mask-value); give the value your masks mark the nerve "
+                "with (e.g. 255 for 0/255 masks), or leave --mask-value out to take every nonzero pixel",
+                err=True,
+            )
     typer.echo(f"dataset now holds {len(report.all_records)} clips; split by participant:")
     typer.echo(format_split_table(report.all_records))
 
@@ -114,7 +120,7 @@ def register(app: typer.Typer) -> None:
             clip_pattern=clip_pattern,
             participant_pattern=participant_pattern,
         )
-        _print_report(report)
+        _print_report(report, opts.mask_value)
 
     @sub.command("video")
     def video_command(
@@ -151,7 +157,7 @@ def register(app: typer.Typer) -> None:
             dataset=dataset,
             participant_pattern=participant_pattern,
         )
-        _print_report(report)
+        _print_report(report, opts.mask_value)
 
     @sub.command("dicom")
     def dicom_command(
@@ -177,4 +183,4 @@ def register(app: typer.Typer) -> None:
 
         opts = _options(out, plane, side, pixel_spacing, mask_value, split_seed, ratios, skip_bad)
         report = import_dicoms(dicoms, opts, masks_dir=masks, mask_suffix=masks_suffix, salt=salt)
-        _print_report(report)
+        _print_report(report, opts.mask_value)
