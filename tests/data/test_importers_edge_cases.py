@@ -408,3 +408,26 @@ def test_a_mask_value_no_mask_holds_gets_a_hint(tmp_path: Path) -> None:
     assert "hint: no mask holds the label 1 (--mask-value)" in wrong.stderr
     right = _cli("import", "images", "--images", images, "--masks", masks, "--out", tmp_path / "b", "--mask-value", "255")
     assert right.returncode == 0 and "hint:" not in right.stderr and "no nerve pixels" not in right.stderr
+
+
+def test_fps_given_on_the_command_line_reaches_the_manifest(tmp_path: Path) -> None:
+    images, masks, videos = tmp_path / "frames", tmp_path / "masks", tmp_path / "videos"
+    for folder in (images, masks, videos):
+        folder.mkdir()
+    for i, (frame, mask) in enumerate(zip(moving_square(), square_masks(), strict=True)):  # an image sequence: no rate of its own
+        Image.fromarray(frame).save(images / f"seq_f{i}.png")
+        Image.fromarray(mask).save(masks / f"seq_f{i}.png")
+    Image.fromarray(moving_square()[0]).save(images / "still.png")
+    Image.fromarray(square_masks()[0]).save(masks / "still.png")
+    assert _cli("import", "images", "--images", images, "--masks", masks, "--out", tmp_path / "a", "--fps", "0").returncode == 2
+    pattern = r"^(\w+?)(_f\d+)?\."
+    sequence = ("import", "images", "--images", images, "--masks", masks, "--out", tmp_path / "a", "--clip-pattern", pattern)
+    done = _cli(*sequence, "--fps", "12.5")
+    assert done.returncode == 0, done.stderr
+    rates = {r.clip_id.split("-", 1)[1]: r.fps for r in read_manifest(tmp_path / "a")}
+    assert rates == {"seq": 12.5, "still": None}  # a still keeps no rate
+    write_video(videos / "loop.mp4", moving_square(), "libx264", fps=25)
+    np.save(videos / "loop_mask.npy", square_masks())
+    assert _cli("import", "video", "--videos", videos, "--out", tmp_path / "v", "--fps", "30").returncode == 0
+    (record,) = read_manifest(tmp_path / "v")
+    assert record.fps == pytest.approx(30.0)  # over the file's 25

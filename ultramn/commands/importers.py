@@ -24,6 +24,14 @@ OutOption = Annotated[Path, typer.Option("--out", help="Dataset folder (created;
 PlaneOption = Annotated[str, typer.Option("--plane", help=_PLANE_HELP)]
 SideOption = Annotated[str, typer.Option("--side", help=_SIDE_HELP)]
 SpacingOption = Annotated[float | None, typer.Option("--pixel-spacing", help=_SPACING_HELP)]
+FpsOption = Annotated[
+    float | None,
+    typer.Option(
+        "--fps",
+        help="Frames per second of every clip, over the file's own rate (image sequences have none): "
+        "temporal stability and excursion speed per second need it. Stills keep none.",
+    ),
+]
 SplitSeedOption = Annotated[int, typer.Option("--split-seed", help=_SEED_HELP)]
 RatiosOption = Annotated[tuple[float, float, float], typer.Option("--ratios", help=_RATIOS_HELP)]
 SkipBadOption = Annotated[bool, typer.Option("--skip-bad", help=_SKIP_HELP)]
@@ -34,6 +42,7 @@ def _options(
     plane: str,
     side: str,
     pixel_spacing: float | None,
+    fps: float | None,
     mask_value: int | None,
     split_seed: int,
     ratios: tuple[float, float, float],
@@ -46,6 +55,7 @@ def _options(
         plane=plane.upper(),
         side=side.upper(),
         pixel_spacing_mm=pixel_spacing,
+        fps=fps,
         mask_value=mask_value,
         split_seed=split_seed,
         ratios=ratios,
@@ -103,6 +113,7 @@ def register(app: typer.Typer) -> None:
         plane: PlaneOption = "",
         side: SideOption = "",
         pixel_spacing: SpacingOption = None,
+        fps: FpsOption = None,
         split_seed: SplitSeedOption = 0,
         ratios: RatiosOption = DEFAULT_RATIOS,
         skip_bad: SkipBadOption = False,
@@ -110,7 +121,7 @@ def register(app: typer.Typer) -> None:
         """Import still images (or frame sequences) with mask images."""
         from ultramn.data.importers.images import import_images
 
-        opts = _options(out, plane, side, pixel_spacing, mask_value, split_seed, ratios, skip_bad)
+        opts = _options(out, plane, side, pixel_spacing, fps, mask_value, split_seed, ratios, skip_bad)
         report = import_images(
             images,
             masks,
@@ -141,6 +152,7 @@ def register(app: typer.Typer) -> None:
         plane: PlaneOption = "",
         side: SideOption = "",
         pixel_spacing: SpacingOption = None,
+        fps: FpsOption = None,
         split_seed: SplitSeedOption = 0,
         ratios: RatiosOption = DEFAULT_RATIOS,
         skip_bad: SkipBadOption = False,
@@ -148,7 +160,7 @@ def register(app: typer.Typer) -> None:
         """Import videos with per-frame masks."""
         from ultramn.data.importers.video import import_videos
 
-        opts = _options(out, plane, side, pixel_spacing, mask_value, split_seed, ratios, skip_bad)
+        opts = _options(out, plane, side, pixel_spacing, fps, mask_value, split_seed, ratios, skip_bad)
         report = import_videos(
             videos,
             opts,
@@ -174,6 +186,7 @@ def register(app: typer.Typer) -> None:
         plane: PlaneOption = "",
         side: Annotated[str, typer.Option("--side", help=_SIDE_HELP + " Default: the DICOM's laterality.")] = "",
         pixel_spacing: SpacingOption = None,
+        fps: FpsOption = None,
         split_seed: SplitSeedOption = 0,
         ratios: RatiosOption = DEFAULT_RATIOS,
         skip_bad: SkipBadOption = False,
@@ -181,6 +194,6 @@ def register(app: typer.Typer) -> None:
         """Import DICOM cine loops with masks; ids are salted hashes, never patient identifiers."""
         from ultramn.data.importers.dicom import import_dicoms
 
-        opts = _options(out, plane, side, pixel_spacing, mask_value, split_seed, ratios, skip_bad)
+        opts = _options(out, plane, side, pixel_spacing, fps, mask_value, split_seed, ratios, skip_bad)
         report = import_dicoms(dicoms, opts, masks_dir=masks, mask_suffix=masks_suffix, salt=salt)
         _print_report(report, opts.mask_value)

@@ -10,6 +10,7 @@ fails or is interrupted leaves the dataset's clip files and manifest as they wer
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import shutil
 import sys
@@ -53,6 +54,9 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".w
 #: Grey level at which mask *videos* (lossy codecs) are thresholded.
 MASK_VIDEO_THRESHOLD = 128
 
+#: Highest ``--fps`` taken (ultrasound cine runs at up to a few hundred frames per second).
+MAX_FPS = 1000.0
+
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -62,6 +66,7 @@ class ImportOptions:
 
     - ``plane`` / ``side``: applied to every imported clip (``""`` = unknown).
     - ``pixel_spacing_mm``: overrides the spacing found in the files (mm per pixel).
+    - ``fps``: overrides the frame rate found in the files (frames per second; stills keep none).
     - ``mask_value``: the label that marks the nerve in multi-class masks; ``None`` = any nonzero.
     - ``skip_bad``: report and skip unreadable or inconsistent inputs instead of stopping.
     """
@@ -70,6 +75,7 @@ class ImportOptions:
     plane: str = ""
     side: str = ""
     pixel_spacing_mm: float | None = None
+    fps: float | None = None
     mask_value: int | None = None
     split_seed: int = 0
     ratios: tuple[float, float, float] = DEFAULT_RATIOS
@@ -83,6 +89,8 @@ class ImportOptions:
             raise UserInputError(f"--side must be one of {', '.join(SIDES)}, not {self.side!r}")
         if self.pixel_spacing_mm is not None and (problem := pixel_spacing_problem(self.pixel_spacing_mm)):
             raise UserInputError(f"--pixel-spacing {problem}")
+        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
+            raise UserInputError(f"--fps must be a frame rate in (0, {MAX_FPS:g}] frames per second, not {self.fps:g}")
         if self.mask_value is not None and not 0 < self.mask_value < 2**16:
             raise UserInputError(f"--mask-value must be a positive label, not {self.mask_value}")
         try:  # before any input is read, not after the last
@@ -458,7 +466,7 @@ def write_import(
                     plane=options.plane or clip.plane,
                     quality="",
                     pixel_spacing_mm=spacing,
-                    fps=clip.fps if clip.frames.shape[0] > 1 else None,  # a still has no frame rate (docs/dataset.md)
+                    fps=(options.fps or clip.fps) if clip.frames.shape[0] > 1 else None,  # a still has no frame rate (docs/dataset.md)
                     n_frames=int(clip.frames.shape[0]),
                     height=int(clip.frames.shape[1]),
                     width=int(clip.frames.shape[2]),
