@@ -25,7 +25,7 @@ def get_state(request: Request) -> AppState:
     """The app's :class:`AppState` (set by the lifespan)."""
     state: AppState | None = getattr(request.app.state, "ultramn", None)
     if state is None:
-        raise ApiError(503, "starting", "the service is starting")
+        raise ApiError(503, "starting", "the service is starting or stopping; retry", headers={"Retry-After": "1"})
     return state
 
 
