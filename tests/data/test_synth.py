@@ -215,6 +215,15 @@ def test_quality_grades_differ_in_noise() -> None:
     assert poor.acquisition.quality.noise_db > good.acquisition.quality.noise_db + 5
 
 
+@pytest.mark.parametrize("extra", [("--frames", "40"), ("--participants", "3"), ("--workers", "2")])
+def test_cli_preview_refuses_options_it_would_ignore(tmp_path: Path, extra: tuple[str, str]) -> None:
+    """The contact sheet always shows 16 frames of participant 0: an option it would drop is an error."""
+    path = tmp_path / "sheet.png"
+    res = _run_cli("synth", "--preview", str(path), "--size", "48", "48", *extra)
+    assert res.returncode == 2 and extra[0] in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not path.exists()
+
+
 def test_cli_preview(tmp_path: Path) -> None:
     path = tmp_path / "sheet.png"
     res = _run_cli("synth", "--preview", str(path), "--size", "64", "64", "--seed", "1")

@@ -28,11 +28,25 @@ def register(app: typer.Typer) -> None:
 
         height, width = size
         if preview is not None:
+            from ultramn.data.synth.preview import PREVIEW_FRAMES, write_preview
+
             if out is not None:
                 raise UserInputError("--preview and --out are exclusive: give one of them")
+            unused = [
+                name
+                for name, given in (
+                    ("--participants", participants != 0),
+                    ("--frames", frames is not None),
+                    ("--workers", workers is not None),
+                )
+                if given
+            ]
+            if unused:
+                raise UserInputError(
+                    f"--preview takes --seed and --size only (its clips have {PREVIEW_FRAMES} frames); {', '.join(unused)} apply to --out"
+                )
             if preview.suffix.lower() != ".png":
                 raise UserInputError(f"--preview must name a .png file, got {preview}")
-            from ultramn.data.synth.preview import write_preview
 
             cfg = SynthConfig(participants=1, seed=seed, height=height, width=width, frames=frames)
             path = write_preview(cfg, preview)
