@@ -304,6 +304,16 @@ def test_killed_run_leaves_no_worker_behind(tmp_path: Path, sig: signal.Signals)
     _assert_only_whole_clips(out)
 
 
+def test_an_error_in_a_worker_stops_the_run_at_once(tmp_path: Path) -> None:
+    """A clip that cannot be written ends the run then, not after every other clip is made."""
+    out = tmp_path / "ds"
+    (out / "clips" / "syn0-p0000_TW_L.npz").mkdir(parents=True)  # the first clip's file is a folder
+    with pytest.raises(OSError):
+        generate_dataset(SynthConfig(participants=4, frames=24), out, workers=2)
+    assert len(list(out.glob("clips/*.npz"))) <= 8, "the run went on after the error"
+    assert not (out / MANIFEST_NAME).exists() and not list(out.glob("clips/*.tmp"))
+
+
 def test_rerun_replaces_an_earlier_synthetic_set(tmp_path: Path) -> None:
     """Re-running into a synthetic set gives exactly what a new folder gets: no stale rows or clips."""
     small = SynthConfig(participants=1, seed=4, height=48, width=48, frames=1)

@@ -258,8 +258,8 @@ def _run_parallel(specs: list[ClipSpec], out: Path, workers: int, done: Callable
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
-                i = pending.pop(fut)
-                done(i, fut.result())
+                done(pending[fut], fut.result())  # a failed clip stays pending: its .tmp is removed below
+                del pending[fut]
                 nxt = next(todo, None)
                 if nxt is not None:
                     pending[pool.submit(_run_spec, nxt[1], out)] = nxt[0]
