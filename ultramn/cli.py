@@ -28,6 +28,33 @@ COMMAND_MODULES: tuple[str, ...] = (
     "batch",
 )
 
+#: Options whose value is a file or folder (``tests/core`` keeps this in step with the commands).
+PATH_OPTIONS: frozenset[str] = frozenset(
+    {"--checkpoint", "--config", "--data", "--dicoms", "--images", "--init", "--log-file", "--masks", "--out", "--preview"}
+    | {"--repository", "--videos", "-o"}
+)
+
+
+def empty_path_argument(argv: list[str]) -> str | None:
+    """The path option (or ``"a path argument"``) that ``argv`` gives an empty value, if any.
+
+    An empty value is what an unset shell variable gives (``--out "$OUT"``); as a path it
+    would silently mean the current folder, where ``synth`` and the importers write (and
+    ``synth`` replaces an earlier synthetic set)."""
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if eq and name in PATH_OPTIONS and not value:
+            return name
+        if arg != "":
+            continue
+        before = argv[i - 1] if i > 0 else ""
+        if before in PATH_OPTIONS:
+            return before
+        if not before.startswith("-"):  # a positional: every command's positional argument is a path
+            return "a path argument"
+    return None
+
+
 app = typer.Typer(
     name="ultramn",
     help="UltraMN: median-nerve ultrasound plane recognition and segmentation.",
@@ -57,6 +84,10 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     """Run the CLI; a :class:`UserInputError` or an ``OSError`` (a path the user gave that
     cannot be read or written) becomes a message on stderr and exit code 2."""
+    empty = empty_path_argument(sys.argv[1:])
+    if empty is not None:
+        typer.echo(f"error: {empty} is empty (an unset variable?); give a file or folder, '.' for the current one", err=True)
+        sys.exit(2)
     try:
         # without standalone mode click *returns* the code of an Exit it caught (Ctrl-C becomes
         # Exit(130) in typer) instead of exiting: pass it on, or an interrupted run exits 0
