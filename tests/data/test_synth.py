@@ -125,6 +125,11 @@ def test_config_rejects_bad_values() -> None:
         SynthConfig(participants=10**9)  # would build 8e9 clip specs before the first clip
     with pytest.raises(UserInputError, match="seed"):
         SynthConfig(seed=10**30)  # ids (and file names) grow with the seed's digits
+    with pytest.raises(UserInputError, match="at most 4 times the other"):
+        SynthConfig(height=48, width=1024)  # a 850 mm wide field of view: the scene overflowed
+    with pytest.raises(UserInputError, match="at most 4 times the other"):
+        SynthConfig(height=1024, width=200)
+    assert SynthConfig(height=128, width=512).width == 512  # 4:1 is still a field of view
 
 
 @pytest.mark.parametrize(

@@ -136,12 +136,20 @@ class SynthConfig:
     MAX_FRAMES = 1000
     MAX_PARTICIPANTS = 100_000
     MAX_SEED = 2**63 - 1
+    #: Widest (or tallest) frame: depth comes from H and width from W at square pixels, so a
+    #: longer side ratio is a field of view no linear probe has (48 x 1024 overflowed the scene).
+    MAX_ASPECT = 4.0
 
     def __post_init__(self) -> None:
         _check_int("--participants", self.participants, 1, self.MAX_PARTICIPANTS)
         _check_int("--seed", self.seed, 0, self.MAX_SEED)
         for name, v in (("height", self.height), ("width", self.width)):
             _check_int(f"--size {name}", v, self.MIN_SIZE, self.MAX_SIZE, " pixels")
+        if max(self.height, self.width) > self.MAX_ASPECT * min(self.height, self.width):
+            raise UserInputError(
+                f"--size {self.height} {self.width}: one side at most {self.MAX_ASPECT:g} times the other "
+                "(the field of view of a linear probe)"
+            )
         if self.frames is not None:
             _check_int("--frames", self.frames, 1, self.MAX_FRAMES)
         for group in ("anatomy", "acquisition", "quality", "motion", "render"):
