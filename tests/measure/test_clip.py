@@ -102,8 +102,14 @@ def test_measure_clip_moving_square_with_spacing() -> None:
     # the two nerve frames the model calls LW are left out of a TW clip's CSA
     assert clip.csa.median == pytest.approx(36 * 0.01) and clip.csa.n_frames == 2 and clip.csa.n_other_view == 2
     assert clip.csa_other_view_frames == 2
+    # so is the excursion: the TW nerve frames 0 and 1, 2 px apart
     ex = clip.excursion
-    assert ex is not None and ex.unit == "mm"
+    assert ex is not None and ex.unit == "mm" and ex.n_frames == 2
+    assert ex.path_length == pytest.approx(0.2) and ex.mean_speed_per_s == pytest.approx(0.2 / (1 / 25.0))
+    # a clip all of one view tracks every nerve frame, joining across the frame without one
+    _, tw = measure_clip(masks, one_hot(["TW"] * 5, p=0.9), fps=25.0, spacing=0.1)
+    ex = tw.excursion
+    assert ex is not None and ex.unit == "mm" and ex.n_frames == 4
     assert ex.path_length == pytest.approx(0.6)  # 6 px across the gap, in mm
     assert ex.range_x == pytest.approx(0.6) and ex.range_y == pytest.approx(0.0)
     assert ex.max_from_first == pytest.approx(0.6)
@@ -162,3 +168,34 @@ def test_csa_of_a_transverse_clip_leaves_out_frames_the_model_calls_longitudinal
     wavering[1, [order["LF"], order["TW"], order["LW"]]] = 0.4, 0.35, 0.25
     _, none = measure_clip(masks[4:], wavering, fps=10.0)
     assert none.plane == "TW" and none.csa is None and none.csa_other_view_frames == 2
+
+
+def test_excursion_of_a_transverse_clip_leaves_out_frames_the_model_calls_longitudinal() -> None:
+    """A still nerve, then the probe turned: the band's centroid (image centre) is no position of
+    the nerve's cross-section, so it must not count as 1.7 mm of excursion (the CSA rule)."""
+    masks = np.zeros((6, 40, 60), np.uint8)
+    masks[:4, 20:26, 10:16] = 1  # a still 6x6 nerve, centroid (12.5, 22.5) px
+    masks[4:, 17:23, 2:58] = 1  # the band, centroid (29.5, 19.5) px
+    probs = one_hot(["TW", "TW", "TW", "TW", "LW", "LW"], p=0.9)
+    _, clip = measure_clip(masks, probs, fps=10.0, spacing=0.1)
+    ex = clip.excursion
+    assert clip.plane == "TW" and ex is not None and ex.unit == "mm"
+    assert ex.n_frames == 4
+    assert ex.path_length == pytest.approx(0.0) and ex.max_from_first == pytest.approx(0.0)
+    assert ex.range_x == pytest.approx(0.0) and ex.range_y == pytest.approx(0.0)
+    assert ex.mean_speed_per_s == pytest.approx(0.0)  # over frames 0..3: 3 intervals
+    assert clip.nerve_fraction == pytest.approx(1.0)  # the band frames still show a nerve
+    # the longitudinal clip tracks its band frames only: nerve frames 1..5, the band still from 4 on
+    _, band = measure_clip(masks, one_hot(["TW", "LW", "LW", "LW", "LW", "LW"], p=0.9), fps=10.0, spacing=0.1)
+    bx = band.excursion
+    assert band.plane == "LW" and bx is not None and bx.n_frames == 5
+    step = math.hypot(29.5 - 12.5, 19.5 - 22.5) * 0.1  # 1.726 mm from the oval to the band
+    assert bx.path_length == pytest.approx(step) and bx.max_from_first == pytest.approx(step)
+    assert bx.mean_speed_per_s == pytest.approx(step / (4 / 10.0))
+    # every nerve frame of the other view (LW then LF, TW second in both but first on the mean): no excursion
+    order = {p: i for i, p in enumerate(PLANES)}
+    wavering = np.zeros((2, 4))
+    wavering[0, [order["LW"], order["TW"], order["LF"]]] = 0.4, 0.35, 0.25
+    wavering[1, [order["LF"], order["TW"], order["LW"]]] = 0.4, 0.35, 0.25
+    _, none = measure_clip(masks[4:], wavering, fps=10.0)
+    assert none.plane == "TW" and none.excursion is None and none.csa is None and none.nerve_fraction == 1.0

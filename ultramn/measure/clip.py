@@ -20,12 +20,14 @@ Definitions:
   has a mm² area, else in px (``unit`` says which). ``n_other_view`` counts the frames with
   a nerve left out because their plane is of the other view (a probe turned mid-clip: a
   longitudinal band's area is no cross-sectional area).
-- **excursion**: from the centroids of frames with a nerve (mm when known, else px),
-  optionally smoothed by a centred moving median of ``centroid_smoothing_frames`` frames:
-  path length (sum of distances between consecutive nerve frames; frames without a nerve
-  are skipped, the path joins across them), range in x and in y (max - min), the largest
-  distance from the first position and from the mean position; the mean speed is the path
-  length over the time between the first and the last nerve frame.
+- **excursion**: from the centroids of the frames the CSA statistics use (frames with a
+  nerve whose own plane is of the clip plane's view; all frames with a nerve without plane
+  probabilities), in mm when known, else px, optionally smoothed by a centred moving median
+  of ``centroid_smoothing_frames`` frames: path length (sum of distances between
+  consecutive such frames; other frames are skipped, the path joins across them), range in
+  x and in y (max - min), the largest distance from the first position and from the mean
+  position; the mean speed is the path length over the time between the first and the
+  last such frame.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class CsaStats:
 
 @dataclass(frozen=True)
 class Excursion:
-    """Centroid motion over the frames with a nerve; lengths in ``unit`` (``"mm"`` or ``"px"``)."""
+    """Centroid motion over the frames with a nerve in the clip's view; lengths in ``unit`` (``"mm"`` or ``"px"``)."""
 
     unit: str
     path_length: float
@@ -112,8 +114,8 @@ class ClipMeasurement:
     """Summary of one clip (see the module docstring for definitions).
 
     ``plane``/``plane_confidence``/``plane_probs_mean``/``timeline`` are ``None`` without
-    plane probabilities; ``csa``/``excursion`` are ``None`` when no frame has a nerve
-    (``csa`` also when every such frame is of the other view: ``csa_other_view_frames``).
+    plane probabilities; ``csa``/``excursion`` are ``None`` when no frame has a nerve, or
+    when every such frame is of the other view (``csa_other_view_frames`` counts them).
     """
 
     n_frames: int
@@ -254,14 +256,17 @@ def summarize_clip(
         in_view = [PLANE_VIEWS.get(label) == view for label in labels]
 
     present = [f for f in frames if f.present]
-    if present and all(f.centroid_mm is not None for f in present):
-        unit, track = "mm", [f.centroid_mm for f in present]
+    # the centroid track, like the CSA, keeps only the frames of the clip plane's view: the
+    # centroid of a longitudinal band is no position of the transverse section (and vice versa)
+    nerve_frames = [i for i, f in enumerate(frames) if f.present and in_view[i]]
+    tracked = [frames[i] for i in nerve_frames]
+    if tracked and all(f.centroid_mm is not None for f in tracked):
+        unit, track = "mm", [f.centroid_mm for f in tracked]
     else:
-        unit, track = "px", [f.centroid_px for f in present]
-    nerve_frames = [i for i, f in enumerate(frames) if f.present]
-    span = nerve_frames[-1] - nerve_frames[0] if nerve_frames else 0
+        unit, track = "px", [f.centroid_px for f in tracked]
     exc = None
-    if present:
+    if tracked:
+        span = nerve_frames[-1] - nerve_frames[0]
         exc = excursion(np.array(track, dtype=np.float64), unit, fps, config.centroid_smoothing_frames, duration_frames=span)
     other_view = sum(1 for f, keep in zip(frames, in_view, strict=True) if f.present and not keep)
     csa = csa_stats([f for f, keep in zip(frames, in_view, strict=True) if keep], n_other_view=other_view)
