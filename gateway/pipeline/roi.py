@@ -12,7 +12,10 @@ subsampled to at most ``max_frames``):
    label, a logo) are dropped, so that the next step cannot join them to the image (when
    every part is static, e.g. a frozen clip, none is dropped);
    closing of the gaps between image parts (dark tissue bands split the bright mask),
-   then the largest connected region; its bounding box is the ROI;
+   then the largest connected region, plus the parts stacked above or below it over its
+   columns (a bone's shadow wider than the closing splits the image into its superficial
+   tissue and the shadow's deep noise, which the temporal maximum of a long clip makes the
+   larger part); the bounding box of these is the ROI;
 4. the image's deep part may be dark (acoustic shadow, attenuation) and is then
    indistinguishable from a black border, so the box is extended downwards through rows
    without on-screen elements, up to the next one or the frame's edge (dark rows cost
@@ -59,6 +62,8 @@ class RoiConfig:
     still_min_element_pixels: int = 6
     #: in a clip, a solid part with at least this fraction of static pixels is an on-screen element
     static_part_frac: float = 0.9
+    #: a part stacked over the image's columns with at least this fraction of its pixels is image too (in a clip: if moving)
+    stacked_part_frac: float = 0.1
 
 
 def _subsample(frames: npt.NDArray[np.uint8], max_frames: int) -> npt.NDArray[np.uint8]:
@@ -130,7 +135,8 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
         return full
     components, _ = ndi.label(bright, structure=np.ones((3, 3), bool))
     static = on_screen_rows(frames, bright, components, config)
-    if not is_still(frames.shape[0], config):
+    still = is_still(frames.shape[0], config)
+    if not still:
         solid = _without_static_parts(solid, static, config.static_part_frac)
     gap = _odd(min(h, w) * config.gap_frac)
     joined = _closing(solid, gap) | solid
@@ -139,12 +145,13 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
         return full
     sizes = ndi.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
     region = (labels == int(np.argmax(sizes)) + 1) & solid
+    region = _with_stacked_parts(region, np.where(solid, labels, 0), None if still else static, config)
     rows = np.flatnonzero(region.any(axis=1))
     cols = np.flatnonzero(region.any(axis=0))
     x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
     # extend down through rows with nothing on screen (dark deep tissue looks like a border)
     static = static & ~_touching(components, region)
-    empty_rows = static[:, x0:x1].sum(axis=1) < (1 if is_still(frames.shape[0], config) else config.static_row_pixels)
+    empty_rows = static[:, x0:x1].sum(axis=1) < (1 if still else config.static_row_pixels)
     while y1 < h and empty_rows[y1]:
         y1 += 1
     if (x1 - x0) * (y1 - y0) < config.min_area_frac * h * w:
@@ -163,6 +170,38 @@ def _without_static_parts(solid: npt.NDArray[np.bool_], static: npt.NDArray[np.b
     if not keep[1:].any():
         return solid
     return np.asarray(keep[labels])
+
+
+def _with_stacked_parts(
+    region: npt.NDArray[np.bool_], parts: npt.NDArray[np.int32], static: npt.NDArray[np.bool_] | None, config: RoiConfig
+) -> npt.NDArray[np.bool_]:
+    """``region`` plus the ``parts`` (labels, 0 = none) stacked above or below it: image too.
+
+    A dark band across the image (a bone's acoustic shadow) can split it into an upper part
+    (the superficial tissue) and a lower one (the shadow's noise, whose temporal maximum
+    grows with the clip's length); the largest part alone then drops the other, nerve and
+    all. A part joins when it has at least ``stacked_part_frac`` of the region's pixels, at
+    least half of its columns lie within the region's and, in a clip (``static`` given), it
+    is mostly moving (fewer than ``static_part_frac`` static pixels: not an on-screen element).
+    """
+    cols = np.flatnonzero(region.any(axis=0))
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    size = int(region.sum())
+    out = region.copy()
+    for sl, label in zip(ndi.find_objects(parts), range(1, int(parts.max()) + 1), strict=False):
+        if sl is None:
+            continue
+        part = parts[sl] == label
+        n = int(part.sum())
+        if n < config.stacked_part_frac * size or (region[sl] & part).any():
+            continue
+        px0, px1 = sl[1].start, sl[1].stop
+        if min(px1, x1) - max(px0, x0) < 0.5 * (px1 - px0):
+            continue
+        if static is not None and float(static[sl][part].mean()) >= config.static_part_frac:
+            continue
+        out[sl] |= part
+    return out
 
 
 def _touching(components: npt.NDArray[np.int32], region: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
