@@ -198,3 +198,21 @@ def test_a_small_thin_mask_keeps_its_extent_and_perimeter() -> None:
     disc = ((xx - 30) ** 2 + (yy - 30) ** 2 <= 10**2).astype(np.uint8)
     d = measure_frame(disc)
     assert d.perimeter_px == pytest.approx(2 * math.pi * 10, rel=0.02)
+
+
+def test_a_thin_component_beside_a_nerve_keeps_its_boundary() -> None:
+    """A 1-px-wide L around the corner of a disc, not touching it, vanishes under the blur and is
+    traced unblurred. Its own bounding box holds part of the disc's outline, which must not count
+    as "this component has an outline" (the L's 110 px of boundary were dropped)."""
+    yy, xx = np.mgrid[:70, :70]
+    mask = (xx - 35) ** 2 + (yy - 35) ** 2 <= 20**2
+    mask[12, 12:40] = True  # arms of 28 px from the corner (12, 12), 2 px from the disc's bbox
+    mask[12:40, 12] = True
+    polys = boundary_polygons(mask)
+    assert len(polys) == 2
+    # the L traced raw: 27 + 26 + 26 + 27 px of sides, two diamond tips (2 x sqrt 2), two corners (2 x sqrt 0.5)
+    l_outline = 106 + 2 * math.sqrt(2) + 2 * math.sqrt(0.5)
+    total = sum(polygon_length(p) for p in polys)
+    assert total == pytest.approx(2 * math.pi * 20 + l_outline, abs=1.5)
+    m = measure_frame(mask, config=MeasureConfig(largest_component_only=False))
+    assert m.n_components == 2 and m.perimeter_px == pytest.approx(total)

@@ -86,24 +86,25 @@ def boundary_polygons(mask: BoolMask, sigma: float = 1.0) -> list[Polygon]:
     crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float64)
     z = np.pad(crop, pad)
     offset = np.array([cols[0] - pad, rows[0] - pad], dtype=np.float64)
-    polys = _trace(ndi.gaussian_filter(z, sigma) if sigma > 0 else z)
-    if sigma > 0 and polys:
+    if sigma <= 0:
+        return [p + offset for p in _trace(z)]
+    blurred = ndi.gaussian_filter(z, sigma)
+    polys = _trace(blurred)
+    if polys:
         count = float(crop.sum())
         enclosed = abs(sum(polygon_signed_area(p) for p in polys))
         if abs(enclosed - count) > AREA_TOLERANCE * count:
             return [p + offset for p in _trace(z)]
-    if sigma > 0:
-        # components lost to the blur (too thin): trace them unblurred
-        labels, _ = ndi.label(z > 0.5, structure=_structure(8))
-        vertices = np.vstack(polys) if polys else np.empty((0, 2))
-        for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-            if sl is None:
-                continue
-            r, c = sl
-            x, y = vertices[:, 0], vertices[:, 1]
-            hit = (x >= c.start - 0.5) & (x <= c.stop - 0.5) & (y >= r.start - 0.5) & (y <= r.stop - 0.5)
-            if not hit.any():
-                polys.extend(_trace(np.pad((labels[sl] == lab).astype(np.float64), 1), (c.start - 1, r.start - 1)))
+    # components lost to the blur (too thin: no pixel of theirs is inside a blurred outline)
+    # are traced unblurred, all in one pass (separate 8-components keep separate outlines)
+    labels, n = ndi.label(z > 0.5, structure=_structure(8))
+    if n:
+        peak = np.asarray(ndi.maximum(blurred, labels, index=np.arange(1, n + 1)))
+        lost = np.flatnonzero(peak <= 0.5) + 1
+        if lost.size:
+            keep = np.zeros(n + 1, dtype=bool)
+            keep[lost] = True
+            polys.extend(_trace(keep[labels].astype(np.float64)))
     return [p + offset for p in polys]
 
 
