@@ -11,6 +11,7 @@ import pytest
 from ultramn.contract import PLANES
 from ultramn.measure import (
     ClipConfig,
+    ClipMeasurement,
     FrameMeasurement,
     clip_plane,
     excursion,
@@ -199,3 +200,32 @@ def test_excursion_of_a_transverse_clip_leaves_out_frames_the_model_calls_longit
     wavering[1, [order["LF"], order["TW"], order["LW"]]] = 0.4, 0.35, 0.25
     _, none = measure_clip(masks[4:], wavering, fps=10.0)
     assert none.plane == "TW" and none.excursion is None and none.csa is None and none.nerve_fraction == 1.0
+
+
+def test_non_finite_plane_probabilities_are_refused() -> None:
+    """np.argmax takes NaN for the maximum: one NaN made its plane the frame's and the clip's
+    (a TW clip reported as TF with a null confidence). Such input is an error, not a plane."""
+    probs = one_hot(["TW", "TW", "TW"], p=0.9)
+    probs[1, PLANES.index("TF")] = np.nan
+    f = FrameMeasurement(present=False, area_px=0)
+    for call in (lambda: frame_planes(probs), lambda: clip_plane(probs), lambda: summarize_clip([f] * 3, probs)):
+        with pytest.raises(ValueError, match=r"finite; frames \[1\]"):
+            call()
+    probs[1, PLANES.index("TF")] = np.inf
+    with pytest.raises(ValueError, match="finite"):
+        clip_plane(probs)
+
+
+def test_to_dict_turns_nested_non_finite_floats_into_none() -> None:
+    """``to_dict`` promises JSON: a non-finite float inside a nested dict stayed NaN."""
+    clip = ClipMeasurement(
+        n_frames=1,
+        fps=None,
+        duration_s=None,
+        nerve_fraction=0.0,
+        plane="TW",
+        plane_confidence=0.7,
+        plane_probs_mean={"TW": 0.7, "TF": math.nan, "LW": 0.1, "LF": math.inf},
+    )
+    back = json.loads(json.dumps(clip.to_dict(), allow_nan=False))
+    assert back["plane_probs_mean"] == {"TW": 0.7, "TF": None, "LW": 0.1, "LF": None}

@@ -131,7 +131,8 @@ class ClipMeasurement:
     csa_other_view_frames: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (timeline as a list of ``{plane, start, end, start_s, end_s}``)."""
+        """JSON-able dict (timeline as a list of ``{plane, start, end, start_s, end_s}``); non-finite
+        floats, nested ones included, become ``None``."""
         return {k: _jsonable(v) for k, v in asdict(self).items()}
 
 
@@ -173,6 +174,10 @@ def _check_probs(plane_probs: npt.ArrayLike, planes: Sequence[str]) -> npt.NDArr
     probs = np.asarray(plane_probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(planes) or probs.shape[0] == 0:
         raise ValueError(f"plane probabilities must be [N>0, {len(planes)}], got {probs.shape}")
+    if not np.isfinite(probs).all():
+        # argmax takes a NaN for the largest value: the NaN's plane would win the frame and the clip
+        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        raise ValueError(f"plane probabilities must be finite; frames {bad[:5].tolist()} ({bad.size} in all) are not")
     return probs
 
 

@@ -119,6 +119,8 @@ class FrameMeasurement:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
