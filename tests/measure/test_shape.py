@@ -216,3 +216,25 @@ def test_a_thin_component_beside_a_nerve_keeps_its_boundary() -> None:
     assert total == pytest.approx(2 * math.pi * 20 + l_outline, abs=1.5)
     m = measure_frame(mask, config=MeasureConfig(largest_component_only=False))
     assert m.n_components == 2 and m.perimeter_px == pytest.approx(total)
+
+
+def test_pinholes_do_not_flip_the_outline_to_the_raw_trace() -> None:
+    """A disc of radius 20 with single-pixel holes every 2 px inside radius 16 (about 200 holes,
+    16 % of its pixels): the blur closes them, so the outline is the disc's. The pixel count
+    alone made the blurred outline look 16 % too large, the raw trace took over and every hole's
+    diamond counted: perimeter about 700 px instead of 2*pi*20 = 125.7."""
+    yy, xx = np.mgrid[:64, :64]
+    r2 = (xx - 32.3) ** 2 + (yy - 31.6) ** 2
+    disc = r2 <= 20**2
+    holes = (r2 <= 16**2) & (xx % 2 == 0) & (yy % 2 == 0)
+    mask = disc & ~holes
+    assert 0.15 < holes.sum() / mask.sum() < 0.2
+    m = measure_frame(mask, spacing=0.1)
+    assert m.area_px == int(mask.sum())  # the CSA is still the pixel count
+    assert m.perimeter_px == pytest.approx(2 * math.pi * 20, rel=0.02)
+    assert m.perimeter_mm == pytest.approx(2 * math.pi * 2.0, rel=0.02)
+    assert m.circularity is not None and m.circularity > 0.95
+    # a hole the blur keeps (a 6x6 square) still has its own boundary
+    mask[30:36, 30:36] = False
+    kept = measure_frame(mask)
+    assert kept.perimeter_px == pytest.approx(2 * math.pi * 20 + 4 * 6, rel=0.03)

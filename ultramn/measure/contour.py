@@ -24,7 +24,8 @@ from scipy import ndimage as ndi
 BoolMask = npt.NDArray[np.bool_]
 Polygon = npt.NDArray[np.float64]  # [K, 2] (x, y) px, closed: first point == last point
 
-#: the blurred boundary's enclosed area may differ from the pixel count by this fraction at most
+#: the blurred boundary's enclosed area may differ from the pixel count (holes the blur closes
+#: counted in) by this fraction at most
 AREA_TOLERANCE = 0.10
 
 
@@ -76,7 +77,9 @@ def boundary_polygons(mask: BoolMask, sigma: float = 1.0) -> list[Polygon]:
     object, not the frame. A component too thin to survive the blur (1-2 px wide) is traced
     without blur instead, so a non-empty mask always yields at least one polygon; and when the
     blurred polygons enclose an area more than :data:`AREA_TOLERANCE` away from the mask's
-    pixel count (small or thin masks), the whole mask is traced without blur.
+    pixel count (small or thin masks), the whole mask is traced without blur. Holes that the
+    blur closes (pinholes, up to about 2x2 px) leave no boundary and count as enclosed in
+    that comparison.
     """
     if not mask.any():
         return []
@@ -91,7 +94,11 @@ def boundary_polygons(mask: BoolMask, sigma: float = 1.0) -> list[Polygon]:
     blurred = ndi.gaussian_filter(z, sigma)
     polys = _trace(blurred)
     if polys:
-        count = float(crop.sum())
+        # pinholes (up to about 2x2 px) close under the blur: their pixels count as enclosed, or a
+        # nerve with many of them would flip to the raw trace and its perimeter jump several-fold
+        fg = z > 0.5
+        closed = ndi.binary_fill_holes(fg) & ~fg & (blurred > 0.5)
+        count = float(crop.sum()) + float(closed.sum())
         enclosed = abs(sum(polygon_signed_area(p) for p in polys))
         if abs(enclosed - count) > AREA_TOLERANCE * count:
             return [p + offset for p in _trace(z)]
