@@ -69,8 +69,11 @@ def largest_component(mask: BoolMask, connectivity: int = 8) -> BoolMask:
     return np.asarray(labels == int(np.argmax(sizes)))
 
 
-def boundary_polygons(mask: BoolMask, sigma: float = 1.0) -> list[Polygon]:
+def boundary_polygons(mask: BoolMask, sigma: float | tuple[float, float] = 1.0) -> list[Polygon]:
     """All closed boundary polygons of ``mask`` (outer boundaries and holes), ``[K, 2]`` px.
+
+    ``sigma``: the blur in px, one number or ``(sigma_y, sigma_x)`` (see :func:`blur_sigma`
+    for pixels that are not square); 0 traces the raw mask.
 
     Outer boundaries and holes have opposite orientations (see :func:`polygon_signed_area`).
     Only the mask's bounding box (plus a margin) is processed, so cost scales with the
@@ -85,13 +88,14 @@ def boundary_polygons(mask: BoolMask, sigma: float = 1.0) -> list[Polygon]:
         return []
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    pad = int(np.ceil(3 * sigma)) + 2
+    sy, sx = (float(sigma), float(sigma)) if isinstance(sigma, int | float) else (float(sigma[0]), float(sigma[1]))
+    pad = int(np.ceil(3 * max(sy, sx))) + 2
     crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float64)
     z = np.pad(crop, pad)
     offset = np.array([cols[0] - pad, rows[0] - pad], dtype=np.float64)
-    if sigma <= 0:
+    if sy <= 0 and sx <= 0:
         return [p + offset for p in _trace(z)]
-    blurred = ndi.gaussian_filter(z, sigma)
+    blurred = ndi.gaussian_filter(z, (sy, sx))
     polys = _trace(blurred)
     if polys:
         # pinholes (up to about 2x2 px) close under the blur: their pixels count as enclosed, or a
@@ -113,6 +117,23 @@ def boundary_polygons(mask: BoolMask, sigma: float = 1.0) -> list[Polygon]:
             keep[lost] = True
             polys.extend(_trace(keep[labels].astype(np.float64)))
     return [p + offset for p in polys]
+
+
+def blur_sigma(sigma: float, spacing: tuple[float, float] | None) -> float | tuple[float, float]:
+    """The blur of :func:`boundary_polygons` for pixels ``spacing = (dy, dx)`` mm: ``sigma`` px
+    along the coarser axis and as many mm along the finer one (``(sigma_y, sigma_x)`` px).
+
+    The blur smooths the staircase of the pixel grid, whose steps are one pixel of each axis;
+    with ``sigma`` px on both axes of non-square pixels the staircase along the finer axis is
+    smoothed and the one along the coarser axis much less, in mm: a disc of radius 2 mm at
+    ``dy = 0.05``, ``dx = 0.15`` measured 2.6 % too long (0.3 % with the blur equal in mm).
+    Square pixels (or unknown spacing) keep ``sigma``.
+    """
+    if spacing is None or spacing[0] == spacing[1] or sigma <= 0:
+        return sigma
+    dy, dx = spacing
+    coarse = max(dy, dx)
+    return (sigma * coarse / dy, sigma * coarse / dx)
 
 
 def _trace(z: npt.NDArray[np.float64], shift: tuple[float, float] = (0.0, 0.0)) -> list[Polygon]:

@@ -14,8 +14,11 @@ the centre of pixel ``[0, 0]``, y down):
 - **bbox**: ``(x0, y0, x1, y1)`` px, half-open like numpy slices: ``x1 = last column + 1``,
   so width ``= x1 - x0``.
 - **perimeter**: length of the sub-pixel boundary (marching squares on the lightly blurred
-  mask, see :mod:`~ultramn.measure.contour`), holes included; px and mm (the polygon is
-  scaled per axis, so anisotropic spacing is exact).
+  mask, see :mod:`~ultramn.measure.contour`), holes included (pinholes the blur closes
+  are not); px and mm (the polygon is scaled per axis; on non-square pixels the blur is
+  ``contour_sigma_px`` along the coarser axis and as many mm along the finer one,
+  :func:`~ultramn.measure.contour.blur_sigma`, so a round nerve measures round whatever
+  the pixel grid).
 - **circularity**: ``4πA/P²`` with ``A`` the area enclosed by that same boundary (so
   ``<= 1`` by the isoperimetric inequality; ≈ 1 for a disc, π/4 for a square), in mm when
   spacing is known.
@@ -41,6 +44,7 @@ import numpy.typing as npt
 
 from ultramn.measure.contour import (
     as_bool_mask,
+    blur_sigma,
     boundary_polygons,
     label_components,
     largest_component,
@@ -62,7 +66,8 @@ class MeasureConfig:
     - ``largest_component_only``: measure only the largest connected component (drops
       specks); otherwise all foreground is measured (the contour is still the largest one's).
     - ``connectivity``: 4 or 8, for components.
-    - ``contour_sigma_px``: Gaussian blur before tracing the boundary (0 = raw staircase).
+    - ``contour_sigma_px``: Gaussian blur before tracing the boundary (0 = raw staircase); px
+      along the coarser axis of non-square pixels, the same in mm along the finer one.
     - ``simplify_tolerance_px``: Ramer-Douglas-Peucker tolerance of the reported contour.
     - ``decimals``: rounding of the reported contour coordinates.
     """
@@ -172,7 +177,8 @@ def measure_frame(
     cx, cy = float(cols.mean()), float(rows.mean())
     bbox = (int(cols_i.min()), int(rows_i.min()), int(cols_i.max()) + 1, int(rows_i.max()) + 1)
 
-    polys = boundary_polygons(sel, config.contour_sigma_px)
+    sigma = blur_sigma(config.contour_sigma_px, sp)
+    polys = boundary_polygons(sel, sigma)
     perim_px = sum(polygon_length(p) for p in polys)
     scale = (sp[1], sp[0]) if sp is not None else (1.0, 1.0)  # (sx, sy) = (dx, dy)
     perim_phys = sum(polygon_length(p, scale) for p in polys)
@@ -188,7 +194,7 @@ def measure_frame(
         _, _, orientation = _moments(rows, cols, 1.0, 1.0)
         ratio = major_px / minor_px if minor_px > 0 else None
 
-    contour = _largest_outer_contour(sel, polys, config)
+    contour = _largest_outer_contour(sel, polys, config, sigma)
     return FrameMeasurement(
         present=True,
         area_px=area_px,
@@ -211,13 +217,16 @@ def measure_frame(
 
 
 def _largest_outer_contour(
-    sel: npt.NDArray[np.bool_], polys: list[npt.NDArray[np.float64]], config: MeasureConfig
+    sel: npt.NDArray[np.bool_],
+    polys: list[npt.NDArray[np.float64]],
+    config: MeasureConfig,
+    sigma: float | tuple[float, float],
 ) -> tuple[Point, ...] | None:
     """The simplified outer boundary enclosing the most area, as ``((x, y), ...)`` px."""
     if config.largest_component_only:
         candidates = polys
     else:
-        candidates = boundary_polygons(largest_component(sel, config.connectivity), config.contour_sigma_px)
+        candidates = boundary_polygons(largest_component(sel, config.connectivity), sigma)
     if not candidates:
         return None
     best = max(candidates, key=lambda p: abs(polygon_signed_area(p)))
