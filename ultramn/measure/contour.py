@@ -8,7 +8,9 @@ The boundary is the 0.5 iso-line of the mask after a small Gaussian blur (``sigm
 traced by marching squares (``contourpy``). Tracing the raw binary mask gives a staircase of
 axis-aligned and 45° segments whose length overestimates a smooth boundary by about 5 %;
 blurring with ``sigma = 1`` px first brings the length of a digitised disc within about 1 %
-of ``2πr`` (for ``r >= 5`` px) while leaving the enclosed area nearly unchanged. A small or
+of ``2πr`` for ``r >= 8`` px (+0.5 % for large discs; the blurred outline sits about
+``sigma²/2r`` inside, so it reads short on small discs: down to -3 % at ``r = 6`` px,
+-4 % at ``r = 4-5``) while leaving the enclosed area nearly unchanged. A small or
 thin mask is another matter (the blur rounds a 3-px-tall strip into a shorter lens): when
 the blurred boundary encloses an area more than ``AREA_TOLERANCE`` away from the pixel
 count, the mask is traced without the blur.
