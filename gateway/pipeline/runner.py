@@ -40,7 +40,7 @@ class PipelineConfig:
         """
         return {
             "window_frames": self.windows.window,
-            "stride": stride or self.windows.stride,
+            "stride": self.windows.stride if stride is None else stride,
             "blend": self.stitch.blend,
             "temporal_filter": self.stitch.temporal_filter,
             "mask_threshold": self.postprocess.threshold,

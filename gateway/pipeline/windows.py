@@ -23,4 +23,5 @@ class WindowConfig:
 def run(ctx: ClipContext, config: WindowConfig) -> None:
     """Set ``ctx.indices`` ``int64 [n_windows, T]``."""
     n = ctx.require_clip().n_frames
-    ctx.indices = window_indices(n, config.window, ctx.stride or config.stride)
+    # a request's stride of 0 is refused (ValueError), as the API and the CLIs refuse it, not taken for the default
+    ctx.indices = window_indices(n, config.window, config.stride if ctx.stride is None else ctx.stride)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from ultramn.contract import CONTRACT
@@ -27,3 +28,10 @@ def test_temporal_filter_applies_to_the_stitched_masks_only() -> None:
     default = predict_clip(model, frames, contract=contract)  # the product default: 5 frames
     np.testing.assert_allclose(default.mask_probs, temporal_mean_filter(raw.mask_probs, DEFAULT_TEMPORAL_FILTER), atol=1e-6)
     assert DEFAULT_TEMPORAL_FILTER == 5
+
+
+def test_a_stride_of_zero_is_refused_not_taken_for_the_default() -> None:
+    model = build_model("unet3d", base_width=4, depth=2)
+    frames = np.zeros((12, 32, 32), np.uint8)
+    with pytest.raises(ValueError, match="stride"):
+        predict_clip(model, frames, contract=dataclasses.replace(CONTRACT, height=32, width=32), stride=0)

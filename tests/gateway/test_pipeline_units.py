@@ -183,3 +183,14 @@ def test_a_transverse_clip_with_longitudinal_frames_reports_csa_of_its_transvers
     assert csa["n_frames"] == 4 and csa["n_other_view"] == 2 and csa["max"] < band_px * 0.01 / 2
     notes = [w for w in ctx.result["warnings"] if "2 frame(s) with a nerve are longitudinal views" in w]
     assert len(notes) == 1 and "csa covers only the transverse frames of this TW clip" in notes[0]
+
+
+def test_a_stride_of_zero_is_refused_not_taken_for_the_default() -> None:
+    """``ultramn batch --triton --stride 0`` analysed with the default stride (and said so) where the API answers 422."""
+    frames = np.zeros((12, 20, 20), np.uint8)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, None, None, None, "npy"), stride=0)
+    with pytest.raises(ValueError, match="stride"):
+        windows.run(ctx, windows.WindowConfig(stride=4))
+    ctx.stride = None
+    windows.run(ctx, windows.WindowConfig(stride=4))
+    assert ctx.indices is not None and ctx.indices[:, 0].tolist() == [0, 4]

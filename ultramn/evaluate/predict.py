@@ -66,7 +66,7 @@ def predict_clip(
     """
     n, h0, w0 = frames.shape
     t, h, w = contract.window_shape
-    stride = stride or default_stride(t)
+    stride = default_stride(t) if stride is None else stride  # 0 is refused by window_indices, not the default
     small = normalize_intensity(resize_frames(frames, h, w))
     idx = window_indices(n, t, stride)
     model.eval()
