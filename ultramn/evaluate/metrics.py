@@ -258,7 +258,9 @@ def temporal_stability(csa_pred: npt.ArrayLike, csa_gt: npt.ArrayLike) -> dict[s
     """Frame-to-frame CSA jitter of a clip (units of the inputs: mm² or px).
 
     ``pred`` / ``gt``: mean ``|ΔCSA|`` between adjacent frames; ``difference = pred - gt``
-    (> 0: the prediction flickers more than the annotation).
+    (> 0: the prediction flickers more than the annotation). An empty frame has area 0
+    (:func:`csa_series`), so a frame where the nerve is missed counts as two jumps: a dropout
+    is flicker too.
     """
     p = mean_abs_delta(csa_pred)
     g = mean_abs_delta(csa_gt)
