@@ -226,6 +226,9 @@ def test_resume_refuses_a_damaged_or_foreign_state_with_exit_2(
         ("optim.grad_clip=nan", "finite"),
         ("loss.pos_weight=inf", "finite"),
         ("data.augment={ gain = [0.5, inf] }", "finite"),
+        # numpy's SeedSequence takes no negative seed, torch no seed over 2**64 - 1: tracebacks (exit 1) before
+        ("seed=-1", "seed: Input should be greater than or equal to 0"),
+        ("seed=18446744073709551616", "seed: Input should be less than or equal to 9223372036854775807"),
     ],
 )
 def test_bad_settings_exit_2_before_anything_is_written(

@@ -110,10 +110,15 @@ class DataSection(_Strict):
         return value
 
 
+#: the largest seed: numpy's SeedSequence takes no negative seed and torch's generators none above
+#: ``2**64 - 1`` (the loop seeds ``seed + epoch``); the same bound as ``ultramn synth --seed``
+MAX_SEED = 2**63 - 1
+
+
 class TrainConfig(_Strict):
     """A whole training run."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     epochs: int = Field(30, ge=1)
     early_stopping_patience: int = Field(8, ge=1)
     #: validation score to maximise for best-checkpoint selection
