@@ -24,7 +24,9 @@ subsampled to at most ``max_frames``):
    frames, while tissue and its noise do (a noise pixel in the deep shadow must not stop
    the extension). A still image has no temporal information: any bright pixel may be one.
    Bright pixels connected to the image region (its ragged lower edge, say) are image, not
-   on-screen elements, in clips and stills alike;
+   on-screen elements, in clips and stills alike; and on-screen elements are clearly bright
+   (``element_level``), while the noise of a deep shadow is dim (in a still, and by chance
+   over a few frames, it is as static as text);
 5. a box smaller than ``min_area_frac`` of the frame (no clear image) falls back to the
    full frame.
 
@@ -60,6 +62,9 @@ class RoiConfig:
     still_frames: int = 3
     #: in a still, bright specks smaller than this (pixels, 8-connected) are noise, not on-screen content
     still_min_element_pixels: int = 6
+    #: on-screen content that stops the downward extension is at least this bright (grey level): the
+    #: noise of a deep shadow is dimmer, and in a still, or by chance over a few frames, it is static too
+    element_level: int = 64
     #: in a clip, a solid part with at least this fraction of static pixels is an on-screen element
     static_part_frac: float = 0.9
     #: a part stacked over the image's columns with at least this fraction of its pixels is image too (in a clip: if moving)
@@ -150,7 +155,7 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     cols = np.flatnonzero(region.any(axis=0))
     x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
     # extend down through rows with nothing on screen (dark deep tissue looks like a border)
-    static = static & ~_touching(components, region)
+    static = static & ~_touching(components, region) & (tmax >= config.element_level)
     empty_rows = static[:, x0:x1].sum(axis=1) < (1 if still else config.static_row_pixels)
     while y1 < h and empty_rows[y1]:
         y1 += 1
