@@ -19,3 +19,14 @@ def check_http_url(url: str, option: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UserInputError(f"{option} must be an http:// or https:// URL such as http://localhost:8080, got {url!r}")
     return url
+
+
+def check_stride(stride: int | None, option: str = "--stride") -> int | None:
+    """``stride`` when it is ``None`` (the default) or in ``[1, T]`` frames (T: the contract's
+    window length; the API's bounds), else :class:`UserInputError` naming ``option``."""
+    from ultramn.contract import CONTRACT
+
+    window = CONTRACT.window_frames
+    if stride is not None and not 1 <= stride <= window:
+        raise UserInputError(f"{option} must be in [1, {window}] frames (at most the window length), got {stride}")
+    return stride

@@ -156,6 +156,9 @@ def test_hostile_archives_and_bad_input_exit_2(tmp_path: Path, monkeypatch: pyte
     (empty / "notes.txt").write_text("no clips here")
     assert run_cli(monkeypatch, "batch", str(empty), "--out", str(tmp_path / "o1"), "--quiet") == 2
     assert "no clips" in capsys.readouterr().err
+    for stride in ("0", "9"):  # the API's bounds, checked before any clip (--triton failed every clip with stride 9)
+        code = run_cli(monkeypatch, "batch", str(empty), "--out", str(tmp_path / "o3"), "--triton", "127.0.0.1:9", "--stride", stride)
+        assert code == 2 and "--stride must be in [1, 8] frames" in capsys.readouterr().err
     assert run_cli(monkeypatch, "batch", str(tmp_path / "missing"), "--out", str(tmp_path / "o2"), "--quiet") == 2
 
 

@@ -50,7 +50,9 @@ def analyses(gateway_url: str) -> list[dict[str, Any]]:
     return items
 
 
-@pytest.mark.parametrize(("option", "value"), [("--timeout", "-5"), ("--timeout", "0"), ("--timeout", "nan"), ("--stride", "0")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--timeout", "-5"), ("--timeout", "0"), ("--timeout", "nan"), ("--stride", "0"), ("--stride", "9")]
+)
 def test_analyze_refuses_bad_numbers_before_uploading(
     option: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

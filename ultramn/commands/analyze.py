@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
         from PIL import Image
         from tqdm import tqdm
 
-        from ultramn.errors import UserInputError, check_http_url
+        from ultramn.errors import UserInputError, check_http_url, check_stride
         from ultramn.measure.spacing import pixel_spacing_problem
 
         if not clip.is_file():
@@ -127,8 +127,7 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--pixel-spacing {problem}")
         if not (math.isfinite(timeout) and timeout > 0):
             raise UserInputError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-        if stride is not None and stride < 1:
-            raise UserInputError(f"--stride must be at least 1, got {stride}")
+        check_stride(stride)
         out = out or clip.with_name(clip.name + ".ultramn")
         base = gateway.rstrip("/")
         headers = {"X-API-Key": api_key} if api_key else {}

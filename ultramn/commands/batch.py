@@ -50,11 +50,12 @@ def register(app: typer.Typer) -> None:
         from ultramn.batch.discover import discover
         from ultramn.batch.runner import run_batch
         from ultramn.data.archives import ArchiveError
-        from ultramn.errors import UserInputError, check_http_url
+        from ultramn.errors import UserInputError, check_http_url, check_stride
         from ultramn.measure.spacing import pixel_spacing_problem
 
         if pixel_spacing is not None and (problem := pixel_spacing_problem(pixel_spacing)):
             raise UserInputError(f"--pixel-spacing {problem}")
+        check_stride(stride)  # up front: the API answers 422, and --triton would fail every clip
         if gateway is not None and not triton:
             check_http_url(gateway, "--gateway")
         try:
