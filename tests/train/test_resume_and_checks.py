@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -340,6 +341,31 @@ def test_a_frame_count_unlike_the_manifest_exit_2_before_training(
     code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--set", "data.max_train_clips=16")
     assert code == 2 and victim.clip_id in err and "has 10 frames, the manifest says 12" in err, err[-1500:]
     assert not (tmp_path / "run").exists()
+
+
+def test_clip_arrays_that_are_not_uint8_exit_2_before_an_earlier_run_is_replaced(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: the header check read shapes only, so bool masks (np.savez of a hand-made set) passed it, the
+    # earlier run in --out was deleted, and the run failed mid-epoch in read_clip (a worker traceback with workers)
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    victim = next(r for r in read_manifest(root) if r.split == "train" and r.n_frames == 10)
+    with np.load(root / victim.file) as arrays:
+        frames, masks = arrays["frames"], arrays["masks"]
+    np.savez(root / victim.file, frames=frames, masks=masks.astype(bool))
+    with pytest.raises(ClipFileError, match=f"{victim.clip_id}.*masks bool: both must be uint8"):
+        WindowDataset(root, split="train")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / loop.BEST_NAME).write_bytes(b"an earlier run's weights")
+    cfg = _toml(tmp_path / "c.toml", root)
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(out), "--set", "data.max_train_clips=16")
+    assert code == 2 and victim.clip_id in err and "both must be uint8" in err and "Traceback" not in err, err[-1500:]
+    assert (out / loop.BEST_NAME).read_bytes() == b"an earlier run's weights"
+    np.savez(root / victim.file, frames=frames[:, :0], masks=masks[:, :0])
+    with pytest.raises(ClipFileError, match=f"{victim.clip_id}.*a side of 0 pixels"):
+        WindowDataset(root, split="train")
 
 
 def test_help_says_what_out_resume_and_max_minutes_do(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

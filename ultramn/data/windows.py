@@ -55,7 +55,6 @@ from torch.utils.data import Dataset
 from ultramn.contract import CONTRACT, PLANES, SPLITS, ModelContract
 from ultramn.data.augment import AugmentConfig, augment_window
 from ultramn.data.clipio import ClipFileError, check_clip_files, read_clip
-from ultramn.data.decoders import npz_member_shape
 from ultramn.data.manifest import ClipRecord, read_manifest
 from ultramn.preprocess import normalize_intensity, resize_frames, resize_masks
 from ultramn.windowing import default_stride, window_indices
@@ -198,11 +197,21 @@ class FrameCountError(ClipFileError, ValueError):
     """A clip file's arrays disagree with its manifest row (frame count, or masks unlike the frames)."""
 
 
+def _npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Shape and dtype the NPY header of ``member`` of an open NPZ declares (nothing is inflated)."""
+    with zf.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    return tuple(int(s) for s in shape), np.dtype(dtype)
+
+
 def check_frame_counts(root: Path, records: Sequence[ClipRecord], show: int = 5) -> None:
     """Raise :class:`FrameCountError` (a :class:`~ultramn.data.clipio.ClipFileError`) naming clips whose file disagrees with the manifest.
 
     Reads only the array headers of each clip file (milliseconds a clip), so a frame count that
-    differs from ``n_frames`` or masks shaped unlike the frames stop a run before it starts,
+    differs from ``n_frames``, masks shaped unlike the frames, arrays that are not ``uint8``
+    (:class:`~ultramn.data.clipio.ClipArrays`) or an empty side stop a run before it starts,
     not after an epoch. Call after :func:`~ultramn.data.clipio.check_clip_files`.
     """
     bad: list[str] = []
@@ -210,12 +219,16 @@ def check_frame_counts(root: Path, records: Sequence[ClipRecord], show: int = 5)
         path = root / rec.file
         try:
             with zipfile.ZipFile(path) as zf:
-                frames, masks = npz_member_shape(zf, "frames.npy"), npz_member_shape(zf, "masks.npy")
+                (frames, frames_dtype), (masks, masks_dtype) = _npy_header(zf, "frames.npy"), _npy_header(zf, "masks.npy")
         except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
             bad.append(f"clip {rec.clip_id}: {path} (unreadable array header: {exc})")
             continue
         if len(frames) != 3 or masks != frames:
             bad.append(f"clip {rec.clip_id}: {path} (frames {frames} and masks {masks}: need two [T,H,W] arrays of one shape)")
+        elif frames_dtype != np.uint8 or masks_dtype != np.uint8:
+            bad.append(f"clip {rec.clip_id}: {path} (frames {frames_dtype} and masks {masks_dtype}: both must be uint8)")
+        elif min(frames[1:]) < 1:
+            bad.append(f"clip {rec.clip_id}: {path} (frames {frames}: a side of 0 pixels)")
         elif frames[0] != rec.n_frames:
             bad.append(f"clip {rec.clip_id}: {path} has {frames[0]} frames, the manifest says {rec.n_frames}")
     if bad:
