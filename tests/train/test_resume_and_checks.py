@@ -161,6 +161,26 @@ def test_a_crash_while_saving_the_state_keeps_the_previous_state_and_no_duplicat
     assert [e.value for e in events.Scalars("val_dice")] == pytest.approx([float(r["val_dice"]) for r in _metrics(full_run)])
 
 
+def test_a_run_saved_without_amp_resumes_with_amp(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a CPU run (no AMP: its GradScaler state is {}) continued on a CUDA machine, where amp = true turns the
+    # scaler on: GradScaler.load_state_dict refuses an empty state, so --resume exited 2 ("does not fit this run")
+    out = tmp_path / "run"
+    loop.train(_config(tiny_dataset, epochs=1), out, show_progress=False)
+    assert torch.load(out / loop.STATE_NAME, weights_only=True)["scaler"] == {}
+    real = torch.amp.GradScaler
+    made: list[torch.amp.GradScaler] = []
+
+    def enabled_scaler(device: str = "cuda", enabled: bool = True) -> torch.amp.GradScaler:
+        made.append(real("cpu", enabled=True))  # what the CUDA session builds, on this CPU-only machine
+        return made[-1]
+
+    monkeypatch.setattr(torch.amp, "GradScaler", enabled_scaler)
+    result = loop.train(_config(tiny_dataset, epochs=2), out, resume=True, show_progress=False)
+    assert result.epochs_run == 2 and result.resumed_at_epoch == 2 and len(_metrics(out)) == 2
+    assert made and made[0].is_enabled()
+    assert torch.load(out / loop.STATE_NAME, weights_only=True)["scaler"]["scale"] > 0
+
+
 def test_a_fresh_run_replaces_an_earlier_run_in_out(full_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     shutil.copytree(full_run, out)

@@ -355,7 +355,11 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
+            if scaler.is_enabled() and not state["scaler"]:
+                # saved with AMP off (a CPU run, or amp = false); load_state_dict refuses an empty state
+                log.warning("%s was saved without AMP: the gradient scaler starts afresh", state_path)
+            else:
+                scaler.load_state_dict(state["scaler"])
             start_epoch, best_score, best_epoch, stale = (
                 int(state["epoch"]) + 1,
                 float(state["best_score"]),
