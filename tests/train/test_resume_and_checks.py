@@ -388,6 +388,29 @@ def test_clip_arrays_that_are_not_uint8_exit_2_before_an_earlier_run_is_replaced
         WindowDataset(root, split="train")
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_clip_that_breaks_mid_run_exits_2_with_its_own_message(
+    workers: int, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # damaged stored data behind an intact header passes every check before training and fails when read;
+    # before: with data workers the message was the worker's whole traceback ("Caught ClipFileError in DataLoader worker")
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    victim = next(r for r in read_manifest(root) if r.split == "train" and r.n_frames == 10)
+    with np.load(root / victim.file) as arrays:
+        np.savez(root / victim.file, frames=arrays["frames"], masks=arrays["masks"])  # stored: bytes at known places
+    data = bytearray((root / victim.file).read_bytes())
+    data[len(data) // 4] ^= 0xFF  # inside frames.npy's pixels: its CRC fails when the clip is read
+    (root / victim.file).write_bytes(bytes(data))
+    cfg = _toml(tmp_path / "c.toml", root)
+    code, err = _cli(
+        monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--set", "data.max_train_clips=16",
+        "--set", f"data.num_workers={workers}",
+    )  # fmt: skip
+    assert code == 2 and "Traceback" not in err and "DataLoader worker" not in err, err[-1500:]
+    assert err.strip().splitlines()[-1] == f"error: {root / victim.file}: unreadable clip file (Bad CRC-32 for file 'frames.npy')"
+
+
 def test_help_says_what_out_resume_and_max_minutes_do(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(sys, "argv", ["ultramn", "train", "--help"])
     monkeypatch.setenv("COLUMNS", "400")

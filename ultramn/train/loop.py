@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -241,13 +242,35 @@ def _loader(ds: WindowDataset, cfg: TrainConfig, shuffle: bool, seed: int) -> Da
     )
 
 
+def worker_error(exc: UserInputError) -> UserInputError:
+    """``exc`` as a data-loader worker's error, re-raised by the ``DataLoader`` with the worker's whole
+    traceback as its message, turned back into the same type with the original message; other errors as they are."""
+    text = str(exc)
+    if not (text.startswith("Caught ") and "DataLoader worker" in text.partition("\n")[0]):
+        return exc
+    kind = type(exc)
+    for name in (f"{kind.__module__}.{kind.__qualname__}", kind.__qualname__):
+        at = text.rfind(f"\n{name}: ")
+        if at >= 0:
+            return kind(text[at + len(name) + 3 :].rstrip())
+    return exc
+
+
+def batches(loader: DataLoader[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The batches of ``loader``; a clip a worker cannot read stops the run with its own message (:func:`worker_error`)."""
+    try:
+        yield from loader
+    except UserInputError as exc:
+        raise worker_error(exc) from exc
+
+
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader: DataLoader[dict[str, Any]], device: torch.device) -> dict[str, float]:
     """Per-frame Dice at model resolution (real frames only) and window plane accuracy."""
     model.eval()
     dices: list[float] = []
     correct = labelled = 0
-    for batch in loader:
+    for batch in batches(loader):
         frames = batch["frames"].to(device)
         plane_logits, mask_logits = model(frames)
         pred = (mask_logits.float() > 0).cpu()
@@ -414,8 +437,10 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
         sums = {"loss": 0.0, "plane": 0.0, "dice": 0.0, "pixel": 0.0, "temporal": 0.0}
         n_batches = 0
         t_epoch = time.perf_counter()
+        train_loader = _loader(train_ds, cfg, shuffle=True, seed=cfg.seed + epoch)
         bar = tqdm(
-            _loader(train_ds, cfg, shuffle=True, seed=cfg.seed + epoch),
+            batches(train_loader),
+            total=len(train_loader),
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             disable=not show_progress,
             leave=False,
