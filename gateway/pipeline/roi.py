@@ -26,7 +26,9 @@ subsampled to at most ``max_frames``):
    Bright pixels connected to the image region (its ragged lower edge, say) are image, not
    on-screen elements, in clips and stills alike; and on-screen elements are clearly bright
    (``element_level``), while the noise of a deep shadow is dim (in a still, and by chance
-   over a few frames, it is as static as text);
+   over a few frames, it is as static as text). In a still, on-screen content also sits on
+   the screen's black (its dark surroundings have a median of at most ``screen_black``
+   grey levels), while a reflector deep in the tissue is ringed by speckle;
 5. a box smaller than ``min_area_frac`` of the frame (no clear image) falls back to the
    full frame.
 
@@ -69,6 +71,9 @@ class RoiConfig:
     static_part_frac: float = 0.9
     #: a part stacked over the image's columns with at least this fraction of its pixels is image too (in a clip: if moving)
     stacked_part_frac: float = 0.1
+    #: in a still, on-screen content sits on the screen's black: the dark pixels around it have a median
+    #: grey level at most this (a bright reflector in deep tissue is ringed by speckle, a few levels up)
+    screen_black: int = 1
 
 
 def _subsample(frames: npt.NDArray[np.uint8], max_frames: int) -> npt.NDArray[np.uint8]:
@@ -156,6 +161,8 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
     # extend down through rows with nothing on screen (dark deep tissue looks like a border)
     static = static & ~_touching(components, region) & (tmax >= config.element_level)
+    if still:
+        static = _on_black(static, bright, tmax, config.screen_black)
     empty_rows = static[:, x0:x1].sum(axis=1) < (1 if still else config.static_row_pixels)
     while y1 < h and empty_rows[y1]:
         y1 += 1
@@ -207,6 +214,22 @@ def _with_stacked_parts(
             continue
         out[sl] |= part
     return out
+
+
+def _on_black(
+    elements: npt.NDArray[np.bool_], bright: npt.NDArray[np.bool_], tmax: npt.NDArray[np.uint8], black: int
+) -> npt.NDArray[np.bool_]:
+    """The parts of ``elements`` (8-connected) whose dark surroundings (the non-``bright``
+    pixels within 2 px) have a median grey level of at most ``black``: text and markers on the
+    screen's black, not reflectors in the speckle of deep tissue (a still has no motion to
+    tell them apart)."""
+    labels, n = ndi.label(elements, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return elements
+    ring = np.where(bright, 0, ndi.grey_dilation(labels, size=(5, 5)))
+    around = np.asarray(ndi.median(tmax, ring, index=np.arange(1, n + 1)), dtype=np.float64)
+    keep = np.concatenate([[False], ~(around > black)])  # nan (no dark pixel around): kept
+    return np.asarray(keep[labels])
 
 
 def _touching(components: npt.NDArray[np.int32], region: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:

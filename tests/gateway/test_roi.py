@@ -120,3 +120,19 @@ def test_a_solid_on_screen_element_beside_the_image_is_not_joined_to_it(clip: Sy
     frozen = np.repeat(frames[:1], len(frames), axis=0)
     x0, y0, x1, _ = find_roi(frozen)
     assert abs(x0 - X0) <= 2 and abs(y0 - Y0) <= 2 and abs(x1 - (X0 + w)) <= 2
+
+
+def test_a_reflector_in_the_speckle_of_a_still_deep_region_does_not_cut_the_image() -> None:
+    """Real border-free stills (usgra_seg 0237: the box ended 36 % of the nerve short) have
+    bright reflectors in the dim speckle below a dark band; a still has no motion, so they
+    counted as on-screen content and stopped the box. Text sits on the screen's black."""
+    rng = np.random.default_rng(1)
+    frame = rng.integers(2, 9, (200, 200), dtype=np.uint8)  # dim deep speckle: never pure black
+    frame[:100] = rng.integers(60, 200, (100, 200), dtype=np.uint8)  # the bright superficial tissue
+    frame[148:154, 90:98] = 220  # a reflector deep down, surrounded by speckle
+    assert find_roi(frame[None]) == (0, 0, 200, 200)
+    on_screen = frame.copy()
+    on_screen[110:] = 0  # the screen's black below the image ...
+    on_screen[148:154, 90:98] = 220  # ... and on it a label: the box stops above it
+    x0, y0, x1, y1 = find_roi(on_screen[None])
+    assert (x0, y0, x1) == (0, 0, 200) and 100 <= y1 <= 148
