@@ -250,6 +250,9 @@ def test_resume_refuses_a_damaged_or_foreign_state_with_exit_2(
         # numpy's SeedSequence takes no negative seed, torch no seed over 2**64 - 1: tracebacks (exit 1) before
         ("seed=-1", "seed: Input should be greater than or equal to 0"),
         ("seed=18446744073709551616", "seed: Input should be less than or equal to 9223372036854775807"),
+        ("seed=true", "seed: Input should be a valid integer"),  # was taken as seed 1
+        ("data.num_workers=100000", "num_workers: Input should be less than or equal to 64"),  # would fork that many
+        ("threads=100000", "threads: Input should be less than or equal to 1024"),
     ],
 )
 def test_bad_settings_exit_2_before_anything_is_written(

@@ -84,7 +84,8 @@ class DataSection(_Strict):
     root: str = "data/synth"
     windows_per_clip: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=1)
-    num_workers: int = Field(2, ge=0)
+    #: data-loader processes (each holds a cache and a copy of the dataset index: more than 64 is a typo)
+    num_workers: int = Field(2, ge=0, le=64)
     #: per-process cache of decoded, resized clips (MB). DataLoader workers start afresh every
     #: epoch, so the cache lasts across epochs only with ``num_workers = 0`` (the main process)
     cache_mb: float = Field(512.0, ge=0)
@@ -118,14 +119,14 @@ MAX_SEED = 2**63 - 1
 class TrainConfig(_Strict):
     """A whole training run."""
 
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seed: int = Field(0, ge=0, le=MAX_SEED, strict=True)  # strict: `seed = true` is not 1
     epochs: int = Field(30, ge=1)
     early_stopping_patience: int = Field(8, ge=1)
     #: validation score to maximise for best-checkpoint selection
     monitor: Literal["score", "dice", "plane_accuracy"] = "score"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=1024)
     #: wall-clock budget of one session in minutes: no new epoch starts once the time used plus
     #: the last epoch's duration would overrun it (the cosine schedule is then cut short);
     #: a ``--resume``d session gets the whole budget again (it fits a job's time limit);
