@@ -8,7 +8,13 @@ so ``ultramn --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# Intel MKL (torch's CPU BLAS) may take another code path for differently aligned buffers,
+# so two identical runs in one process could differ in the last bits (seen as a rare failure
+# of the exact-resume test). MKL reads this once, at its first call: set before torch loads.
+os.environ.setdefault("MKL_CBWR", "AUTO")
 
 import typer
 
