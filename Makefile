@@ -22,7 +22,7 @@ install: $(STAMP)  ## create .venv and install ultramn with every extra
 test: install  ## the README's test command: lint, type-check, then the whole test suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy ultramn gateway export
-	MKL_CBWR=AUTO $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --timeout 900  # MKL_CBWR: see ultramn/cli.py
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --timeout 900
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -36,8 +36,21 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 #: Options whose value is a file or folder (``tests/core`` keeps this in step with the commands).
 PATH_OPTIONS: frozenset[str] = frozenset(
-    {"--checkpoint", "--config", "--data", "--dicoms", "--images", "--init", "--log-file", "--masks", "--out", "--preview"}
-    | {"--repository", "--videos", "-o"}
+    [
+        "--checkpoint",
+        "--config",
+        "--data",
+        "--dicoms",
+        "--images",
+        "--init",
+        "--log-file",
+        "--masks",
+        "--out",
+        "--preview",
+        "--repository",
+        "--videos",
+        "-o",
+    ]
 )
 
 

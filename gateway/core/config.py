@@ -105,9 +105,8 @@ class Settings(BaseSettings):
 
     @cached_property
     def decode_limits(self) -> DecodeLimits:
-        """Decoder bounds from :attr:`max_frames`, :attr:`max_side` and :attr:`max_clip_pixels`
-        (a ZIP of frame images included: :meth:`DecodeLimits.for_clips`)."""
-        return DecodeLimits.for_clips(self.max_frames, self.max_side, self.max_clip_pixels)
+        """Decoder bounds from :attr:`max_frames`, :attr:`max_side` and :attr:`max_clip_pixels`."""
+        return DecodeLimits(max_frames=self.max_frames, max_side=self.max_side, max_pixels=self.max_clip_pixels)
 
 
 def get_settings() -> Settings:

@@ -49,8 +49,8 @@ class UploadSlots:
     def check_room(self, declared_bytes: int) -> None:
         """507 when a body of ``declared_bytes`` cannot be spooled and staged on the disks it uses."""
         disks = self.disks()
+        copies = 3 - len(disks)  # the spool and the staged copy share one disk, or not
         for folder in disks.values():
-            copies = 3 - len(disks)  # the spool and the staged copy share one disk, or not
             free = shutil.disk_usage(folder).free
             if free < copies * declared_bytes + DISK_RESERVE_BYTES:
                 raise ApiError(

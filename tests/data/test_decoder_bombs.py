@@ -188,7 +188,7 @@ def test_the_gateway_settings_bound_a_zip_of_frames_by_the_clip_pixel_limit(tmp_
     from gateway.core.config import Settings
 
     limits = Settings(max_clip_pixels=64 * 64 * 4, max_frames=50).decode_limits
-    assert (limits.max_zip_bytes, limits.max_zip_members) == (8 * 64 * 64 * 4, 50)
+    assert (limits.max_zip_bytes, limits.max_frames) == (8 * 64 * 64 * 4, 50)
     noisy = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)  # PNG cannot shrink noise
     path = tmp_path / "frames.zip"
     with zipfile.ZipFile(path, "w") as zf:

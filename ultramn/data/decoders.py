@@ -119,30 +119,20 @@ def private_names() -> Iterator[None]:
 class DecodeLimits:
     """Bounds a decoded clip must respect; exceeded bounds raise :class:`LimitExceededError`.
 
-    ``max_pixels`` bounds ``N*H*W`` (bytes of the grey ``uint8`` clip, default 2 GiB).
-    ``max_zip_bytes`` bounds the summed uncompressed size of a ZIP's members (frame image
-    files); :meth:`for_clips` derives it from ``max_pixels``.
+    ``max_pixels`` bounds ``N*H*W`` (bytes of the grey ``uint8`` clip, default 2 GiB). A ZIP
+    of frame images may hold ``max_frames`` members of :attr:`max_zip_bytes` in all.
     """
 
     max_frames: int = 20_000
     max_side: int = 4096
     min_side: int = 8
     max_pixels: int = 2 * 1024**3
-    max_zip_members: int = 20_000
-    max_zip_bytes: int = 4 * 1024**3
 
-    @classmethod
-    def for_clips(cls, max_frames: int, max_side: int, max_pixels: int) -> DecodeLimits:
-        """Limits for clips of at most ``max_frames`` frames, ``max_side`` pixels a side and
-        ``max_pixels`` pixels in all; a ZIP of frame images may then hold ``max_frames``
-        members and 8 bytes a pixel (16-bit RGBA, the largest uncompressed frame encoding)."""
-        return cls(
-            max_frames=max_frames,
-            max_side=max_side,
-            max_pixels=max_pixels,
-            max_zip_members=max_frames,
-            max_zip_bytes=8 * max_pixels,
-        )
+    @property
+    def max_zip_bytes(self) -> int:
+        """Summed uncompressed size of a ZIP's frame images: 8 bytes per allowed pixel (16-bit
+        RGBA, the largest uncompressed frame encoding)."""
+        return 8 * self.max_pixels
 
     def check_frame_shape(self, height: int, width: int, what: str = "frame") -> None:
         """Raise :class:`LimitExceededError` when one ``height x width`` frame is out of bounds."""
@@ -1019,8 +1009,6 @@ def decode_zip(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: 
                 if members and all(m.filename.lower().endswith(".npy") for m in members):
                     fh.seek(0)
                     return decode_npz(fh.read(), limits, filename=name)
-                if len(members) > limits.max_zip_members:
-                    raise LimitExceededError(f"{name}: {len(members)} members exceed the limit of {limits.max_zip_members}")
                 if len(members) > limits.max_frames:  # one frame per member: refused before any is read
                     raise LimitExceededError(f"{name}: {len(members)} frame images exceed the limit of {limits.max_frames} frames")
                 if sum(m.file_size for m in members) > limits.max_zip_bytes:

@@ -115,10 +115,9 @@ class ImportedClip:
     plane: str = ""
     #: ``(x, y)`` mm/px when the file gave both (``pixel_spacing_mm`` is then their mean).
     pixel_spacing_xy_mm: tuple[float, float] | None = None
-    #: The decoder's notes on this clip (ignored metadata, anisotropic pixels, ...).
+    #: The decoder's notes on this clip (ignored metadata, anisotropic pixels, ...); none about
+    #: the file's pixel spacing when ``--pixel-spacing`` gives it.
     warnings: tuple[str, ...] = ()
-    #: those of ``warnings`` about the file's pixel spacing: dropped when ``--pixel-spacing`` gives it
-    spacing_warnings: tuple[str, ...] = ()
     #: The input it came from, for messages (a file name; never written to the manifest).
     origin: str = ""
 
@@ -454,8 +453,7 @@ def write_import(
             if not clip.masks.any():
                 report.empty_masks.append(clip_id)
             spacing = options.pixel_spacing_mm if options.pixel_spacing_mm is not None else clip.pixel_spacing_mm
-            notes = clip.warnings if options.pixel_spacing_mm is None else tuple(w for w in clip.warnings if w not in clip.spacing_warnings)
-            report.warnings.extend(f"{clip_id}: {note}" for note in notes)
+            report.warnings.extend(f"{clip_id}: {note}" for note in clip.warnings)
             if options.pixel_spacing_mm is None and clip.pixel_spacing_xy_mm and is_anisotropic(*clip.pixel_spacing_xy_mm):
                 report.warnings.append(f"{clip_id}: the manifest keeps one spacing per clip, their mean {spacing:.4g} mm")
             report.written.append(

@@ -214,8 +214,7 @@ def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOpt
         fps=decoded.fps,
         pixel_spacing_mm=decoded.pixel_spacing_mm,
         pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
-        warnings=decoded.warnings,
-        spacing_warnings=decoded.spacing_warnings,
+        warnings=decoded.warnings_given_spacing(options.pixel_spacing_mm is not None),
         side=header.laterality,
     )
 

@@ -59,8 +59,7 @@ def load_video_clip(video: Path, masks_dir: Path, options: ImportOptions, mask_s
         fps=decoded.fps,
         pixel_spacing_mm=decoded.pixel_spacing_mm,
         pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
-        warnings=decoded.warnings,
-        spacing_warnings=decoded.spacing_warnings,
+        warnings=decoded.warnings_given_spacing(options.pixel_spacing_mm is not None),
         origin=video.name,
     )
 
