@@ -143,3 +143,39 @@ def test_dice_figure_caption_without_plane_or_quality_labels(tmp_path: Path) -> 
     clips = [{"id": "a", "shift": 1, "plane": "TW"}, {"id": "b", "shift": 3}]
     evaluate_dataset(_dataset(tmp_path / "data-planes", clips), "test", _predict, labelled, n_boot=100, progress=False)
     assert "![Dice by plane](dice_by_quality.png)" in (labelled / "report.md").read_text()
+
+
+def _predict_with_speck(frames: npt.NDArray[np.uint8]) -> ClipPrediction:
+    """The square of :func:`_predict` plus a separate 3 x 3 speck in the corner (9 px, under the nerve threshold)."""
+    pred = _predict(frames)
+    pred.mask_probs[:, 26:29, 26:29] = 1.0
+    return pred
+
+
+def test_reported_csa_error_scores_the_largest_region_like_the_gateway(tmp_path: Path) -> None:
+    """The mask's CSA counts the speck; the CSA the gateway reports (largest region) does not."""
+    root = _dataset(tmp_path / "data", [{"id": "a", "participant": "p0", "plane": "TW", "shift": 0, "spacing": 0.1, "n_frames": 2}])
+    out = tmp_path / "eval"
+    m = evaluate_dataset(root, "test", _predict_with_speck, out, n_boot=100, progress=False)
+    # truth: 144 then 168 px; prediction: 144 px square + 9 px speck; 0.01 mm² per px
+    assert m["csa_abs_error_mm2_median"] == pytest.approx(((153 - 144) + (168 - 153)) / 2 * 0.01)
+    assert m["csa_reported_abs_error_mm2_median"] == pytest.approx(((144 - 144) + (168 - 144)) / 2 * 0.01)
+    assert m["csa_reported_abs_error_mm2_median_ci"]["estimate"] == pytest.approx(m["csa_reported_abs_error_mm2_median"])
+    assert m["csa_reported_abs_error_px2_median"] is None
+    report = (out / "report.md").read_text()
+    row = "| CSA abs error median, as the gateway reports it (mm²; largest region, 0 without a nerve) |"
+    assert f"{row} 0.12 [n/a, 1 participant] |" in report
+
+
+def test_reported_csa_is_zero_when_the_prediction_is_below_the_nerve_threshold(tmp_path: Path) -> None:
+    """A 9 px prediction is "no nerve" for the gateway: its reported CSA error is the whole annotated area."""
+
+    def speck_only(frames: npt.NDArray[np.uint8]) -> ClipPrediction:
+        pred = _predict_with_speck(frames)
+        pred.mask_probs[(slice(None), *PRED_SQUARE)] = 0.0
+        return pred
+
+    root = _dataset(tmp_path / "data", [{"id": "a", "participant": "p0", "plane": "TW", "shift": 0, "n_frames": 1}])
+    m = evaluate_dataset(root, "test", speck_only, tmp_path / "eval", n_boot=100, progress=False)
+    assert m["csa_abs_error_px2_median"] == pytest.approx(144 - 9)
+    assert m["csa_reported_abs_error_px2_median"] == pytest.approx(144)

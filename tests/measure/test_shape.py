@@ -10,6 +10,7 @@ import pytest
 
 from ultramn.measure import FrameMeasurement, MeasureConfig, measure_frame, measure_frames, normalize_spacing
 from ultramn.measure.contour import boundary_polygons, polygon_length, simplify_polygon
+from ultramn.measure.shape import reported_area
 from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, pixel_spacing_problem
 
 
@@ -274,3 +275,15 @@ def test_disc_perimeter_error_bounds_of_the_module_docstring() -> None:
             m = measure_frame(disc(r, cx, cy, (size, size)))
             assert m.perimeter_px is not None
             assert lo <= m.perimeter_px / (2 * math.pi * r) - 1 <= hi, (r, cx, cy)
+
+
+def test_reported_area_is_the_measured_region_or_zero() -> None:
+    mask = np.zeros((40, 40), np.uint8)
+    mask[5:15, 5:15] = 1  # 100 px
+    mask[30:33, 30:33] = 1  # 9 px, a second region
+    assert reported_area(mask) == measure_frame(mask).area_px == 100
+    assert reported_area(mask, 0.1) == pytest.approx(measure_frame(mask, 0.1).area_mm2) == pytest.approx(1.0)
+    assert reported_area(mask, config=MeasureConfig(largest_component_only=False)) == 109
+    assert reported_area(mask, config=MeasureConfig(min_area_px=101)) == 0.0  # below the threshold: no nerve
+    assert reported_area(mask, 0.1, MeasureConfig(min_area_mm2=1.5)) == 0.0
+    assert reported_area(np.zeros((8, 8), np.uint8)) == 0.0

@@ -245,6 +245,8 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
         f"| HD95 mean ({units}) | {_ci_text(metrics.get(f'hd95_{units}_mean_ci'), 2)} |",
         f"| ASSD mean ({units}) | {_fmt(metrics.get(f'assd_{units}_mean'), 2)} |",
         f"| CSA abs error median ({area}) | {_ci_text(metrics.get(f'csa_abs_error_{ukey}_median_ci'), 2)} |",
+        f"| CSA abs error median, as the gateway reports it ({area}; largest region, 0 without a nerve) | "
+        f"{_ci_text(metrics.get(f'csa_reported_abs_error_{ukey}_median_ci'), 2)} |",
     ]
     if units == "mm" and any(metrics.get(k) is not None for k in ("hd95_px_mean", "csa_abs_error_px2_median")):
         # frames without a pixel spacing: their own rows, never averaged with the mm ones
@@ -252,6 +254,8 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
             f"| HD95 mean (px, frames without a pixel spacing) | {_ci_text(metrics.get('hd95_px_mean_ci'), 2)} |",
             f"| ASSD mean (px, frames without a pixel spacing) | {_fmt(metrics.get('assd_px_mean'), 2)} |",
             f"| CSA abs error median (px², frames without a pixel spacing) | {_ci_text(metrics.get('csa_abs_error_px2_median_ci'), 2)} |",
+            "| CSA abs error median, as the gateway reports it (px², frames without a pixel spacing) | "
+            f"{_ci_text(metrics.get('csa_reported_abs_error_px2_median_ci'), 2)} |",
         ]
     lines.append(f"| CSA rel error median | {_fmt(metrics.get('csa_rel_error_median'), 3)} |")
     for block in (ts, ts_px):

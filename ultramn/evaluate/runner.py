@@ -1,7 +1,8 @@
 """``ultramn evaluate``: score a checkpoint on a dataset split, at each clip's original resolution.
 
 Per frame: plane prediction, Dice, IoU, HD95, ASSD (mm with a known pixel spacing, px
-otherwise), CSA error. Per clip: clip plane, temporal stability. Aggregates stratified by
+otherwise), CSA error of the mask (every marked pixel) and of the CSA the gateway reports
+(:func:`ultramn.measure.shape.reported_area`: the largest region). Per clip: clip plane, temporal stability. Aggregates stratified by
 plane and quality grade, with 95 % bootstrap intervals that resample participants (none
 with fewer than two participants). Values in mm and in px are never averaged together:
 strata and temporal stability are computed per unit.
@@ -33,13 +34,14 @@ from ultramn.evaluate.metrics import (
 from ultramn.evaluate.predict import ClipPrediction
 from ultramn.jsonio import write_json
 from ultramn.measure.clip import clip_plane, frame_planes
+from ultramn.measure.shape import reported_area
 
 #: Split names ``ultramn evaluate --split`` accepts.
 SPLIT_CHOICES = ("train", "val", "test", "all")
 
 Predictor = Callable[[npt.NDArray[np.uint8]], ClipPrediction]
 
-SEG_METRICS = ("dice", "iou", "hd95", "assd", "csa_abs_error", "csa_rel_error")
+SEG_METRICS = ("dice", "iou", "hd95", "assd", "csa_abs_error", "csa_rel_error", "csa_reported_abs_error")
 
 #: a participant bootstrap needs at least this many participants to give an interval
 MIN_BOOTSTRAP_PARTICIPANTS = 2
@@ -90,6 +92,7 @@ def score_clip(record: ClipRecord, gt: npt.NDArray[np.uint8], pred: ClipPredicti
     rows: list[dict[str, Any]] = []
     for i in range(gt.shape[0]):
         m = frame_segmentation_metrics(pred_masks[i], gt[i], spacing)
+        reported = reported_area(pred_masks[i], spacing)  # the gateway's CSA: largest region, 0 below the nerve threshold
         rows.append(
             {
                 "clip_id": record.clip_id,
@@ -100,6 +103,8 @@ def score_clip(record: ClipRecord, gt: npt.NDArray[np.uint8], pred: ClipPredicti
                 "units": units,
                 "plane_pred": planes_pred[i],
                 **m.to_dict(),
+                "csa_reported": reported,
+                "csa_reported_abs_error": abs(reported - m.csa_gt),
             }
         )
     csa_pred, csa_gt = csa_series(pred_masks, spacing), csa_series(gt, spacing)
@@ -259,13 +264,15 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
             f"assd_{units}_mean": ("assd", "mean"),
             f"csa_abs_error_{area}_median": ("csa_abs_error", "median"),
             f"csa_abs_error_{area}_mean": ("csa_abs_error", "mean"),
+            f"csa_reported_abs_error_{area}_median": ("csa_reported_abs_error", "median"),
         }
         for key, (metric, stat) in keys.items():
             vals = _finite([r[metric] for r in rows])
             out[key] = (float(np.median(vals)) if stat == "median" else float(np.mean(vals))) if vals.size else None
-        out[f"csa_abs_error_{area}_median_ci"] = (
-            _ci([r["csa_abs_error"] for r in rows], [r["participant_id"] for r in rows], "median", n_boot) if rows else None
-        )
+        for metric in ("csa_abs_error", "csa_reported_abs_error"):
+            out[f"{metric}_{area}_median_ci"] = (
+                _ci([r[metric] for r in rows], [r["participant_id"] for r in rows], "median", n_boot) if rows else None
+            )
         out[f"hd95_{units}_mean_ci"] = _ci([r["hd95"] for r in rows], [r["participant_id"] for r in rows], "mean", n_boot) if rows else None
     rel = _finite([r["csa_rel_error"] for r in frames])
     out["csa_rel_error_median"] = float(np.median(rel)) if rel.size else None

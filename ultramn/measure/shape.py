@@ -154,6 +154,33 @@ def _moments(rows: npt.NDArray[np.float64], cols: npt.NDArray[np.float64], sy: f
     return 4.0 * math.sqrt(l1), 4.0 * math.sqrt(l2), theta
 
 
+def _nerve_region(
+    full: npt.NDArray[np.bool_], sp: tuple[float, float] | None, config: MeasureConfig
+) -> tuple[npt.NDArray[np.bool_], int, float | None, bool]:
+    """``(region, area_px, area_mm2, present)``: the pixels a frame's measurements describe."""
+    sel = largest_component(full, config.connectivity) if config.largest_component_only else full
+    area_px = int(sel.sum())
+    area_mm2 = area_px * sp[0] * sp[1] if sp is not None else None
+    present = area_px >= config.min_area_px
+    if present and config.min_area_mm2 is not None and area_mm2 is not None:
+        present = area_mm2 >= config.min_area_mm2
+    return sel, area_px, area_mm2, present
+
+
+def reported_area(mask: npt.ArrayLike, spacing: Spacing = None, config: MeasureConfig = DEFAULT_MEASURE_CONFIG) -> float:
+    """The CSA :func:`measure_frame` reports for ``mask [H, W]``: mm² (px² without spacing), 0 with no nerve.
+
+    The area of the measured region (the largest component by default) when the frame
+    counts as ``present``, else 0: what the gateway's per-frame ``area`` amounts to, as one
+    number per frame that :mod:`ultramn.evaluate` can compare with the annotated area.
+    """
+    sp = normalize_spacing(spacing)
+    _, area_px, area_mm2, present = _nerve_region(as_bool_mask(mask), sp, config)
+    if not present:
+        return 0.0
+    return float(area_mm2) if area_mm2 is not None else float(area_px)
+
+
 def measure_frame(
     mask: npt.ArrayLike,
     spacing: Spacing = None,
@@ -163,12 +190,7 @@ def measure_frame(
     sp = normalize_spacing(spacing)
     full = as_bool_mask(mask)
     _, n_comp = label_components(full, config.connectivity)
-    sel = largest_component(full, config.connectivity) if config.largest_component_only else full
-    area_px = int(sel.sum())
-    area_mm2 = area_px * sp[0] * sp[1] if sp is not None else None
-    present = area_px >= config.min_area_px
-    if present and config.min_area_mm2 is not None and area_mm2 is not None:
-        present = area_mm2 >= config.min_area_mm2
+    sel, area_px, area_mm2, present = _nerve_region(full, sp, config)
     if not present:
         return FrameMeasurement(present=False, area_px=area_px, area_mm2=area_mm2, n_components=n_comp)
 
