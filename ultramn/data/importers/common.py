@@ -28,6 +28,7 @@ from ultramn.contract import PLANES, SIDES
 from ultramn.data.clipio import ClipArrays, write_clip
 from ultramn.data.decoders import (
     DEFAULT_LIMITS,
+    DecodedClip,
     DecodeError,
     DecodeLimits,
     decode,
@@ -346,6 +347,38 @@ def check_pair(frames: U8Array, masks: U8Array, what: str) -> None:
         raise DecodeError(f"{what}: {frames.shape[0]} frames but {masks.shape[0]} mask frames")
     if masks.shape[1:] != frames.shape[1:]:
         raise DecodeError(f"{what}: frames are {frames.shape[2]}x{frames.shape[1]} but masks {masks.shape[2]}x{masks.shape[1]}")
+
+
+def clip_with_masks(
+    decoded: DecodedClip,
+    mask_path: Path,
+    options: ImportOptions,
+    what: str,
+    *,
+    clip_id: str,
+    participant_id: str,
+    side: str = "",
+    origin: str = "",
+) -> ImportedClip:
+    """A decoded clip with the mask stack at ``mask_path``, checked against its ``[T,H,W]``.
+
+    Keeps the file's frame rate, pixel spacing and decoder warnings (none about the file's
+    spacing when ``--pixel-spacing`` gives it); ``what`` names the input in errors.
+    """
+    masks = load_mask_stack(mask_path, options.mask_value, options.limits)
+    check_pair(decoded.frames, masks, what)
+    return ImportedClip(
+        clip_id=clip_id,
+        participant_id=participant_id,
+        frames=decoded.frames,
+        masks=masks,
+        fps=decoded.fps,
+        pixel_spacing_mm=decoded.pixel_spacing_mm,
+        pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
+        warnings=decoded.warnings_given_spacing(options.pixel_spacing_mm is not None),
+        side=side,
+        origin=origin,
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -38,10 +38,9 @@ from ultramn.data.importers.common import (
     ImportedClip,
     ImportOptions,
     ImportReport,
-    check_pair,
+    clip_with_masks,
     find_mask,
     guarded,
-    load_mask_stack,
     progress,
     require_dir,
     write_import,
@@ -203,18 +202,13 @@ def load_dicom_clip(path: Path, root: Path, masks_root: Path, options: ImportOpt
     _refuse_other_formats(path, content)
     header = read_header(path)
     decoded = decode_dicom(content, limits=options.limits, filename=path.name)
-    masks = load_mask_stack(mask_path, options.mask_value, options.limits)
-    check_pair(decoded.frames, masks, path.name)
-    participant = pseudonym(salt, header.patient_id.encode("utf-8") if header.patient_id else content)
-    return ImportedClip(
+    return clip_with_masks(
+        decoded,
+        mask_path,
+        options,
+        path.name,
         clip_id=f"dicom-{pseudonym(salt, content)}",
-        participant_id=participant,
-        frames=decoded.frames,
-        masks=masks,
-        fps=decoded.fps,
-        pixel_spacing_mm=decoded.pixel_spacing_mm,
-        pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
-        warnings=decoded.warnings_given_spacing(options.pixel_spacing_mm is not None),
+        participant_id=pseudonym(salt, header.patient_id.encode("utf-8") if header.patient_id else content),
         side=header.laterality,
     )
 

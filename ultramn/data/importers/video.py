@@ -23,12 +23,11 @@ from ultramn.data.importers.common import (
     ImportedClip,
     ImportOptions,
     ImportReport,
-    check_pair,
+    clip_with_masks,
     compile_pattern,
     find_mask,
     guarded,
     list_files,
-    load_mask_stack,
     match_key,
     progress,
     require_dir,
@@ -49,17 +48,13 @@ def load_video_clip(video: Path, masks_dir: Path, options: ImportOptions, mask_s
     decoded = decode(video, limits=options.limits)
     if decoded.format != "video":
         raise DecodeError(f"{video.name}: expected a video, found {decoded.format}")
-    masks = load_mask_stack(mask_path, options.mask_value, options.limits)
-    check_pair(decoded.frames, masks, video.name)
-    return ImportedClip(
+    return clip_with_masks(
+        decoded,
+        mask_path,
+        options,
+        video.name,
         clip_id=f"{dataset}-{video.stem}",
         participant_id=f"{dataset}-{participant}",
-        frames=decoded.frames,
-        masks=masks,
-        fps=decoded.fps,
-        pixel_spacing_mm=decoded.pixel_spacing_mm,
-        pixel_spacing_xy_mm=decoded.pixel_spacing_xy_mm,
-        warnings=decoded.warnings_given_spacing(options.pixel_spacing_mm is not None),
         origin=video.name,
     )
 
