@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
 
 from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
 from ultramn.errors import UserInputError
 from ultramn.windowing import BLENDS, DEFAULT_BLEND, DEFAULT_TEMPORAL_FILTER, Blend, check_temporal_filter, default_stride
+
+if TYPE_CHECKING:
+    import torch
 
 #: The shipped weights: the default of every ``--checkpoint``.
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
@@ -58,7 +62,7 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"checkpoint not found: {checkpoint}")
         if not data.is_dir():
             raise UserInputError(f"--data: no such folder: {data}")
-        dev = pick_device(device)
+        dev = _device(device, pick_device)
         try:
             model, meta = load_checkpoint(checkpoint, map_location=dev)
         except CheckpointError as exc:
@@ -90,3 +94,22 @@ def register(app: typer.Typer) -> None:
         keys = ("n_clips", "n_frames", "plane_accuracy", "dice_mean", "csa_abs_error_mm2_median")
         typer.echo("  ".join(f"{k}={metrics.get(k)}" for k in keys))
         typer.echo(f"report: {out / 'report.md'}")
+
+
+#: what ``--device`` takes (``cuda:N`` picks one GPU)
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def _device(name: str, pick: Callable[[str], torch.device]) -> torch.device:
+    """The torch device ``--device`` names; :class:`UserInputError` for one that is not
+    ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, or for CUDA on a machine without it."""
+    import torch
+
+    kind, sep, index = name.partition(":")
+    if kind not in DEVICE_CHOICES or (sep and (kind != "cuda" or not index.isdigit())):
+        raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, not {name!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
+    if sep and int(index) >= torch.cuda.device_count():
+        raise UserInputError(f"--device {name}: there is no such GPU ({torch.cuda.device_count()} found)")
+    return pick(name)
