@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
         from ultramn.data.manifest import ManifestError
         from ultramn.evaluate.predict import predict_clip
-        from ultramn.evaluate.runner import SPLIT_CHOICES, evaluate_dataset
+        from ultramn.evaluate.runner import SPLIT_CHOICES, check_out_dir, evaluate_dataset
         from ultramn.model.checkpoint import CheckpointError, load_checkpoint
         from ultramn.train.loop import pick_device
 
@@ -62,6 +62,10 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"checkpoint not found: {checkpoint}")
         if not data.is_dir():
             raise UserInputError(f"--data: no such folder: {data}")
+        try:
+            check_out_dir(out, data)
+        except ValueError as exc:
+            raise UserInputError(str(exc)) from exc
         dev = _device(device, pick_device)
         try:
             model, meta = load_checkpoint(checkpoint, map_location=dev)

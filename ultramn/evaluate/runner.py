@@ -11,6 +11,7 @@ strata and temporal stability are computed per unit.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,24 @@ def overlay_example(
     step = max(1, math.ceil(max(frames.shape[1:3]) / max_side))
     cut = (i, slice(None, None, step), slice(None, None, step))
     return frames[cut].copy(), gt[cut] > 0, pred.mask_probs[cut] >= 0.5
+
+
+def check_out_dir(out_dir: Path, root: Path) -> None:
+    """Create ``out_dir`` and check that the evaluation can write there, before any clip is scored.
+
+    ``ValueError`` naming ``out_dir`` when it is a file, cannot be created or written, or is
+    the dataset folder ``root`` itself (the report's files would land among the dataset's).
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder")
+    if out_dir.resolve() == root.resolve():
+        raise ValueError(f"--out {out_dir} is the dataset folder; give the evaluation a folder of its own")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from exc
 
 
 def select_records(records: Sequence[ClipRecord], split: str) -> list[ClipRecord]:
@@ -333,9 +352,9 @@ def evaluate_dataset(
         records = records[:max_clips]
     if not records:
         raise ValueError(f"{root}: no clips in split {split!r}")
+    check_out_dir(out_dir, root)
     data = run_predictions(root, records, predictor, progress=progress)
     metrics = {**(meta or {}), "data": str(root), "split": split, **summarize(data, n_boot=n_boot)}
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics)
     write_report(out_dir, metrics, data)
     return metrics
