@@ -11,6 +11,9 @@ work folder; a ZIP given as the input is always an archive of clips (to analyse 
 frame images as one clip, put it in a folder). A DICOMDIR (the file, or one inside a
 folder or archive) contributes the image files it references; they are not listed twice.
 Clip names are POSIX paths relative to the input, naturally sorted; they key the results.
+A file name that is not valid UTF-8 (a Latin-1 name from an old system) keeps its file but
+is named with its undecodable bytes escaped (``caf\\xe9.mp4``), so the name can be written
+to the journal, the CSV and the masks' path.
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ def is_clip_file(path: Path) -> bool:
     return True
 
 
+def clip_name(rel: str) -> str:
+    """``rel`` (a relative POSIX path from the file system) as text: the bytes of a name that is
+    not UTF-8 (which Python keeps as lone surrogates, unwritable as UTF-8) as ``\\xNN`` escapes."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
@@ -74,7 +83,7 @@ def _walk(root: Path) -> Discovery:
         dirs[:] = sorted(d for d in dirs if not _hidden(d) and not (Path(folder) / d).is_symlink())
         for name in sorted(names):
             path = Path(folder) / name
-            rel = path.relative_to(root).as_posix()
+            rel = clip_name(path.relative_to(root).as_posix())
             if _hidden(name) or path.is_symlink() or not path.is_file():
                 found.skipped.append(rel)
             elif name.upper() == "DICOMDIR":
@@ -86,11 +95,11 @@ def _walk(root: Path) -> Discovery:
                 files.append(path)
     root_resolved = root.resolve()
     for ref in sorted(referenced):
-        found.clips.append(Clip(ref.relative_to(root_resolved).as_posix(), ref))
+        found.clips.append(Clip(clip_name(ref.relative_to(root_resolved).as_posix()), ref))
     for path in files:
         if path.resolve() in referenced:
             continue
-        rel = path.relative_to(root).as_posix()
+        rel = clip_name(path.relative_to(root).as_posix())
         if is_clip_file(path):
             found.clips.append(Clip(rel, path))
         else:
@@ -113,11 +122,11 @@ def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIV
     kind = None if is_npz(source) else archive_kind(source)  # an NPZ is one clip
     if kind == "dicomdir":
         root = source.parent.resolve()
-        clips = [Clip(p.relative_to(root).as_posix(), p) for p in dicomdir_files(source)]
+        clips = [Clip(clip_name(p.relative_to(root).as_posix()), p) for p in dicomdir_files(source)]
         return Discovery(sorted(clips, key=lambda c: natural_key(c.name)))
     if kind in ("zip", "tar"):
         dest = workdir / "extracted"
         remove_tree(dest)
         safe_extract(source, dest, limits)
         return _walk(dest)
-    return Discovery([Clip(source.name, source)])
+    return Discovery([Clip(clip_name(source.name), source)])

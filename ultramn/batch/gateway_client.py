@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from ultramn.batch.discover import clip_name
 from ultramn.batch.types import ClipAnalysis, ClipError
 
 
@@ -95,7 +96,9 @@ class GatewayAnalyzer:
         for _ in range(self.max_queue_retries + 1):
             data = await asyncio.to_thread(path.read_bytes)
             try:
-                resp = await self.client.post("/v1/analyses", files={"file": (path.name, data)}, data=self.fields, headers=headers)
+                # a name that is not UTF-8 cannot go into the multipart header as it is: send it escaped
+                upload = (clip_name(path.name), data)
+                resp = await self.client.post("/v1/analyses", files={"file": upload}, data=self.fields, headers=headers)
             except httpx.TransportError:
                 # the answer was lost; with a key the gateway gives back what it accepted, so ask again
                 lost += 1

@@ -1,0 +1,36 @@
+"""`ultramn batch` as a demanding user runs it: awkward file names, outputs inside the input,
+a second run on the same output, inputs that are no clips, a wrong API key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.batch.archives import synth_frames
+from tests.batch.test_batch_cli import KEY, gateway_url, read_outputs, run_cli, state_lines  # noqa: F401
+from ultramn.serving.embedded import EmbeddedTriton
+
+
+def test_a_file_name_that_is_not_utf8_is_analysed_under_an_escaped_name(
+    gateway_url: str,  # noqa: F811
+    triton_server: EmbeddedTriton,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = tmp_path / "in"
+    (src / "exam é").mkdir(parents=True)
+    np.save(os.fsdecode(os.fsencode(src / "exam é") + b"/caf\xe9 1.npy"), synth_frames(7))  # a Latin-1 name
+    np.save(src / "exam é" / "plain.npy", synth_frames(8))
+    escaped = "exam é/caf\\xe9 1.npy"
+    for backend in (["--gateway", gateway_url, "--api-key", KEY], ["--triton", triton_server.grpc_url]):
+        out = tmp_path / backend[0].strip("-")
+        args = ["batch", str(src), "--out", str(out), *backend, "--quiet"]
+        assert run_cli(monkeypatch, *args) == 0  # was a UnicodeEncodeError traceback
+        results, rows = read_outputs(out)
+        assert set(results) == set(rows) == {escaped, "exam é/plain.npy"}
+        assert results[escaped]["status"] == "succeeded", results[escaped]["error"]
+        assert (out / "masks" / "exam é" / "caf\\xe9 1.npy.npz").is_file()
+        assert run_cli(monkeypatch, *args) == 0 and len(state_lines(out)) == 2  # the re-run has nothing to do
