@@ -100,3 +100,68 @@ def test_evaluate_dataset_checks_out_before_predicting(dataset: Path, tmp_path: 
     with pytest.raises(ValueError, match="is the dataset folder"):
         evaluate_dataset(dataset, "test", predictor, dataset, n_boot=100, progress=False)
     assert not calls
+
+
+def _counting(calls: list[str]):  # type: ignore[no-untyped-def]
+    """The fake model of test_runner, counting its calls."""
+    from tests.evaluate.test_runner import _predict
+
+    def predictor(frames):  # type: ignore[no-untyped-def]
+        calls.append("x")
+        return _predict(frames)
+
+    return predictor
+
+
+@pytest.mark.parametrize("spacing", [float("nan"), 0.0, -0.2, 25.0])
+def test_an_implausible_pixel_spacing_is_refused_before_scoring(spacing: float, tmp_path: Path) -> None:
+    """The old runner scored the clips before it, then failed with "pixel spacing must be a pixel
+    size in mm ..." naming neither the clip nor the manifest (or, for 0, the first frame of it)."""
+    from ultramn.data.manifest import ManifestError
+    from ultramn.evaluate.runner import evaluate_dataset
+
+    root = _dataset(
+        tmp_path / "data",
+        [{"id": "a", "participant": "p0", "shift": 1, "spacing": 0.1}, {"id": "b", "participant": "p1", "shift": 2, "spacing": spacing}],
+    )
+    calls: list[str] = []
+    with pytest.raises(ManifestError) as info:
+        evaluate_dataset(root, "test", _counting(calls), tmp_path / "eval", n_boot=100, progress=False)
+    message = str(info.value)
+    assert str(root / "manifest.csv") in message and "pixel_spacing_mm of 1 clip(s)" in message and "b (must be a pixel size" in message
+    assert not calls and not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_a_missing_clip_file_is_found_before_scoring(tmp_path: Path) -> None:
+    """The old runner scored every clip listed before the missing one, then lost that work."""
+    from ultramn.data.clipio import ClipFileError
+    from ultramn.evaluate.runner import evaluate_dataset
+
+    root = _dataset(tmp_path / "data", [{"id": c, "participant": f"p{i}", "shift": i} for i, c in enumerate("abc")])
+    (root / "clips" / "c.npz").unlink()
+    calls: list[str] = []
+    with pytest.raises(ClipFileError, match=r"1 clip file\(s\) listed in the manifest are unusable: .*c\.npz \(missing\)"):
+        evaluate_dataset(root, "test", _counting(calls), tmp_path / "eval", n_boot=100, progress=False)
+    assert not calls
+
+
+def test_a_clip_corrupt_inside_says_where_the_run_stopped(tmp_path: Path) -> None:
+    """A clip whose ZIP directory is fine but whose array is damaged can only be found when it is
+    read: the message names the clip, its position and that nothing was written."""
+    import zipfile
+
+    from ultramn.data.clipio import ClipFileError
+    from ultramn.evaluate.runner import evaluate_dataset
+
+    root = _dataset(tmp_path / "data", [{"id": c, "participant": f"p{i}", "shift": i} for i, c in enumerate("abc")])
+    with zipfile.ZipFile(root / "clips" / "b.npz", "w") as zf:
+        zf.writestr("frames.npy", b"\x93NUMPY damaged")
+        zf.writestr("masks.npy", b"\x93NUMPY damaged")
+    calls: list[str] = []
+    out = tmp_path / "eval"
+    with pytest.raises(ClipFileError) as info:
+        evaluate_dataset(root, "test", _counting(calls), out, n_boot=100, progress=False)
+    message = str(info.value)
+    assert message.startswith("evaluation stopped at clip 2 of 3 (b): ") and "b.npz: unreadable clip file" in message
+    assert message.endswith(f"; nothing was written to {out}") and len(calls) == 1
+    assert list(out.iterdir()) == []

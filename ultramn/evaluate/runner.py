@@ -22,8 +22,8 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from ultramn.contract import PLANE_VIEWS, PLANES
-from ultramn.data.clipio import read_clip
-from ultramn.data.manifest import ClipRecord, read_manifest
+from ultramn.data.clipio import ClipFileError, check_clip_files, read_clip
+from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, read_manifest
 from ultramn.evaluate.bootstrap import bootstrap_ci, bootstrap_indices
 from ultramn.evaluate.metrics import (
     csa_series,
@@ -36,6 +36,7 @@ from ultramn.evaluate.predict import ClipPrediction
 from ultramn.jsonio import write_json
 from ultramn.measure.clip import clip_plane, frame_planes
 from ultramn.measure.shape import reported_area
+from ultramn.measure.spacing import pixel_spacing_problem
 
 #: Split names ``ultramn evaluate --split`` accepts.
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -146,13 +147,38 @@ def score_clip(record: ClipRecord, gt: npt.NDArray[np.uint8], pred: ClipPredicti
     return rows, clip_row
 
 
+def check_records(root: Path, records: Sequence[ClipRecord], show: int = 5) -> None:
+    """Refuse, before any clip is scored, records whose pixel spacing is not a plausible size
+    (:class:`~ultramn.data.manifest.ManifestError` naming the manifest and the clips) or
+    whose clip file is missing or not a clip NPZ (:class:`~ultramn.data.clipio.ClipFileError`)."""
+    bad = [f"{r.clip_id} ({problem})" for r in records if (problem := _spacing_problem(r.pixel_spacing_mm))]
+    if bad:
+        more = f" and {len(bad) - show} more" if len(bad) > show else ""
+        raise ManifestError(
+            f"{root / MANIFEST_NAME}: pixel_spacing_mm of {len(bad)} clip(s) is not usable (leave it empty when unknown):"
+            f" {'; '.join(bad[:show])}{more}"
+        )
+    check_clip_files(root / r.file for r in records)
+
+
+def _spacing_problem(spacing: float | None) -> str | None:
+    return None if spacing is None else pixel_spacing_problem(spacing)
+
+
 def run_predictions(
     root: Path, records: Sequence[ClipRecord], predictor: Predictor, keep_examples: int = 200, progress: bool = True
 ) -> EvaluationData:
-    """Predict and score every clip of ``records`` (clip files under ``root``)."""
+    """Predict and score every clip of ``records`` (clip files under ``root``).
+
+    A clip file that cannot be read raises :class:`~ultramn.data.clipio.ClipFileError`
+    naming the clip and how far the evaluation got.
+    """
     data = EvaluationData()
-    for rec in tqdm(records, desc="evaluating", unit="clip", disable=not progress):
-        clip = read_clip(root / rec.file)
+    for k, rec in enumerate(tqdm(records, desc="evaluating", unit="clip", disable=not progress)):
+        try:
+            clip = read_clip(root / rec.file)
+        except ClipFileError as exc:
+            raise ClipFileError(f"evaluation stopped at clip {k + 1} of {len(records)} ({rec.clip_id}): {exc}") from exc
         pred = predictor(clip.frames)
         rows, clip_row = score_clip(rec, clip.masks, pred)
         data.frames.extend(rows)
@@ -353,7 +379,11 @@ def evaluate_dataset(
     if not records:
         raise ValueError(f"{root}: no clips in split {split!r}")
     check_out_dir(out_dir, root)
-    data = run_predictions(root, records, predictor, progress=progress)
+    check_records(root, records)
+    try:
+        data = run_predictions(root, records, predictor, progress=progress)
+    except ClipFileError as exc:
+        raise ClipFileError(f"{exc}; nothing was written to {out_dir}") from exc
     metrics = {**(meta or {}), "data": str(root), "split": split, **summarize(data, n_boot=n_boot)}
     write_json(out_dir / "metrics.json", metrics)
     write_report(out_dir, metrics, data)
