@@ -276,3 +276,21 @@ def test_paired_table_keeps_mm_and_px_stability_apart() -> None:
     # one unit: one row per pair, the unit in the title
     same = paired_table("A", [_rows([0.9, 0.8], [0.1, 0.2], [5, 5])], [("B", [_rows([0.9, 0.8], [0.1, 0.2], [5, 5])])])
     assert len(same.splitlines()) == 3
+
+
+def test_stability_is_not_paired_across_units() -> None:
+    """The same clips scored with a pixel spacing by one evaluation and without by the other (two
+    manifests): the old table subtracted a px² stability error from a mm² one."""
+    first = _rows([0.9] * 4, [0.1] * 4, [10] * 4)
+    other = _rows([0.8] * 4, [3.0] * 4, [10] * 4)
+    for r in first.values():
+        r["units"] = "mm"
+    for i, r in enumerate(other.values()):
+        r["units"] = "px" if i < 2 else "mm"
+    row = paired_table("A", [first], [("B", [other])]).splitlines()[2]
+    assert "+0.1000" in row and "-2.9000" not in row  # the Dice difference stays; no mm² - px² figure
+    assert "n/a (2 clips scored in mm² by one and px² by the other, e.g. c0)" in row
+    # the same units on both sides: the difference as before
+    for r in other.values():
+        r["units"] = "mm"
+    assert "-2.9000" in paired_table("A", [first], [("B", [other])]).splitlines()[2]

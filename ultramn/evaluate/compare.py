@@ -350,10 +350,32 @@ def clips_by_unit(runs: Sequence[ClipRows]) -> dict[str, set[str]]:
     return found
 
 
+def unit_mismatches(first: Sequence[ClipRows], other: Sequence[ClipRows]) -> list[str]:
+    """Ids of the clips both scored whose ``units`` differ (``mm`` in one evaluation, ``px`` in the
+    other: one manifest had a pixel spacing the other lacked); rows without ``units`` never differ."""
+    mine, theirs = first[0], other[0]
+    return sorted(c for c in set(mine) & set(theirs) if (u := mine[c].get("units")) and (v := theirs[c].get("units")) and u != v)
+
+
 def _pair_cells(label: str, first: Sequence[ClipRows], other: Sequence[ClipRows], unit: str | None) -> list[str]:
-    """One paired-table row; ``unit`` (an area label) is written in the stability cell when given."""
+    """One paired-table row; ``unit`` (an area label) is written in the stability cell when given.
+
+    Where the two evaluations scored a clip in different units (mm² and px²), the stability
+    difference would subtract one unit from the other: its cell says so instead.
+    """
     diff = paired_difference(first, other)
     st = diff.stability
+    clash = unit_mismatches(first, other)
+    if clash and st is not None:
+        n = len(clash)
+        return [
+            label,
+            _difference_text(diff.dice),
+            _verdict(diff.dice, True),
+            f"n/a ({n} clip{'s' if n != 1 else ''} scored in mm² by one and px² by the other, e.g. {clash[0]})",
+            "",
+            str(diff.n_clips),
+        ]
     stab = "n/a" if st is None else _difference_text(st) + (f" {unit}" if unit else "")
     return [label, _difference_text(diff.dice), _verdict(diff.dice, True), stab, _verdict(diff.stability, False), str(diff.n_clips)]
 
