@@ -294,3 +294,26 @@ def test_stability_is_not_paired_across_units() -> None:
     for r in other.values():
         r["units"] = "mm"
     assert "-2.9000" in paired_table("A", [first], [("B", [other])]).splitlines()[2]
+
+
+def test_evaluations_of_different_clips_still_compare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model's val and test evaluations: the old compare failed as a whole ("the two evaluations
+    have no clip in common", exit 2) and never said that the two rows were different splits."""
+    val = _write_eval(tmp_path / "val", _metrics(split="val"))
+    test = _write_eval(
+        tmp_path / "test",
+        _metrics(split="test"),
+        clips="clip_id,participant_id,n_frames,dice_mean,stability_error\nc9,p9,2,0.7,0.1\n",
+    )
+    out = tmp_path / "table.md"
+    code, err = _compare(monkeypatch, capsys, f"V={val}", f"T={test}", "--out", str(out))
+    assert code == 0, err
+    table = out.read_text()
+    assert "| V − T | n/a (no clip in common) | | | | 0 |" in table
+    assert "Note: these evaluations scored different splits (V: val, T: test)" in table
+    # the same split (or evaluations that do not say): no note
+    from ultramn.evaluate.compare import split_note
+
+    assert split_note([("A", _metrics(split="test")), ("B", _metrics(split="test")), ("C", _metrics())]) == ""

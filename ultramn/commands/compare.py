@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
             paired_tables_by_view,
             require_same_clips,
             run_spread_table,
+            split_note,
         )
 
         named = []
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError(f"{name}: {exc}") from exc
         (first_name, first_rows), others = clip_rows[0], clip_rows[1:]
         try:
-            table = comparison_table(named)
+            table = comparison_table(named) + split_note(named)
             if first_rows is not None and others:
                 averaged = (
                     "; per-clip rows averaged over each model's runs, and the bootstrap resamples those runs too" if replicates else ""

@@ -153,6 +153,19 @@ def _stability(metrics: dict[str, Any], unit: str = "") -> str:
     return f"{ts['pred_mean_abs_delta_csa']:.3f} vs {ts['gt_mean_abs_delta_csa']:.3f}; abs diff {diff:.3f}{interval}{unit}"
 
 
+def split_note(named: list[tuple[str, dict[str, Any]]]) -> str:
+    """A note when the evaluations scored different splits ("" when they agree or do not say).
+
+    Their rows then describe different clips: a difference between them is not one of models.
+    (The ``data`` paths are not compared: one folder can be named relatively or absolutely.)
+    """
+    splits = {str(m["split"]) for _, m in named if m.get("split") is not None}
+    if len(splits) < 2:
+        return ""
+    listed = ", ".join(f"{name}: {m['split']}" for name, m in named if m.get("split") is not None)
+    return f"\nNote: these evaluations scored different splits ({listed}); their rows are not the same clips.\n"
+
+
 def comparison_table(named: list[tuple[str, dict[str, Any]]]) -> str:
     """Markdown table: one row per ``(name, metrics)``.
 
@@ -399,6 +412,9 @@ def paired_table(first_name: str, first: Sequence[ClipRows], others: Sequence[tu
         label = f"{first_name} − {name}"
         if rows is None:
             lines.append(f"| {label} | n/a (no clips.csv) | | | | |")
+            continue
+        if not set(first[0]) & set(rows[0]):
+            lines.append(f"| {label} | n/a (no clip in common) | | | | 0 |")
             continue
         cells = _pair_cells(label, first, rows, None)
         if mixed:
