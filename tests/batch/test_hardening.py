@@ -34,3 +34,22 @@ def test_a_file_name_that_is_not_utf8_is_analysed_under_an_escaped_name(
         assert results[escaped]["status"] == "succeeded", results[escaped]["error"]
         assert (out / "masks" / "exam é" / "caf\\xe9 1.npy.npz").is_file()
         assert run_cli(monkeypatch, *args) == 0 and len(state_lines(out)) == 2  # the re-run has nothing to do
+
+
+def test_an_output_folder_inside_the_input_is_not_analysed_as_clips(
+    gateway_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = tmp_path / "exams"
+    src.mkdir()
+    np.save(src / "a.npy", synth_frames(9))
+    np.save(src / "b.npy", synth_frames(10))
+    # `ultramn batch exams --out exams/results`, another output folder in it, and `--out exams` itself
+    for out in (src / "results", src / "run2", src):
+        args = ["batch", str(src), "--out", str(out), "--gateway", gateway_url, "--api-key", KEY, "--quiet"]
+        assert run_cli(monkeypatch, *args) == 0
+        assert run_cli(monkeypatch, *args) == 0
+        results, _ = read_outputs(out)
+        assert set(results) == {"a.npy", "b.npy"}  # was: the first run's masks/*.npz analysed (and failing) as clips
+        assert len(state_lines(out)) == 2

@@ -13,7 +13,9 @@ folder or archive) contributes the image files it references; they are not liste
 Clip names are POSIX paths relative to the input, naturally sorted; they key the results.
 A file name that is not valid UTF-8 (a Latin-1 name from an old system) keeps its file but
 is named with its undecodable bytes escaped (``caf\\xe9.mp4``), so the name can be written
-to the journal, the CSV and the masks' path.
+to the journal, the CSV and the masks' path. The batch's own output folder, when it lies in
+the input folder (or is it), is not searched: its masks are no clips; nor is any other
+output folder of ``ultramn batch`` in the input (a sub-folder holding a ``.batch-token``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ultramn.batch.outputs import MASKS_DIR, RESULTS_FILE, SUMMARY_FILE
+from ultramn.batch.state import STATE_FILE, TOKEN_FILE
 from ultramn.data.archives import (
     DEFAULT_ARCHIVE_LIMITS,
     ArchiveError,
@@ -74,15 +78,33 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _walk(root: Path) -> Discovery:
-    """Clips under the folder ``root`` (links are never followed)."""
+def _outputs(out: Path | None, root: Path) -> set[Path]:
+    """What :func:`_walk` leaves out of ``root``: the output folder ``out``, or its outputs when it is ``root``."""
+    if out is None:
+        return set()
+    out = out.resolve()
+    if out != root.resolve():
+        return {out}
+    return {out / name for name in (MASKS_DIR, RESULTS_FILE, SUMMARY_FILE, STATE_FILE)}
+
+
+def _skipped_folder(path: Path, excluded: set[Path]) -> bool:
+    """A link, the output folder, or another batch's output folder (it has a ``.batch-token``)."""
+    return path.is_symlink() or (path / TOKEN_FILE).is_file() or (bool(excluded) and path.resolve() in excluded)
+
+
+def _walk(root: Path, out: Path | None = None) -> Discovery:
+    """Clips under the folder ``root`` (links are never followed; the batch's outputs in ``out`` are left out)."""
     found = Discovery()
+    excluded = _outputs(out, root)
     files: list[Path] = []
     referenced: set[Path] = set()
     for folder, dirs, names in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not _hidden(d) and not (Path(folder) / d).is_symlink())
+        dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _skipped_folder(Path(folder) / d, excluded))
         for name in sorted(names):
             path = Path(folder) / name
+            if excluded and path.resolve() in excluded:
+                continue
             rel = clip_name(path.relative_to(root).as_posix())
             if _hidden(name) or path.is_symlink() or not path.is_file():
                 found.skipped.append(rel)
@@ -108,15 +130,17 @@ def _walk(root: Path) -> Discovery:
     return found
 
 
-def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS) -> Discovery:
+def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS, *, out: Path | None = None) -> Discovery:
     """The clips of ``source`` (folder, archive, DICOMDIR or one clip file).
 
+    ``out``: the batch's output folder; when it lies in the folder ``source`` its outputs are
+    not taken for clips (the masks of a first run would be analysed by the next).
     Archives are extracted into ``workdir / "extracted"`` (replaced on each call).
     Raises :class:`FileNotFoundError` for a missing input and :class:`ArchiveError` for an
     unsafe or unreadable archive.
     """
     if source.is_dir():
-        return _walk(source)
+        return _walk(source, out)
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist")
     kind = None if is_npz(source) else archive_kind(source)  # an NPZ is one clip

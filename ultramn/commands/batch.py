@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         if gateway is not None and not triton:
             check_http_url(gateway, "--gateway")
         try:
-            found = discover(source, out / WORK_DIR)
+            found = discover(source, out / WORK_DIR, out=out)
         except FileNotFoundError as exc:
             raise UserInputError(str(exc)) from exc
         except ArchiveError as exc:
