@@ -317,3 +317,25 @@ def test_evaluations_of_different_clips_still_compare(
     from ultramn.evaluate.compare import split_note
 
     assert split_note([("A", _metrics(split="test")), ("B", _metrics(split="test")), ("C", _metrics())]) == ""
+
+
+def test_an_unusable_out_is_one_error_line_before_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old compare printed the whole table, then ``error: [Errno 21] Is a directory`` (or
+    ``[Errno 17] File exists`` for a path under a file)."""
+    a = _write_eval(tmp_path / "a", _metrics())
+    b = _write_eval(tmp_path / "b", _metrics())
+    note = tmp_path / "note.txt"
+    note.write_text("x")
+    from ultramn.cli import main
+
+    for out, why in ((a, f"--out {a} is a folder; give the table's file name"), (note / "t.md", f"{note} is a file, not a folder")):
+        monkeypatch.setattr(sys, "argv", ["ultramn", "compare", f"A={a}", f"B={b}", "--out", str(out)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        printed = capsys.readouterr()
+        assert exit_info.value.code == 2 and printed.err.startswith("error: ") and why in printed.err, printed.err
+        assert len(printed.err.strip().splitlines()) == 1 and printed.out == ""  # no table before the error
+    code, _ = _compare(monkeypatch, capsys, f"A={a}", f"B={b}", "--out", str(tmp_path / "new" / "t.md"))
+    assert code == 0 and (tmp_path / "new" / "t.md").read_text().startswith("| model |")

@@ -40,6 +40,8 @@ def register(app: typer.Typer) -> None:
             split_note,
         )
 
+        if out is not None:
+            _check_out_file(out)
         named = []
         clip_rows: list[tuple[str, list[ClipRows] | None]] = []
         replicates: list[tuple[str, list[ClipRows]]] = []
@@ -84,7 +86,21 @@ def register(app: typer.Typer) -> None:
                 table += header + run_spread_table(name, model_runs)
         except ValueError as exc:
             raise UserInputError(str(exc)) from exc
-        typer.echo(table)
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(table)
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(table)
+            except OSError as exc:
+                raise UserInputError(f"--out {out}: cannot write the table ({exc.strerror or exc})") from exc
+        typer.echo(table)
+
+
+def _check_out_file(out: Path) -> None:
+    """:class:`UserInputError` when ``--out`` cannot be the table's file: a folder, or under a file."""
+    if out.is_dir():
+        raise UserInputError(f"--out {out} is a folder; give the table's file name (e.g. {out / 'compare.md'})")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserInputError(f"--out {out}: {parent} is a file, not a folder")
+            break
