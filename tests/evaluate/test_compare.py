@@ -339,3 +339,28 @@ def test_an_unusable_out_is_one_error_line_before_the_table(
         assert len(printed.err.strip().splitlines()) == 1 and printed.out == ""  # no table before the error
     code, _ = _compare(monkeypatch, capsys, f"A={a}", f"B={b}", "--out", str(tmp_path / "new" / "t.md"))
     assert code == 0 and (tmp_path / "new" / "t.md").read_text().startswith("| model |")
+
+
+def test_the_reported_csa_error_is_a_column_and_older_evaluations_show_n_a(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CSA the gateway reports (``csa_reported_abs_error_*``): the old table left it out; an
+    evaluation written before the key existed still compares, its cell ``n/a``."""
+    ci = {"estimate": 0.5, "low": 0.25, "high": 0.75, "n_participants": 3}
+    new = _metrics(csa_reported_abs_error_mm2_median=0.5, csa_reported_abs_error_mm2_median_ci=ci)
+    table = comparison_table([("new", new), ("old", _metrics())])
+    head, _, row_new, row_old = table.splitlines()
+    columns = [c.strip() for c in head.strip("|").split("|")]
+    assert "reported CSA abs error median (mm²)" in columns
+    at = columns.index("reported CSA abs error median (mm²)")
+    assert [c.strip() for c in row_new.strip("|").split("|")][at] == "0.50 [0.25, 0.75]"
+    assert [c.strip() for c in row_old.strip("|").split("|")][at] == "n/a"
+    px = comparison_table([("px", _metrics("px", csa_reported_abs_error_px2_median=7.0))])
+    assert "reported CSA abs error median (px²)" in px and "| 7.00 |" in px
+    # through the command, and a key that is not a number is refused like the others
+    a = _write_eval(tmp_path / "a", new)
+    b = _write_eval(tmp_path / "b", _metrics())
+    assert _compare(monkeypatch, capsys, f"A={a}", f"B={b}")[0] == 0
+    bad = _write_eval(tmp_path / "bad", _metrics(csa_reported_abs_error_mm2_median="low"))
+    code, err = _compare(monkeypatch, capsys, f"A={a}", f"B={bad}")
+    assert code == 2 and "csa_reported_abs_error_mm2_median is 'low'" in err

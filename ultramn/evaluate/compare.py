@@ -48,6 +48,8 @@ COLUMNS: tuple[tuple[str, str, str | None, int, str | None], ...] = (
     ("Dice mean", "dice_mean", "dice_mean_ci", 4, None),
     ("HD95 mean", "hd95_{u}_mean", "hd95_{u}_mean_ci", 2, "length"),
     ("CSA abs error median", "csa_abs_error_{u}_median", "csa_abs_error_{u}_median_ci", 2, "area"),
+    # the CSA the gateway reports (largest region, 0 below the nerve threshold); n/a in evaluations older than the key
+    ("reported CSA abs error median", "csa_reported_abs_error_{u}_median", "csa_reported_abs_error_{u}_median_ci", 2, "area"),
 )
 
 #: (key in metrics.json, label) per unit and dimension
