@@ -179,3 +179,13 @@ def test_reported_csa_is_zero_when_the_prediction_is_below_the_nerve_threshold(t
     m = evaluate_dataset(root, "test", speck_only, tmp_path / "eval", n_boot=100, progress=False)
     assert m["csa_abs_error_px2_median"] == pytest.approx(144 - 9)
     assert m["csa_reported_abs_error_px2_median"] == pytest.approx(144)
+
+
+def test_report_counts_one_clip_frame_and_participant_in_the_singular(tmp_path: Path) -> None:
+    """The old report read "1 clips, 1 frames, 1 participants"."""
+    root = _dataset(tmp_path / "data", [{"id": "a", "participant": "p0", "shift": 1, "n_frames": 1}])
+    evaluate_dataset(root, "test", _predict, tmp_path / "eval", n_boot=100, progress=False)
+    assert "split `test`: 1 clip, 1 frame, 1 participant\n" in (tmp_path / "eval" / "report.md").read_text()
+    root2 = _dataset(tmp_path / "data2", [{"id": "a", "participant": "p0", "shift": 1}, {"id": "b", "participant": "p1", "shift": 2}])
+    evaluate_dataset(root2, "test", _predict, tmp_path / "eval2", n_boot=100, progress=False)
+    assert "split `test`: 2 clips, 8 frames, 2 participants\n" in (tmp_path / "eval2" / "report.md").read_text()

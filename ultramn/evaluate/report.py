@@ -29,6 +29,11 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _count(n: Any, noun: str) -> str:
+    """``1 clip``, ``3 clips``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _ci_text(ci: dict[str, Any] | None, digits: int = 3) -> str:
     """``estimate [low, high]``; the estimate and why there is no interval when it has none."""
     if not ci:
@@ -229,8 +234,8 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
         "# Evaluation report",
         "",
         f"- model: `{metrics.get('checkpoint', '?')}` ({metrics.get('arch', '?')})",
-        f"- data: `{metrics['data']}`, split `{metrics['split']}`: {metrics['n_clips']} clips, "
-        f"{metrics['n_frames']} frames, {metrics['n_participants']} participants",
+        f"- data: `{metrics['data']}`, split `{metrics['split']}`: {_count(metrics['n_clips'], 'clip')}, "
+        f"{_count(metrics['n_frames'], 'frame')}, {_count(metrics['n_participants'], 'participant')}",
         "- masks scored at each clip's original resolution; intervals: " + str(metrics.get("intervals", "95 % participant bootstrap")),
         "",
         "## Summary",
