@@ -189,3 +189,16 @@ def test_report_counts_one_clip_frame_and_participant_in_the_singular(tmp_path: 
     root2 = _dataset(tmp_path / "data2", [{"id": "a", "participant": "p0", "shift": 1}, {"id": "b", "participant": "p1", "shift": 2}])
     evaluate_dataset(root2, "test", _predict, tmp_path / "eval2", n_boot=100, progress=False)
     assert "split `test`: 2 clips, 8 frames, 2 participants\n" in (tmp_path / "eval2" / "report.md").read_text()
+
+
+def test_a_reused_out_keeps_no_figure_of_an_earlier_evaluation(tmp_path: Path) -> None:
+    """The old report left confusion.png of a plane-labelled evaluation in a folder re-used for
+    data without plane labels: a figure of other data beside the new report."""
+    out = tmp_path / "eval"
+    labelled = _dataset(tmp_path / "planes", [{"id": "a", "participant": "p0", "plane": "TW", "shift": 1}])
+    evaluate_dataset(labelled, "test", _predict, out, n_boot=100, progress=False)
+    assert (out / "confusion.png").is_file()
+    unlabelled = _dataset(tmp_path / "none", [{"id": "b", "participant": "p0", "shift": 1}])
+    evaluate_dataset(unlabelled, "test", _predict, out, n_boot=100, progress=False)
+    assert not (out / "confusion.png").exists() and "confusion.png" not in (out / "report.md").read_text()
+    assert (out / "overlays.png").is_file() and (out / "dice_by_quality.png").is_file()

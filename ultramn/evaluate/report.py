@@ -224,6 +224,10 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
     has_conf = _figure_confusion(out_dir / "confusion.png", metrics)
     dice_caption = _figure_dice(out_dir / "dice_by_quality.png", data.frames)
     has_overlays = _figure_overlays(out_dir / "overlays.png", data)
+    # a figure this evaluation did not draw must not survive from an earlier one in the same folder
+    for name, drawn in (("confusion.png", has_conf), ("overlays.png", has_overlays)):
+        if not drawn:
+            (out_dir / name).unlink(missing_ok=True)
     # mm when any frame has a pixel spacing (its CSA error is defined on every frame)
     units = "mm" if any(metrics.get(k) is not None for k in ("csa_abs_error_mm2_median", "hd95_mm_mean")) else "px"
     area = "mm²" if units == "mm" else "px²"
