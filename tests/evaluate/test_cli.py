@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -165,3 +166,23 @@ def test_a_clip_corrupt_inside_says_where_the_run_stopped(tmp_path: Path) -> Non
     assert message.startswith("evaluation stopped at clip 2 of 3 (b): ") and "b.npz: unreadable clip file" in message
     assert message.endswith(f"; nothing was written to {out}") and len(calls) == 1
     assert list(out.iterdir()) == []
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "ultramn.pt"
+
+
+def test_the_summary_line_gives_the_csa_error_in_px_for_data_without_spacing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old summary line always printed ``csa_abs_error_mm2_median=None`` for data without pixel spacings."""
+    from ultramn.cli import main
+
+    root = _dataset(tmp_path / "data", [{"id": "a", "participant": "p0", "shift": 1, "n_frames": 1}])
+    out = tmp_path / "eval"
+    args = ["--data", str(root), "--checkpoint", str(SHIPPED), "--out", str(out), "--n-boot", "100", "--device", "cpu"]
+    monkeypatch.setattr(sys, "argv", ["ultramn", "evaluate", *args])
+    main()
+    summary = capsys.readouterr().out.splitlines()[0]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["csa_abs_error_mm2_median"] is None and m["csa_abs_error_px2_median"] is not None
+    assert summary.endswith(f"csa_abs_error_px2_median={m['csa_abs_error_px2_median']}") and "mm2" not in summary

@@ -95,7 +95,10 @@ def register(app: typer.Typer) -> None:
                 )
         except (ManifestError, ValueError) as exc:
             raise UserInputError(str(exc)) from exc
-        keys = ("n_clips", "n_frames", "plane_accuracy", "dice_mean", "csa_abs_error_mm2_median")
+        # the CSA error in mm² when any clip has a pixel spacing, else in px² (not "mm2_median=None")
+        in_px = metrics.get("csa_abs_error_mm2_median") is None and metrics.get("csa_abs_error_px2_median") is not None
+        csa = "csa_abs_error_px2_median" if in_px else "csa_abs_error_mm2_median"
+        keys = ("n_clips", "n_frames", "plane_accuracy", "dice_mean", csa)
         typer.echo("  ".join(f"{k}={metrics.get(k)}" for k in keys))
         typer.echo(f"report: {out / 'report.md'}")
 
