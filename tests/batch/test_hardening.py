@@ -53,3 +53,30 @@ def test_an_output_folder_inside_the_input_is_not_analysed_as_clips(
         results, _ = read_outputs(out)
         assert set(results) == {"a.npy", "b.npy"}  # was: the first run's masks/*.npz analysed (and failing) as clips
         assert len(state_lines(out)) == 2
+
+
+def test_a_second_run_on_the_same_output_is_refused(
+    gateway_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import fcntl
+
+    src = tmp_path / "exams"
+    src.mkdir()
+    np.save(src / "a.npy", synth_frames(11))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["batch", str(src), "--out", str(out), "--gateway", gateway_url, "--api-key", KEY, "--quiet"]
+    with open(out / ".batch-lock", "w") as held:  # a run in progress (the lock a running `ultramn batch` holds)
+        held.write("4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run_cli(monkeypatch, *args) == 2  # was: a second run that redid every clip beside the first
+        err = capsys.readouterr().err
+        assert err.startswith("error: another `ultramn batch` (pid 4242) is writing to") and err.count("\n") == 1, err
+        assert not (out / "state.jsonl").exists() and not (out / "results.jsonl").exists()
+    assert run_cli(monkeypatch, *args) == 0  # once the first run is over (its lock released), a run proceeds
+    assert [r["clip"] for r in state_lines(out)] == ["a.npy"]
+    assert run_cli(monkeypatch, *args) == 0  # a run's own lock does not outlive it

@@ -10,19 +10,65 @@ The folder also keeps a random token (``.batch-token``) from which each clip's u
 is made (:meth:`BatchState.upload_key`): a re-run after an interruption sends the same key
 for a clip whose upload the gateway had accepted, and gets that job back instead of
 analysing the clip twice.
+
+One run at a time writes to a folder: :func:`output_lock` holds ``.batch-lock`` (an advisory
+``flock``, released when the process ends, however it ends) for the whole run, and a second
+run on the same folder is refused with :class:`OutputBusyError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 STATE_FILE = "state.jsonl"
 TOKEN_FILE = ".batch-token"
+LOCK_FILE = ".batch-lock"
+
+
+class OutputBusyError(RuntimeError):
+    """Another run holds the output folder."""
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Create ``out`` and hold its lock while the block runs; :class:`OutputBusyError` when another
+    process holds it (the message names that process). A file system without locks (some network
+    mounts) runs unlocked."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "a+", encoding="ascii") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            who = f"pid {holder}" if holder.isdigit() else "another process"
+            raise OutputBusyError(
+                f"another `ultramn batch` ({who}) is writing to {out}: wait for it to finish or use another --out"
+            ) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            yield
+            return
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def file_sha256(path: Path) -> str:

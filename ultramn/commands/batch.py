@@ -5,7 +5,8 @@ safely under ``DIR/.work``), or a DICOMDIR. The clips go to a running gateway
 (``--gateway URL``, the default) or straight to Triton (``--triton HOST:PORT``, gRPC; needs
 the ``serve`` extra; takes precedence over ``--gateway``), ``--concurrency`` at a time. Output in DIR: ``results.jsonl`` (one
 line per clip), ``summary.csv`` (one row per clip), ``masks/<clip>.npz`` and the resumable
-``state.jsonl``: a re-run skips the clips already done and retries the failed ones.
+``state.jsonl``: a re-run skips the clips already done and retries the failed ones. One run
+at a time per DIR (``DIR/.batch-lock``): a second is refused with exit code 2.
 
 Exit codes: 0 every clip succeeded; 1 some clips failed (each is in the outputs with its
 error) or the gateway/Triton is unreachable; 2 bad input (missing INPUT, an unsafe or
@@ -45,11 +46,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Analyse every clip of INPUT and write results.jsonl, summary.csv and masks into --out."""
-        import asyncio
-
-        from ultramn.batch.discover import discover
-        from ultramn.batch.runner import run_batch
-        from ultramn.data.archives import ArchiveError
+        from ultramn.batch.state import OutputBusyError, output_lock
         from ultramn.errors import UserInputError, check_http_url, check_stride
         from ultramn.measure.spacing import pixel_spacing_problem
 
@@ -58,33 +55,61 @@ def register(app: typer.Typer) -> None:
         check_stride(stride)  # up front: the API answers 422, and --triton would fail every clip
         if gateway is not None and not triton:
             check_http_url(gateway, "--gateway")
+        if not source.exists():
+            raise UserInputError(f"{source} does not exist")
         try:
-            found = discover(source, out / WORK_DIR, out=out)
-        except FileNotFoundError as exc:
+            with output_lock(out):  # one run per folder: a second would redo clips and replace the extracted archive
+                code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet)
+        except OutputBusyError as exc:
             raise UserInputError(str(exc)) from exc
-        except ArchiveError as exc:
-            raise UserInputError(f"refused {source.name}: {exc}") from exc
-        if not found.clips:
-            raise UserInputError(f"no clips found in {source} ({len(found.skipped)} other files)")
-        if not quiet:
-            skipped = f" ({len(found.skipped)} other files skipped)" if found.skipped else ""
-            typer.echo(f"{len(found.clips)} clips in {source.name}{skipped}")
-
-        async def go() -> int:
-            analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
-            try:
-                report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet)
-            finally:
-                await analyzer.aclose()
-            typer.echo(
-                f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
-                f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
-            )
-            return 1 if report.failed else 0
-
-        code = asyncio.run(go())
         if code:
             sys.exit(code)
+
+
+def _run(
+    source: Path,
+    out: Path,
+    gateway: str | None,
+    triton: str | None,
+    api_key: str | None,
+    pixel_spacing: float | None,
+    stride: int | None,
+    concurrency: int,
+    quiet: bool,
+) -> int:
+    """Find the clips and analyse them (the output folder is locked); the exit code."""
+    import asyncio
+
+    from ultramn.batch.discover import discover
+    from ultramn.batch.runner import run_batch
+    from ultramn.data.archives import ArchiveError
+    from ultramn.errors import UserInputError
+
+    try:
+        found = discover(source, out / WORK_DIR, out=out)
+    except FileNotFoundError as exc:
+        raise UserInputError(str(exc)) from exc
+    except ArchiveError as exc:
+        raise UserInputError(f"refused {source.name}: {exc}") from exc
+    if not found.clips:
+        raise UserInputError(f"no clips found in {source} ({len(found.skipped)} other files)")
+    if not quiet:
+        skipped = f" ({len(found.skipped)} other files skipped)" if found.skipped else ""
+        typer.echo(f"{len(found.clips)} clips in {source.name}{skipped}")
+
+    async def go() -> int:
+        analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
+        try:
+            report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet)
+        finally:
+            await analyzer.aclose()
+        typer.echo(
+            f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
+            f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
+        )
+        return 1 if report.failed else 0
+
+    return asyncio.run(go())
 
 
 async def _analyzer(gateway: str | None, triton: str | None, api_key: str | None, spacing: float | None, stride: int | None) -> Analyzer:
