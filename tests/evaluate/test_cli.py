@@ -186,3 +186,13 @@ def test_the_summary_line_gives_the_csa_error_in_px_for_data_without_spacing(
     m = json.loads((out / "metrics.json").read_text())
     assert m["csa_abs_error_mm2_median"] is None and m["csa_abs_error_px2_median"] is not None
     assert summary.endswith(f"csa_abs_error_px2_median={m['csa_abs_error_px2_median']}") and "mm2" not in summary
+
+
+def test_n_boot_is_bounded(
+    dataset: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old command took ``--n-boot 1000000000``: after scoring every clip, the bootstrap tried to
+    hold 10⁹ x participants draws in memory (a MemoryError traceback, or the machine swapping)."""
+    args = ["--data", str(dataset), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), "--n-boot", "1000000000"]
+    code, err = _evaluate(monkeypatch, capsys, *args)
+    assert code == 2 and "Invalid value for '--n-boot'" in err and "100000" in err

@@ -12,6 +12,9 @@ from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
 from ultramn.errors import UserInputError
 from ultramn.windowing import BLENDS, DEFAULT_BLEND, DEFAULT_TEMPORAL_FILTER, Blend, check_temporal_filter, default_stride
 
+#: the most bootstrap resamples ``--n-boot`` takes (the draws are held in memory: resamples x participants)
+MAX_N_BOOT = 100_000
+
 if TYPE_CHECKING:
     import torch
 
@@ -37,7 +40,7 @@ def register(app: typer.Typer) -> None:
             "--temporal-filter",
             help="Frames (odd) in the centred mean of the stitched mask probabilities; 1 = off.",
         ),
-        n_boot: int = typer.Option(1000, "--n-boot", min=100, help="Bootstrap resamples for the intervals."),
+        n_boot: int = typer.Option(1000, "--n-boot", min=100, max=MAX_N_BOOT, help="Bootstrap resamples for the intervals."),
         max_clips: int | None = typer.Option(None, "--max-clips", min=1, help="Evaluate only the first N clips."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:
