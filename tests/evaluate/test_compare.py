@@ -364,3 +364,18 @@ def test_the_reported_csa_error_is_a_column_and_older_evaluations_show_n_a(
     bad = _write_eval(tmp_path / "bad", _metrics(csa_reported_abs_error_mm2_median="low"))
     code, err = _compare(monkeypatch, capsys, f"A={a}", f"B={bad}")
     assert code == 2 and "csa_reported_abs_error_mm2_median is 'low'" in err
+
+
+def test_replicate_runs_in_different_units_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs of one model, one scored with pixel spacings and one without: the old compare
+    averaged each clip's mm² and px² stability errors into one number."""
+    head = "clip_id,participant_id,units,n_frames,dice_mean,stability_error\n"
+    run1 = _write_eval(tmp_path / "r1", _metrics(), clips=head + "c0,p0,mm,2,0.8,0.1\nc1,p1,mm,2,0.8,0.1\n")
+    run2 = _write_eval(tmp_path / "r2", _metrics(), clips=head + "c0,p0,px,2,0.8,30\nc1,p1,mm,2,0.8,0.2\n")
+    other = _write_eval(tmp_path / "o", _metrics(), clips=head + "c0,p0,mm,2,0.7,0.1\nc1,p1,mm,2,0.7,0.1\n")
+    code, err = _compare(monkeypatch, capsys, f"A={run1},{run2}", f"B={other}")
+    assert code == 2 and err.startswith("error: A: replicate runs scored 1 clip(s) in different units") and "e.g. c0" in err, err
+    run3 = _write_eval(tmp_path / "r3", _metrics(), clips=head + "c0,p0,mm,2,0.8,0.3\nc1,p1,mm,2,0.8,0.2\n")
+    assert _compare(monkeypatch, capsys, f"A={run1},{run3}", f"B={other}")[0] == 0

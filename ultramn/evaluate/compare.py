@@ -243,7 +243,7 @@ AVERAGED_COLUMNS: tuple[str, ...] = ("dice_mean", "stability_error")
 
 
 def require_same_clips(runs: Sequence[ClipRows]) -> None:
-    """Raise ``ValueError`` unless there is at least one run and every run scored the same clips."""
+    """Raise ``ValueError`` unless there is at least one run and every run scored the same clips in the same units."""
     if not runs:
         raise ValueError("no runs to average")
     clips = set(runs[0])
@@ -253,6 +253,12 @@ def require_same_clips(runs: Sequence[ClipRows]) -> None:
             raise ValueError(
                 f"replicate runs scored different clips (run 1: {len(clips)}, run {i}: {len(run)}; {len(unshared)} not in both,"
                 f" e.g. {sorted(unshared)[0]})"
+            )
+        clash = unit_mismatches([runs[0]], [run])
+        if clash:
+            raise ValueError(
+                f"replicate runs scored {len(clash)} clip(s) in different units (run 1 and run {i}: mm² in one, px² in the other,"
+                f" e.g. {clash[0]}): their stability errors cannot be averaged"
             )
 
 
