@@ -196,3 +196,11 @@ def test_n_boot_is_bounded(
     args = ["--data", str(dataset), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), "--n-boot", "1000000000"]
     code, err = _evaluate(monkeypatch, capsys, *args)
     assert code == 2 and "Invalid value for '--n-boot'" in err and "100000" in err
+
+
+def test_an_empty_split_says_which_splits_the_manifest_has(dataset: Path, tmp_path: Path) -> None:
+    """An import puts every clip in one split (or none): the old message only said "no clips in split 'val'"."""
+    from ultramn.evaluate.runner import evaluate_dataset
+
+    with pytest.raises(ValueError, match=r"no clips in split 'val' \(the manifest has test: 1; --split all takes every clip"):
+        evaluate_dataset(dataset, "val", _counting([]), tmp_path / "o", n_boot=100, progress=False)

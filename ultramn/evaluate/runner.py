@@ -96,6 +96,17 @@ def check_out_dir(out_dir: Path, root: Path) -> None:
         raise ValueError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from exc
 
 
+def _splits_found(records: Sequence[ClipRecord]) -> str:
+    """`` (the manifest has train: 12, unassigned: 3; ...)``: the splits there are, for a split that came up empty."""
+    if not records:
+        return " (the manifest lists no clips)"
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.split or "unassigned"] = counts.get(r.split or "unassigned", 0) + 1
+    found = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
+    return f" (the manifest has {found}; --split all takes every clip, ultramn split assigns splits)"
+
+
 def select_records(records: Sequence[ClipRecord], split: str) -> list[ClipRecord]:
     """The records of ``split`` (``all`` = every record)."""
     if split not in SPLIT_CHOICES:
@@ -373,11 +384,12 @@ def evaluate_dataset(
     """Evaluate, then write ``metrics.json``, ``frames.csv``, ``clips.csv``, ``report.md`` and figures."""
     from ultramn.evaluate.report import write_report
 
-    records = select_records(read_manifest(root), split)
+    everything = read_manifest(root)
+    records = select_records(everything, split)
     if max_clips is not None:
         records = records[:max_clips]
     if not records:
-        raise ValueError(f"{root}: no clips in split {split!r}")
+        raise ValueError(f"{root}: no clips in split {split!r}{_splits_found(everything)}")
     check_out_dir(out_dir, root)
     check_records(root, records)
     try:
