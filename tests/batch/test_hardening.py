@@ -80,3 +80,37 @@ def test_a_second_run_on_the_same_output_is_refused(
     assert run_cli(monkeypatch, *args) == 0  # once the first run is over (its lock released), a run proceeds
     assert [r["clip"] for r in state_lines(out)] == ["a.npy"]
     assert run_cli(monkeypatch, *args) == 0  # a run's own lock does not outlive it
+
+
+def test_an_input_file_that_is_no_clip_or_a_damaged_archive_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import tarfile
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    np.save(src / "a.npy", synth_frames(12))
+    (src / "notes.txt").write_text("not a clip")
+    zip_bytes, tar_bytes = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(zip_bytes, "w") as zf:
+        zf.write(src / "a.npy", "exam/a.npy")
+    with tarfile.open(fileobj=tar_bytes, mode="w:gz") as tf:
+        tf.add(src / "a.npy", "exam/a.npy")
+    cases = {
+        "notes.txt": (b"exam notes\n", "not a clip, a ZIP/TAR archive or a DICOMDIR"),
+        "report.pdf": (b"%PDF-1.4 a report", "not a clip, a ZIP/TAR archive or a DICOMDIR"),
+        "exams.zip": (zip_bytes.getvalue()[:200], "not a readable ZIP or TAR archive"),  # a cut-off download
+        "named.zip": (b"hello, not a zip", "not a readable ZIP or TAR archive"),
+        "exams.tar.gz": (tar_bytes.getvalue()[:60], "unreadable archive"),  # was: EOFError, 'aborted' and exit 130
+    }
+    for name, (data, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        out = tmp_path / f"out-{name}"
+        code = run_cli(monkeypatch, "batch", str(path), "--out", str(out), "--gateway", "http://127.0.0.1:9", "--quiet")
+        err = capsys.readouterr().err
+        assert code == 2, (name, code, err)  # was 1 (a batch of one failed clip) or 130
+        assert err.startswith(f"error: refused {name}: ") and message in err and err.count("\n") == 1, (name, err)
+        assert not (out / "state.jsonl").exists()

@@ -20,7 +20,9 @@ output folder of ``ultramn batch`` in the input (a sub-folder holding a ``.batch
 
 from __future__ import annotations
 
+import lzma
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from ultramn.batch.state import STATE_FILE, TOKEN_FILE
 from ultramn.data.archives import (
     DEFAULT_ARCHIVE_LIMITS,
     ArchiveError,
+    ArchiveKind,
     ArchiveLimits,
     archive_kind,
     dicomdir_files,
@@ -130,6 +133,31 @@ def _walk(root: Path, out: Path | None = None) -> Discovery:
     return found
 
 
+#: Names of archives of clips (a file named so that is no archive is a damaged one, not a clip).
+ARCHIVE_SUFFIXES: tuple[str, ...] = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
+
+
+def _archive_kind(source: Path) -> ArchiveKind | None:
+    """:func:`archive_kind`, with a truncated compressed file (``EOFError`` from ``tarfile``) an :class:`ArchiveError`."""
+    try:
+        return archive_kind(source)
+    except (EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise ArchiveError(f"unreadable archive ({exc or type(exc).__name__})") from exc
+
+
+def _posing_as_archive(source: Path) -> bool:
+    """Named like an archive, or a ZIP's first bytes but not an ``.npz``: given as INPUT, a damaged archive."""
+    name = source.name.lower()
+    if name.endswith(ARCHIVE_SUFFIXES):
+        return True
+    try:
+        with open(source, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK") and not name.endswith(".npz")
+
+
 def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS, *, out: Path | None = None) -> Discovery:
     """The clips of ``source`` (folder, archive, DICOMDIR or one clip file).
 
@@ -137,13 +165,14 @@ def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIV
     not taken for clips (the masks of a first run would be analysed by the next).
     Archives are extracted into ``workdir / "extracted"`` (replaced on each call).
     Raises :class:`FileNotFoundError` for a missing input and :class:`ArchiveError` for an
-    unsafe or unreadable archive.
+    unsafe or unreadable archive, and for a file that is neither a clip nor an archive (a
+    damaged archive, a note): given alone, such a file is a mistake, not a batch of one.
     """
     if source.is_dir():
         return _walk(source, out)
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist")
-    kind = None if is_npz(source) else archive_kind(source)  # an NPZ is one clip
+    kind = None if is_npz(source) else _archive_kind(source)  # an NPZ is one clip
     if kind == "dicomdir":
         root = source.parent.resolve()
         clips = [Clip(clip_name(p.relative_to(root).as_posix()), p) for p in dicomdir_files(source)]
@@ -153,4 +182,8 @@ def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIV
         remove_tree(dest)
         safe_extract(source, dest, limits)
         return _walk(dest)
+    if _posing_as_archive(source):
+        raise ArchiveError("not a readable ZIP or TAR archive (damaged or truncated?)")
+    if not is_clip_file(source):
+        raise ArchiveError("not a clip, a ZIP/TAR archive or a DICOMDIR")
     return Discovery([Clip(clip_name(source.name), source)])
