@@ -204,3 +204,18 @@ def test_an_empty_split_says_which_splits_the_manifest_has(dataset: Path, tmp_pa
 
     with pytest.raises(ValueError, match=r"no clips in split 'val' \(the manifest has test: 1; --split all takes every clip"):
         evaluate_dataset(dataset, "val", _counting([]), tmp_path / "o", n_boot=100, progress=False)
+
+
+def test_weights_that_do_not_fit_are_one_error_line(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old error was torch's load_state_dict message: several lines (``Missing key(s) ...`` on its own line)."""
+    ck = torch.load(SHIPPED, weights_only=True)
+    ck["state_dict"] = {k: v for i, (k, v) in enumerate(ck["state_dict"].items()) if i % 2}
+    damaged = tmp_path / "half.pt"
+    torch.save(ck, damaged)
+    code, err = _evaluate(
+        monkeypatch, capsys, "--data", str(dataset), "--checkpoint", str(damaged), "--out", str(tmp_path / "o"), "--device", "cpu"
+    )
+    assert code == 2 and "weights do not fit arch 'unet3d'" in _one_error_line(err) and "Missing key(s)" in err
+    assert len(err) <= 700
