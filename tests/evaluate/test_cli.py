@@ -219,3 +219,15 @@ def test_weights_that_do_not_fit_are_one_error_line(
     )
     assert code == 2 and "weights do not fit arch 'unet3d'" in _one_error_line(err) and "Missing key(s)" in err
     assert len(err) <= 700
+
+
+def test_a_manifest_that_is_not_text_is_named(tmp_path: Path) -> None:
+    """The old error was only "'utf-8' codec can't decode byte 0xff in position 0", naming no file."""
+    from ultramn.data.manifest import ManifestError
+    from ultramn.evaluate.runner import evaluate_dataset
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "manifest.csv").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ManifestError, match=r"data/manifest\.csv: not a UTF-8 CSV \(invalid start byte at byte 0\)"):
+        evaluate_dataset(root, "all", _counting([]), tmp_path / "o", n_boot=100, progress=False)

@@ -384,7 +384,10 @@ def evaluate_dataset(
     """Evaluate, then write ``metrics.json``, ``frames.csv``, ``clips.csv``, ``report.md`` and figures."""
     from ultramn.evaluate.report import write_report
 
-    everything = read_manifest(root)
+    try:
+        everything = read_manifest(root)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{root / MANIFEST_NAME}: not a UTF-8 CSV ({exc.reason} at byte {exc.start})") from exc
     records = select_records(everything, split)
     if max_clips is not None:
         records = records[:max_clips]
