@@ -379,3 +379,16 @@ def test_replicate_runs_in_different_units_are_refused(
     assert code == 2 and err.startswith("error: A: replicate runs scored 1 clip(s) in different units") and "e.g. c0" in err, err
     run3 = _write_eval(tmp_path / "r3", _metrics(), clips=head + "c0,p0,mm,2,0.8,0.3\nc1,p1,mm,2,0.8,0.2\n")
     assert _compare(monkeypatch, capsys, f"A={run1},{run3}", f"B={other}")[0] == 0
+
+
+def test_a_first_model_without_clips_csv_says_why_there_is_no_paired_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old compare silently left the paired table out."""
+    from ultramn.cli import main
+
+    a = _write_eval(tmp_path / "a", _metrics(), clips=None)
+    b = _write_eval(tmp_path / "b", _metrics())
+    monkeypatch.setattr(sys, "argv", ["ultramn", "compare", f"A={a}", f"B={b}"])
+    main()
+    assert "No paired differences: A has no clips.csv" in capsys.readouterr().out

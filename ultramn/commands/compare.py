@@ -81,6 +81,8 @@ def register(app: typer.Typer) -> None:
                     " better):\n\n" + paired_table(first_name, first_rows, others)
                 )
                 table += paired_tables_by_view(first_name, first_rows, others)
+            elif others:
+                table += f"\nNo paired differences: {first_name} has no clips.csv (the per-clip rows ultramn evaluate writes).\n"
             for name, model_runs in replicates:
                 header = f"\nRun-to-run spread of {name} (replicate runs, e.g. seeds), same clips:\n\n"
                 table += header + run_spread_table(name, model_runs)
