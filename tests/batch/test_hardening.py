@@ -114,3 +114,22 @@ def test_an_input_file_that_is_no_clip_or_a_damaged_archive_exits_2(
         assert code == 2, (name, code, err)  # was 1 (a batch of one failed clip) or 130
         assert err.startswith(f"error: refused {name}: ") and message in err and err.count("\n") == 1, (name, err)
         assert not (out / "state.jsonl").exists()
+
+
+def test_an_api_key_the_gateway_refuses_exits_2_before_any_clip(
+    gateway_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    src = tmp_path / "exams"
+    src.mkdir()
+    for i in range(3):
+        np.save(src / f"c{i}.npy", synth_frames(20 + i))
+    for key in (["--api-key", "wrong"], []):  # a wrong key (403), none (401)
+        monkeypatch.delenv("ULTRAMN_API_KEY", raising=False)
+        out = tmp_path / f"out{len(key)}"
+        assert run_cli(monkeypatch, "batch", str(src), "--out", str(out), "--gateway", gateway_url, *key, "--quiet") == 2
+        err = capsys.readouterr().err  # was: exit 1 after every clip failed with the same 401/403
+        assert err.startswith("error: the gateway at ") and "refuses the API key" in err and err.count("\n") == 1, err
+        assert not (out / "state.jsonl").exists()

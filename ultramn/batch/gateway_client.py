@@ -32,6 +32,10 @@ class GatewayUnreachableError(RuntimeError):
     """The gateway does not answer at all (checked once before a batch starts)."""
 
 
+class GatewayAuthError(RuntimeError):
+    """The gateway refuses the API key (missing or wrong; checked once before a batch starts)."""
+
+
 def error_of(resp: httpx.Response) -> tuple[str, str]:
     """``(code, message)`` of a gateway error response."""
     try:
@@ -72,13 +76,21 @@ class GatewayAnalyzer:
         self.transport_retries = transport_retries
 
     async def check(self) -> None:
-        """:class:`GatewayUnreachableError` unless ``/health/live`` answers."""
+        """:class:`GatewayUnreachableError` unless ``/health/live`` answers; :class:`GatewayAuthError`
+        when the API is closed to this client's key."""
         try:
             resp = await self.client.get("/health/live")
         except httpx.HTTPError as exc:
             raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url}: {exc}") from exc
         if resp.status_code != 200:
             raise GatewayUnreachableError(f"the gateway at {self.client.base_url} is not live (HTTP {resp.status_code})")
+        try:  # a wrong key would fail every clip with the same 401/403: say so once, before the first upload
+            resp = await self.client.get("/v1/analyses", params={"limit": 1})
+        except httpx.HTTPError as exc:
+            raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url}: {exc}") from exc
+        if resp.status_code in (401, 403):
+            code, message = error_of(resp)
+            raise GatewayAuthError(f"the gateway at {self.client.base_url} refuses the API key ({code}: {message}); give it with --api-key")
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -10,7 +10,8 @@ at a time per DIR (``DIR/.batch-lock``): a second is refused with exit code 2.
 
 Exit codes: 0 every clip succeeded; 1 some clips failed (each is in the outputs with its
 error) or the gateway/Triton is unreachable; 2 bad input (missing INPUT, an unsafe or
-unreadable archive, no clips, bad options).
+unreadable archive, no clips, bad options, an API key the gateway refuses, an output folder
+another run holds).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ async def _analyzer(gateway: str | None, triton: str | None, api_key: str | None
             _unreachable(f"cannot use Triton at {triton}: {exc}")
         return analyzer
     try:
-        from ultramn.batch.gateway_client import GatewayAnalyzer, GatewayUnreachableError
+        from ultramn.batch.gateway_client import GatewayAnalyzer, GatewayAuthError, GatewayUnreachableError
     except ImportError as exc:
         raise UserInputError(f"--gateway needs httpx (pip install 'ultramn[serve]'): {exc}") from exc
     client = GatewayAnalyzer(gateway or DEFAULT_GATEWAY, api_key=api_key, pixel_spacing_mm=spacing, stride=stride)
@@ -138,6 +139,9 @@ async def _analyzer(gateway: str | None, triton: str | None, api_key: str | None
     except GatewayUnreachableError as exc:
         await client.aclose()
         _unreachable(str(exc))
+    except GatewayAuthError as exc:  # a bad option, like a bad path: exit 2 before any clip
+        await client.aclose()
+        raise UserInputError(str(exc)) from exc
     return client
 
 
