@@ -67,6 +67,12 @@ class DirectAnalyzer:
             raise
         return cls(client, settings, pixel_spacing_mm, stride)
 
+    async def unavailable(self) -> str | None:
+        """Why Triton cannot analyse now (the server or the model is not ready), or ``None``."""
+        if await self.triton.is_ready():
+            return None
+        return f"Triton at {self.settings.triton_url} is not ready (model {self.settings.model_name!r})"
+
     async def aclose(self) -> None:
         """Close the gRPC channel."""
         await self.triton.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -133,3 +134,84 @@ def test_an_api_key_the_gateway_refuses_exits_2_before_any_clip(
         err = capsys.readouterr().err  # was: exit 1 after every clip failed with the same 401/403
         assert err.startswith("error: the gateway at ") and "refuses the API key" in err and err.count("\n") == 1, err
         assert not (out / "state.jsonl").exists()
+
+
+class GoesDown(httpx.AsyncBaseTransport):
+    """Injected fault: the gateway serves ``n`` clips (up to their masks), then stops answering anything (a crash)."""
+
+    def __init__(self, n: int) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.n = n
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.n <= 0:
+            raise httpx.ConnectError("connection refused (injected)", request=request)
+        if request.url.path.endswith("/masks.npz"):
+            self.n -= 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_gateway_that_goes_away_stops_the_batch_and_a_rerun_finishes_it(
+    gateway_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from ultramn.batch.discover import discover
+    from ultramn.batch.gateway_client import GatewayAnalyzer
+    from ultramn.batch.runner import BatchReport, run_batch
+
+    src = tmp_path / "exams"
+    src.mkdir()
+    for i in range(6):
+        np.save(src / f"c{i}.npy", synth_frames(30 + i))
+    found = discover(src, tmp_path / "work")
+    out = tmp_path / "out"
+
+    async def batch(transport: httpx.AsyncBaseTransport) -> BatchReport:
+        analyzer = GatewayAnalyzer(gateway_url, api_key=KEY, transport=transport, transport_retries=0, poll_s=0.05)
+        try:
+            return await run_batch(found.clips, analyzer, out, concurrency=1, progress=False)
+        finally:
+            await analyzer.aclose()
+
+    report = asyncio.run(batch(GoesDown(2)))
+    # was: every remaining clip tried in turn and recorded as failed (gateway_unreachable), each after its retries
+    assert (report.succeeded, report.failed, report.not_done) == (2, 0, 4)
+    assert report.stopped is not None and "stopped answering" in report.stopped
+    assert [r["status"] for r in state_lines(out)] == ["succeeded", "succeeded"]
+    results, _ = read_outputs(out)
+    assert sorted(results) == ["c0.npy", "c1.npy"]
+    report = asyncio.run(batch(httpx.AsyncHTTPTransport()))  # the gateway is back: the re-run does the rest
+    assert (report.already_done, report.succeeded, report.failed, report.stopped) == (2, 4, 0, None)
+    results, _ = read_outputs(out)
+    assert len(results) == 6 and {r["status"] for r in results.values()} == {"succeeded"}
+
+
+def test_the_direct_analyzer_says_when_triton_is_away(triton_server: EmbeddedTriton) -> None:
+    import asyncio
+
+    from gateway.batch_direct import DirectAnalyzer
+    from gateway.core.config import Settings
+    from gateway.triton_client import TritonClient
+
+    async def probe() -> tuple[str | None, str | None]:
+        live = await DirectAnalyzer.create(triton_server.grpc_url)
+        try:
+            up = await live.unavailable()
+        finally:
+            await live.aclose()
+        settings = Settings(triton_url="127.0.0.1:9", triton_check_timeout_s=1.0)
+        client = TritonClient.from_settings(settings)
+        await client.start()
+        away = DirectAnalyzer(client, settings, None, None)
+        try:
+            return up, await away.unavailable()
+        finally:
+            await away.aclose()
+
+    up, down = asyncio.run(probe())
+    assert up is None and down is not None and "127.0.0.1:9" in down

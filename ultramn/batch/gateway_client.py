@@ -92,6 +92,16 @@ class GatewayAnalyzer:
             code, message = error_of(resp)
             raise GatewayAuthError(f"the gateway at {self.client.base_url} refuses the API key ({code}: {message}); give it with --api-key")
 
+    async def unavailable(self) -> str | None:
+        """Why the gateway cannot analyse now (``/health/live`` does not answer 200), or ``None``."""
+        try:
+            resp = await self.client.get("/health/live", timeout=10.0)
+        except httpx.HTTPError as exc:
+            return f"the gateway at {self.client.base_url} stopped answering ({type(exc).__name__}: {exc})"
+        if resp.status_code != 200:
+            return f"the gateway at {self.client.base_url} is not live (HTTP {resp.status_code})"
+        return None
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.client.aclose()

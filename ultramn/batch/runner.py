@@ -4,6 +4,11 @@ Each finished clip is journalled at once (:class:`~ultramn.batch.state.BatchStat
 masks written to ``masks/<clip>.npz``; a clip that fails is recorded with its error and the
 batch goes on. ``results.jsonl`` and ``summary.csv`` are rewritten at the end (also after
 Ctrl-C). A tqdm bar shows clips done, the rate and the ETA.
+
+When a clip fails because the back end did not answer (:data:`~ultramn.batch.types.BACKEND_DOWN_CODES`)
+and :meth:`~ultramn.batch.types.Analyzer.unavailable` confirms that it is down, the batch
+stops: that clip and the ones not started yet are left unrecorded (they are not bad clips;
+the next run does them) instead of each failing in turn, and the report says why it stopped.
 """
 
 from __future__ import annotations
@@ -19,18 +24,25 @@ from tqdm import tqdm
 from ultramn.batch.discover import Clip
 from ultramn.batch.outputs import mask_relpath, record, write_outputs
 from ultramn.batch.state import BatchState, file_sha256
-from ultramn.batch.types import Analyzer, ClipError
+from ultramn.batch.types import BACKEND_DOWN_CODES, Analyzer, ClipError
 
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What a run did: clips in the batch, already done before, analysed now (ok / failed), wall time."""
+    """What a run did: clips in the batch, already done before, analysed now (ok / failed), wall time,
+    and why it stopped early (the back end went away: ``stopped``), with clips left undone."""
 
     total: int
     already_done: int
     succeeded: int
     failed: int
     seconds: float
+    stopped: str | None = None
+
+    @property
+    def not_done(self) -> int:
+        """Clips neither done before nor analysed in this run (left by a stop)."""
+        return self.total - self.already_done - self.succeeded - self.failed
 
     @property
     def processed(self) -> int:
@@ -61,8 +73,12 @@ async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurr
     sem = asyncio.Semaphore(concurrency)
     t_start = time.perf_counter()
 
+    stopped: list[str] = []
+
     async def one(clip: Clip) -> None:
         async with sem:
+            if stopped:
+                return
             t0 = time.perf_counter()
             try:
                 analysis = await analyzer.analyze(clip.path, clip.name, key=keys[clip.name])
@@ -72,6 +88,11 @@ async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurr
                 )
                 counts["ok"] += 1
             except ClipError as exc:
+                if exc.code in BACKEND_DOWN_CODES:
+                    reason = stopped[0] if stopped else await analyzer.unavailable()
+                    if reason is not None:
+                        stopped[:] = [reason]
+                        return  # not the clip's fault: left for the next run, not recorded as failed
                 rec = record(clip.name, hashes[clip.name], time.perf_counter() - t0, error=(exc.code, exc.message))
                 counts["failed"] += 1
             except Exception as exc:  # a bug or an I/O error on one clip must not stop the batch
@@ -88,4 +109,4 @@ async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurr
     finally:
         bar.close()
         write_outputs(out, [c.name for c in clips], state.records)
-    return BatchReport(len(clips), already, counts["ok"], counts["failed"], time.perf_counter() - t_start)
+    return BatchReport(len(clips), already, counts["ok"], counts["failed"], time.perf_counter() - t_start, stopped[0] if stopped else None)

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+#: :class:`ClipError` codes that may mean the back end itself is gone, not that the clip is bad:
+#: the runner then asks :meth:`Analyzer.unavailable` and stops the batch when it is.
+BACKEND_DOWN_CODES: frozenset[str] = frozenset({"gateway_unreachable", "triton_unavailable"})
+
 
 class ClipError(Exception):
     """One clip could not be analysed; the batch records ``code`` and ``message`` and goes on."""
@@ -32,6 +36,10 @@ class Analyzer(Protocol):
         """The analysis of the clip at ``path`` (``name``: its name in the batch, for messages;
         ``key``: the same for every attempt at this clip in this output folder, so a server that
         accepted an earlier attempt can give that job back)."""
+        ...
+
+    async def unavailable(self) -> str | None:
+        """Why the back end cannot analyse anything now (it does not answer), or ``None`` when it can."""
         ...
 
     async def aclose(self) -> None:

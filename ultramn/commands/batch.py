@@ -9,7 +9,8 @@ line per clip), ``summary.csv`` (one row per clip), ``masks/<clip>.npz`` and the
 at a time per DIR (``DIR/.batch-lock``): a second is refused with exit code 2.
 
 Exit codes: 0 every clip succeeded; 1 some clips failed (each is in the outputs with its
-error) or the gateway/Triton is unreachable; 2 bad input (missing INPUT, an unsafe or
+error) or the gateway/Triton is unreachable (at the start, or in the middle: the batch stops
+and a re-run resumes it); 2 bad input (missing INPUT, an unsafe or
 unreadable archive, no clips, bad options, an API key the gateway refuses, an output folder
 another run holds).
 """
@@ -108,7 +109,10 @@ def _run(
             f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
             f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
         )
-        return 1 if report.failed else 0
+        if report.stopped:
+            left = f"{report.not_done} clips not done"
+            typer.echo(f"error: stopped, {left}: {report.stopped}; run the same command again to resume", err=True)
+        return 1 if report.failed or report.stopped else 0
 
     return asyncio.run(go())
 
