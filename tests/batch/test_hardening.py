@@ -4,6 +4,10 @@ a second run on the same output, inputs that are no clips, a wrong API key."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -215,3 +219,36 @@ def test_the_direct_analyzer_says_when_triton_is_away(triton_server: EmbeddedTri
 
     up, down = asyncio.run(probe())
     assert up is None and down is not None and "127.0.0.1:9" in down
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_stops_a_run_cleanly_and_the_rerun_finishes_it(
+    gateway_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    signum: int,
+) -> None:
+    src = tmp_path / "exams"
+    src.mkdir()
+    for i in range(24):
+        np.save(src / f"c{i:02d}.npy", synth_frames(40 + i, n_frames=24))
+    out = tmp_path / "out"
+    args = ["batch", str(src), "--out", str(out), "--gateway", gateway_url, "--api-key", KEY, "--concurrency", "1", "--quiet"]
+    cmd = [sys.executable, "-c", "import sys; from ultramn.cli import main; sys.argv[0] = 'ultramn'; main()", *args]
+    repo = Path(__file__).resolve().parents[2]  # this checkout's ultramn, whatever the working folder
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "state.jsonl").is_file() or len(state_lines(out)) < 2:  # a run under way, clips done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err  # was: killed by the signal (-15/-1), no results.jsonl or summary.csv
+    assert f"interrupted ({signal.Signals(signum).name})" in err and "Traceback" not in err, err
+    done = state_lines(out)
+    assert 2 <= len(done) < 24 and {r["status"] for r in done} == {"succeeded"}
+    results, rows = read_outputs(out)  # the outputs were written from the journal at the stop
+    assert set(results) == set(rows) == {r["clip"] for r in done}
+    assert run_cli(monkeypatch, *args) == 0  # the re-run does the rest and nothing twice
+    lines = state_lines(out)
+    assert len(lines) == 24 and len({r["clip"] for r in lines}) == 24

@@ -8,6 +8,9 @@ line per clip), ``summary.csv`` (one row per clip), ``masks/<clip>.npz`` and the
 ``state.jsonl``: a re-run skips the clips already done and retries the failed ones. One run
 at a time per DIR (``DIR/.batch-lock``): a second is refused with exit code 2.
 
+Ctrl-C, SIGTERM and SIGHUP stop a run cleanly: the clips in flight are dropped, the outputs
+are written from the journal and a re-run goes on from there (exit 130, 143, 129).
+
 Exit codes: 0 every clip succeeded; 1 some clips failed (each is in the outputs with its
 error) or the gateway/Triton is unreachable (at the start, or in the middle: the batch stops
 and a re-run resumes it); 2 bad input (missing INPUT, an unsafe or
@@ -17,9 +20,12 @@ another run holds).
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -100,11 +106,21 @@ def _run(
         typer.echo(f"{len(found.clips)} clips in {source.name}{skipped}")
 
     async def go() -> int:
-        analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
-        try:
-            report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet)
-        finally:
-            await analyzer.aclose()
+        with _stop_on_signals() as signalled:
+            analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
+            try:
+                report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet)
+            except asyncio.CancelledError:
+                if not signalled:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                name = signal.Signals(signalled[0]).name
+                typer.echo(f"interrupted ({name}): the clips finished so far are in {out}; run the same command again to resume", err=True)
+                return 128 + signalled[0]
+            finally:
+                await analyzer.aclose()
         typer.echo(
             f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
             f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
@@ -115,6 +131,37 @@ def _run(
         return 1 if report.failed or report.stopped else 0
 
     return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) end the
+    running batch the way Ctrl-C does: the task is cancelled (the clips in flight dropped, the
+    outputs written from the journal). Yields the list the signal's number is put in; the
+    previous handlers are back afterwards."""
+    import asyncio
+
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    got: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not got and task is not None:
+            got.append(signum)
+            task.cancel()
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no such signal
+            handler = signal.getsignal(signum)
+            loop.add_signal_handler(signum, on_signal, signum)
+            previous[signum] = handler
+    try:
+        yield got
+    finally:
+        for restored, handler in previous.items():
+            loop.remove_signal_handler(restored)
+            signal.signal(restored, handler)
 
 
 async def _analyzer(gateway: str | None, triton: str | None, api_key: str | None, spacing: float | None, stride: int | None) -> Analyzer:
