@@ -4,6 +4,9 @@ Per clip: ``POST /v1/analyses`` with ``wait=true`` (a short clip answers with it
 once), else polling ``GET /v1/analyses/{id}`` until it succeeded or failed, then
 ``GET .../masks.npz``. A full queue (429) is retried after ``Retry-After``; a refused
 upload (4xx) or a failed analysis raises :class:`ClipError` with the gateway's error code.
+A gateway that is away for a moment (a proxy's 502/504, 503 ``starting``) is asked again
+like a lost answer, then reported as ``gateway_unreachable`` (the runner then checks
+whether it is down and stops the batch if so).
 
 Uploads carry an ``Idempotency-Key`` made from the batch's key for the clip and the
 analysis options: when an upload's answer is lost (the connection broke, the batch was
@@ -43,6 +46,29 @@ def error_of(resp: httpx.Response) -> tuple[str, str]:
         return str(err["code"]), str(err["message"])
     except (ValueError, KeyError, TypeError):
         return f"http_{resp.status_code}", resp.text[:200] or f"HTTP {resp.status_code}"
+
+
+def away(resp: httpx.Response) -> bool:
+    """Whether ``resp`` says the gateway is away for now rather than anything about the clip: a
+    proxy in front of it without its gateway (502, 504), or the app starting or stopping (503
+    ``starting``, or a 503 that is not the gateway's JSON)."""
+    return resp.status_code in (502, 504) or (resp.status_code == 503 and error_of(resp)[0] in ("starting", "http_503"))
+
+
+def retry_after(resp: httpx.Response, default: float) -> float:
+    """The ``Retry-After`` seconds of ``resp`` (``default`` when absent or an HTTP date)."""
+    try:
+        return max(float(resp.headers.get("Retry-After", "")), 0.0)
+    except ValueError:
+        return default
+
+
+def clip_error(resp: httpx.Response) -> ClipError:
+    """The :class:`ClipError` of a gateway error response (``gateway_unreachable`` when it is :func:`away`)."""
+    code, message = error_of(resp)
+    if away(resp):
+        return ClipError("gateway_unreachable", f"the gateway is away (HTTP {resp.status_code}, {code}: {message})")
+    return ClipError(code, message)
 
 
 class GatewayAnalyzer:
@@ -128,11 +154,17 @@ class GatewayAnalyzer:
                     raise
                 await asyncio.sleep(min(2.0 ** (lost - 1), 10.0))
                 continue
+            if away(resp) and (key or error_of(resp)[0] == "starting"):
+                # nothing was accepted (starting), or what was is given back for the key: like a lost answer
+                lost += 1
+                if lost > self.transport_retries:
+                    raise clip_error(resp)
+                await asyncio.sleep(min(retry_after(resp, 2.0 ** (lost - 1)), 10.0))
+                continue
             if resp.status_code != 429:
                 return resp
             busy = resp  # queue_full or uploads_busy: the gateway says when to come back
-            delay = float(resp.headers.get("Retry-After", "1") or 1)
-            await asyncio.sleep(min(max(delay, 0.2), 10.0))
+            await asyncio.sleep(min(max(retry_after(resp, 1.0), 0.2), 10.0))
         code, message = error_of(busy) if busy is not None else ("gateway_unreachable", "every answer was lost")
         raise ClipError(code, f"the gateway stayed busy after {self.max_queue_retries + 1} tries: {message}")
 
@@ -141,7 +173,7 @@ class GatewayAnalyzer:
         while True:
             resp = await self.client.get(f"/v1/analyses/{job_id}")
             if resp.status_code != 200:
-                raise ClipError(*error_of(resp))
+                raise clip_error(resp)
             job: dict[str, Any] = resp.json()
             if job["status"] in ("succeeded", "failed"):
                 return job
@@ -162,7 +194,7 @@ class GatewayAnalyzer:
             elif job_id and resp.status_code in (500, 503):  # failed while waiting / Triton away: the job row has it
                 job = await self._poll(str(job_id))
             else:
-                raise ClipError(*error_of(resp))
+                raise clip_error(resp)
             if job["status"] not in ("succeeded", "failed"):
                 job = await self._poll(job["id"])
             if job["status"] == "failed":
@@ -170,7 +202,7 @@ class GatewayAnalyzer:
                 raise ClipError(str(err.get("code") or "analysis_failed"), str(err.get("message") or "analysis failed"))
             masks = await self.client.get(f"/v1/analyses/{job['id']}/masks.npz")
             if masks.status_code != 200:
-                raise ClipError(*error_of(masks))
+                raise clip_error(masks)
         except httpx.HTTPError as exc:
             raise ClipError("gateway_unreachable", f"{type(exc).__name__}: {exc}") from exc
         except ClipError as exc:

@@ -9,6 +9,8 @@ When a clip fails because the back end did not answer (:data:`~ultramn.batch.typ
 and :meth:`~ultramn.batch.types.Analyzer.unavailable` confirms that it is down, the batch
 stops: that clip and the ones not started yet are left unrecorded (they are not bad clips;
 the next run does them) instead of each failing in turn, and the report says why it stopped.
+So does a clip refused because the back end cannot store anything now
+(:data:`~ultramn.batch.types.BACKEND_REFUSES_CODES`: a full disk).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tqdm import tqdm
 from ultramn.batch.discover import Clip
 from ultramn.batch.outputs import mask_relpath, record, write_outputs
 from ultramn.batch.state import BatchState, file_sha256
-from ultramn.batch.types import BACKEND_DOWN_CODES, Analyzer, ClipError
+from ultramn.batch.types import BACKEND_DOWN_CODES, BACKEND_REFUSES_CODES, Analyzer, ClipError
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,13 @@ async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurr
                 )
                 counts["ok"] += 1
             except ClipError as exc:
-                if exc.code in BACKEND_DOWN_CODES:
-                    reason = stopped[0] if stopped else await analyzer.unavailable()
+                if exc.code in BACKEND_DOWN_CODES | BACKEND_REFUSES_CODES:
+                    if stopped:
+                        reason: str | None = stopped[0]
+                    elif exc.code in BACKEND_REFUSES_CODES:
+                        reason = f"the back end takes no clips now ({exc.code}: {exc.message})"
+                    else:
+                        reason = await analyzer.unavailable()
                     if reason is not None:
                         stopped[:] = [reason]
                         return  # not the clip's fault: left for the next run, not recorded as failed

@@ -10,6 +10,10 @@ from typing import Any, Protocol
 #: the runner then asks :meth:`Analyzer.unavailable` and stops the batch when it is.
 BACKEND_DOWN_CODES: frozenset[str] = frozenset({"gateway_unreachable", "triton_unavailable"})
 
+#: :class:`ClipError` codes that say the back end cannot take any clip now (its disk is full or
+#: its storage fails): the runner stops the batch at once rather than fail every clip after.
+BACKEND_REFUSES_CODES: frozenset[str] = frozenset({"insufficient_storage", "storage_error"})
+
 
 class ClipError(Exception):
     """One clip could not be analysed; the batch records ``code`` and ``message`` and goes on."""
