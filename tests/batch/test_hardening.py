@@ -252,3 +252,26 @@ def test_sigterm_or_sighup_stops_a_run_cleanly_and_the_rerun_finishes_it(
     assert run_cli(monkeypatch, *args) == 0  # the re-run does the rest and nothing twice
     lines = state_lines(out)
     assert len(lines) == 24 and len({r["clip"] for r in lines}) == 24
+
+
+def test_a_rerun_with_other_analysis_options_analyses_again(
+    gateway_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = tmp_path / "exams"
+    src.mkdir()
+    np.save(src / "a.npy", synth_frames(13))
+    np.save(src / "b.npy", synth_frames(14))
+    out = tmp_path / "out"
+    args = ["batch", str(src), "--out", str(out), "--gateway", gateway_url, "--api-key", KEY, "--quiet"]
+    assert run_cli(monkeypatch, *args) == 0
+    _, rows = read_outputs(out)
+    assert {r["csa_unit"] for r in rows.values()} == {"px"}
+    assert run_cli(monkeypatch, *args, "--pixel-spacing", "0.1") == 0
+    _, rows = read_outputs(out)  # was: both skipped as done, the px results of the first run kept
+    assert {r["csa_unit"] for r in rows.values()} == {"mm2"} and len(state_lines(out)) == 4
+    assert run_cli(monkeypatch, *args, "--pixel-spacing", "0.1") == 0 and len(state_lines(out)) == 4  # same options: done
+    assert run_cli(monkeypatch, *args, "--pixel-spacing", "0.1", "--stride", "2") == 0
+    results, _ = read_outputs(out)
+    assert {r["result"]["analysis"]["stride"] for r in results.values()} == {2} and len(state_lines(out)) == 6

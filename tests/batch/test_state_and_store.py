@@ -136,3 +136,16 @@ def test_a_batches_table_from_before_idempotency_keys_gets_the_column(tmp_path: 
             repo.create_batch(Batch(id="twin", n_clips=0, idempotency_key="k"), [])
     finally:
         repo.close()
+
+
+def test_a_record_from_before_options_were_journalled_counts_as_the_defaults(tmp_path: Path) -> None:
+    import json
+
+    rec = record("a.npy", "h", 1.0, result={"plane": "TW"})
+    del rec["options"]  # a journal line written by an earlier release
+    (tmp_path / "state.jsonl").write_text(json.dumps(rec) + "\n")
+    state = BatchState(tmp_path)
+    assert state.is_done("a.npy", "h") and state.is_done("a.npy", "h", {})
+    assert not state.is_done("a.npy", "h", {"pixel_spacing_mm": 0.1})
+    state.append(record("a.npy", "h", 1.0, result={"plane": "TW"}, options={"pixel_spacing_mm": 0.1}))
+    assert BatchState(tmp_path).is_done("a.npy", "h", {"pixel_spacing_mm": 0.1}) and not BatchState(tmp_path).is_done("a.npy", "h")

@@ -22,6 +22,8 @@ from typing import Any
 from ultramn.contract import PLANE_VIEWS
 
 RESULTS_FILE = "results.jsonl"
+#: Record fields kept in the journal but not written to ``results.jsonl``.
+JOURNAL_ONLY: frozenset[str] = frozenset({"sha256", "finished_at", "options"})
 SUMMARY_FILE = "summary.csv"
 MASKS_DIR = "masks"
 
@@ -59,8 +61,10 @@ def record(
     result: dict[str, Any] | None = None,
     analysis_id: str | None = None,
     error: tuple[str, str] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One clip's journal record and ``results.jsonl`` line."""
+    """One clip's journal record and ``results.jsonl`` line (``options``: the analysis options
+    given, journal only)."""
     return {
         "clip": clip,
         "status": "failed" if error else "succeeded",
@@ -70,6 +74,7 @@ def record(
         "masks": None if error else mask_relpath(clip),
         "sha256": sha256,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": dict(options or {}),
         "result": result,
     }
 
@@ -120,7 +125,7 @@ def write_outputs(out: Path, clips: Iterable[str], records: dict[str, dict[str, 
         if rec is None:
             missing += 1
             continue
-        lines.append(json.dumps({k: v for k, v in rec.items() if k not in ("sha256", "finished_at")}))
+        lines.append(json.dumps({k: v for k, v in rec.items() if k not in JOURNAL_ONLY}))
         writer.writerow(summary_row(rec))
     _atomic_write(out / RESULTS_FILE, "".join(line + "\n" for line in lines))
     _atomic_write(out / SUMMARY_FILE, buf.getvalue())

@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -60,14 +61,26 @@ def _write_masks(out: Path, clip: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurrency: int = 4, progress: bool = True) -> BatchReport:
-    """Analyse the clips of ``clips`` not yet done in ``out``; see the module docstring."""
+async def run_batch(
+    clips: list[Clip],
+    analyzer: Analyzer,
+    out: Path,
+    *,
+    concurrency: int = 4,
+    progress: bool = True,
+    options: dict[str, Any] | None = None,
+) -> BatchReport:
+    """Analyse the clips of ``clips`` not yet done in ``out``; see the module docstring.
+
+    ``options``: the analysis options the analyzer was made with (``{"pixel_spacing_mm": 0.1}``;
+    leave out the defaults): a clip done before with other options is analysed again."""
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     out.mkdir(parents=True, exist_ok=True)
     state = BatchState(out)
     hashes = await asyncio.to_thread(lambda: {c.name: file_sha256(c.path) for c in clips})
-    todo = [c for c in clips if not state.is_done(c.name, hashes[c.name])]
+    todo = [c for c in clips if not state.is_done(c.name, hashes[c.name], options)]
     already = len(clips) - len(todo)
     keys = {c.name: state.upload_key(c.name, hashes[c.name]) for c in todo}
     counts = {"ok": 0, "failed": 0}
@@ -86,7 +99,12 @@ async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurr
                 analysis = await analyzer.analyze(clip.path, clip.name, key=keys[clip.name])
                 await asyncio.to_thread(_write_masks, out, clip.name, analysis.masks_npz)
                 rec = record(
-                    clip.name, hashes[clip.name], time.perf_counter() - t0, result=analysis.result, analysis_id=analysis.analysis_id
+                    clip.name,
+                    hashes[clip.name],
+                    time.perf_counter() - t0,
+                    result=analysis.result,
+                    analysis_id=analysis.analysis_id,
+                    options=options,
                 )
                 counts["ok"] += 1
             except ClipError as exc:
@@ -100,12 +118,11 @@ async def run_batch(clips: list[Clip], analyzer: Analyzer, out: Path, *, concurr
                     if reason is not None:
                         stopped[:] = [reason]
                         return  # not the clip's fault: left for the next run, not recorded as failed
-                rec = record(clip.name, hashes[clip.name], time.perf_counter() - t0, error=(exc.code, exc.message))
+                rec = record(clip.name, hashes[clip.name], time.perf_counter() - t0, error=(exc.code, exc.message), options=options)
                 counts["failed"] += 1
             except Exception as exc:  # a bug or an I/O error on one clip must not stop the batch
-                rec = record(
-                    clip.name, hashes[clip.name], time.perf_counter() - t0, error=("internal_error", f"{type(exc).__name__}: {exc}"[:500])
-                )
+                error = ("internal_error", f"{type(exc).__name__}: {exc}"[:500])
+                rec = record(clip.name, hashes[clip.name], time.perf_counter() - t0, error=error, options=options)
                 counts["failed"] += 1
             state.append(rec)
             bar.update(1)

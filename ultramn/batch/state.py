@@ -2,7 +2,8 @@
 
 A line is the clip's full record (see :func:`ultramn.batch.outputs.record`); the last
 line of a clip wins. A re-run skips clips whose last record succeeded on the same file
-content (SHA-256), and analyses failed, changed and new clips again. Appending one line per
+content (SHA-256) with the same analysis options (``--pixel-spacing``, ``--stride``), and
+analyses failed, changed and new clips, and every clip whose options changed, again. Appending one line per
 clip keeps writes small and a crash loses at most the line being written (a torn last
 line is ignored when read back).
 
@@ -117,10 +118,16 @@ class BatchState:
         """The key the uploads of ``clip`` with this content carry in this folder (hex, 64 characters)."""
         return hashlib.sha256(f"{self.token}\n{clip}\n{sha256}".encode()).hexdigest()
 
-    def is_done(self, clip: str, sha256: str) -> bool:
-        """Whether ``clip`` succeeded before with this content."""
+    def is_done(self, clip: str, sha256: str, options: dict[str, Any] | None = None) -> bool:
+        """Whether ``clip`` succeeded before with this content and these analysis ``options``
+        (a record without options was made with the defaults: ``{}``)."""
         rec = self.records.get(clip)
-        return rec is not None and rec.get("status") == "succeeded" and rec.get("sha256") == sha256
+        return (
+            rec is not None
+            and rec.get("status") == "succeeded"
+            and rec.get("sha256") == sha256
+            and (rec.get("options") or {}) == (options or {})
+        )
 
     def append(self, record: dict[str, Any]) -> None:
         """Journal ``record`` (flushed and synced: it survives a crash right after)."""

@@ -109,7 +109,8 @@ def _run(
         with _stop_on_signals() as signalled:
             analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
             try:
-                report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet)
+                options = {"pixel_spacing_mm": pixel_spacing, "stride": stride}
+                report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet, options=options)
             except asyncio.CancelledError:
                 if not signalled:
                     raise
