@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         try:
             model, meta = load_checkpoint(checkpoint, map_location=dev)
         except CheckpointError as exc:
-            raise UserInputError(one_line(str(exc))) from exc
+            raise UserInputError(str(exc)) from exc
         model.to(dev)
 
         def predictor(frames):  # type: ignore[no-untyped-def]
@@ -123,13 +123,3 @@ def _device(name: str, pick: Callable[[str], torch.device]) -> torch.device:
     if sep and int(index) >= torch.cuda.device_count():
         raise UserInputError(f"--device {name}: there is no such GPU ({torch.cuda.device_count()} found)")
     return pick(name)
-
-
-#: the longest checkpoint error ``ultramn evaluate`` prints (torch lists every missing weight)
-MAX_ERROR_CHARS = 600
-
-
-def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """``message`` on one line (torch's load_state_dict errors span several), cut to ``limit`` characters."""
-    flat = " ".join(message.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -31,6 +31,16 @@ FORMAT_VERSION = 1
 _KEYS = ("format_version", "arch", "hparams", "window_shape", "planes", "extra", "state_dict")
 
 
+#: the longest torch message a :class:`CheckpointError` quotes (``load_state_dict`` lists every weight)
+MAX_QUOTED_CHARS = 600
+
+
+def one_line(message: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``message`` on one line (torch's ``load_state_dict`` errors span many), cut to ``limit`` characters."""
+    flat = " ".join(message.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is unreadable, malformed or does not match the contract."""
 
@@ -182,7 +192,7 @@ def load_checkpoint(
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit arch {meta.arch!r} with {meta.hparams}: {exc}") from exc
+        raise CheckpointError(f"{path}: weights do not fit arch {meta.arch!r} with {meta.hparams}: {one_line(str(exc))}") from exc
     model.to(map_location)
     model.eval()
     return model, meta
