@@ -143,8 +143,14 @@ def test_a_missing_clip_file_is_found_before_scoring(tmp_path: Path) -> None:
     (root / "clips" / "c.npz").unlink()
     calls: list[str] = []
     with pytest.raises(ClipFileError, match=r"1 clip file\(s\) listed in the manifest are unusable: .*c\.npz \(missing\)"):
-        evaluate_dataset(root, "test", _counting(calls), tmp_path / "eval", n_boot=100, progress=False)
+        evaluate_dataset(root, "test", _counting(calls), tmp_path / "eval" / "run", n_boot=100, progress=False)
     assert not calls
+    assert not (tmp_path / "eval").exists()  # the folders --out made are removed again when nothing was written
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(ClipFileError):
+        evaluate_dataset(root, "test", _counting(calls), tmp_path / "kept", n_boot=100, progress=False)
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"  # a folder that was there stays
 
 
 def test_a_clip_corrupt_inside_says_where_the_run_stopped(tmp_path: Path) -> None:
@@ -166,7 +172,7 @@ def test_a_clip_corrupt_inside_says_where_the_run_stopped(tmp_path: Path) -> Non
     message = str(info.value)
     assert message.startswith("evaluation stopped at clip 2 of 3 (b): ") and "b.npz: unreadable clip file" in message
     assert message.endswith(f"; nothing was written to {out}") and len(calls) == 1
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the --out folder the run made is removed again
 
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "ultramn.pt"

@@ -10,6 +10,7 @@ strata and temporal stability are computed per unit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from collections.abc import Callable, Sequence
@@ -94,6 +95,13 @@ def check_out_dir(out_dir: Path, root: Path) -> None:
             pass
     except OSError as exc:
         raise ValueError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from exc
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) that are still empty; leave any that got content."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _splits_found(records: Sequence[ClipRecord]) -> str:
@@ -393,12 +401,17 @@ def evaluate_dataset(
         records = records[:max_clips]
     if not records:
         raise ValueError(f"{root}: no clips in split {split!r}{_splits_found(everything)}")
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # removed again if nothing gets written
     check_out_dir(out_dir, root)
-    check_records(root, records)
     try:
+        check_records(root, records)
         data = run_predictions(root, records, predictor, progress=progress)
     except ClipFileError as exc:
+        _remove_empty(made)
         raise ClipFileError(f"{exc}; nothing was written to {out_dir}") from exc
+    except BaseException:  # a bad manifest row, a model error, Ctrl-C: no empty --out left behind
+        _remove_empty(made)
+        raise
     metrics = {**(meta or {}), "data": str(root), "split": split, **summarize(data, n_boot=n_boot)}
     write_json(out_dir / "metrics.json", metrics)
     write_report(out_dir, metrics, data)
