@@ -25,6 +25,8 @@ def test_journal_last_record_wins_and_torn_lines_are_ignored(tmp_path: Path) -> 
         fh.write('{"clip": "b.npy", "status": "succ')  # a crash mid-line
     again = BatchState(tmp_path)
     assert set(again.records) == {"a.npy"} and again.is_done("a.npy", sha)
+    again.append(record("c.npy", sha, 1.0, result={"plane": "TF"}))  # the next run's first clip, after the torn line
+    assert set(BatchState(tmp_path).records) == {"a.npy", "c.npy"}  # was: glued to the torn line and lost
     clip.write_bytes(b"two")  # changed content: analysed again
     assert not again.is_done("a.npy", file_sha256(clip))
 

@@ -91,7 +91,12 @@ class BatchState:
         self.path = out / STATE_FILE
         self.records: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            if text and not text.endswith("\n"):
+                # a line torn by a crash: end it, or the next record would be glued to it and lost too
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write("\n")
+            for line in text.splitlines():
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
