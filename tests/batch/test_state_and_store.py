@@ -151,3 +151,31 @@ def test_a_record_from_before_options_were_journalled_counts_as_the_defaults(tmp
     assert not state.is_done("a.npy", "h", {"pixel_spacing_mm": 0.1})
     state.append(record("a.npy", "h", 1.0, result={"plane": "TW"}, options={"pixel_spacing_mm": 0.1}))
     assert BatchState(tmp_path).is_done("a.npy", "h", {"pixel_spacing_mm": 0.1}) and not BatchState(tmp_path).is_done("a.npy", "h")
+
+
+def test_journal_and_outputs_of_a_large_archive_are_not_held_in_memory(tmp_path: Path) -> None:
+    import json
+    import tracemalloc
+
+    from ultramn.batch.outputs import write_outputs
+
+    frames = [{"index": i, "plane": "TW", "area": 12.5, "centroid": [40.25, 60.5], "contour": [[1, 2]] * 20} for i in range(300)]
+    big = {"plane": "TW", "plane_confidence": 0.9, "n_frames": 300, "frames": frames}  # a 300-frame clip's result
+    n = 100
+    with open(tmp_path / "state.jsonl", "w") as fh:  # the journal of a large batch (~7 MB)
+        for i in range(n):
+            fh.write(json.dumps(record(f"exam/c{i}.mp4", "h", 1.0, result=big)) + "\n")
+    size = (tmp_path / "state.jsonl").stat().st_size
+    assert size > 7e6
+    tracemalloc.start()
+    try:
+        state = BatchState(tmp_path)
+        assert all(state.is_done(f"exam/c{i}.mp4", "h") for i in range(n))
+        assert write_outputs(tmp_path, [f"exam/c{i}.mp4" for i in range(n)], state.full_records) == (n, 0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < size / 2, peak  # was: every result in memory, several times the journal's size
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == n and json.loads(lines[-1])["result"] == big and "sha256" not in json.loads(lines[0])
+    assert state.full("exam/c7.mp4") == json.loads((tmp_path / "state.jsonl").read_text().splitlines()[7])

@@ -5,16 +5,16 @@
 (``{"code", "message"}`` or null), ``masks`` (path relative to the output folder) and
 ``result`` (the gateway's result object, null for a failed clip).
 ``summary.csv``: one row per clip with :data:`SUMMARY_COLUMNS`.
-Both are rewritten from the state journal at the end of every run (atomically).
+Both are rewritten from the state journal at the end of every run (atomically, a record at
+a time).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,26 +107,24 @@ def summary_row(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def write_outputs(out: Path, clips: Iterable[str], records: Mapping[str, dict[str, Any]]) -> tuple[int, int]:
+    """Rewrite ``results.jsonl`` and ``summary.csv`` for ``clips`` (in order); (lines, clips without a record).
 
-
-def write_outputs(out: Path, clips: Iterable[str], records: dict[str, dict[str, Any]]) -> tuple[int, int]:
-    """Rewrite ``results.jsonl`` and ``summary.csv`` for ``clips`` (in order); (lines, clips without a record)."""
-    lines: list[str] = []
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    missing = 0
-    for clip in clips:
-        rec = records.get(clip)
-        if rec is None:
-            missing += 1
-            continue
-        lines.append(json.dumps({k: v for k, v in rec.items() if k not in JOURNAL_ONLY}))
-        writer.writerow(summary_row(rec))
-    _atomic_write(out / RESULTS_FILE, "".join(line + "\n" for line in lines))
-    _atomic_write(out / SUMMARY_FILE, buf.getvalue())
-    return len(lines), missing
+    Written a record at a time (``records`` may read each from the journal) into temporary
+    files that replace the old ones at the end."""
+    results_tmp, summary_tmp = out / f".{RESULTS_FILE}.tmp", out / f".{SUMMARY_FILE}.tmp"
+    lines = missing = 0
+    with open(results_tmp, "w", encoding="utf-8") as results, open(summary_tmp, "w", encoding="utf-8", newline="") as summary:
+        writer = csv.DictWriter(summary, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for clip in clips:
+            rec = records.get(clip)
+            if rec is None:
+                missing += 1
+                continue
+            results.write(json.dumps({k: v for k, v in rec.items() if k not in JOURNAL_ONLY}) + "\n")
+            writer.writerow(summary_row(rec))
+            lines += 1
+    os.replace(results_tmp, out / RESULTS_FILE)
+    os.replace(summary_tmp, out / SUMMARY_FILE)
+    return lines, missing

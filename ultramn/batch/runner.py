@@ -132,5 +132,5 @@ async def run_batch(
         await asyncio.gather(*(one(c) for c in todo))
     finally:
         bar.close()
-        write_outputs(out, [c.name for c in clips], state.records)
+        write_outputs(out, [c.name for c in clips], state.full_records)
     return BatchReport(len(clips), already, counts["ok"], counts["failed"], time.perf_counter() - t_start, stopped[0] if stopped else None)

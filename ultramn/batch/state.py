@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,25 +84,57 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: Record fields a :class:`BatchState` keeps in memory per clip (with the byte ``offset`` of its
+#: journal line); the rest, the result above all (~0.5 kB a frame), is read back from the file.
+INDEX_FIELDS: tuple[str, ...] = ("clip", "status", "sha256", "options")
+
+
 class BatchState:
-    """The journal of one output folder."""
+    """The journal of one output folder.
+
+    ``records`` holds each clip's last record in brief (:data:`INDEX_FIELDS` and its line's
+    ``offset``), so memory does not grow with the results of a large archive; :meth:`full`
+    and :attr:`full_records` read whole records back from the journal.
+    """
 
     def __init__(self, out: Path) -> None:
         self.path = out / STATE_FILE
         self.records: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-            if text and not text.endswith("\n"):
+            last = b""
+            with open(self.path, "rb") as fh:
+                offset = 0
+                for raw in fh:
+                    self._index(raw, offset)
+                    offset += len(raw)
+                    last = raw
+            if last and not last.endswith(b"\n"):
                 # a line torn by a crash: end it, or the next record would be glued to it and lost too
-                with open(self.path, "a", encoding="utf-8") as fh:
-                    fh.write("\n")
-            for line in text.splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn line from a crash
-                if isinstance(rec, dict) and isinstance(rec.get("clip"), str):
-                    self.records[rec["clip"]] = rec
+                with open(self.path, "ab") as fh:
+                    fh.write(b"\n")
+
+    def _index(self, raw: bytes, offset: int) -> None:
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            return  # a torn line from a crash (or bytes that are not UTF-8)
+        if isinstance(rec, dict) and isinstance(rec.get("clip"), str):
+            self.records[rec["clip"]] = {**{k: rec.get(k) for k in INDEX_FIELDS}, "offset": offset}
+
+    def full(self, clip: str) -> dict[str, Any] | None:
+        """The whole last record of ``clip`` (``None`` when it has none)."""
+        entry = self.records.get(clip)
+        if entry is None:
+            return None
+        with open(self.path, "rb") as fh:
+            fh.seek(entry["offset"])
+            rec = json.loads(fh.readline())
+        return rec if isinstance(rec, dict) else None
+
+    @property
+    def full_records(self) -> Mapping[str, dict[str, Any]]:
+        """Clip -> whole last record, read from the journal when asked for (one at a time)."""
+        return _FullRecords(self)
 
     @property
     def token(self) -> str:
@@ -136,9 +168,29 @@ class BatchState:
 
     def append(self, record: dict[str, Any]) -> None:
         """Journal ``record`` (flushed and synced: it survives a crash right after)."""
-        self.records[record["clip"]] = record
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        with open(self.path, "a", encoding="utf-8") as fh:
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        with open(self.path, "ab") as fh:
+            offset = fh.tell()
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
+        self._index(line, offset)
+
+
+class _FullRecords(Mapping[str, dict[str, Any]]):
+    """:attr:`BatchState.full_records`."""
+
+    def __init__(self, state: BatchState) -> None:
+        self.state = state
+
+    def __getitem__(self, clip: str) -> dict[str, Any]:
+        rec = self.state.full(clip)
+        if rec is None:
+            raise KeyError(clip)
+        return rec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.state.records)
+
+    def __len__(self) -> int:
+        return len(self.state.records)
