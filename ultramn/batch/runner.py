@@ -10,7 +10,9 @@ and :meth:`~ultramn.batch.types.Analyzer.unavailable` confirms that it is down, 
 stops: that clip and the ones not started yet are left unrecorded (they are not bad clips;
 the next run does them) instead of each failing in turn, and the report says why it stopped.
 So does a clip refused because the back end cannot store anything now
-(:data:`~ultramn.batch.types.BACKEND_REFUSES_CODES`: a full disk).
+(:data:`~ultramn.batch.types.BACKEND_REFUSES_CODES`: a full disk). A clip whose masks file
+has gone since it succeeded is analysed again (through a gateway, the clip's key gets the
+earlier job back).
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ async def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     state = BatchState(out)
     hashes = await asyncio.to_thread(lambda: {c.name: file_sha256(c.path) for c in clips})
-    todo = [c for c in clips if not state.is_done(c.name, hashes[c.name], options)]
+    # done: succeeded before on this content with these options, and its masks are still there
+    todo = [c for c in clips if not (state.is_done(c.name, hashes[c.name], options) and (out / mask_relpath(c.name)).is_file())]
     already = len(clips) - len(todo)
     keys = {c.name: state.upload_key(c.name, hashes[c.name]) for c in todo}
     counts = {"ok": 0, "failed": 0}

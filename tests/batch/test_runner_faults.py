@@ -1,0 +1,57 @@
+"""The runner on its own (a stub analyzer): lost masks files."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ultramn.batch.discover import Clip
+from ultramn.batch.runner import BatchReport, run_batch
+from ultramn.batch.types import ClipAnalysis
+
+
+class Stub:
+    """Analyses every clip at once; counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        buf = io.BytesIO()
+        np.savez(buf, masks=np.zeros((1, 8, 8), np.uint8))
+        self.npz = buf.getvalue()
+
+    async def analyze(self, path: Path, name: str, key: str | None = None) -> ClipAnalysis:
+        self.calls.append(name)
+        return ClipAnalysis(result={"plane": "TW", "n_frames": 1}, masks_npz=self.npz, analysis_id=f"job-{name}")
+
+    async def unavailable(self) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        pass
+
+
+def make_clips(tmp_path: Path, n: int) -> list[Clip]:
+    (tmp_path / "src").mkdir(exist_ok=True)
+    clips = []
+    for i in range(n):
+        path = tmp_path / "src" / f"c{i}.npy"
+        np.save(path, np.full((1, 8, 8), i, np.uint8))
+        clips.append(Clip(f"exam/c{i}.npy", path))
+    return clips
+
+
+def run(clips: list[Clip], out: Path, stub: Stub) -> BatchReport:
+    return asyncio.run(run_batch(clips, stub, out, concurrency=1, progress=False))
+
+
+def test_a_clip_whose_masks_file_is_gone_is_analysed_again(tmp_path: Path) -> None:
+    clips, out, stub = make_clips(tmp_path, 3), tmp_path / "out", Stub()
+    assert run(clips, out, stub).succeeded == 3
+    (out / "masks" / "exam" / "c1.npy.npz").unlink()  # a partial copy of the output folder, a cleanup gone wrong
+    report = run(clips, out, stub)
+    assert (report.already_done, report.succeeded) == (2, 1)  # was: counted as done, results.jsonl naming a missing file
+    assert stub.calls[3:] == ["exam/c1.npy"]
+    assert (out / "masks" / "exam" / "c1.npy.npz").is_file()
