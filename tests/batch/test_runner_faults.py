@@ -1,13 +1,17 @@
-"""The runner on its own (a stub analyzer): lost masks files."""
+"""The runner on its own (a stub analyzer): lost masks files, an output folder that fills up."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from ultramn.batch import runner
 from ultramn.batch.discover import Clip
 from ultramn.batch.runner import BatchReport, run_batch
 from ultramn.batch.types import ClipAnalysis
@@ -55,3 +59,24 @@ def test_a_clip_whose_masks_file_is_gone_is_analysed_again(tmp_path: Path) -> No
     assert (report.already_done, report.succeeded) == (2, 1)  # was: counted as done, results.jsonl naming a missing file
     assert stub.calls[3:] == ["exam/c1.npy"]
     assert (out / "masks" / "exam" / "c1.npy.npz").is_file()
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS])
+def test_an_output_folder_that_fills_up_stops_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int) -> None:
+    clips, out, stub = make_clips(tmp_path, 5), tmp_path / "out", Stub()
+    write = runner._write_masks
+    written: list[str] = []
+
+    def fills_up(out: Path, clip: str, data: bytes) -> None:
+        if written:
+            raise OSError(err, "No space left on device" if err == errno.ENOSPC else "Read-only file system")
+        write(out, clip, data)
+        written.append(clip)
+
+    monkeypatch.setattr(runner, "_write_masks", fills_up)
+    report = run(clips, out, stub)
+    # was: every later clip analysed, its result thrown away and recorded as failed (internal_error: OSError)
+    assert (report.succeeded, report.failed, report.not_done) == (1, 0, 4)
+    assert report.stopped is not None and f"cannot write to {out}" in report.stopped
+    assert len(stub.calls) == 2
+    assert [json.loads(line)["status"] for line in (out / "state.jsonl").read_text().splitlines()] == ["succeeded"]

@@ -10,14 +10,16 @@ and :meth:`~ultramn.batch.types.Analyzer.unavailable` confirms that it is down, 
 stops: that clip and the ones not started yet are left unrecorded (they are not bad clips;
 the next run does them) instead of each failing in turn, and the report says why it stopped.
 So does a clip refused because the back end cannot store anything now
-(:data:`~ultramn.batch.types.BACKEND_REFUSES_CODES`: a full disk). A clip whose masks file
-has gone since it succeeded is analysed again (through a gateway, the clip's key gets the
-earlier job back).
+(:data:`~ultramn.batch.types.BACKEND_REFUSES_CODES`: a full disk), and one whose masks cannot
+be written because the output folder is full or read-only (:data:`OUTPUT_FULL_ERRNOS`). A
+clip whose masks file has gone since it succeeded is analysed again (through a gateway, the
+clip's key gets the earlier job back).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 from dataclasses import dataclass
@@ -53,6 +55,10 @@ class BatchReport:
     def processed(self) -> int:
         """Clips analysed in this run."""
         return self.succeeded + self.failed
+
+
+#: ``OSError`` numbers that say the output folder takes no more files (full, over quota, read-only).
+OUTPUT_FULL_ERRNOS: frozenset[int] = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def _write_masks(out: Path, clip: str, data: bytes) -> None:
@@ -122,6 +128,13 @@ async def run_batch(
                         stopped[:] = [reason]
                         return  # not the clip's fault: left for the next run, not recorded as failed
                 rec = record(clip.name, hashes[clip.name], time.perf_counter() - t0, error=(exc.code, exc.message), options=options)
+                counts["failed"] += 1
+            except OSError as exc:
+                if exc.errno in OUTPUT_FULL_ERRNOS:  # every clip after would fail the same way, after its analysis
+                    stopped[:] = [f"cannot write to {out} ({exc.strerror or exc})"]
+                    return
+                error = ("internal_error", f"{type(exc).__name__}: {exc}"[:500])
+                rec = record(clip.name, hashes[clip.name], time.perf_counter() - t0, error=error, options=options)
                 counts["failed"] += 1
             except Exception as exc:  # a bug or an I/O error on one clip must not stop the batch
                 error = ("internal_error", f"{type(exc).__name__}: {exc}"[:500])
