@@ -16,6 +16,7 @@ import pytest
 
 from tests.batch.archives import synth_frames
 from tests.batch.test_batch_cli import KEY, gateway_url, read_outputs, run_cli, state_lines  # noqa: F401
+from ultramn.batch.discover import discover
 from ultramn.serving.embedded import EmbeddedTriton
 
 
@@ -58,6 +59,8 @@ def test_an_output_folder_inside_the_input_is_not_analysed_as_clips(
         results, _ = read_outputs(out)
         assert set(results) == {"a.npy", "b.npy"}  # was: the first run's masks/*.npz analysed (and failing) as clips
         assert len(state_lines(out)) == 2
+    found = discover(src, tmp_path / "work", out=src)
+    assert [c.name for c in found.clips] == ["a.npy", "b.npy"] and found.skipped == []  # the output's own files are not "other files"
 
 
 def test_a_second_run_on_the_same_output_is_refused(
