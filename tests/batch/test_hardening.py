@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.batch.archives import synth_frames
+from tests.batch.archives import ClipSet, synth_frames, zip_with
 from tests.batch.test_batch_cli import KEY, gateway_url, read_outputs, run_cli, state_lines  # noqa: F401
 from ultramn.batch.discover import discover
 from ultramn.serving.embedded import EmbeddedTriton
@@ -278,3 +278,19 @@ def test_a_rerun_with_other_analysis_options_analyses_again(
     assert run_cli(monkeypatch, *args, "--pixel-spacing", "0.1", "--stride", "2") == 0
     results, _ = read_outputs(out)
     assert {r["result"]["analysis"]["stride"] for r in results.values()} == {2} and len(state_lines(out)) == 6
+
+
+def test_the_extracted_copy_of_an_archive_is_removed_after_the_run(
+    gateway_url: str,  # noqa: F811
+    clip_set: ClipSet,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "out"
+    args = ["batch", str(clip_set.archive), "--out", str(out), "--gateway", gateway_url, "--api-key", KEY, "--quiet"]
+    assert run_cli(monkeypatch, *args) == 1  # the corrupt clip
+    assert not (out / ".work").exists()  # was: a full extracted copy of the archive left in the output folder
+    assert run_cli(monkeypatch, *args) == 1 and len(state_lines(out)) == len(clip_set.clips) + 1  # resumes all the same
+    empty = zip_with(tmp_path / "notes.zip", {"notes.txt": b"no clips"})
+    assert run_cli(monkeypatch, "batch", str(empty), "--out", str(tmp_path / "o2"), "--quiet") == 2  # no clips: refused
+    assert not (tmp_path / "o2" / ".work").exists()

@@ -1,7 +1,7 @@
 """`ultramn batch INPUT --out DIR`: analyse every clip of a folder, archive or DICOMDIR.
 
 INPUT: a folder (searched recursively), a ZIP/TAR(.gz/.bz2/.xz) archive of clips (extracted
-safely under ``DIR/.work``), or a DICOMDIR. The clips go to a running gateway
+safely under ``DIR/.work`` for the run, removed after it), or a DICOMDIR. The clips go to a running gateway
 (``--gateway URL``, the default) or straight to Triton (``--triton HOST:PORT``, gRPC; needs
 the ``serve`` extra; takes precedence over ``--gateway``), ``--concurrency`` at a time. Output in DIR: ``results.jsonl`` (one
 line per clip), ``summary.csv`` (one row per clip), ``masks/<clip>.npz`` and the resumable
@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Analyse every clip of INPUT and write results.jsonl, summary.csv and masks into --out."""
         from ultramn.batch.state import OutputBusyError, output_lock
+        from ultramn.data.archives import remove_tree
         from ultramn.errors import UserInputError, check_http_url, check_stride
         from ultramn.measure.spacing import pixel_spacing_problem
 
@@ -67,7 +68,10 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"{source} does not exist")
         try:
             with output_lock(out):  # one run per folder: a second would redo clips and replace the extracted archive
-                code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet)
+                try:
+                    code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet)
+                finally:
+                    remove_tree(out / WORK_DIR)  # the extracted copy of an archive (a re-run extracts it again)
         except OutputBusyError as exc:
             raise UserInputError(str(exc)) from exc
         if code:
