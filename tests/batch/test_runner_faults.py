@@ -80,3 +80,27 @@ def test_an_output_folder_that_fills_up_stops_the_batch(tmp_path: Path, monkeypa
     assert report.stopped is not None and f"cannot write to {out}" in report.stopped
     assert len(stub.calls) == 2
     assert [json.loads(line)["status"] for line in (out / "state.jsonl").read_text().splitlines()] == ["succeeded"]
+
+
+def test_a_run_cancelled_while_hashing_a_large_input_stops_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    clips = make_clips(tmp_path, 200)
+    real = runner.file_sha256
+
+    def slow(path: Path) -> str:  # 200 clips x 50 ms: a large archive on a slow disk
+        time.sleep(0.05)
+        return real(path)
+
+    monkeypatch.setattr(runner, "file_sha256", slow)
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(run_batch(clips, Stub(), tmp_path / "out", progress=False))
+        await asyncio.sleep(0.3)
+        task.cancel()  # what Ctrl-C does
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    t0 = time.perf_counter()
+    asyncio.run(cancelled())
+    assert time.perf_counter() - t0 < 4.0  # was: ~10 s, waiting for every file to be hashed

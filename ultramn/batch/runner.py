@@ -69,6 +69,19 @@ def _write_masks(out: Path, clip: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _hash_all(clips: list[Clip]) -> dict[str, str]:
+    return {c.name: file_sha256(c.path) for c in clips}
+
+
+async def _hashes(clips: list[Clip], chunk: int = 32) -> dict[str, str]:
+    """Each clip's content hash, ``chunk`` files per worker-thread call: a run cancelled now
+    (Ctrl-C) waits for one chunk, not for the whole archive to be read."""
+    hashes: dict[str, str] = {}
+    for i in range(0, len(clips), chunk):
+        hashes.update(await asyncio.to_thread(_hash_all, clips[i : i + chunk]))
+    return hashes
+
+
 async def run_batch(
     clips: list[Clip],
     analyzer: Analyzer,
@@ -87,7 +100,7 @@ async def run_batch(
         raise ValueError("concurrency must be at least 1")
     out.mkdir(parents=True, exist_ok=True)
     state = BatchState(out)
-    hashes = await asyncio.to_thread(lambda: {c.name: file_sha256(c.path) for c in clips})
+    hashes = await _hashes(clips)
     # done: succeeded before on this content with these options, and its masks are still there
     todo = [c for c in clips if not (state.is_done(c.name, hashes[c.name], options) and (out / mask_relpath(c.name)).is_file())]
     already = len(clips) - len(todo)
