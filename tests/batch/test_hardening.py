@@ -294,3 +294,17 @@ def test_the_extracted_copy_of_an_archive_is_removed_after_the_run(
     empty = zip_with(tmp_path / "notes.zip", {"notes.txt": b"no clips"})
     assert run_cli(monkeypatch, "batch", str(empty), "--out", str(tmp_path / "o2"), "--quiet") == 2  # no clips: refused
     assert not (tmp_path / "o2" / ".work").exists()
+
+
+def test_the_input_is_named_when_it_is_the_current_folder(
+    gateway_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    src = tmp_path / "exams"
+    src.mkdir()
+    np.save(src / "a.npy", synth_frames(15))
+    monkeypatch.chdir(src)
+    assert run_cli(monkeypatch, "batch", ".", "--out", str(tmp_path / "out"), "--gateway", gateway_url, "--api-key", KEY) == 0
+    assert "1 clips in exams" in capsys.readouterr().out  # was: "1 clips in " (the name of '.')

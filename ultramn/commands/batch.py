@@ -107,7 +107,7 @@ def _run(
         raise UserInputError(f"no clips found in {source} ({len(found.skipped)} other files)")
     if not quiet:
         skipped = f" ({len(found.skipped)} other files skipped)" if found.skipped else ""
-        typer.echo(f"{len(found.clips)} clips in {source.name}{skipped}")
+        typer.echo(f"{len(found.clips)} clips in {source.resolve().name or source}{skipped}")  # '.' has no name
 
     async def go() -> int:
         with _stop_on_signals() as signalled:
