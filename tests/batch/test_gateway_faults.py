@@ -108,3 +108,21 @@ def test_a_gateway_with_a_full_disk_stops_the_batch(tmp_path: Path) -> None:
     assert (report.succeeded, report.failed, report.not_done) == (1, 0, 3)  # was: every other clip failed in turn
     assert report.stopped is not None and "insufficient_storage" in report.stopped
     assert len(uploads) == 2  # no clip after the refusal was sent
+
+
+def test_a_lost_answer_while_reading_the_job_or_its_masks_is_asked_again(tmp_path: Path) -> None:
+    inner, uploads = fake_gateway(lambda n: None)
+    lost: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/masks.npz") and len(lost) < 1:
+            lost.append(request.url.path)
+            raise httpx.ReadError("connection reset (injected)", request=request)
+        if request.url.path.endswith("/masks.npz") and len(lost) < 2:
+            lost.append(request.url.path)
+            return httpx.Response(502, text="Bad Gateway")  # a proxy restarting
+        return inner.handle_request(request)
+
+    report = run(tmp_path, 2, httpx.MockTransport(handle))
+    assert (report.succeeded, report.failed) == (2, 0)  # was: the first clip failed (gateway_unreachable: ReadError)
+    assert len(uploads) == 2 and len(lost) == 2  # asked again, not uploaded again

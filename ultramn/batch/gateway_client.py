@@ -5,7 +5,7 @@ once), else polling ``GET /v1/analyses/{id}`` until it succeeded or failed, then
 ``GET .../masks.npz``. A full queue (429) is retried after ``Retry-After``; a refused
 upload (4xx) or a failed analysis raises :class:`ClipError` with the gateway's error code.
 A gateway that is away for a moment (a proxy's 502/504, 503 ``starting``) is asked again
-like a lost answer, then reported as ``gateway_unreachable`` (the runner then checks
+like a lost answer (so are the reads of a job and its masks), then reported as ``gateway_unreachable`` (the runner then checks
 whether it is down and stops the batch if so).
 
 Uploads carry an ``Idempotency-Key`` made from the batch's key for the clip and the
@@ -168,10 +168,27 @@ class GatewayAnalyzer:
         code, message = error_of(busy) if busy is not None else ("gateway_unreachable", "every answer was lost")
         raise ClipError(code, f"the gateway stayed busy after {self.max_queue_retries + 1} tries: {message}")
 
+    async def _get(self, url: str) -> httpx.Response:
+        """``GET url``, asked again (``transport_retries`` times, backing off) when the answer is lost
+        or the gateway is :func:`away`: reading a job or its masks twice is harmless."""
+        for attempt in range(self.transport_retries + 1):
+            last = attempt == self.transport_retries
+            try:
+                resp = await self.client.get(url)
+            except httpx.TransportError:
+                if last:
+                    raise
+                await asyncio.sleep(min(2.0**attempt, 10.0))
+                continue
+            if not away(resp) or last:
+                return resp
+            await asyncio.sleep(min(retry_after(resp, 2.0**attempt), 10.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _poll(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout_s
         while True:
-            resp = await self.client.get(f"/v1/analyses/{job_id}")
+            resp = await self._get(f"/v1/analyses/{job_id}")
             if resp.status_code != 200:
                 raise clip_error(resp)
             job: dict[str, Any] = resp.json()
@@ -200,7 +217,7 @@ class GatewayAnalyzer:
             if job["status"] == "failed":
                 err = job.get("error") or {}
                 raise ClipError(str(err.get("code") or "analysis_failed"), str(err.get("message") or "analysis failed"))
-            masks = await self.client.get(f"/v1/analyses/{job['id']}/masks.npz")
+            masks = await self._get(f"/v1/analyses/{job['id']}/masks.npz")
             if masks.status_code != 200:
                 raise clip_error(masks)
         except httpx.HTTPError as exc:
