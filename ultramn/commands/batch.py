@@ -1,21 +1,24 @@
 """`ultramn batch INPUT --out DIR`: analyse every clip of a folder, archive or DICOMDIR.
 
-INPUT: a folder (searched recursively), a ZIP/TAR(.gz/.bz2/.xz) archive of clips (extracted
-safely under ``DIR/.work`` for the run, removed after it), or a DICOMDIR. The clips go to a running gateway
+INPUT: a folder (searched recursively; an output folder inside it is left out), a
+ZIP/TAR(.gz/.bz2/.xz) archive of clips (extracted safely under ``DIR/.work`` for the run,
+removed after it), a DICOMDIR, or one clip file. The clips go to a running gateway
 (``--gateway URL``, the default) or straight to Triton (``--triton HOST:PORT``, gRPC; needs
-the ``serve`` extra; takes precedence over ``--gateway``), ``--concurrency`` at a time. Output in DIR: ``results.jsonl`` (one
-line per clip), ``summary.csv`` (one row per clip), ``masks/<clip>.npz`` and the resumable
-``state.jsonl``: a re-run skips the clips already done and retries the failed ones. One run
-at a time per DIR (``DIR/.batch-lock``): a second is refused with exit code 2.
+the ``serve`` extra; takes precedence over ``--gateway``), ``--concurrency`` at a time.
+Output in DIR: ``results.jsonl`` (one line per clip), ``summary.csv`` (one row per clip),
+``masks/<clip>.npz`` and the resumable ``state.jsonl``: a re-run skips the clips already
+done (same content, same options, masks present) and retries the failed ones. One run at a
+time per DIR (``DIR/.batch-lock``): a second is refused with exit code 2.
 
 Ctrl-C, SIGTERM and SIGHUP stop a run cleanly: the clips in flight are dropped, the outputs
-are written from the journal and a re-run goes on from there (exit 130, 143, 129).
+are written from the journal and a re-run goes on from there (exit 130, 143, 129). A back
+end that goes away mid-run stops it the same way (exit 1).
 
 Exit codes: 0 every clip succeeded; 1 some clips failed (each is in the outputs with its
-error) or the gateway/Triton is unreachable (at the start, or in the middle: the batch stops
-and a re-run resumes it); 2 bad input (missing INPUT, an unsafe or
-unreadable archive, no clips, bad options, an API key the gateway refuses, an output folder
-another run holds).
+error) or the gateway/Triton is unreachable (at the start, or in the middle: the batch
+stops and a re-run resumes it); 2 bad input (missing INPUT, an unsafe or unreadable
+archive, a file that is neither a clip nor an archive, no clips, bad options, an API key
+the gateway refuses, an output folder another run holds).
 """
 
 from __future__ import annotations
