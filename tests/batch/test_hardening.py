@@ -308,3 +308,28 @@ def test_the_input_is_named_when_it_is_the_current_folder(
     monkeypatch.chdir(src)
     assert run_cli(monkeypatch, "batch", ".", "--out", str(tmp_path / "out"), "--gateway", gateway_url, "--api-key", KEY) == 0
     assert "1 clips in exams" in capsys.readouterr().out  # was: "1 clips in " (the name of '.')
+
+
+def test_sigterm_while_the_gateway_is_being_reached_exits_cleanly(tmp_path: Path) -> None:
+    import socket
+
+    src = tmp_path / "exams"
+    src.mkdir()
+    np.save(src / "a.npy", synth_frames(16))
+    with socket.socket() as silent:  # a gateway that takes the connection and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        cmd = [sys.executable, "-c", "import sys; from ultramn.cli import main; sys.argv[0] = 'ultramn'; main()"]
+        cmd += ["batch", str(src), "--out", str(tmp_path / "out"), "--gateway", url, "--quiet"]
+        repo = Path(__file__).resolve().parents[2]
+        proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out" / ".batch-lock").is_file():  # past discovery: reaching the gateway
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err, err  # was: a CancelledError traceback
+    assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM)"), err

@@ -114,10 +114,13 @@ def _run(
 
     async def go() -> int:
         with _stop_on_signals() as signalled:
-            analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
-            try:
-                options = {"pixel_spacing_mm": pixel_spacing, "stride": stride}
-                report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet, options=options)
+            try:  # the signal may come while the back end is being reached, or during the batch
+                analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
+                try:
+                    options = {"pixel_spacing_mm": pixel_spacing, "stride": stride}
+                    report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet, options=options)
+                finally:
+                    await analyzer.aclose()
             except asyncio.CancelledError:
                 if not signalled:
                     raise
@@ -127,8 +130,6 @@ def _run(
                 name = signal.Signals(signalled[0]).name
                 typer.echo(f"interrupted ({name}): the clips finished so far are in {out}; run the same command again to resume", err=True)
                 return 128 + signalled[0]
-            finally:
-                await analyzer.aclose()
         typer.echo(
             f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
             f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
