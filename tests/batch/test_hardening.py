@@ -333,3 +333,21 @@ def test_sigterm_while_the_gateway_is_being_reached_exits_cleanly(tmp_path: Path
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err, err  # was: a CancelledError traceback
     assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM)"), err
+
+
+def test_a_silent_port_is_no_gateway_after_the_check_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    src = tmp_path / "exams"
+    src.mkdir()
+    np.save(src / "a.npy", synth_frames(17))
+    with socket.socket() as silent:  # something listening that never answers HTTP
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.monotonic()
+        assert run_cli(monkeypatch, "batch", str(src), "--out", str(tmp_path / "out"), "--gateway", url, "--quiet") == 1
+        assert time.monotonic() - t0 < 30  # was: the 120 s read timeout of an upload
+    assert "cannot reach the gateway" in capsys.readouterr().err

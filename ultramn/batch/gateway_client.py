@@ -30,6 +30,9 @@ import httpx
 from ultramn.batch.discover import clip_name
 from ultramn.batch.types import ClipAnalysis, ClipError
 
+#: Seconds the health and API-key checks wait for the gateway (they answer at once when it is live).
+CHECK_TIMEOUT_S = 10.0
+
 
 class GatewayUnreachableError(RuntimeError):
     """The gateway does not answer at all (checked once before a batch starts)."""
@@ -104,14 +107,14 @@ class GatewayAnalyzer:
     async def check(self) -> None:
         """:class:`GatewayUnreachableError` unless ``/health/live`` answers; :class:`GatewayAuthError`
         when the API is closed to this client's key."""
-        try:
-            resp = await self.client.get("/health/live")
+        try:  # a live gateway answers at once: a silent port is no gateway (not a two-minute wait)
+            resp = await self.client.get("/health/live", timeout=CHECK_TIMEOUT_S)
         except httpx.HTTPError as exc:
-            raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url}: {exc}") from exc
+            raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url}: {type(exc).__name__} {exc}") from exc
         if resp.status_code != 200:
             raise GatewayUnreachableError(f"the gateway at {self.client.base_url} is not live (HTTP {resp.status_code})")
         try:  # a wrong key would fail every clip with the same 401/403: say so once, before the first upload
-            resp = await self.client.get("/v1/analyses", params={"limit": 1})
+            resp = await self.client.get("/v1/analyses", params={"limit": 1}, timeout=CHECK_TIMEOUT_S)
         except httpx.HTTPError as exc:
             raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url}: {exc}") from exc
         if resp.status_code in (401, 403):
@@ -121,7 +124,7 @@ class GatewayAnalyzer:
     async def unavailable(self) -> str | None:
         """Why the gateway cannot analyse now (``/health/live`` does not answer 200), or ``None``."""
         try:
-            resp = await self.client.get("/health/live", timeout=10.0)
+            resp = await self.client.get("/health/live", timeout=CHECK_TIMEOUT_S)
         except httpx.HTTPError as exc:
             return f"the gateway at {self.client.base_url} stopped answering ({type(exc).__name__}: {exc})"
         if resp.status_code != 200:
