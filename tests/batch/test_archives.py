@@ -173,3 +173,19 @@ def test_a_plain_tar_ending_in_a_zip_or_npz_is_a_tar_and_an_npz_is_one_clip(tmp_
     assert sorted(c.name for c in discover(clips / "exams.zip", tmp_path / "work3").clips) == ["p1/exam/a.npy", "p2/exam/b.npy"]
     assert sorted(c.name for c in discover(clips / "flat.zip", tmp_path / "work4").clips) == ["a.npy", "b.npy"]
     assert archive_kind(clips / "frames.zip") == "zip"
+
+
+def test_a_cut_off_compressed_tar_is_a_damaged_archive_not_a_crash(tmp_path: Path) -> None:
+    """The first bytes of a .tar.gz made ``tarfile.is_tarfile`` raise EOFError: a 500 from POST /v1/batches."""
+    import tarfile
+
+    note = tmp_path / "note.txt"
+    note.write_bytes(bytes(range(256)) * 64)
+    full = tmp_path / "exam.tar.gz"
+    with tarfile.open(full, "w:gz") as tf:
+        tf.add(note, arcname="exam/note.txt")
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(full.read_bytes()[:20])
+    with pytest.raises(ArchiveError, match=r"cut\.tar\.gz is a damaged or cut-off archive"):
+        archive_kind(cut)
+    assert archive_kind(full) == "tar"

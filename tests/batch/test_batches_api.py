@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tarfile
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -128,6 +129,15 @@ async def test_hostile_and_bad_archives_are_refused(gateway: httpx.AsyncClient, 
     with zipfile.ZipFile(notes, "w") as zf:
         zf.writestr("readme.txt", "nothing to analyse")
     assert_error(await post_batch(gateway, notes), 422, "no_clips")
+    full = tmp_path / "exam.tar.gz"
+    with tarfile.open(full, "w:gz") as tf:
+        tf.add(notes, arcname="exam/notes.zip")
+        tf.add(npz, arcname="exam/clip.npz")
+    for cut in (20, full.stat().st_size // 2):  # a gzip stream that ends too early (the 20-byte one was a 500)
+        cut_off = tmp_path / f"cut{cut}.tar.gz"
+        cut_off.write_bytes(full.read_bytes()[:cut])
+        body = assert_error(await post_batch(gateway, cut_off), 422, "corrupt_file")
+        assert "Compressed file ended before the end-of-stream marker" in body["error"]["message"]
     assert_error(await gateway.post("/v1/batches", data={"x": "1"}), 422, "validation_error")
     misspelt = assert_error(await post_batch(gateway, notes, pixel_spacing=0.1), 422, "validation_error")
     assert "'pixel_spacing'" in misspelt["error"]["message"] and "pixel_spacing_mm" in misspelt["error"]["message"]

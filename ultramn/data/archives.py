@@ -17,11 +17,13 @@ member and the rule: :class:`UnsafeArchiveError` for hostile names/links,
 
 from __future__ import annotations
 
+import lzma
 import re
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Final, Literal
@@ -92,6 +94,8 @@ def archive_kind(path: Path) -> ArchiveKind | None:
             return "tar"
     except OSError as exc:
         raise ArchiveError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    except (EOFError, zlib.error, lzma.LZMAError, tarfile.TarError) as exc:  # a compressed stream cut off or damaged
+        raise ArchiveError(f"{path.name} is a damaged or cut-off archive ({exc})") from exc
     return None
 
 
