@@ -111,7 +111,7 @@ def test_an_input_file_that_is_no_clip_or_a_damaged_archive_exits_2(
         "report.pdf": (b"%PDF-1.4 a report", "not a clip, a ZIP/TAR archive or a DICOMDIR"),
         "exams.zip": (zip_bytes.getvalue()[:200], "not a readable ZIP or TAR archive"),  # a cut-off download
         "named.zip": (b"hello, not a zip", "not a readable ZIP or TAR archive"),
-        "exams.tar.gz": (tar_bytes.getvalue()[:60], "unreadable archive"),  # was: EOFError, 'aborted' and exit 130
+        "exams.tar.gz": (tar_bytes.getvalue()[:60], "damaged or cut-off archive"),  # was: EOFError, 'aborted' and exit 130
     }
     for name, (data, message) in cases.items():
         path = tmp_path / name

@@ -20,9 +20,7 @@ output folder of ``ultramn batch`` in the input (a sub-folder holding a ``.batch
 
 from __future__ import annotations
 
-import lzma
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +29,6 @@ from ultramn.batch.state import LOCK_FILE, STATE_FILE, TOKEN_FILE
 from ultramn.data.archives import (
     DEFAULT_ARCHIVE_LIMITS,
     ArchiveError,
-    ArchiveKind,
     ArchiveLimits,
     archive_kind,
     dicomdir_files,
@@ -137,14 +134,6 @@ def _walk(root: Path, out: Path | None = None) -> Discovery:
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
 
 
-def _archive_kind(source: Path) -> ArchiveKind | None:
-    """:func:`archive_kind`, with a truncated compressed file (``EOFError`` from ``tarfile``) an :class:`ArchiveError`."""
-    try:
-        return archive_kind(source)
-    except (EOFError, zlib.error, lzma.LZMAError) as exc:
-        raise ArchiveError(f"unreadable archive ({exc or type(exc).__name__})") from exc
-
-
 def _posing_as_archive(source: Path) -> bool:
     """Named like an archive, or a ZIP's first bytes but not an ``.npz``: given as INPUT, a damaged archive."""
     name = source.name.lower()
@@ -172,7 +161,7 @@ def discover(source: Path, workdir: Path, limits: ArchiveLimits = DEFAULT_ARCHIV
         return _walk(source, out)
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist")
-    kind = None if is_npz(source) else _archive_kind(source)  # an NPZ is one clip
+    kind = None if is_npz(source) else archive_kind(source)  # an NPZ is one clip
     if kind == "dicomdir":
         root = source.parent.resolve()
         clips = [Clip(clip_name(p.relative_to(root).as_posix()), p) for p in dicomdir_files(source)]
