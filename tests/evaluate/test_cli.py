@@ -9,21 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.cli import run_ultramn
 from tests.evaluate.test_runner import _dataset
 from ultramn.model.checkpoint import MAX_QUOTED_CHARS
 
 
 def _evaluate(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     """Run ``ultramn evaluate ARGS`` in-process: (exit code, stderr)."""
-    from ultramn.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["ultramn", "evaluate", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    return run_ultramn(monkeypatch, capsys, "evaluate", *args)
 
 
 def _one_error_line(err: str) -> str:

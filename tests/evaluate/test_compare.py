@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli import run_ultramn
 from ultramn.evaluate.compare import (
     average_clip_rows,
     comparison_table,
@@ -183,15 +184,7 @@ def _write_eval(
 
 def _compare(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     """Run ``ultramn compare ARGS`` in-process: (exit code, stderr)."""
-    from ultramn.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["ultramn", "compare", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    return run_ultramn(monkeypatch, capsys, "compare", *args)
 
 
 def test_compare_refuses_files_that_are_not_evaluations(

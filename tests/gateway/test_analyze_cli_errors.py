@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from PIL import Image
 
 from gateway.main import create_app
 from gateway.threaded_server import serve_in_thread
+from tests.cli import run_ultramn
 from tests.gateway.conftest import SynthClip
 from tests.gateway.helpers import make_settings, write_clip
-from ultramn.cli import main
 from ultramn.serving.embedded import EmbeddedTriton
 
 KEY = "k"
@@ -33,14 +32,7 @@ def gateway_url(triton_server: EmbeddedTriton, tmp_path: Path) -> Iterator[str]:
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     """``ultramn analyze ARGS``: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["ultramn", "analyze", *args])
-    code: object = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    assert isinstance(code, int)
-    return code, capsys.readouterr().err
+    return run_ultramn(monkeypatch, capsys, "analyze", *args)
 
 
 def analyses(gateway_url: str) -> list[dict[str, Any]]:

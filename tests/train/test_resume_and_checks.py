@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.cli import run_ultramn
 from ultramn.cli import main
 from ultramn.data.clipio import ClipFileError
 from ultramn.data.manifest import read_manifest, write_manifest
@@ -71,14 +72,7 @@ max_val_clips = 1
 
 def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     """Run ``ultramn ARGS`` in this process: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["ultramn", *args])
-    capsys.readouterr()
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    return run_ultramn(monkeypatch, capsys, *args)
 
 
 def _metrics(out: Path) -> list[dict[str, str]]:
