@@ -104,3 +104,16 @@ def test_a_run_cancelled_while_hashing_a_large_input_stops_at_once(tmp_path: Pat
     t0 = time.perf_counter()
     asyncio.run(cancelled())
     assert time.perf_counter() - t0 < 4.0  # was: ~10 s, waiting for every file to be hashed
+
+
+def test_the_check_of_a_large_input_shows_a_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Hashing every clip of a large archive took its time with nothing on screen before the batch bar."""
+    clips = make_clips(tmp_path, 40)
+    total = sum(c.path.stat().st_size for c in clips)
+    report = asyncio.run(run_batch(clips, Stub(), tmp_path / "out", concurrency=1, progress=True))
+    assert report.failed == 0
+    err = capsys.readouterr().err
+    assert "checking clips" in err and f"/{total / 1000:.2f}k" in err  # a bar over the bytes of all clips, then the batch bar
+    assert "batch" in err
+    asyncio.run(run_batch(clips, Stub(), tmp_path / "out2", concurrency=1, progress=False))
+    assert capsys.readouterr().err == ""  # --quiet: no bar at all

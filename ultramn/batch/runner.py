@@ -73,12 +73,25 @@ def _hash_all(clips: list[Clip]) -> dict[str, str]:
     return {c.name: file_sha256(c.path) for c in clips}
 
 
-async def _hashes(clips: list[Clip], chunk: int = 32) -> dict[str, str]:
+def _size(clip: Clip) -> int:
+    try:
+        return clip.path.stat().st_size
+    except OSError:
+        return 0  # gone or unreadable: hashing it says why
+
+
+async def _hashes(clips: list[Clip], chunk: int = 32, progress: bool = True) -> dict[str, str]:
     """Each clip's content hash, ``chunk`` files per worker-thread call: a run cancelled now
-    (Ctrl-C) waits for one chunk, not for the whole archive to be read."""
+    (Ctrl-C) waits for one chunk, not for the whole archive to be read. A bar (bytes read,
+    rate, ETA) shows the check of a large input before the batch bar starts."""
     hashes: dict[str, str] = {}
-    for i in range(0, len(clips), chunk):
-        hashes.update(await asyncio.to_thread(_hash_all, clips[i : i + chunk]))
+    sizes = [_size(c) for c in clips]
+    with tqdm(
+        total=sum(sizes), unit="B", unit_scale=True, desc="checking clips", disable=not progress, leave=False, dynamic_ncols=True
+    ) as bar:
+        for i in range(0, len(clips), chunk):
+            hashes.update(await asyncio.to_thread(_hash_all, clips[i : i + chunk]))
+            bar.update(sum(sizes[i : i + chunk]))
     return hashes
 
 
@@ -100,7 +113,7 @@ async def run_batch(
         raise ValueError("concurrency must be at least 1")
     out.mkdir(parents=True, exist_ok=True)
     state = BatchState(out)
-    hashes = await _hashes(clips)
+    hashes = await _hashes(clips, progress=progress)
     # done: succeeded before on this content with these options, and its masks are still there
     todo = [c for c in clips if not (state.is_done(c.name, hashes[c.name], options) and (out / mask_relpath(c.name)).is_file())]
     already = len(clips) - len(todo)
