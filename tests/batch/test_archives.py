@@ -189,3 +189,43 @@ def test_a_cut_off_compressed_tar_is_a_damaged_archive_not_a_crash(tmp_path: Pat
     with pytest.raises(ArchiveError, match=r"cut\.tar\.gz is a damaged or cut-off archive"):
         archive_kind(cut)
     assert archive_kind(full) == "tar"
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_extraction_reports_its_progress_in_bytes(kind: str, tmp_path: Path) -> None:
+    import tarfile
+
+    members = {f"exam/c{i}.npy": bytes([i]) * (1000 * (i + 1)) for i in range(4)}  # 1000 + 2000 + 3000 + 4000 bytes
+    if kind == "zip":
+        archive = zip_with(tmp_path / "exams.zip", members)
+    else:
+        archive = tmp_path / "exams.tar.gz"
+        with tarfile.open(archive, "w:gz") as tf:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    calls: list[tuple[int, int]] = []
+    safe_extract(archive, tmp_path / "out", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1000, 10000), (3000, 10000), (6000, 10000), (10000, 10000)]
+    seen: list[int] = []
+    found = discover(archive, tmp_path / "work", progress=lambda done, total: seen.append(done))
+    assert len(found.clips) == 4 and seen == [1000, 3000, 6000, 10000]
+
+
+def test_batch_shows_an_extraction_bar_for_an_archive_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Extracting a large archive showed nothing until the clips were counted."""
+    from tests.cli import run_ultramn
+
+    archive = zip_with(tmp_path / "exams.zip", {"exam/a.npy": b"x" * 5000})
+    nowhere = ["--gateway", "http://127.0.0.1:9", "--api-key", "k"]  # extraction comes first; then the gateway is unreachable
+    code, err = run_ultramn(monkeypatch, capsys, "batch", str(archive), "--out", str(tmp_path / "o1"), *nowhere)
+    assert code == 1 and "extracting" in err and "5.00k" in err
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.npy").write_bytes(b"x" * 5000)
+    code, err = run_ultramn(monkeypatch, capsys, "batch", str(tmp_path / "folder"), "--out", str(tmp_path / "o2"), *nowhere)
+    assert code == 1 and "extracting" not in err  # a folder is not extracted
+    code, err = run_ultramn(monkeypatch, capsys, "batch", str(archive), "--out", str(tmp_path / "o3"), "--quiet", *nowhere)
+    assert "extracting" not in err

@@ -95,17 +95,29 @@ def _run(
     """Find the clips and analyse them (the output folder is locked); the exit code."""
     import asyncio
 
+    from tqdm import tqdm
+
     from ultramn.batch.discover import discover
     from ultramn.batch.runner import run_batch
     from ultramn.data.archives import ArchiveError
     from ultramn.errors import UserInputError
 
+    bars: list[tqdm[Any]] = []  # an archive's extraction bar, made when its first member is written
+
+    def extracted(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="extracting", unit="B", unit_scale=True, disable=quiet, leave=False, dynamic_ncols=True))
+        bars[0].update(done - bars[0].n)
+
     try:
-        found = discover(source, out / WORK_DIR, out=out)
+        found = discover(source, out / WORK_DIR, out=out, progress=extracted)
     except FileNotFoundError as exc:
         raise UserInputError(str(exc)) from exc
     except ArchiveError as exc:
         raise UserInputError(f"refused {source.name}: {exc}") from exc
+    finally:
+        for bar in bars:
+            bar.close()
     if not found.clips:
         raise UserInputError(f"no clips found in {source} ({len(found.skipped)} other files)")
     if not quiet:

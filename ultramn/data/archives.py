@@ -24,6 +24,7 @@ import stat
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Final, Literal
@@ -311,11 +312,18 @@ def _target(dest_root: Path, name: str, archive: str) -> Path:
     return path
 
 
-def safe_extract(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS) -> list[Path]:
+#: ``progress(bytes_written, bytes_declared)`` after each member :func:`safe_extract` writes
+ExtractProgress = Callable[[int, int], None]
+
+
+def safe_extract(
+    path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS, progress: ExtractProgress | None = None
+) -> list[Path]:
     """Extract the regular files of the ZIP/TAR at ``path`` under ``dest``; their paths.
 
     Everything is checked first (:func:`list_members`' rules), then written with byte
     counting. ``dest`` is created; on any error the files written so far are removed.
+    ``progress`` is told the bytes written so far and the members' declared total.
     """
     archive = path.name
     kind = archive_kind(path)
@@ -323,24 +331,35 @@ def safe_extract(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE
     root = dest.resolve()
     written: list[Path] = []
     left = limits.max_total_bytes
+    done = 0
     try:
         if kind == "zip":
             with zipfile.ZipFile(path) as zf:
-                for info, member in _zip_plan(zf, archive, limits):
+                zplan = _zip_plan(zf, archive, limits)
+                total = sum(m.size for _, m in zplan)
+                for info, member in zplan:
                     target = _target(root, member.name, archive)
                     with zf.open(info) as src:
                         written.append(target)
-                        left -= _copy_limited(src, target, member.size, member.name, archive, left)
+                        n = _copy_limited(src, target, member.size, member.name, archive, left)
+                    left, done = left - n, done + n
+                    if progress is not None:
+                        progress(done, total)
         elif kind == "tar":
             with tarfile.open(path) as tf:
-                for tinfo, member in _tar_plan(tf, archive, limits, path.stat().st_size):
+                tplan = _tar_plan(tf, archive, limits, path.stat().st_size)
+                total = sum(m.size for _, m in tplan)
+                for tinfo, member in tplan:
                     target = _target(root, member.name, archive)
                     data = tf.extractfile(tinfo)
                     if data is None:
                         raise ArchiveError(f"{archive}: member {member.name!r} has no data")
                     with data:
                         written.append(target)
-                        left -= _copy_limited(data, target, member.size, member.name, archive, left)
+                        n = _copy_limited(data, target, member.size, member.name, archive, left)
+                    left, done = left - n, done + n
+                    if progress is not None:
+                        progress(done, total)
         else:
             raise ArchiveError(f"{archive}: not a ZIP or TAR archive")
     except BaseException as exc:
