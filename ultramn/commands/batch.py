@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         api_key: str | None = typer.Option(None, "--api-key", envvar="ULTRAMN_API_KEY", help="X-API-Key for the gateway."),
         pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help="Pixel size in mm for every clip (overrides the files')."),
         stride: int | None = typer.Option(None, "--stride", help="Frames between window starts."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars (extracting, checking clips, batch) and no clip count."),
     ) -> None:
         """Analyse every clip of INPUT and write results.jsonl, summary.csv and masks into --out."""
         from ultramn.batch.state import OutputBusyError, output_lock
