@@ -117,3 +117,42 @@ def test_the_check_of_a_large_input_shows_a_progress_bar(tmp_path: Path, capsys:
     assert "batch" in err
     asyncio.run(run_batch(clips, Stub(), tmp_path / "out2", concurrency=1, progress=False))
     assert capsys.readouterr().err == ""  # --quiet: no bar at all
+
+
+def test_a_journal_that_cannot_be_appended_to_stops_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk while journalling ended the run with ``[Errno 28]`` and exit 2, with no word of resuming."""
+    from ultramn.batch.state import BatchState
+
+    clips, out, stub = make_clips(tmp_path, 5), tmp_path / "out", Stub()
+    append = BatchState.append
+    appended: list[str] = []
+
+    def fills_up(self: BatchState, rec: dict[str, object]) -> None:
+        if appended:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        append(self, rec)
+        appended.append(str(rec["clip"]))
+
+    monkeypatch.setattr(BatchState, "append", fills_up)
+    report = run(clips, out, stub)
+    assert report.stopped is not None and f"cannot write to {out} (No space left on device)" in report.stopped
+    assert (report.succeeded, report.failed, report.not_done) == (1, 0, 4)
+    assert len(stub.calls) == 2  # the clip whose record could not be written is not counted as done
+    monkeypatch.setattr(BatchState, "append", append)
+    again = run(clips, out, Stub())  # space again: the re-run does the rest
+    assert (again.already_done, again.succeeded, again.stopped) == (1, 4, None)
+
+
+def test_outputs_that_cannot_be_written_are_a_stop_reason_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """results.jsonl/summary.csv on a full disk raised [Errno 28] out of the run (exit 2 in the CLI)."""
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runner, "write_outputs", full)
+    out = tmp_path / "out"
+    report = run(make_clips(tmp_path, 2), out, Stub())
+    assert report.succeeded == 2 and report.stopped == (
+        f"cannot write to {out} (No space left on device); results.jsonl and summary.csv were not written"
+        " (state.jsonl keeps every clip done)"
+    )

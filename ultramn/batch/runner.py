@@ -166,7 +166,15 @@ async def run_batch(
                 error = ("internal_error", f"{type(exc).__name__}: {exc}"[:500])
                 rec = record(clip.name, hashes[clip.name], time.perf_counter() - t0, error=error, options=options)
                 counts["failed"] += 1
-            state.append(rec)
+            try:
+                state.append(rec)
+            except OSError as exc:
+                if exc.errno not in OUTPUT_FULL_ERRNOS:
+                    raise
+                # not journalled, so not done: the re-run analyses it again (through a gateway, its key gets this job back)
+                stopped[:] = [f"cannot write to {out} ({exc.strerror or exc})"]
+                counts["ok" if rec["status"] == "succeeded" else "failed"] -= 1
+                return
             bar.update(1)
             bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
 
@@ -174,5 +182,11 @@ async def run_batch(
         await asyncio.gather(*(one(c) for c in todo))
     finally:
         bar.close()
-        write_outputs(out, [c.name for c in clips], state.full_records)
+        try:
+            write_outputs(out, [c.name for c in clips], state.full_records)
+        except OSError as exc:
+            if exc.errno not in OUTPUT_FULL_ERRNOS:
+                raise
+            reason = stopped[0] if stopped else f"cannot write to {out} ({exc.strerror or exc})"
+            stopped[:] = [f"{reason}; results.jsonl and summary.csv were not written (state.jsonl keeps every clip done)"]
     return BatchReport(len(clips), already, counts["ok"], counts["failed"], time.perf_counter() - t_start, stopped[0] if stopped else None)
