@@ -229,3 +229,24 @@ def test_batch_shows_an_extraction_bar_for_an_archive_only(
     assert code == 1 and "extracting" not in err  # a folder is not extracted
     code, err = run_ultramn(monkeypatch, capsys, "batch", str(archive), "--out", str(tmp_path / "o3"), "--quiet", *nowhere)
     assert "extracting" not in err
+
+
+def test_links_in_an_input_folder_are_named_as_links_not_just_other_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder made of links to clips gave "no clips found in X (2 other files)", with no word of links."""
+    from tests.cli import run_ultramn
+
+    real = tmp_path / "real"
+    real.mkdir()
+    np.save(real / "a.npy", np.zeros((2, 8, 8), np.uint8))
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "a.npy").symlink_to(real / "a.npy")
+    (links / "exam").symlink_to(real, target_is_directory=True)
+    found = discover(links, tmp_path / "work")
+    assert found.clips == [] and sorted(found.links) == ["a.npy", "exam"] and sorted(found.skipped) == ["a.npy", "exam"]
+    code, err = run_ultramn(monkeypatch, capsys, "batch", str(links), "--out", str(tmp_path / "out"), "--quiet")
+    assert code == 2 and f"no clips found in {links} (2 other files, 2 of them links (links are not followed))" in err
+    (links / "notes.txt").write_text("x")
+    assert discover(links, tmp_path / "work").skipped_text() == "3 other files, 2 of them links (links are not followed)"

@@ -54,6 +54,15 @@ class Discovery:
 
     clips: list[Clip] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: the names in ``skipped`` that are symbolic links (never followed, to files or folders)
+    links: list[str] = field(default_factory=list)
+
+    def skipped_text(self) -> str:
+        """``"3 other files, 2 of them links (links are not followed)"``, for messages."""
+        text = f"{len(self.skipped)} other file{'s' if len(self.skipped) != 1 else ''}"
+        if self.links:
+            text += f", {len(self.links)} of them link{'s' if len(self.links) != 1 else ''} (links are not followed)"
+        return text
 
 
 def is_clip_file(path: Path) -> bool:
@@ -101,6 +110,11 @@ def _walk(root: Path, out: Path | None = None) -> Discovery:
     files: list[Path] = []
     referenced: set[Path] = set()
     for folder, dirs, names in os.walk(root, followlinks=False):
+        for d in dirs:
+            if not _hidden(d) and (Path(folder) / d).is_symlink():  # os.walk lists a link to a folder here, and never enters it
+                name = clip_name((Path(folder) / d).relative_to(root).as_posix())
+                found.skipped.append(name)
+                found.links.append(name)
         dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _skipped_folder(Path(folder) / d, excluded))
         for name in sorted(names):
             path = Path(folder) / name
@@ -109,6 +123,8 @@ def _walk(root: Path, out: Path | None = None) -> Discovery:
             rel = clip_name(path.relative_to(root).as_posix())
             if _hidden(name) or path.is_symlink() or not path.is_file():
                 found.skipped.append(rel)
+                if path.is_symlink() and not _hidden(name):
+                    found.links.append(rel)
             elif name.upper() == "DICOMDIR":
                 for ref in dicomdir_files(path):
                     if not ref.is_relative_to(root.resolve()):

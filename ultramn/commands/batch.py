@@ -119,9 +119,9 @@ def _run(
         for bar in bars:
             bar.close()
     if not found.clips:
-        raise UserInputError(f"no clips found in {source} ({len(found.skipped)} other files)")
+        raise UserInputError(f"no clips found in {source} ({found.skipped_text()})")
     if not quiet:
-        skipped = f" ({len(found.skipped)} other files skipped)" if found.skipped else ""
+        skipped = f" ({found.skipped_text()} skipped)" if found.skipped else ""
         typer.echo(f"{len(found.clips)} clips in {source.resolve().name or source}{skipped}")  # '.' has no name
 
     async def go() -> int:
