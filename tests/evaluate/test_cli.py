@@ -50,11 +50,11 @@ def test_an_unknown_device_is_one_error_line(
     assert f"--device must be auto, cpu, cuda or cuda:N, not {device!r}" in _one_error_line(err)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
 def test_a_cuda_index_without_cuda_is_one_error_line(
     dataset: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The old command took ``cuda:0`` on a machine without CUDA (only ``cuda`` was checked)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, on a GPU machine too
     code, err = _evaluate(
         monkeypatch, capsys, "--data", str(dataset), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), "--device", "cuda:0"
     )
@@ -70,7 +70,7 @@ def test_an_unusable_out_is_refused_before_any_clip_is_scored(
     a_file.write_text("x")
     for out, why in (
         (a_file, f"--out {a_file} is a file, not a folder"),
-        (a_file / "eval", f"--out {a_file / 'eval'}: cannot write there"),
+        (a_file / "eval", f"--out {a_file / 'eval'}: {a_file} is a file, not a folder"),
         (dataset, f"--out {dataset} is the dataset folder"),
         (dataset / ".." / dataset.name, "is the dataset folder"),
     ):
@@ -138,7 +138,7 @@ def test_a_missing_clip_file_is_found_before_scoring(tmp_path: Path) -> None:
     with pytest.raises(ClipFileError, match=r"1 clip file\(s\) listed in the manifest are unusable: .*c\.npz \(missing\)"):
         evaluate_dataset(root, "test", _counting(calls), tmp_path / "eval" / "run", n_boot=100, progress=False)
     assert not calls
-    assert not (tmp_path / "eval").exists()  # the folders --out made are removed again when nothing was written
+    assert not (tmp_path / "eval").exists()  # --out is made only when results are written
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / "notes.txt").write_text("mine")
     with pytest.raises(ClipFileError):
@@ -165,7 +165,7 @@ def test_a_clip_corrupt_inside_says_where_the_run_stopped(tmp_path: Path) -> Non
     message = str(info.value)
     assert message.startswith("evaluation stopped at clip 2 of 3 (b): ") and "b.npz: unreadable clip file" in message
     assert message.endswith(f"; nothing was written to {out}") and len(calls) == 1
-    assert not out.exists()  # the --out folder the run made is removed again
+    assert not out.exists()  # --out is made only when results are written
 
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "ultramn.pt"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import typer
 
@@ -14,9 +13,6 @@ from ultramn.windowing import BLENDS, DEFAULT_BLEND, DEFAULT_TEMPORAL_FILTER, Bl
 
 #: the most bootstrap resamples ``--n-boot`` takes (the draws are held in memory: resamples x participants)
 MAX_N_BOOT = 100_000
-
-if TYPE_CHECKING:
-    import torch
 
 #: The shipped weights: the default of every ``--checkpoint``.
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
@@ -66,10 +62,10 @@ def register(app: typer.Typer) -> None:
         if not data.is_dir():
             raise UserInputError(f"--data: no such folder: {data}")
         try:
-            check_out_dir(out, data)
+            check_out_dir(out, data)  # before the model is loaded; evaluate_dataset checks again (its own callers)
         except ValueError as exc:
             raise UserInputError(str(exc)) from exc
-        dev = _device(device, pick_device)
+        dev = pick_device(device, "--device")
         try:
             model, meta = load_checkpoint(checkpoint, map_location=dev)
         except CheckpointError as exc:
@@ -104,22 +100,3 @@ def register(app: typer.Typer) -> None:
         keys = ("n_clips", "n_frames", "plane_accuracy", "dice_mean", csa)
         typer.echo("  ".join(f"{k}={metrics.get(k)}" for k in keys))
         typer.echo(f"report: {out / 'report.md'}")
-
-
-#: what ``--device`` takes (``cuda:N`` picks one GPU)
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-
-
-def _device(name: str, pick: Callable[[str], torch.device]) -> torch.device:
-    """The torch device ``--device`` names; :class:`UserInputError` for one that is not
-    ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, or for CUDA on a machine without it."""
-    import torch
-
-    kind, sep, index = name.partition(":")
-    if kind not in DEVICE_CHOICES or (sep and (kind != "cuda" or not index.isdigit())):
-        raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, not {name!r}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
-    if sep and int(index) >= torch.cuda.device_count():
-        raise UserInputError(f"--device {name}: there is no such GPU ({torch.cuda.device_count()} found)")
-    return pick(name)

@@ -10,7 +10,6 @@ strata and temporal stability are computed per unit.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import tempfile
 from collections.abc import Callable, Sequence
@@ -80,28 +79,25 @@ def overlay_example(
 
 
 def check_out_dir(out_dir: Path, root: Path) -> None:
-    """Create ``out_dir`` and check that the evaluation can write there, before any clip is scored.
+    """Check that the evaluation will be able to write ``out_dir``, without creating it.
 
-    ``ValueError`` naming ``out_dir`` when it is a file, cannot be created or written, or is
-    the dataset folder ``root`` itself (the report's files would land among the dataset's).
+    ``ValueError`` naming ``out_dir`` when it is a file, lies under a file, cannot be written
+    (its nearest existing folder takes no file), or is the dataset folder ``root`` itself (the
+    report's files would land among the dataset's). The folder is made only when the results
+    are written, so a run that fails leaves nothing behind.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder")
     if out_dir.resolve() == root.resolve():
         raise ValueError(f"--out {out_dir} is the dataset folder; give the evaluation a folder of its own")
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out_dir}: {existing} is a file, not a folder")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise ValueError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from exc
-
-
-def _remove_empty(folders: Sequence[Path]) -> None:
-    """Remove ``folders`` (deepest first) that are still empty; leave any that got content."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 def _splits_found(records: Sequence[ClipRecord]) -> str:
@@ -401,17 +397,13 @@ def evaluate_dataset(
         records = records[:max_clips]
     if not records:
         raise ValueError(f"{root}: no clips in split {split!r}{_splits_found(everything)}")
-    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # removed again if nothing gets written
     check_out_dir(out_dir, root)
+    check_records(root, records)
     try:
-        check_records(root, records)
         data = run_predictions(root, records, predictor, progress=progress)
     except ClipFileError as exc:
-        _remove_empty(made)
         raise ClipFileError(f"{exc}; nothing was written to {out_dir}") from exc
-    except BaseException:  # a bad manifest row, a model error, Ctrl-C: no empty --out left behind
-        _remove_empty(made)
-        raise
+    out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {**(meta or {}), "data": str(root), "split": split, **summarize(data, n_boot=n_boot)}
     write_json(out_dir / "metrics.json", metrics)
     write_report(out_dir, metrics, data)

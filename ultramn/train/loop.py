@@ -218,12 +218,24 @@ def out_of_time(max_minutes: float | None, elapsed_s: float, last_epoch_s: float
     return max_minutes is not None and last_epoch_s > 0 and elapsed_s + last_epoch_s > max_minutes * 60
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
+#: the device names :func:`pick_device` takes, besides ``cuda:N`` (one GPU)
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(name: str, option: str = "device") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda`` or ``cuda:N``.
+
+    :class:`UserInputError` naming ``option`` for any other name, and for CUDA (or a GPU
+    index) the machine does not have."""
+    kind, sep, index = name.partition(":")
+    if kind not in DEVICE_CHOICES or (sep and (kind != "cuda" or not index.isdigit())):
+        raise UserInputError(f"{option} must be auto, cpu, cuda or cuda:N, not {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserInputError("device 'cuda' requested but no CUDA device is available")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"{option} {name}: no CUDA device is available (use cpu or auto)")
+    if sep and int(index) >= torch.cuda.device_count():
+        raise UserInputError(f"{option} {name}: there is no such GPU ({torch.cuda.device_count()} found)")
     return torch.device(name)
 
 
