@@ -107,26 +107,24 @@ class GatewayAnalyzer:
     async def check(self) -> None:
         """:class:`GatewayUnreachableError` unless ``/health/live`` answers; :class:`GatewayAuthError`
         when the API is closed to this client's key."""
-        try:  # a live gateway answers at once: a silent port is no gateway (not a two-minute wait)
-            resp = await self.client.get("/health/live", timeout=CHECK_TIMEOUT_S)
-        except httpx.HTTPError as exc:
-            raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url}: {type(exc).__name__} {exc}") from exc
-        if resp.status_code != 200:
-            raise GatewayUnreachableError(f"the gateway at {self.client.base_url} is not live (HTTP {resp.status_code})")
+        reason = await self.unavailable()
+        if reason is not None:
+            raise GatewayUnreachableError(reason)
         try:  # a wrong key would fail every clip with the same 401/403: say so once, before the first upload
             resp = await self.client.get("/v1/analyses", params={"limit": 1}, timeout=CHECK_TIMEOUT_S)
         except httpx.HTTPError as exc:
-            raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url}: {exc}") from exc
+            raise GatewayUnreachableError(f"cannot reach the gateway at {self.client.base_url} ({type(exc).__name__}: {exc})") from exc
         if resp.status_code in (401, 403):
             code, message = error_of(resp)
             raise GatewayAuthError(f"the gateway at {self.client.base_url} refuses the API key ({code}: {message}); give it with --api-key")
 
     async def unavailable(self) -> str | None:
-        """Why the gateway cannot analyse now (``/health/live`` does not answer 200), or ``None``."""
+        """Why the gateway cannot analyse now (``/health/live`` does not answer 200 within
+        :data:`CHECK_TIMEOUT_S`: a silent port is no gateway), or ``None``."""
         try:
             resp = await self.client.get("/health/live", timeout=CHECK_TIMEOUT_S)
         except httpx.HTTPError as exc:
-            return f"the gateway at {self.client.base_url} stopped answering ({type(exc).__name__}: {exc})"
+            return f"cannot reach the gateway at {self.client.base_url} ({type(exc).__name__}: {exc})"
         if resp.status_code != 200:
             return f"the gateway at {self.client.base_url} is not live (HTTP {resp.status_code})"
         return None
@@ -174,19 +172,16 @@ class GatewayAnalyzer:
     async def _get(self, url: str) -> httpx.Response:
         """``GET url``, asked again (``transport_retries`` times, backing off) when the answer is lost
         or the gateway is :func:`away`: reading a job or its masks twice is harmless."""
-        for attempt in range(self.transport_retries + 1):
-            last = attempt == self.transport_retries
+        for attempt in range(self.transport_retries):
             try:
                 resp = await self.client.get(url)
             except httpx.TransportError:
-                if last:
-                    raise
                 await asyncio.sleep(min(2.0**attempt, 10.0))
                 continue
-            if not away(resp) or last:
+            if not away(resp):
                 return resp
             await asyncio.sleep(min(retry_after(resp, 2.0**attempt), 10.0))
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self.client.get(url)  # the last try: its answer, or its error, is the result
 
     async def _poll(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout_s
