@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -30,3 +32,23 @@ def check_stride(stride: int | None, option: str = "--stride") -> int | None:
     if stride is not None and not 1 <= stride <= window:
         raise UserInputError(f"{option} must be in [1, {window}] frames (at most the window length), got {stride}")
     return stride
+
+
+def out_path_problem(path: Path, folder: bool) -> str | None:
+    """Why ``path`` cannot be written as an output folder (``folder``) or file, or ``None``;
+    the reason reads after the path: ``f"--out {path}: {reason}"``.
+
+    Nothing is created: the path must not be the other kind, its nearest existing folder must
+    take a file (a probe file, removed at once), and no file may stand where a folder is needed.
+    """
+    if path.exists() and path.is_dir() != folder:
+        return "it is a file, not a folder" if folder else f"it is a folder; give a file name (e.g. {path / 'out.md'})"
+    existing = next(p for p in ((path,) if folder else ()) + tuple(path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"cannot write there ({exc.strerror or exc})"
+    return None

@@ -69,7 +69,7 @@ def test_an_unusable_out_is_refused_before_any_clip_is_scored(
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")
     for out, why in (
-        (a_file, f"--out {a_file} is a file, not a folder"),
+        (a_file, f"--out {a_file}: it is a file, not a folder"),
         (a_file / "eval", f"--out {a_file / 'eval'}: {a_file} is a file, not a folder"),
         (dataset, f"--out {dataset} is the dataset folder"),
         (dataset / ".." / dataset.name, "is the dataset folder"),

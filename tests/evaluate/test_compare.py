@@ -323,7 +323,7 @@ def test_an_unusable_out_is_one_error_line_before_the_table(
     note.write_text("x")
     from ultramn.cli import main
 
-    for out, why in ((a, f"--out {a} is a folder; give the table's file name"), (note / "t.md", f"{note} is a file, not a folder")):
+    for out, why in ((a, f"--out {a}: it is a folder; give a file name"), (note / "t.md", f"{note} is a file, not a folder")):
         monkeypatch.setattr(sys, "argv", ["ultramn", "compare", f"A={a}", f"B={b}", "--out", str(out)])
         with pytest.raises(SystemExit) as exit_info:
             main()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ultramn.errors import UserInputError
+from ultramn.errors import UserInputError, out_path_problem
 
 
 def register(app: typer.Typer) -> None:
@@ -98,11 +98,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _check_out_file(out: Path) -> None:
-    """:class:`UserInputError` when ``--out`` cannot be the table's file: a folder, or under a file."""
-    if out.is_dir():
-        raise UserInputError(f"--out {out} is a folder; give the table's file name (e.g. {out / 'compare.md'})")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserInputError(f"--out {out}: {parent} is a file, not a folder")
-            break
+    """:class:`UserInputError` when ``--out`` cannot be the table's file: a folder, under a file, unwritable."""
+    problem = out_path_problem(out, folder=False)
+    if problem is not None:
+        raise UserInputError(f"--out {out}: {problem}")

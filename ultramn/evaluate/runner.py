@@ -11,7 +11,6 @@ strata and temporal stability are computed per unit.
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from ultramn.contract import PLANE_VIEWS, PLANES
 from ultramn.data.clipio import ClipFileError, check_clip_files, read_clip
 from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, read_manifest
+from ultramn.errors import out_path_problem
 from ultramn.evaluate.bootstrap import bootstrap_ci, bootstrap_indices
 from ultramn.evaluate.metrics import (
     csa_series,
@@ -86,18 +86,11 @@ def check_out_dir(out_dir: Path, root: Path) -> None:
     report's files would land among the dataset's). The folder is made only when the results
     are written, so a run that fails leaves nothing behind.
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file, not a folder")
+    problem = out_path_problem(out_dir, folder=True)
+    if problem is not None:
+        raise ValueError(f"--out {out_dir}: {problem}")
     if out_dir.resolve() == root.resolve():
         raise ValueError(f"--out {out_dir} is the dataset folder; give the evaluation a folder of its own")
-    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"--out {out_dir}: {existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise ValueError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from exc
 
 
 def _splits_found(records: Sequence[ClipRecord]) -> str:
