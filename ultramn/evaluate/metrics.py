@@ -18,7 +18,10 @@ Segmentation conventions:
   (``"both_empty"``, a true negative frame). One empty -> Dice = IoU = 0 and the distances
   are undefined: ``nan`` by default, or ``empty_distance_mm`` when set in
   :class:`SegmentationConfig` (``"pred_empty"`` = missed nerve, ``"gt_empty"`` = false
-  detection). :func:`summarize_segmentation` averages the finite values and counts the cases.
+  detection). :func:`summarize_segmentation` averages the finite values and counts the cases,
+  so a mean of HD95/ASSD covers the frames with a nerve in both masks *and* the frames empty in
+  both (scored 0), never the frames empty in one; :func:`detection_counts` gives how many
+  frames were missed or falsely detected, with their denominators.
 - **CSA**: mask pixel count × ``dy·dx`` (mm²); absolute error ``|A_pred - A_gt|``,
   signed error ``A_pred - A_gt``, relative error ``|A_pred - A_gt| / A_gt`` (nan when the
   ground truth is empty).
@@ -173,13 +176,7 @@ def frame_segmentation_metrics(
 ) -> FrameSegmentationMetrics:
     """Dice, IoU, HD95, HD, ASSD and CSA errors of one frame ``[H, W]``."""
     p, g = _pair(pred, gt)
-    cases: dict[tuple[bool, bool], Case] = {
-        (True, True): "both_present",
-        (True, False): "gt_empty",
-        (False, True): "pred_empty",
-        (False, False): "both_empty",
-    }
-    case = cases[(bool(p.any()), bool(g.any()))]
+    case = case_of(bool(p.any()), bool(g.any()))
     sd = surface_distances(p, g, spacing, config)
     a_p, a_g = mask_area(p, spacing), mask_area(g, spacing)
     err = a_p - a_g
@@ -224,6 +221,42 @@ def summarize_segmentation(frames: Sequence[FrameSegmentationMetrics]) -> dict[s
     for key in ("dice", "iou", "hd95", "hd", "assd", "csa_abs_error", "csa_rel_error"):
         out[key] = _finite_mean([getattr(f, key) for f in frames])
     return out
+
+
+def case_of(pred_present: bool, gt_present: bool) -> Case:
+    """The :data:`Case` of a frame from whether the prediction and the truth have a nerve."""
+    if pred_present:
+        return "both_present" if gt_present else "gt_empty"
+    return "pred_empty" if gt_present else "both_empty"
+
+
+def detection_counts(cases: Iterable[str]) -> dict[str, int | float | None]:
+    """Frame-level detection figures from per-frame cases (:data:`Case`; counts are frames).
+
+    - ``truth_nerve_frames``: frames whose truth has a nerve (``both_present`` + ``pred_empty``);
+      ``missed``: those of them with no predicted nerve (``pred_empty``);
+      ``missed_rate = missed / truth_nerve_frames``.
+    - ``truth_empty_frames``: frames whose truth has none (``both_empty`` + ``gt_empty``);
+      ``false_detections``: those of them with a predicted nerve (``gt_empty``);
+      ``false_detection_rate = false_detections / truth_empty_frames``.
+
+    A rate is ``None`` when its denominator is 0.
+    """
+    counts = dict.fromkeys(("both_present", "both_empty", "pred_empty", "gt_empty"), 0)
+    for c in cases:
+        if c not in counts:
+            raise ValueError(f"unknown case {c!r}; expected one of {list(counts)}")
+        counts[c] += 1
+    nerve = counts["both_present"] + counts["pred_empty"]
+    empty = counts["both_empty"] + counts["gt_empty"]
+    return {
+        "truth_nerve_frames": nerve,
+        "missed": counts["pred_empty"],
+        "missed_rate": counts["pred_empty"] / nerve if nerve else None,
+        "truth_empty_frames": empty,
+        "false_detections": counts["gt_empty"],
+        "false_detection_rate": counts["gt_empty"] / empty if empty else None,
+    }
 
 
 def _finite_values(values: Iterable[Any]) -> FloatArray:

@@ -49,6 +49,23 @@ def _ci_text(ci: dict[str, Any] | None, digits: int = 3) -> str:
 UNIT_LABELS = {"mm": ("mm", "mm²"), "px": ("px", "px²")}
 
 
+def rate_text(count: Any, denominator: Any, rate: Any) -> str:
+    """``3 of 120 (2.5 %)``; ``0 of 0 (n/a)`` when the denominator is 0; ``n/a`` without a count."""
+    if count is None or denominator is None:
+        return "n/a"
+    return f"{count} of {denominator} ({'n/a' if rate is None else f'{100 * rate:.1f} %'})"
+
+
+def detection_cells(det: dict[str, Any] | None) -> tuple[str, str]:
+    """(missed, false detections) of a ``detection`` block as :func:`rate_text`; ``n/a`` without one."""
+    if not isinstance(det, dict):
+        return "n/a", "n/a"
+    return (
+        rate_text(det.get("missed"), det.get("truth_nerve_frames"), det.get("missed_rate")),
+        rate_text(det.get("false_detections"), det.get("truth_empty_frames"), det.get("false_detection_rate")),
+    )
+
+
 def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rows of dicts as CSV (columns from the first row)."""
     if not rows:
@@ -168,18 +185,26 @@ def _strat_table(rows: list[dict[str, Any]] | None, key: str) -> list[str]:
     length, area = (f" ({only[0]})", f" ({only[1]})") if only else ("", "")
     unit_col = " units |" if mixed else ""
     lines = [
-        f"| {key} |{unit_col} frames | Dice mean | IoU mean | HD95 mean{length} | ASSD mean{length} | CSA abs err median{area} |"
-        " CSA rel err median |",
-        "|---|---|---|---|---|---|---|---|" + ("---|" if mixed else ""),
+        f"| {key} |{unit_col} frames | Dice mean | IoU mean | HD95 mean{length} | ASSD mean{length} | HD95 / ASSD frames |"
+        f" CSA abs err median{area} | CSA rel err median | missed (reported) | false detections (reported) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if mixed else ""),
     ]
     for r in rows:
         unit_cell = f" {' / '.join(UNIT_LABELS.get(str(r.get('units')), ('?', '?')))} |" if mixed else ""
+        missed, false = detection_cells(r.get("detection"))
         lines.append(
             f"| {_group_label(r[key])} |{unit_cell} {r['n']} | {_fmt(r.get('dice_mean'))} | {_fmt(r.get('iou_mean'))} | "
-            f"{_fmt(r.get('hd95_mean'), 2)} | {_fmt(r.get('assd_mean'), 2)} | {_fmt(r.get('csa_abs_error_median'), 2)} | "
-            f"{_fmt(r.get('csa_rel_error_median'))} |"
+            f"{_fmt(r.get('hd95_mean'), 2)} | {_fmt(r.get('assd_mean'), 2)} | {_fmt(r.get('hd95_n'))} | "
+            f"{_fmt(r.get('csa_abs_error_median'), 2)} | {_fmt(r.get('csa_rel_error_median'))} | {missed} | {false} |"
         )
     return lines
+
+
+def _frames_of(n: Any, total: Any) -> str:
+    """``4400 of 4404``, or the count alone when the total is unknown (``n/a`` without a count)."""
+    if n is None:
+        return "n/a"
+    return f"{n} of {total}" if total is not None else str(n)
 
 
 def _area_label(ts: dict[str, Any]) -> str:
@@ -233,6 +258,8 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
     area = "mm²" if units == "mm" else "px²"
     ukey = "mm2" if units == "mm" else "px2"
     ts, ts_px = metrics.get("temporal_stability"), metrics.get("temporal_stability_px")
+    n_px = metrics.get("n_frames_px")
+    n_units = {"mm": None if n_px is None else metrics["n_frames"] - n_px, "px": n_px}
     plane_acc = _ci_text(metrics.get("plane_accuracy_ci"), 4) if metrics.get("plane_accuracy") is not None else "n/a (no plane labels)"
     lines = [
         "# Evaluation report",
@@ -253,6 +280,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
         f"| IoU mean | {_fmt(metrics.get('iou_mean'), 4)} |",
         f"| HD95 mean ({units}) | {_ci_text(metrics.get(f'hd95_{units}_mean_ci'), 2)} |",
         f"| ASSD mean ({units}) | {_fmt(metrics.get(f'assd_{units}_mean'), 2)} |",
+        f"| HD95 / ASSD scored on (frames in {units}; see below) | {_frames_of(metrics.get(f'hd95_{units}_n_frames'), n_units[units])} |",
         f"| CSA abs error median ({area}) | {_ci_text(metrics.get(f'csa_abs_error_{ukey}_median_ci'), 2)} |",
         f"| CSA abs error median, as the gateway reports it ({area}; largest region, 0 without a nerve) | "
         f"{_ci_text(metrics.get(f'csa_reported_abs_error_{ukey}_median_ci'), 2)} |",
@@ -262,11 +290,17 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
         lines += [
             f"| HD95 mean (px, frames without a pixel spacing) | {_ci_text(metrics.get('hd95_px_mean_ci'), 2)} |",
             f"| ASSD mean (px, frames without a pixel spacing) | {_fmt(metrics.get('assd_px_mean'), 2)} |",
+            f"| HD95 / ASSD scored on (frames in px) | {_frames_of(metrics.get('hd95_px_n_frames'), n_units['px'])} |",
             f"| CSA abs error median (px², frames without a pixel spacing) | {_ci_text(metrics.get('csa_abs_error_px2_median_ci'), 2)} |",
             "| CSA abs error median, as the gateway reports it (px², frames without a pixel spacing) | "
             f"{_ci_text(metrics.get('csa_reported_abs_error_px2_median_ci'), 2)} |",
         ]
     lines.append(f"| CSA rel error median | {_fmt(metrics.get('csa_rel_error_median'), 3)} |")
+    missed, false = detection_cells(metrics.get("detection"))
+    lines += [
+        f"| missed nerve, as the gateway reports it (of the frames with a nerve in the truth) | {missed} |",
+        f"| false detection, as the gateway reports it (of the frames without a nerve in the truth) | {false} |",
+    ]
     for block in (ts, ts_px):
         if block:
             n = block.get("n_clips")
@@ -279,8 +313,16 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
     cases = metrics["cases"]
     lines += [
         "",
-        f"Frames: {cases['both_present']} with a nerve in both, {cases['both_empty']} empty in both, "
-        f"{cases['pred_empty']} missed, {cases['gt_empty']} false positives (HD95/ASSD undefined for the last two).",
+        f"Frames, judged on the masks (any marked pixel): {cases['both_present']} with a nerve in both, "
+        f"{cases['both_empty']} empty in both, {cases['pred_empty']} with the nerve missed, {cases['gt_empty']} with a nerve "
+        "predicted where the truth has none. Dice and IoU score every frame: 1 when both masks are empty, 0 when one is. "
+        "HD95 and ASSD are 0 when both are empty and undefined when one is: those frames are left out of their means, "
+        'medians and intervals (how many frames they cover: "HD95 / ASSD scored on" above, "HD95 / ASSD frames" in the tables).',
+        "",
+        f"Missed nerve and false detection, per frame: {metrics['detection']['basis']}. "
+        "The missed rate is over the frames with a nerve in the truth, the false-detection rate over those without one."
+        if isinstance(metrics.get("detection"), dict)
+        else "Missed nerve and false detection: n/a.",
         "",
     ]
     if metrics.get("plane_recall"):

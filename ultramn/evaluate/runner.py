@@ -2,8 +2,12 @@
 
 Per frame: plane prediction, Dice, IoU, HD95, ASSD (mm with a known pixel spacing, px
 otherwise), CSA error of the mask (every marked pixel) and of the CSA the gateway reports
-(:func:`ultramn.measure.shape.reported_area`: the largest region). Per clip: clip plane, temporal stability. Aggregates stratified by
-plane and quality grade, with 95 % bootstrap intervals that resample participants (none
+(:func:`ultramn.measure.shape.reported_area`: the largest region), and whether the nerve was
+missed or falsely detected as the gateway reports it (``case_reported``, :data:`DETECTION_BASIS`;
+``detection`` in ``metrics.json``: counts and rates with their denominators). HD95 and ASSD are
+undefined on frames where exactly one mask is empty: ``hd95_n_frames`` (and
+``hd95_{mm,px}_n_frames``) says how many frames their figures cover. Per clip: clip plane,
+temporal stability. Aggregates stratified by plane and quality grade, with 95 % bootstrap intervals that resample participants (none
 with fewer than two participants). Values in mm and in px are never averaged together:
 strata and temporal stability are computed per unit.
 """
@@ -26,7 +30,9 @@ from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, read
 from ultramn.errors import out_path_problem
 from ultramn.evaluate.bootstrap import bootstrap_ci, bootstrap_indices
 from ultramn.evaluate.metrics import (
+    case_of,
     csa_series,
+    detection_counts,
     frame_segmentation_metrics,
     mean_abs_delta,
     plane_metrics,
@@ -35,7 +41,7 @@ from ultramn.evaluate.metrics import (
 from ultramn.evaluate.predict import ClipPrediction
 from ultramn.jsonio import write_json
 from ultramn.measure.clip import clip_plane, frame_planes
-from ultramn.measure.shape import reported_area
+from ultramn.measure.shape import DEFAULT_MEASURE_CONFIG, reported_area
 from ultramn.measure.spacing import pixel_spacing_problem
 
 #: Split names ``ultramn evaluate --split`` accepts.
@@ -47,6 +53,12 @@ SEG_METRICS = ("dice", "iou", "hd95", "assd", "csa_abs_error", "csa_rel_error", 
 
 #: a participant bootstrap needs at least this many participants to give an interval
 MIN_BOOTSTRAP_PARTICIPANTS = 2
+
+#: how ``metrics.json``'s ``detection`` (and ``frames.csv``'s ``case_reported``) judges a frame
+DETECTION_BASIS = (
+    f"prediction: a nerve where the gateway reports one (largest region of at least {DEFAULT_MEASURE_CONFIG.min_area_px} px,"
+    " ultramn.measure.shape.reported_area, as for csa_reported_*); truth: a nerve where any pixel is annotated"
+)
 
 #: longest side (px) of the frame kept per clip for the overlay figure (display only)
 OVERLAY_MAX_SIDE = 512
@@ -133,6 +145,8 @@ def score_clip(record: ClipRecord, gt: npt.NDArray[np.uint8], pred: ClipPredicti
                 **m.to_dict(),
                 "csa_reported": reported,
                 "csa_reported_abs_error": abs(reported - m.csa_gt),
+                # the frame's case with the prediction judged as the gateway reports it (see DETECTION_BASIS)
+                "case_reported": case_of(reported > 0, m.csa_gt > 0),
             }
         )
     csa_pred, csa_gt = csa_series(pred_masks, spacing), csa_series(gt, spacing)
@@ -309,6 +323,10 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
     out["dice_mean_ci"] = _ci([r["dice"] for r in frames], participants, n_boot=n_boot)
     out["iou_mean"] = float(np.mean([r["iou"] for r in frames]))
     out["cases"] = {c: sum(1 for r in frames if r["case"] == c) for c in ("both_present", "both_empty", "pred_empty", "gt_empty")}
+    # HD95/ASSD: defined on frames with a nerve in both masks or in neither (0), not on those empty in one
+    out["hd95_n_frames"] = int(_finite([r["hd95"] for r in frames]).size)
+    out["n_frames_px"] = len(_unit_rows(frames, "px"))
+    out["detection"] = {"basis": DETECTION_BASIS, **detection_counts(r["case_reported"] for r in frames)}
     for units, area in (("mm", "mm2"), ("px", "px2")):
         rows = _unit_rows(frames, units)
         keys = {
@@ -322,6 +340,8 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
         for key, (metric, stat) in keys.items():
             vals = _finite([r[metric] for r in rows])
             out[key] = (float(np.median(vals)) if stat == "median" else float(np.mean(vals))) if vals.size else None
+        # the frames behind hd95_{units}_* and assd_{units}_mean (ASSD is defined on the same frames)
+        out[f"hd95_{units}_n_frames"] = int(_finite([r["hd95"] for r in rows]).size)
         for metric in ("csa_abs_error", "csa_reported_abs_error"):
             out[f"{metric}_{area}_median_ci"] = (
                 _ci([r[metric] for r in rows], [r["participant_id"] for r in rows], "median", n_boot) if rows else None
@@ -336,9 +356,20 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
     out["temporal_stability"] = _stability_block(main, main_units, n_boot) if main else None
     out["temporal_stability_px"] = _stability_block(multi_px, "px", n_boot) if multi_mm and multi_px else None
     strat_metrics = list(SEG_METRICS)
-    out["by_plane"] = stratify_by_units(frames, "plane", strat_metrics) if labelled else None
-    out["by_quality"] = stratify_by_units(frames, "quality", strat_metrics) if any(r["quality"] for r in frames) else None
+    out["by_plane"] = with_detection(stratify_by_units(frames, "plane", strat_metrics), frames, "plane") if labelled else None
+    has_quality = any(r["quality"] for r in frames)
+    out["by_quality"] = with_detection(stratify_by_units(frames, "quality", strat_metrics), frames, "quality") if has_quality else None
     return out
+
+
+def with_detection(rows: list[dict[str, Any]], frames: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Stratum rows of :func:`stratify_by_units`, each given the ``detection`` figures
+    (:func:`~ultramn.evaluate.metrics.detection_counts` of ``case_reported``) of its frames:
+    those of its unit whose ``key`` matches (all of them in the ``"all"`` row)."""
+    for row in rows:
+        group = [f for f in _unit_rows(frames, row["units"]) if row[key] == "all" or f[key] == row[key]]
+        row["detection"] = detection_counts(f["case_reported"] for f in group)
+    return rows
 
 
 #: the per-clip stability columns stratified in ``metrics.json``
