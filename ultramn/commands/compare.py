@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path | None = typer.Option(None, "--out", help="Write the table to this markdown file too."),
     ) -> None:
-        """Compare evaluations side by side (plane accuracy, Dice, HD95, CSA error, stability, with CIs).
+        """Compare evaluations side by side (plane accuracy, Dice, HD95, CSA error, stability, missed and false detections, with CIs).
 
         When the first folder has per-clip rows (clips.csv), a second table gives its paired
         differences (Dice, stability error) against each other model on the same clips. A
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
             require_same_clips,
             run_spread_table,
             split_note,
+            units_note,
         )
 
         if out is not None:
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError(f"{name}: {exc}") from exc
         (first_name, first_rows), others = clip_rows[0], clip_rows[1:]
         try:
-            table = comparison_table(named) + split_note(named)
+            table = comparison_table(named) + split_note(named) + units_note(named)
             if first_rows is not None and others:
                 averaged = (
                     "; per-clip rows averaged over each model's runs, and the bootstrap resamples those runs too" if replicates else ""

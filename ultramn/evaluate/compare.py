@@ -14,7 +14,11 @@ participants (:func:`paired_difference`), so run-to-run luck widens it. :func:`r
 shows how far the replicate runs of one model differ from each other.
 
 Lengths and areas carry their unit (mm / mm² with a pixel spacing, px / px² without) in
-the column title when every evaluation shares it, in each cell otherwise. A file that is
+the column title when every evaluation shares it, in each cell otherwise. An evaluation that
+mixes units (some clips with a pixel spacing, some without) shows its mm figures in its row;
+a note under the table gives its px figures (:func:`units_note`). Missed nerves and false
+detections are frame counts as the gateway reports a nerve (``detection`` in metrics.json;
+``n/a`` for evaluations written before it). A file that is
 not an evaluation's ``metrics.json`` / ``clips.csv`` raises ``ValueError`` naming it.
 With fewer than two participants there is no interval.
 """
@@ -34,6 +38,7 @@ import numpy.typing as npt
 
 from ultramn.contract import PLANE_VIEWS
 from ultramn.evaluate.bootstrap import BootstrapResult, cluster_codes, cluster_draws, percentile_interval
+from ultramn.evaluate.report import detection_cells
 
 #: per-clip rows of one evaluation (``clips.csv``), keyed by clip id
 ClipRows = dict[str, dict[str, str]]
@@ -74,6 +79,8 @@ _ALL_KEYS = [column_keys(k, ci, dim, u) for _, k, ci, _, dim in COLUMNS for u in
 NUMBER_KEYS = ("n_clips", "n_frames", *(k for k, _ in _ALL_KEYS))
 CI_KEYS = tuple(ci for _, ci in _ALL_KEYS if ci)
 STABILITY_KEYS = ("pred_mean_abs_delta_csa", "gt_mean_abs_delta_csa", "abs_difference_mean")
+#: the counts of a ``detection`` block (a number or null each) and its rates
+DETECTION_KEYS = ("truth_nerve_frames", "missed", "missed_rate", "truth_empty_frames", "false_detections", "false_detection_rate")
 
 #: the clips.csv columns pairing needs, and those of them that must be numbers
 CLIP_COLUMNS = ("clip_id", "participant_id", "n_frames", "dice_mean", "stability_error")
@@ -99,6 +106,9 @@ def check_metrics(data: Any, path: Path) -> dict[str, Any]:
         ci = data.get(key)
         if ci is not None and not (isinstance(ci, dict) and all(ci.get(b) is None or _is_number(ci[b]) for b in ("low", "high"))):
             raise ValueError(f"{what} ({key} is not an interval)")
+    det = data.get("detection")
+    if det is not None and not (isinstance(det, dict) and all(det.get(k) is None or _is_number(det[k]) for k in DETECTION_KEYS)):
+        raise ValueError(f"{what} (detection is not a block of frame counts and rates)")
     ts = data.get("temporal_stability")
     if ts is not None and not (isinstance(ts, dict) and all(_is_number(ts.get(k)) for k in STABILITY_KEYS)):
         raise ValueError(f"{what} (temporal_stability lacks {', '.join(STABILITY_KEYS)})")
@@ -168,6 +178,36 @@ def split_note(named: list[tuple[str, dict[str, Any]]]) -> str:
     return f"\nNote: these evaluations scored different splits ({listed}); their rows are not the same clips.\n"
 
 
+def units_note(named: list[tuple[str, dict[str, Any]]]) -> str:
+    """A note per evaluation that mixes units ("" when none does).
+
+    Its row shows the lengths, areas and temporal stability of its clips in mm only; the
+    figures of its frames without a pixel spacing (in px / px²) would otherwise be dropped
+    without a word. Dice, plane accuracy and detection cover all its frames.
+    """
+    notes = []
+    for name, m in named:
+        px_cells = []
+        for title, key, ci, digits, dim in COLUMNS:
+            if dim:
+                value_key, ci_key = column_keys(key, ci, dim, "px")
+                if m.get(value_key) is not None:
+                    px_cells.append(f"{title} {_cell(m, value_key, ci_key, digits, ' ' + UNIT_KEYS['px'][dim][1])}")
+        ts_px = m.get("temporal_stability_px")
+        if isinstance(ts_px, dict) and all(_is_number(ts_px.get(k)) for k in STABILITY_KEYS):
+            px_cells.append(f"temporal stability {_stability(m | {'temporal_stability': ts_px}, ' px²')}")
+        if metric_units(m) != "mm" or not px_cells:
+            continue
+        n_px = m.get("n_frames_px")
+        which = f"{n_px} of its {m['n_frames']} frames have" if _is_number(n_px) else "some of its frames have"
+        notes.append(
+            f"\nNote: {name} mixes units: {which} no pixel spacing. Its HD95, CSA and temporal-stability cells cover"
+            f" its frames in mm only; those in px are left out of them: {'; '.join(px_cells)} (see its report.md)."
+            " Its Dice, plane accuracy and detection cells cover all its frames.\n"
+        )
+    return "".join(notes)
+
+
 def comparison_table(named: list[tuple[str, dict[str, Any]]]) -> str:
     """Markdown table: one row per ``(name, metrics)``.
 
@@ -181,7 +221,12 @@ def comparison_table(named: list[tuple[str, dict[str, Any]]]) -> str:
         head.append(f"{title} ({UNIT_KEYS[shared][dim][1]})" if dim and shared else title)
     stab_units = {_stability_units(m) for _, m in named} - {None}
     stab_shared = stab_units.pop() if len(stab_units) == 1 else None
-    head += [f"temporal stability: mean abs ΔCSA pred vs truth{f' ({stab_shared})' if stab_shared else ''}", "clips / frames"]
+    head += [
+        "missed nerve (frames, as reported)",
+        "false detections (frames, as reported)",
+        f"temporal stability: mean abs ΔCSA pred vs truth{f' ({stab_shared})' if stab_shared else ''}",
+        "clips / frames",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (name, m), u in zip(named, units, strict=True):
         cells = [name]
@@ -189,7 +234,7 @@ def comparison_table(named: list[tuple[str, dict[str, Any]]]) -> str:
             suffix = "" if not dim or shared else f" {UNIT_KEYS[u][dim][1]}"
             cells.append(_cell(m, *column_keys(key, ci, dim, u), digits, suffix))
         stab_suffix = "" if stab_shared or _stability_units(m) is None else f" {_stability_units(m)}"
-        cells += [_stability(m, stab_suffix), f"{m['n_clips']} / {m['n_frames']}"]
+        cells += [*detection_cells(m.get("detection")), _stability(m, stab_suffix), f"{m['n_clips']} / {m['n_frames']}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
