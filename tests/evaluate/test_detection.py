@@ -210,3 +210,11 @@ def test_compare_has_detection_columns_and_older_evaluations_show_n_a() -> None:
     old_cells = [c.strip() for c in row_old.strip("|").split("|")]
     assert (new_cells[missed], new_cells[false]) == ("2 of 8 (25.0 %)", "0 of 2 (0.0 %)")
     assert (old_cells[missed], old_cells[false]) == ("n/a", "n/a")
+
+
+def test_a_detection_block_that_is_not_counts_is_refused(tmp_path: Path) -> None:
+    from ultramn.evaluate.compare import load_metrics
+
+    (tmp_path / "metrics.json").write_text(json.dumps(_metrics(detection={"missed": "many"})))
+    with pytest.raises(ValueError, match="detection is not a block of frame counts and rates"):
+        load_metrics(tmp_path)
