@@ -19,7 +19,7 @@ import numpy as np
 from gateway.core.config import Settings
 from gateway.pipeline import ClipContext, PipelineConfig, build_pipeline
 from gateway.triton_client import ContractMismatchError, TritonClient, TritonUnavailableError
-from ultramn.batch.types import ClipAnalysis, ClipError
+from ultramn.batch.types import ClipAnalysis, ClipError, ModelId
 from ultramn.data.decoders import CorruptFileError, DecodeError, LimitExceededError, UnsupportedFormatError
 
 
@@ -66,6 +66,11 @@ class DirectAnalyzer:
             await client.close()
             raise
         return cls(client, settings, pixel_spacing_mm, stride)
+
+    @property
+    def model(self) -> ModelId | None:
+        """The model Triton serves (name and version, learnt by :meth:`create`'s check), as results name it."""
+        return ModelId.of({"name": self.triton.model_name, "version": self.triton.served_version})
 
     async def unavailable(self) -> str | None:
         """Why Triton cannot analyse now (the server or the model is not ready), or ``None``."""

@@ -212,8 +212,9 @@ def test_lost_answers_are_retried_and_a_rerun_gets_the_accepted_jobs_back(
 
     async def batch(out: Path, lost: int, retries: int) -> int:
         analyzer = GatewayAnalyzer(gateway_url, api_key=KEY, transport=LosesAnswers(lost), transport_retries=retries, poll_s=0.05)
-        try:
-            return (await run_batch(found.clips, analyzer, out, concurrency=2, progress=False)).failed
+        try:  # the model the gateway serves goes into the keys, as in the CLI
+            model = await analyzer.served_model()
+            return (await run_batch(found.clips, analyzer, out, concurrency=2, progress=False, model=model)).failed
         finally:
             await analyzer.aclose()
 

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from ultramn.batch.discover import clip_name
-from ultramn.batch.types import ClipAnalysis, ClipError
+from ultramn.batch.types import ClipAnalysis, ClipError, ModelId
 
 #: Seconds the health and API-key checks wait for the gateway (they answer at once when it is live).
 CHECK_TIMEOUT_S = 10.0
@@ -104,9 +104,9 @@ class GatewayAnalyzer:
         self.max_queue_retries = max_queue_retries
         self.transport_retries = transport_retries
 
-    async def check(self) -> None:
+    async def check(self) -> ModelId | None:
         """:class:`GatewayUnreachableError` unless ``/health/live`` answers; :class:`GatewayAuthError`
-        when the API is closed to this client's key."""
+        when the API is closed to this client's key. The model the gateway serves (:meth:`served_model`)."""
         reason = await self.unavailable()
         if reason is not None:
             raise GatewayUnreachableError(reason)
@@ -117,6 +117,17 @@ class GatewayAnalyzer:
         if resp.status_code in (401, 403):
             code, message = error_of(resp)
             raise GatewayAuthError(f"the gateway at {self.client.base_url} refuses the API key ({code}: {message}); give it with --api-key")
+        return await self.served_model()
+
+    async def served_model(self) -> ModelId | None:
+        """The model ``/health/ready`` names (its ``model`` and ``version``; a 503 names it too, when the
+        gateway has seen it), or ``None`` when the gateway does not say (not seen yet, an older gateway)."""
+        try:
+            resp = await self.client.get("/health/ready", timeout=CHECK_TIMEOUT_S)
+            body = resp.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return ModelId.of({"name": body.get("model"), "version": body.get("version")}) if isinstance(body, dict) else None
 
     async def unavailable(self) -> str | None:
         """Why the gateway cannot analyse now (``/health/live`` does not answer 200 within

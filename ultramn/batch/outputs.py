@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ultramn.batch.types import ModelId
 from ultramn.contract import PLANE_VIEWS
 
 RESULTS_FILE = "results.jsonl"
 #: Record fields kept in the journal but not written to ``results.jsonl``.
-JOURNAL_ONLY: frozenset[str] = frozenset({"sha256", "finished_at", "options"})
+JOURNAL_ONLY: frozenset[str] = frozenset({"sha256", "finished_at", "options", "model", "redo"})
 SUMMARY_FILE = "summary.csv"
 MASKS_DIR = "masks"
 
@@ -62,9 +63,11 @@ def record(
     analysis_id: str | None = None,
     error: tuple[str, str] | None = None,
     options: dict[str, Any] | None = None,
+    model: ModelId | None = None,
+    redo: str | None = None,
 ) -> dict[str, Any]:
-    """One clip's journal record and ``results.jsonl`` line (``options``: the analysis options
-    given, journal only)."""
+    """One clip's journal record and ``results.jsonl`` line (journal only: ``options``, the analysis
+    options given; ``model``, the model that made ``result``; ``redo``, the id of the ``--redo`` run)."""
     return {
         "clip": clip,
         "status": "failed" if error else "succeeded",
@@ -75,6 +78,8 @@ def record(
         "sha256": sha256,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": dict(options or {}),
+        "model": model.as_dict() if model is not None else None,
+        "redo": redo,
         "result": result,
     }
 

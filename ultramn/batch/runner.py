@@ -14,6 +14,11 @@ So does a clip refused because the back end cannot store anything now
 be written because the output folder is full or read-only (:data:`OUTPUT_FULL_ERRNOS`). A
 clip whose masks file has gone since it succeeded is analysed again (through a gateway, the
 clip's key gets the earlier job back).
+
+A clip done before under a model other than the one the back end serves now is analysed
+again, and with ``redo`` every clip is (see :mod:`ultramn.batch.state`); their uploads carry
+new keys, so a gateway does not give the old job back. The new record replaces the old one
+in ``results.jsonl``, ``summary.csv`` and ``masks/``.
 """
 
 from __future__ import annotations
@@ -31,13 +36,16 @@ from tqdm import tqdm
 from ultramn.batch.discover import Clip
 from ultramn.batch.outputs import mask_relpath, record, write_outputs
 from ultramn.batch.state import BatchState, file_sha256
-from ultramn.batch.types import BACKEND_DOWN_CODES, BACKEND_REFUSES_CODES, Analyzer, ClipError
+from ultramn.batch.types import BACKEND_DOWN_CODES, BACKEND_REFUSES_CODES, Analyzer, ClipError, ModelId
 
 
 @dataclass(frozen=True)
 class BatchReport:
     """What a run did: clips in the batch, already done before, analysed now (ok / failed), wall time,
-    and why it stopped early (the back end went away: ``stopped``), with clips left undone."""
+    and why it stopped early (the back end went away: ``stopped``), with clips left undone.
+
+    Of the clips analysed now, ``model_changed`` had been done before under another model and
+    ``redone`` had been done before under this one and were analysed again for ``--redo``."""
 
     total: int
     already_done: int
@@ -45,6 +53,8 @@ class BatchReport:
     failed: int
     seconds: float
     stopped: str | None = None
+    model_changed: int = 0
+    redone: int = 0
 
     @property
     def not_done(self) -> int:
@@ -103,22 +113,40 @@ async def run_batch(
     concurrency: int = 4,
     progress: bool = True,
     options: dict[str, Any] | None = None,
+    model: ModelId | None = None,
+    redo: bool = False,
 ) -> BatchReport:
     """Analyse the clips of ``clips`` not yet done in ``out``; see the module docstring.
 
     ``options``: the analysis options the analyzer was made with (``{"pixel_spacing_mm": 0.1}``;
-    leave out the defaults): a clip done before with other options is analysed again."""
+    leave out the defaults): a clip done before with other options is analysed again.
+    ``model``: the model the back end serves (``None``: unknown): a clip done before under another
+    one is analysed again. ``redo``: analyse every clip again (resuming an unfinished redo)."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     out.mkdir(parents=True, exist_ok=True)
     state = BatchState(out)
+    redo_id = state.begin_redo() if redo else None
+    if not redo:
+        state.end_redo()  # an unfinished redo is dropped: a later --redo starts afresh
     hashes = await _hashes(clips, progress=progress)
-    # done: succeeded before on this content with these options, and its masks are still there
-    todo = [c for c in clips if not (state.is_done(c.name, hashes[c.name], options) and (out / mask_relpath(c.name)).is_file())]
+
+    def done(clip: Clip, strict: bool = True) -> bool:
+        """Succeeded before on this content with these options (``strict``: under ``model``, in this redo),
+        and its masks are still there."""
+        served, this_redo = (model, redo_id) if strict else (None, None)
+        return state.is_done(clip.name, hashes[clip.name], options, served, this_redo) and (out / mask_relpath(clip.name)).is_file()
+
+    todo = [c for c in clips if not done(c)]
     already = len(clips) - len(todo)
-    keys = {c.name: state.upload_key(c.name, hashes[c.name]) for c in todo}
-    counts = {"ok": 0, "failed": 0}
+    # why a clip done before is analysed again: another model served now, else --redo
+    again = {c.name: "model" if state.other_model(c.name, model) else "redo" for c in todo if done(c, strict=False)}
+    # keys of another model or redo: a gateway must not give back the job of an earlier analysis
+    salts = ([f"model={model.name}/{model.version}"] if model else []) + ([f"redo={redo_id}"] if redo_id else [])
+    salt = "\n".join(salts)
+    keys = {c.name: state.upload_key(c.name, hashes[c.name], salt) for c in todo}
+    counts = {"ok": 0, "failed": 0, "model": 0, "redo": 0}
     bar = tqdm(total=len(clips), initial=already, unit="clip", desc="batch", disable=not progress, dynamic_ncols=True)
     sem = asyncio.Semaphore(concurrency)
     t_start = time.perf_counter()
@@ -140,6 +168,8 @@ async def run_batch(
                     result=analysis.result,
                     analysis_id=analysis.analysis_id,
                     options=options,
+                    model=ModelId.of(analysis.result.get("model")) or model,  # the model that made it
+                    redo=redo_id,
                 )
                 counts["ok"] += 1
             except ClipError as exc:
@@ -175,11 +205,15 @@ async def run_batch(
                 stopped[:] = [f"cannot write to {out} ({exc.strerror or exc})"]
                 counts["ok" if rec["status"] == "succeeded" else "failed"] -= 1
                 return
+            if clip.name in again:
+                counts[again[clip.name]] += 1
             bar.update(1)
             bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
 
     try:
         await asyncio.gather(*(one(c) for c in todo))
+        if redo_id is not None and not stopped:
+            state.end_redo()  # every clip done in this redo: the next --redo starts afresh
     finally:
         bar.close()
         try:
@@ -189,4 +223,13 @@ async def run_batch(
                 raise
             reason = stopped[0] if stopped else f"cannot write to {out} ({exc.strerror or exc})"
             stopped[:] = [f"{reason}; results.jsonl and summary.csv were not written (state.jsonl keeps every clip done)"]
-    return BatchReport(len(clips), already, counts["ok"], counts["failed"], time.perf_counter() - t_start, stopped[0] if stopped else None)
+    return BatchReport(
+        len(clips),
+        already,
+        counts["ok"],
+        counts["failed"],
+        time.perf_counter() - t_start,
+        stopped[0] if stopped else None,
+        model_changed=counts["model"],
+        redone=counts["redo"],
+    )

@@ -2,15 +2,23 @@
 
 A line is the clip's full record (see :func:`ultramn.batch.outputs.record`); the last
 line of a clip wins. A re-run skips clips whose last record succeeded on the same file
-content (SHA-256) with the same analysis options (``--pixel-spacing``, ``--stride``), and
-analyses failed, changed and new clips, and every clip whose options changed, again. Appending one line per
-clip keeps writes small and a crash loses at most the line being written (a torn last
-line is ignored when read back).
+content (SHA-256) with the same analysis options (``--pixel-spacing``, ``--stride``) under
+the model the back end serves now (its name and version, :class:`~ultramn.batch.types.ModelId`),
+and analyses failed, changed and new clips, and every clip whose options or model changed,
+again. A record without a model of its own (from before the model was journalled) counts
+with the model of its result; one without either, or a back end that does not say which
+model it serves, counts as the same model. Appending one line per clip keeps writes small
+and a crash loses at most the line being written (a torn last line is ignored when read back).
 
 The folder also keeps a random token (``.batch-token``) from which each clip's upload key
 is made (:meth:`BatchState.upload_key`): a re-run after an interruption sends the same key
 for a clip whose upload the gateway had accepted, and gets that job back instead of
 analysing the clip twice.
+
+``--redo`` (:meth:`BatchState.begin_redo`) analyses every clip again: its records carry the
+run's redo id, kept in ``.batch-redo`` until the run has done every clip, so the same
+command after an interruption resumes the redo instead of starting it over; a run without
+``--redo`` drops an unfinished redo (its clips analysed again so far stay done).
 
 One run at a time writes to a folder: :func:`output_lock` holds ``.batch-lock`` (an advisory
 ``flock``, released when the process ends, however it ends) for the whole run, and a second
@@ -30,9 +38,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ultramn.batch.types import ModelId
+
 STATE_FILE = "state.jsonl"
 TOKEN_FILE = ".batch-token"
 LOCK_FILE = ".batch-lock"
+REDO_FILE = ".batch-redo"
 
 
 class OutputBusyError(RuntimeError):
@@ -86,7 +97,7 @@ def file_sha256(path: Path) -> str:
 
 #: Record fields a :class:`BatchState` keeps in memory per clip (with the byte ``offset`` of its
 #: journal line); the rest, the result above all (~0.5 kB a frame), is read back from the file.
-INDEX_FIELDS: tuple[str, ...] = ("clip", "status", "sha256", "options")
+INDEX_FIELDS: tuple[str, ...] = ("clip", "status", "sha256", "options", "model", "redo")
 
 
 class BatchState:
@@ -119,7 +130,10 @@ class BatchState:
         except ValueError:
             return  # a torn line from a crash (or bytes that are not UTF-8)
         if isinstance(rec, dict) and isinstance(rec.get("clip"), str):
-            self.records[rec["clip"]] = {**{k: rec.get(k) for k in INDEX_FIELDS}, "offset": offset}
+            entry = {k: rec.get(k) for k in INDEX_FIELDS}
+            if entry["model"] is None and isinstance(rec.get("result"), dict):
+                entry["model"] = rec["result"].get("model")  # a record from before the model was journalled
+            self.records[rec["clip"]] = {**entry, "offset": offset}
 
     def full(self, clip: str) -> dict[str, Any] | None:
         """The whole last record of ``clip`` (``None`` when it has none)."""
@@ -151,20 +165,54 @@ class BatchState:
             os.replace(tmp, path)
         return token
 
-    def upload_key(self, clip: str, sha256: str) -> str:
-        """The key the uploads of ``clip`` with this content carry in this folder (hex, 64 characters)."""
-        return hashlib.sha256(f"{self.token}\n{clip}\n{sha256}".encode()).hexdigest()
+    def upload_key(self, clip: str, sha256: str, salt: str = "") -> str:
+        """The key the uploads of ``clip`` with this content carry in this folder (hex, 64 characters);
+        ``salt`` (the model served, a redo's id) gives another key, so the gateway does not give back
+        a job made under another model or before a redo."""
+        extra = f"\n{salt}" if salt else ""
+        return hashlib.sha256(f"{self.token}\n{clip}\n{sha256}{extra}".encode()).hexdigest()
 
-    def is_done(self, clip: str, sha256: str, options: dict[str, Any] | None = None) -> bool:
+    def is_done(
+        self, clip: str, sha256: str, options: dict[str, Any] | None = None, model: ModelId | None = None, redo: str | None = None
+    ) -> bool:
         """Whether ``clip`` succeeded before with this content and these analysis ``options``
-        (a record without options was made with the defaults: ``{}``)."""
+        (a record without options was made with the defaults: ``{}``), under ``model`` (see
+        :meth:`other_model`) and, with ``redo``, in that redo."""
         rec = self.records.get(clip)
         return (
             rec is not None
             and rec.get("status") == "succeeded"
             and rec.get("sha256") == sha256
             and (rec.get("options") or {}) == (options or {})
+            and not self.other_model(clip, model)
+            and (redo is None or rec.get("redo") == redo)
         )
+
+    def other_model(self, clip: str, model: ModelId | None) -> bool:
+        """Whether the last record of ``clip`` was made under a model other than ``model``; ``False``
+        when either is unknown (``model`` is ``None``, the record names no model)."""
+        rec = self.records.get(clip)
+        made = ModelId.of(rec.get("model")) if rec is not None else None
+        return model is not None and made is not None and made != model
+
+    def begin_redo(self) -> str:
+        """The id of the redo this run does (hex, 16 characters): the unfinished one's in ``.batch-redo``,
+        else a new one, saved there until :meth:`end_redo`."""
+        path = self.path.with_name(REDO_FILE)
+        try:
+            redo = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            redo = ""
+        if len(redo) != 16 or any(c not in "0123456789abcdef" for c in redo):
+            redo = secrets.token_hex(8)
+            tmp = path.with_name(f"{REDO_FILE}.tmp")
+            tmp.write_text(redo + "\n", encoding="ascii")
+            os.replace(tmp, path)
+        return redo
+
+    def end_redo(self) -> None:
+        """Forget the redo (it has done every clip, or a run without ``--redo`` drops it)."""
+        self.path.with_name(REDO_FILE).unlink(missing_ok=True)
 
     def append(self, record: dict[str, Any]) -> None:
         """Journal ``record`` (flushed and synced: it survives a crash right after)."""

@@ -15,6 +15,32 @@ BACKEND_DOWN_CODES: frozenset[str] = frozenset({"gateway_unreachable", "triton_u
 BACKEND_REFUSES_CODES: frozenset[str] = frozenset({"insufficient_storage", "storage_error"})
 
 
+@dataclass(frozen=True)
+class ModelId:
+    """Which model a back end serves, or served for one result: the ``{"name", "version"}`` of the
+    gateway's ``/health/ready`` and of every result's ``model`` object."""
+
+    name: str
+    version: str
+
+    @classmethod
+    def of(cls, value: Any) -> ModelId | None:
+        """The identity in a ``{"name": ..., "version": ...}`` object; ``None`` when either is missing."""
+        if not isinstance(value, dict):
+            return None
+        name, version = value.get("name"), value.get("version")
+        if not isinstance(name, str) or not name or not isinstance(version, str | int) or isinstance(version, bool) or version == "":
+            return None
+        return cls(name, str(version))
+
+    def as_dict(self) -> dict[str, str]:
+        """The journal's form: ``{"name": ..., "version": ...}``."""
+        return {"name": self.name, "version": self.version}
+
+    def __str__(self) -> str:
+        return f"{self.name} version {self.version}"
+
+
 class ClipError(Exception):
     """One clip could not be analysed; the batch records ``code`` and ``message`` and goes on."""
 

@@ -7,8 +7,11 @@ removed after it), a DICOMDIR, or one clip file. The clips go to a running gatew
 the ``serve`` extra; takes precedence over ``--gateway``), ``--concurrency`` at a time.
 Output in DIR: ``results.jsonl`` (one line per clip), ``summary.csv`` (one row per clip),
 ``masks/<clip>.npz`` and the resumable ``state.jsonl``: a re-run skips the clips already
-done (same content, same options, masks present) and retries the failed ones. One run at a
-time per DIR (``DIR/.batch-lock``): a second is refused with exit code 2.
+done (same content, same options, same model name and version served, masks present) and
+retries the failed ones; ``--redo`` analyses every clip again (new weights under the same
+name and version, other ``ULTRAMN_*`` settings), and the same command resumes it after an
+interruption. One run at a time per DIR (``DIR/.batch-lock``): a second is refused with
+exit code 2.
 
 Ctrl-C, SIGTERM and SIGHUP stop a run cleanly: the clips in flight are dropped, the outputs
 are written from the journal and a re-run goes on from there (exit 130, 143, 129). A back
@@ -33,7 +36,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from ultramn.batch.types import Analyzer
+    from ultramn.batch.runner import BatchReport
+    from ultramn.batch.types import Analyzer, ModelId
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 WORK_DIR = ".work"
@@ -55,6 +59,9 @@ def register(app: typer.Typer) -> None:
         pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help="Pixel size in mm for every clip (overrides the files')."),
         stride: int | None = typer.Option(None, "--stride", help="Frames between window starts."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars (extracting, checking clips, batch) and no clip count."),
+        redo: bool = typer.Option(
+            False, "--redo", help="Analyse every clip again, also those done (new weights, other gateway settings); resumable."
+        ),
     ) -> None:
         """Analyse every clip of INPUT and write results.jsonl, summary.csv and masks into --out."""
         from ultramn.batch.state import OutputBusyError, output_lock
@@ -72,7 +79,7 @@ def register(app: typer.Typer) -> None:
         try:
             with output_lock(out):  # one run per folder: a second would redo clips and replace the extracted archive
                 try:
-                    code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet)
+                    code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet, redo)
                 finally:
                     remove_tree(out / WORK_DIR)  # the extracted copy of an archive (a re-run extracts it again)
         except OutputBusyError as exc:
@@ -91,6 +98,7 @@ def _run(
     stride: int | None,
     concurrency: int,
     quiet: bool,
+    redo: bool = False,
 ) -> int:
     """Find the clips and analyse them (the output folder is locked); the exit code."""
     import asyncio
@@ -99,6 +107,7 @@ def _run(
 
     from ultramn.batch.discover import discover
     from ultramn.batch.runner import run_batch
+    from ultramn.batch.state import STATE_FILE
     from ultramn.data.archives import ArchiveError
     from ultramn.errors import UserInputError
 
@@ -127,10 +136,18 @@ def _run(
     async def go() -> int:
         with _stop_on_signals() as signalled:
             try:  # the signal may come while the back end is being reached, or during the batch
-                analyzer = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
+                analyzer, model = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
                 try:
+                    if model is None and not redo and (out / STATE_FILE).is_file():
+                        typer.echo(
+                            "warning: the back end does not say which model it serves: clips done before are kept, "
+                            "whatever model made them (--redo analyses them again)",
+                            err=True,
+                        )
                     options = {"pixel_spacing_mm": pixel_spacing, "stride": stride}
-                    report = await run_batch(found.clips, analyzer, out, concurrency=concurrency, progress=not quiet, options=options)
+                    report = await run_batch(
+                        found.clips, analyzer, out, concurrency=concurrency, progress=not quiet, options=options, model=model, redo=redo
+                    )
                 finally:
                     await analyzer.aclose()
             except asyncio.CancelledError:
@@ -142,16 +159,27 @@ def _run(
                 name = signal.Signals(signalled[0]).name
                 typer.echo(f"interrupted ({name}): the clips finished so far are in {out}; run the same command again to resume", err=True)
                 return 128 + signalled[0]
-        typer.echo(
-            f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
-            f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
-        )
+        typer.echo(_summary(report, model, out))
         if report.stopped:
             left = f"{report.not_done} clips not done"
             typer.echo(f"error: stopped, {left}: {report.stopped}; run the same command again to resume", err=True)
         return 1 if report.failed or report.stopped else 0
 
     return asyncio.run(go())
+
+
+def _summary(report: BatchReport, model: ModelId | None, out: Path) -> str:
+    """The run's closing line: the counts, and why clips done before were analysed again."""
+    line = (
+        f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
+        f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
+    )
+    again = []
+    if report.model_changed:
+        again.append(f"{report.model_changed} done before under another model, now {model}")
+    if report.redone:
+        again.append(f"{report.redone} by --redo")
+    return f"{line} (analysed again: {'; '.join(again)})" if again else line
 
 
 @contextlib.contextmanager
@@ -185,8 +213,11 @@ def _stop_on_signals() -> Iterator[list[int]]:
             signal.signal(restored, handler)
 
 
-async def _analyzer(gateway: str | None, triton: str | None, api_key: str | None, spacing: float | None, stride: int | None) -> Analyzer:
-    """The back end: the gateway client, or ``gateway.batch_direct`` imported lazily for ``--triton``."""
+async def _analyzer(
+    gateway: str | None, triton: str | None, api_key: str | None, spacing: float | None, stride: int | None
+) -> tuple[Analyzer, ModelId | None]:
+    """The back end: the gateway client, or ``gateway.batch_direct`` imported lazily for ``--triton``;
+    and the model it serves (``None`` when it does not say)."""
     import importlib
 
     from ultramn.errors import UserInputError
@@ -197,24 +228,25 @@ async def _analyzer(gateway: str | None, triton: str | None, api_key: str | None
         except ImportError as exc:
             raise UserInputError(f"--triton needs the serve extra (pip install 'ultramn[serve]'): {exc}") from exc
         try:
-            analyzer: Analyzer = await direct.DirectAnalyzer.create(triton, pixel_spacing_mm=spacing, stride=stride)
+            created = await direct.DirectAnalyzer.create(triton, pixel_spacing_mm=spacing, stride=stride)
         except Exception as exc:
             _unreachable(f"cannot use Triton at {triton}: {exc}")
-        return analyzer
+        analyzer: Analyzer = created
+        return analyzer, created.model
     try:
         from ultramn.batch.gateway_client import GatewayAnalyzer, GatewayAuthError, GatewayUnreachableError
     except ImportError as exc:
         raise UserInputError(f"--gateway needs httpx (pip install 'ultramn[serve]'): {exc}") from exc
     client = GatewayAnalyzer(gateway or DEFAULT_GATEWAY, api_key=api_key, pixel_spacing_mm=spacing, stride=stride)
     try:
-        await client.check()
+        model = await client.check()
     except GatewayUnreachableError as exc:
         await client.aclose()
         _unreachable(str(exc))
     except GatewayAuthError as exc:  # a bad option, like a bad path: exit 2 before any clip
         await client.aclose()
         raise UserInputError(str(exc)) from exc
-    return client
+    return client, model
 
 
 def _unreachable(message: str) -> NoReturn:
