@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -20,7 +19,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical output."),
         frames: int | None = typer.Option(None, "--frames", help="Frames per clip (default: sampled per clip in 24-48)."),
         size: tuple[int, int] = typer.Option((256, 256), "--size", help="Frame height and width in pixels (H W)."),
-        workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: the number of CPUs)."),
+        workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: one per CPU); fewer if memory is short."),
         preview: Path | None = typer.Option(None, "--preview", help="Write a PNG contact sheet (planes x quality grades) instead."),
     ) -> None:
         """Generate realistic synthetic median-nerve ultrasound clips with nerve masks."""
@@ -61,11 +60,13 @@ def register(app: typer.Typer) -> None:
         cfg = SynthConfig(participants=participants, seed=seed, height=height, width=width, frames=frames)
         from tqdm import tqdm
 
-        from ultramn.data.synth.generator import generate_dataset
+        from ultramn.data.synth.generator import generate_dataset, plan_dataset_workers
 
-        n_workers = workers or os.cpu_count() or 1
+        plan = plan_dataset_workers(cfg, workers)  # one clip that does not fit memory stops here
+        if plan.note:
+            typer.echo(f"note: {plan.note}", err=True)
         total = 8 * cfg.participants
         with tqdm(total=total, unit="clip", desc="synth", disable=total < 2) as bar:
-            records = generate_dataset(cfg, out, workers=n_workers, progress=bar.update)
+            records = generate_dataset(cfg, out, workers=plan.workers, progress=bar.update)
         n_frames = sum(r.n_frames for r in records)
         typer.echo(f"wrote {len(records)} clips ({n_frames} frames) of {cfg.participants} participants to {out}")

@@ -29,6 +29,7 @@ from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, read
 from ultramn.data.synth.anatomy import AnatomyParams, sample_anatomy, vary_side
 from ultramn.data.synth.bmode import AcquisitionParams, BModeFormer, bilinear_gather, scatterer_fields
 from ultramn.data.synth.config import MAX_WORKERS, SynthConfig
+from ultramn.data.synth.memory import WorkerPlan, available_bytes, plan_workers
 from ultramn.data.synth.motion import ClipMotion, motion_margins_mm, sample_motion
 from ultramn.data.synth.psf import PSF_VARIANTS, PsfBank, load_profiles, warm_cache
 from ultramn.data.synth.quality import reverberation, sample_quality
@@ -307,12 +308,24 @@ def _remove_stale(out: Path, old: list[ClipRecord], new: list[ClipRecord]) -> No
             (out / r.file).unlink(missing_ok=True)
 
 
+def plan_dataset_workers(config: SynthConfig, requested: int | None) -> WorkerPlan:
+    """Workers for ``config``'s dataset: ``requested`` (default one per CPU), at most one per
+    clip, as many as this machine's available memory holds (:mod:`ultramn.data.synth.memory`).
+
+    Raises :class:`UserInputError` when one clip alone does not fit.
+    """
+    frames = config.frames or config.acquisition.frames[1]
+    n_clips = len(PLANES) * len(SIDES) * config.participants
+    return plan_workers(config.height, config.width, frames, requested, n_clips, available_bytes())
+
+
 def generate_dataset(
     config: SynthConfig, out: Path, workers: int | None = None, progress: Callable[[int], None] | None = None
 ) -> list[ClipRecord]:
     """Write ``out/clips/*.npz`` and ``out/manifest.csv``; returns the manifest rows.
 
-    ``workers`` processes (default ``os.cpu_count()``, at most one per clip); ``progress(n)``
+    ``workers`` processes (default :func:`plan_dataset_workers`: one per CPU as memory allows,
+    at most one per clip); ``progress(n)``
     is called after every finished clip with the number of clips just finished (1).
 
     ``out`` may be new, a folder without a manifest, or an earlier synthetic dataset, which
@@ -323,7 +336,7 @@ def generate_dataset(
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise UserInputError(f"--workers must be in [1, {MAX_WORKERS}], got {workers}")
     specs = dataset_specs(config)
-    n_workers = min(workers or os.cpu_count() or 1, len(specs))
+    n_workers = min(workers or plan_dataset_workers(config, None).workers, len(specs))
     warm_cache()  # compute the PSF once here, not in every worker
     old = _claim_output(out)
     out.mkdir(parents=True, exist_ok=True)
