@@ -354,3 +354,77 @@ def test_synth_refuses_to_replace_another_dataset(tmp_path: Path) -> None:
     (out / MANIFEST_NAME).write_text("not,a\nmanifest\n")
     with pytest.raises(UserInputError, match="manifest"):
         generate_dataset(SynthConfig(participants=1, seed=4, height=48, width=48, frames=1), out, workers=1)
+
+
+# --- sweeps: the probe slides off (or onto) the nerve --------------------------------------------
+
+
+def _empty_frames(masks: np.ndarray) -> np.ndarray:
+    return masks.reshape(len(masks), -1).sum(1) == 0
+
+
+@pytest.mark.parametrize("plane", ["TW", "TF"])
+def test_sweep_takes_the_nerve_out_of_view_for_a_run_of_frames(plane: str) -> None:
+    cfg = SynthConfig(participants=3, seed=4, height=96, width=96, frames=30, sweep_off=1.0)
+    for participant in range(3):
+        spec = ClipSpec(cfg, participant, plane, "R")
+        clip = generate_clip(spec)
+        empty = _empty_frames(clip.arrays.masks)
+        assert 0.15 * len(empty) <= empty.sum() <= 0.9 * len(empty), empty
+        # one run of nerve-free frames, at the end (off the nerve) or at the start (onto it)
+        first, last = int(np.argmax(empty)), len(empty) - int(np.argmax(empty[::-1]))
+        assert empty[first:last].all()
+        assert first == 0 or last == len(empty)
+        # the image still shows tissue, not a blank screen, where the nerve is gone
+        assert clip.arrays.frames[empty].mean() > 5
+
+
+def test_sweep_leaves_other_clips_byte_identical() -> None:
+    """Longitudinal clips never sweep, and a transverse clip that does not sweep (or a set with
+    --sweep-off 0) is the clip it was without the option: the sweep draws from its own stream."""
+    base = SynthConfig(participants=4, seed=9, height=64, width=64, frames=6)
+    half = replace(base, sweep_off=0.5)
+    swept = 0
+    for participant in range(4):
+        for plane in PLANES:
+            a = generate_clip(ClipSpec(base, participant, plane, "L")).arrays
+            b = generate_clip(ClipSpec(half, participant, plane, "L")).arrays
+            same = np.array_equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
+            if plane.startswith("L"):
+                assert same, (participant, plane)
+            swept += not same
+            if not same:  # a sweep: part of the clip without the nerve
+                assert _empty_frames(b.masks).any()
+    assert 1 <= swept <= 7  # about half of the 8 transverse clips
+
+
+def test_sweep_offset_moves_monotonically_between_its_ends() -> None:
+    from ultramn.data.synth.motion import Sweep
+
+    off = Sweep(distance_mm=-20.0, start_s=0.2, end_s=0.8)
+    onto = replace(off, onto=True)
+    times = np.linspace(0, 1, 41)
+    o = np.array([off.offset_mm(t) for t in times])
+    assert o[0] == 0.0 and o[-1] == -20.0 and np.all(np.diff(o) <= 0)
+    assert np.allclose([onto.offset_mm(t) for t in times], -20.0 - o)
+    assert off.offset_mm(0.1) == 0.0 and off.offset_mm(0.9) == -20.0
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "nan", "x"])
+def test_cli_refuses_a_bad_sweep_share(tmp_path: Path, value: str) -> None:
+    out = tmp_path / "ds"
+    r = _run_cli("synth", "--participants", "1", "--out", str(out), "--sweep-off", value)
+    assert r.returncode == 2, r.stderr
+    assert "--sweep-off" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_cli_sweep_set_has_frames_without_the_nerve(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    r = _run_cli(
+        "synth", "--participants", "1", "--out", str(out), "--frames", "12", "--size", "64", "64", "--sweep-off", "1", "--workers", "1"
+    )
+    assert r.returncode == 0, r.stderr
+    empty = {rec.plane: int(_empty_frames(read_clip(out / rec.file).masks).sum()) for rec in read_manifest(out) if rec.side == "L"}
+    assert empty["TW"] > 0 and empty["TF"] > 0
+    assert empty["LW"] == 0 and empty["LF"] == 0

@@ -23,11 +23,18 @@ def test_estimate_grows_with_frames_and_pixels() -> None:
     assert clip_peak_bytes(1024, 1024, 1000) > 2 * GIB
 
 
-@pytest.mark.parametrize(("height", "width", "frames"), [(512, 128, 48), (256, 256, 160)])
-def test_estimate_is_above_the_measured_peak(height: int, width: int, frames: int) -> None:
-    """A real clip generated and written in a fresh process stays under the planner's figure."""
-    peak = measure(height, width, frames, "LF")
-    assert peak < clip_peak_bytes(height, width, frames)
+@pytest.mark.parametrize(
+    ("height", "width", "frames", "plane", "sweep"), [(512, 128, 48, "LF", False), (256, 256, 160, "LF", False), (256, 384, 48, "TW", True)]
+)
+def test_estimate_is_above_the_measured_peak(height: int, width: int, frames: int, plane: str, sweep: bool) -> None:
+    """A real clip generated and written in a fresh process stays under the planner's figure
+    (``sweep``: a clip sliding off the nerve, whose canvas is wider)."""
+    peak = measure(height, width, frames, plane, sweep)
+    assert peak < clip_peak_bytes(height, width, frames, sweep)
+
+
+def test_a_sweep_is_planned_with_its_wider_canvas() -> None:
+    assert clip_peak_bytes(512, 512, 48, sweep=True) > clip_peak_bytes(512, 512, 48)
 
 
 def test_plan_keeps_the_request_when_memory_holds_it() -> None:

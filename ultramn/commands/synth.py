@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         frames: int | None = typer.Option(None, "--frames", help="Frames per clip (default: sampled per clip in 24-48)."),
         size: tuple[int, int] = typer.Option((256, 256), "--size", help="Frame height and width in pixels (H W)."),
         workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: one per CPU); fewer if memory is short."),
+        sweep_off: float = typer.Option(
+            0.0, "--sweep-off", help="Share (0-1) of transverse clips that slide off (or onto) the nerve: frames without it."
+        ),
         preview: Path | None = typer.Option(None, "--preview", help="Write a PNG contact sheet (planes x quality grades) instead."),
     ) -> None:
         """Generate realistic synthetic median-nerve ultrasound clips with nerve masks."""
@@ -37,6 +40,7 @@ def register(app: typer.Typer) -> None:
                     ("--participants", participants != 0),
                     ("--frames", frames is not None),
                     ("--workers", workers is not None),
+                    ("--sweep-off", sweep_off != 0.0),
                 )
                 if given
             ]
@@ -57,7 +61,7 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--workers must be in [1, {MAX_WORKERS}], got {workers}")
         if out.exists() and not out.is_dir():
             raise UserInputError(f"--out {out} exists and is not a folder")
-        cfg = SynthConfig(participants=participants, seed=seed, height=height, width=width, frames=frames)
+        cfg = SynthConfig(participants=participants, seed=seed, height=height, width=width, frames=frames, sweep_off=sweep_off)
         from tqdm import tqdm
 
         from ultramn.data.synth.generator import generate_dataset, plan_dataset_workers

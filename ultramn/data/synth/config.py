@@ -130,6 +130,10 @@ class SynthConfig:
     quality: QualityRanges = field(default_factory=QualityRanges)
     motion: MotionRanges = field(default_factory=MotionRanges)
     render: RenderConstants = field(default_factory=RenderConstants)
+    sweep_off: float = 0.0
+    """Share of transverse clips (TW, TF) in which the probe slides off the nerve or onto it, so
+    part of the clip shows no median nerve (:class:`~ultramn.data.synth.motion.Sweep`); 0 keeps
+    the nerve in every frame (and the output byte-identical to sets made before the option)."""
 
     MIN_SIZE = 48
     MAX_SIZE = 1024
@@ -160,6 +164,8 @@ class SynthConfig:
         for name in ("depth_setting_mm", "fps"):
             if getattr(self.acquisition, name)[0] <= 0:
                 raise UserInputError(f"acquisition.{name} must be positive, got {getattr(self.acquisition, name)}")
+        if isinstance(self.sweep_off, bool) or not isinstance(self.sweep_off, numbers.Real) or not 0.0 <= self.sweep_off <= 1.0:
+            raise UserInputError(f"--sweep-off must be a share in [0, 1], got {self.sweep_off!r}")
         probs = self.quality.probabilities
         if len(probs) != 3 or min(probs) < 0 or abs(sum(probs) - 1) > 1e-6:
             raise UserInputError(f"quality.probabilities must be 3 non-negative numbers summing to 1, got {probs}")

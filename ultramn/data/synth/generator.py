@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from ultramn.data.synth.anatomy import AnatomyParams, sample_anatomy, vary_side
 from ultramn.data.synth.bmode import AcquisitionParams, BModeFormer, bilinear_gather, scatterer_fields
 from ultramn.data.synth.config import MAX_WORKERS, SynthConfig
 from ultramn.data.synth.memory import WorkerPlan, available_bytes, plan_workers
-from ultramn.data.synth.motion import ClipMotion, motion_margins_mm, sample_motion
+from ultramn.data.synth.motion import ClipMotion, MotionParams, Sweep, motion_margins_mm, sample_motion, sample_sweep
 from ultramn.data.synth.psf import PSF_VARIANTS, PsfBank, load_profiles, warm_cache
 from ultramn.data.synth.quality import reverberation, sample_quality
 from ultramn.data.synth.scene import LEVELS, render_scene
@@ -42,6 +42,7 @@ SOURCE = "synthetic"
 SPLIT_RATIOS = (0.7, 0.15, 0.15)
 _SIDE_KEY = 1
 _CLIP_KEY = 2
+_SWEEP_KEY = 3
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,19 @@ def sample_acquisition(rng: np.random.Generator, config: SynthConfig, grade: str
     )
 
 
+def clip_sweep(spec: ClipSpec, acq: AcquisitionParams, motion: MotionParams, width_mm: float) -> Sweep | None:
+    """The clip's slide off (or onto) the nerve, or ``None``: a transverse clip sweeps with
+    probability ``config.sweep_off``, drawn from a stream of its own (so clips that do not sweep,
+    and every clip of a set with ``sweep_off == 0``, are what they were without the option)."""
+    cfg = spec.config
+    if cfg.sweep_off <= 0 or not spec.plane.startswith("T"):
+        return None
+    rng = np.random.default_rng(_seq(cfg.seed, spec.participant, _SWEEP_KEY, PLANES.index(spec.plane), SIDES.index(spec.side)))
+    if rng.random() >= cfg.sweep_off:
+        return None
+    return sample_sweep(rng, acq.n_frames, acq.fps, width_mm, acq.nerve_offset_mm, motion)
+
+
 def generate_clip(spec: ClipSpec) -> GeneratedClip:
     """Generate one clip (frames, nerve masks) of ``spec``."""
     cfg = spec.config
@@ -119,12 +133,15 @@ def generate_clip(spec: ClipSpec) -> GeneratedClip:
     motion_p = sample_motion(rng, cfg.motion, spec.plane)
     s = acq.pixel_spacing_mm
     width_mm, depth_mm = w * s, h * s
+    sweep = clip_sweep(spec, acq, motion_p, width_mm)
+    motion_p = replace(motion_p, sweep=sweep)
     lat, ax = motion_margins_mm(motion_p, width_mm, depth_mm)
+    reach = abs(sweep.distance_mm) if sweep else 0.0  # the canvas grows on the sweep's side only
     canvas = Canvas(
-        shape=(math.ceil((depth_mm + 2 * ax) / s), math.ceil((width_mm + 2 * lat) / s)),
+        shape=(math.ceil((depth_mm + 2 * ax) / s), math.ceil((width_mm + 2 * lat + reach) / s)),
         spacing_mm=s,
         z0_mm=-ax,
-        x0_mm=-width_mm / 2 - lat,
+        x0_mm=-width_mm / 2 - lat - (reach if sweep and sweep.distance_mm < 0 else 0.0),
     )
     maps = render_scene(spec.plane, anatomy, canvas, acq.nerve_offset_mm, spec.side == "L", rng, rc)
     field_a, field_b = scatterer_fields(rng, canvas, rc.scatterer_presmooth_px)
@@ -316,7 +333,7 @@ def plan_dataset_workers(config: SynthConfig, requested: int | None) -> WorkerPl
     """
     frames = config.frames or config.acquisition.frames[1]
     n_clips = len(PLANES) * len(SIDES) * config.participants
-    return plan_workers(config.height, config.width, frames, requested, n_clips, available_bytes())
+    return plan_workers(config.height, config.width, frames, requested, n_clips, available_bytes(), sweep=config.sweep_off > 0)
 
 
 def generate_dataset(

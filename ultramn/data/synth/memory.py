@@ -27,16 +27,22 @@ PER_PIXEL_BYTES = 300
 PER_ROW_BYTES = 60 * 1024
 #: Frames and masks (1 B each) and the compressed write, per pixel per frame (measured 2.6-3.7 B).
 PER_FRAME_PIXEL_BYTES = 4.0
+#: A sweep (``--sweep-off``) widens the canvas on one side by up to 0.7 x (W + H) columns: bytes
+#: per row per column of ``W + H`` (fitted by ``bench/bench_synth_memory.py --sweep``).
+SWEEP_BYTES = 120
 #: Factor on top of the fit.
 SAFETY = 1.15
 #: Share of the available memory the workers may plan to use together.
 USABLE_SHARE = 0.8
 
 
-def clip_peak_bytes(height: int, width: int, frames: int) -> int:
-    """Estimated peak resident bytes of a process generating one ``[frames, height, width]`` clip."""
+def clip_peak_bytes(height: int, width: int, frames: int, sweep: bool = False) -> int:
+    """Estimated peak resident bytes of a process generating one ``[frames, height, width]`` clip
+    (``sweep``: one that slides off the nerve)."""
     pixels = height * width
     raw = BASE_BYTES + PER_PIXEL_BYTES * pixels + PER_ROW_BYTES * height + PER_FRAME_PIXEL_BYTES * pixels * frames
+    if sweep:
+        raw += SWEEP_BYTES * height * (height + width)
     return int(raw * SAFETY)
 
 
@@ -72,14 +78,15 @@ def plan_workers(
     n_clips: int,
     available: int | None,
     cpus: int | None = None,
+    sweep: bool = False,
 ) -> WorkerPlan:
     """Workers for ``n_clips`` clips of at most ``frames`` frames: ``requested`` (default one per
     CPU), at most one per clip, and no more than :data:`USABLE_SHARE` of ``available`` bytes holds.
 
     Raises :class:`UserInputError` when one clip alone needs more than ``available`` bytes.
-    ``available=None`` (unknown) plans on CPUs alone.
+    ``available=None`` (unknown) plans on CPUs alone; ``sweep``: clips may slide off the nerve.
     """
-    per_worker = clip_peak_bytes(height, width, frames)
+    per_worker = clip_peak_bytes(height, width, frames, sweep)
     wanted = max(1, min(requested or cpus or os.cpu_count() or 1, n_clips))
     if available is None:
         return WorkerPlan(wanted, per_worker)

@@ -8,7 +8,9 @@ map, so speckle moves with the tissue and the mask follows the nerve.
 Components: probe slide (lateral translation) and in-plane tilt (rotation about the
 contact point), probe compression (superficial tissue squeezed), finger flexion (the nerve
 moves 1-3 mm at the wrist, tendons glide), arterial pulsation; and, separately, the
-scatterer-field rotation that slightly decorrelates speckle frame to frame.
+scatterer-field rotation that slightly decorrelates speckle frame to frame. A clip may also
+have a :class:`Sweep`: the probe slides off the nerve (or onto it), so some of its frames show
+no median nerve (``ultramn synth --sweep-off``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,44 @@ class SmoothCurve:
         return float(v) / 2.0
 
 
+#: How far past the image edge the nerve's centre goes at the end of a sweep (mm): beyond the
+#: largest half-width (about 3.5 mm with the epineurium) plus the flexion excursion (3 mm).
+SWEEP_CLEARANCE_MM = 8.0
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A probe slide across the nerve during a clip (transverse planes).
+
+    The view moves ``distance_mm`` laterally (signed, mm) between ``start_s`` and ``end_s``
+    (smoothstep): off the nerve, or with ``onto`` the same path backwards in time, so the clip
+    starts away from the nerve and slides onto it.
+    """
+
+    distance_mm: float
+    start_s: float
+    end_s: float
+    onto: bool = False
+
+    def offset_mm(self, t_s: float) -> float:
+        """Lateral offset of the view at ``t_s`` seconds (mm)."""
+        u = min(1.0, max(0.0, (t_s - self.start_s) / (self.end_s - self.start_s)))
+        u = u * u * (3 - 2 * u)
+        return self.distance_mm * ((1.0 - u) if self.onto else u)
+
+
+def sample_sweep(rng: np.random.Generator, n_frames: int, fps: float, width_mm: float, nerve_x_mm: float, params: MotionParams) -> Sweep:
+    """A sweep that takes the nerve (at ``nerve_x_mm`` from the image centre) wholly out of an image
+    ``width_mm`` wide: in view for the first 10-25 % of the clip, sliding for the next 40-55 %,
+    out of view for the rest (at least 20 %); left or right, off or onto, at random."""
+    duration = n_frames / fps
+    distance = width_mm / 2 + abs(nerve_x_mm) + SWEEP_CLEARANCE_MM + params.slide_mm + params.excursion_mm
+    start = float(rng.uniform(0.10, 0.25)) * duration
+    end = start + float(rng.uniform(0.40, 0.55)) * duration
+    direction = 1.0 if rng.random() < 0.5 else -1.0
+    return Sweep(direction * distance, start, end, onto=bool(rng.random() < 0.5))
+
+
 @dataclass(frozen=True)
 class MotionParams:
     """Amplitudes of a clip's motion (mm, radians, fractions, Hz)."""
@@ -58,6 +98,7 @@ class MotionParams:
     tilt_curve: SmoothCurve
     elev_curve: SmoothCurve
     press_curve: SmoothCurve
+    sweep: Sweep | None = None
 
 
 def _curve(rng: np.random.Generator, ranges: MotionRanges) -> SmoothCurve:
@@ -122,7 +163,7 @@ class ClipMotion:
         flex = 0.5 * (1 - np.cos(2 * np.pi * p.flex_hz * t + p.flex_phase))
         pulse = max(0.0, float(np.sin(2 * np.pi * p.heart_hz * t))) ** 2
         return FrameState(
-            slide_mm=p.slide_mm * p.slide_curve(t),
+            slide_mm=p.slide_mm * p.slide_curve(t) + (p.sweep.offset_mm(t) if p.sweep else 0.0),
             tilt_rad=p.tilt_rad * p.tilt_curve(t),
             elevation_tilt_rad=p.elevation_tilt_rad * p.elev_curve(t),
             compression=p.compression * 0.5 * (1 + p.press_curve(t)),
