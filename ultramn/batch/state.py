@@ -95,6 +95,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _saved_hex_id(path: Path, n_bytes: int) -> str:
+    """The random hex id (``2 * n_bytes`` characters) saved in ``path``; a new one, saved there
+    atomically, when the file is missing or does not hold one."""
+    try:
+        value = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        value = ""
+    if len(value) != 2 * n_bytes or any(c not in "0123456789abcdef" for c in value):
+        value = secrets.token_hex(n_bytes)
+        tmp = path.with_name(f"{path.name}.tmp")
+        tmp.write_text(value + "\n", encoding="ascii")
+        os.replace(tmp, path)
+    return value
+
+
 #: Record fields a :class:`BatchState` keeps in memory per clip (with the byte ``offset`` of its
 #: journal line); the rest, the result above all (~0.5 kB a frame), is read back from the file.
 INDEX_FIELDS: tuple[str, ...] = ("clip", "status", "sha256", "options", "model", "redo")
@@ -153,17 +168,7 @@ class BatchState:
     @property
     def token(self) -> str:
         """The folder's random token, made and saved on first use (hex, 32 characters)."""
-        path = self.path.with_name(TOKEN_FILE)
-        try:
-            token = path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            token = ""
-        if len(token) != 32 or any(c not in "0123456789abcdef" for c in token):
-            token = secrets.token_hex(16)
-            tmp = path.with_name(f"{TOKEN_FILE}.tmp")
-            tmp.write_text(token + "\n", encoding="ascii")
-            os.replace(tmp, path)
-        return token
+        return _saved_hex_id(self.path.with_name(TOKEN_FILE), 16)
 
     def upload_key(self, clip: str, sha256: str, salt: str = "") -> str:
         """The key the uploads of ``clip`` with this content carry in this folder (hex, 64 characters);
@@ -198,17 +203,7 @@ class BatchState:
     def begin_redo(self) -> str:
         """The id of the redo this run does (hex, 16 characters): the unfinished one's in ``.batch-redo``,
         else a new one, saved there until :meth:`end_redo`."""
-        path = self.path.with_name(REDO_FILE)
-        try:
-            redo = path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            redo = ""
-        if len(redo) != 16 or any(c not in "0123456789abcdef" for c in redo):
-            redo = secrets.token_hex(8)
-            tmp = path.with_name(f"{REDO_FILE}.tmp")
-            tmp.write_text(redo + "\n", encoding="ascii")
-            os.replace(tmp, path)
-        return redo
+        return _saved_hex_id(self.path.with_name(REDO_FILE), 8)
 
     def end_redo(self) -> None:
         """Forget the redo (it has done every clip, or a run without ``--redo`` drops it)."""
