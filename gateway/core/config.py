@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ultramn.contract import CONTRACT
 from ultramn.data.decoders import DecodeLimits
-from ultramn.windowing import DEFAULT_BLEND, DEFAULT_TEMPORAL_FILTER, Blend, check_temporal_filter, default_stride
+from ultramn.windowing import DEFAULT_BLEND, DEFAULT_MIN_SIMILARITY, DEFAULT_TEMPORAL_FILTER, Blend, check_temporal_filter, default_stride
 
 
 class Settings(BaseSettings):
@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         DEFAULT_TEMPORAL_FILTER,
         ge=1,
         description="Frames (odd) in the centred mean of the stitched mask probabilities; 1 = off.",
+    )
+    stitch_temporal_min_similarity: float = Field(
+        DEFAULT_MIN_SIMILARITY,
+        ge=0,
+        le=1,
+        description="Motion gate of that mean: neighbours whose nerve map has a lower cosine similarity are left out; 0 = all.",
     )
     mask_threshold: float = Field(0.5, gt=0, lt=1, description="Nerve probability threshold.")
     roi_enabled: bool = Field(True, description="Crop the imaging region (drop on-screen text and borders).")

@@ -43,6 +43,7 @@ class PipelineConfig:
             "stride": self.windows.stride if stride is None else stride,
             "blend": self.stitch.blend,
             "temporal_filter": self.stitch.temporal_filter,
+            "temporal_min_similarity": self.stitch.min_similarity,
             "mask_threshold": self.postprocess.threshold,
         }
 
@@ -54,7 +55,11 @@ class PipelineConfig:
             decode=decode.DecodeConfig(limits=settings.decode_limits, private_names=private_names),
             roi=roi.RoiConfig(enabled=settings.roi_enabled),
             windows=windows.WindowConfig(stride=settings.default_stride),
-            stitch=stitch.StitchConfig(blend=settings.stitch_blend, temporal_filter=settings.stitch_temporal_filter),
+            stitch=stitch.StitchConfig(
+                blend=settings.stitch_blend,
+                temporal_filter=settings.stitch_temporal_filter,
+                min_similarity=settings.stitch_temporal_min_similarity,
+            ),
             postprocess=postprocess.PostprocessConfig(threshold=settings.mask_threshold),
         )
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from gateway.pipeline.context import ClipContext
 from ultramn.windowing import (
     DEFAULT_BLEND,
+    DEFAULT_MIN_SIMILARITY,
     DEFAULT_TEMPORAL_FILTER,
     Blend,
+    check_min_similarity,
     check_temporal_filter,
     stitch_masks,
     stitch_planes,
@@ -20,16 +22,19 @@ from ultramn.windowing import (
 class StitchConfig:
     """``blend``: per-position weighting of mask probabilities (:func:`ultramn.windowing.blend_weights`);
     ``temporal_filter``: frames in the centred mean of the stitched mask probabilities
-    (:func:`ultramn.windowing.temporal_mean_filter`; 1 = off).
+    (:func:`ultramn.windowing.temporal_mean_filter`; 1 = off); ``min_similarity``: its motion gate
+    (neighbours whose map differs more are left out; 0 = every neighbour).
 
     Plane probabilities are the plain mean of the windows covering each frame.
     """
 
     blend: Blend = DEFAULT_BLEND
     temporal_filter: int = DEFAULT_TEMPORAL_FILTER
+    min_similarity: float = DEFAULT_MIN_SIMILARITY
 
     def __post_init__(self) -> None:
         check_temporal_filter(self.temporal_filter)
+        check_min_similarity(self.min_similarity)
 
 
 def run(ctx: ClipContext, config: StitchConfig = StitchConfig()) -> None:
@@ -38,5 +43,5 @@ def run(ctx: ClipContext, config: StitchConfig = StitchConfig()) -> None:
         raise RuntimeError("inference must run before stitch")
     n = ctx.require_clip().n_frames
     stitched = stitch_masks(ctx.window_masks, ctx.indices, n, config.blend)
-    ctx.frame_mask_probs = temporal_mean_filter(stitched, config.temporal_filter)
+    ctx.frame_mask_probs = temporal_mean_filter(stitched, config.temporal_filter, config.min_similarity)
     ctx.frame_planes = stitch_planes(ctx.window_planes, ctx.indices, n)

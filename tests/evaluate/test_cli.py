@@ -231,3 +231,24 @@ def test_a_manifest_that_is_not_text_is_named(tmp_path: Path) -> None:
     (root / "manifest.csv").write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(ManifestError, match=r"data/manifest\.csv: not a UTF-8 CSV \(invalid start byte at byte 0\)"):
         evaluate_dataset(root, "all", _counting([]), tmp_path / "o", n_boot=100, progress=False)
+
+
+@pytest.mark.parametrize("gate", ["-0.1", "1.5", "nan"])
+def test_a_motion_gate_outside_0_1_is_one_error_line(
+    gate: str, dataset: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _evaluate(
+        monkeypatch,
+        capsys,
+        "--data",
+        str(dataset),
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(tmp_path / "o"),
+        "--temporal-min-similarity",
+        gate,
+    )
+    assert code == 2
+    assert "--temporal-min-similarity" in _one_error_line(err) and "[0, 1]" in err
+    assert not (tmp_path / "o").exists()

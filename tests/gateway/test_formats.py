@@ -47,7 +47,14 @@ async def test_format_end_to_end(fmt: str, gateway: httpx.AsyncClient, clip: Syn
     assert res["plane"] in PLANES and 0 <= res["plane_confidence"] <= 1
     assert set(res["timings_ms"]) >= {"decode", "roi", "preprocess", "inference", "stitch", "postprocess", "total"}
     assert res["model"]["name"] == "ultramn" and res["model"]["version"] == "1"
-    assert res["analysis"] == {"window_frames": 8, "stride": 4, "blend": "triangular", "temporal_filter": 5, "mask_threshold": 0.5}
+    assert res["analysis"] == {
+        "window_frames": 8,
+        "stride": 4,
+        "blend": "triangular",
+        "temporal_filter": 5,
+        "temporal_min_similarity": 0.9,
+        "mask_threshold": 0.5,
+    }
     assert body["progress"]["windows_done"] == body["progress"]["windows_total"] == (1 if fmt == "png" else 3)
     for f in res["frames"]:
         assert set(f) >= FRAME_KEYS

@@ -10,7 +10,7 @@ from gateway.pipeline.context import ClipContext
 from gateway.triton_client import ContractMismatchError, check_model_config
 from ultramn.contract import CONTRACT
 from ultramn.data.decoders import DecodedClip
-from ultramn.windowing import DEFAULT_TEMPORAL_FILTER
+from ultramn.windowing import DEFAULT_MIN_SIMILARITY, DEFAULT_TEMPORAL_FILTER
 
 
 def test_masks_go_back_to_the_original_geometry_through_the_roi() -> None:
@@ -110,36 +110,50 @@ def test_stitch_blend_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_stitch_temporal_filter_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ULTRAMN_STITCH_TEMPORAL_FILTER averages stitched masks over K frames; an even K is refused at start-up."""
+    """ULTRAMN_STITCH_TEMPORAL_FILTER averages stitched masks over K frames, gated by
+    ULTRAMN_STITCH_TEMPORAL_MIN_SIMILARITY; an even K or a gate outside [0, 1] is refused at start-up."""
     from pydantic import ValidationError
 
     from gateway.core.config import Settings
     from gateway.pipeline.runner import PipelineConfig
 
-    assert PipelineConfig.from_settings(Settings()).stitch.temporal_filter == DEFAULT_TEMPORAL_FILTER == 5
+    default = PipelineConfig.from_settings(Settings())
+    assert default.stitch.temporal_filter == DEFAULT_TEMPORAL_FILTER == 5
+    assert default.stitch.min_similarity == DEFAULT_MIN_SIMILARITY
+    assert default.provenance()["temporal_min_similarity"] == DEFAULT_MIN_SIMILARITY
     monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_FILTER", "3")
+    monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_MIN_SIMILARITY", "0")
     config = PipelineConfig.from_settings(Settings())
-    assert config.stitch.temporal_filter == 3
-    # one window of 8 frames with the nerve in frame 3 only: the filter spreads it over frames 2-4
+    assert (config.stitch.temporal_filter, config.stitch.min_similarity) == (3, 0.0)
+    # one window of 8 frames with the nerve (8 x 8 px at 0.9) in frame 3 only
     frames = np.zeros((8, 8, 8), np.uint8)
     ctx = ClipContext(job_id="x", clip=DecodedClip(frames, None, None, None, "npy"), roi=(0, 0, 8, 8))
     ctx.indices = np.array([list(range(8))])
-    ctx.window_masks = np.zeros((1, 8, 2, 2), np.float32)
+    ctx.window_masks = np.zeros((1, 8, 8, 8), np.float32)
     ctx.window_masks[0, 3] = 0.9
     ctx.window_planes = np.full((1, 4), 0.25, np.float32)
-    stitch.run(ctx, config.stitch)
+    stitch.run(ctx, config.stitch)  # ungated: the filter spreads it over frames 2-4
     assert ctx.frame_mask_probs is not None
     np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0, 0.3, 0.3, 0.3, 0, 0, 0], atol=1e-6)
     stitch.run(ctx, stitch.StitchConfig(temporal_filter=1))
     np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0, 0, 0.9, 0, 0, 0, 0], atol=1e-6)
-    stitch.run(ctx, stitch.StitchConfig())  # the default, 5 frames
+    stitch.run(ctx, stitch.StitchConfig(min_similarity=0.0))  # 5 frames, ungated
     np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0.18, 0.18, 0.18, 0.18, 0.18, 0, 0], atol=1e-6)
+    stitch.run(ctx, stitch.StitchConfig())  # the default: 5 frames, gated: no nerve mixed into empty frames
+    np.testing.assert_allclose(ctx.frame_mask_probs[:, 0, 0], [0, 0, 0, 0.9, 0, 0, 0, 0], atol=1e-6)
     for bad in ("2", "0"):
         monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_FILTER", bad)
         with pytest.raises(ValidationError, match="stitch_temporal_filter"):
             Settings()
+    monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_FILTER", "5")
+    for bad in ("-0.1", "1.5", "nan"):
+        monkeypatch.setenv("ULTRAMN_STITCH_TEMPORAL_MIN_SIMILARITY", bad)
+        with pytest.raises(ValidationError, match="stitch_temporal_min_similarity"):
+            Settings()
     with pytest.raises(ValueError, match="odd whole number"):
         stitch.StitchConfig(temporal_filter=4)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        stitch.StitchConfig(min_similarity=2.0)
 
 
 @pytest.mark.parametrize(("plane_index", "warned"), [(0, False), (1, False), (2, True), (3, True)])

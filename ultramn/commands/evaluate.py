@@ -9,7 +9,16 @@ import typer
 
 from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
 from ultramn.errors import UserInputError
-from ultramn.windowing import BLENDS, DEFAULT_BLEND, DEFAULT_TEMPORAL_FILTER, Blend, check_temporal_filter, default_stride
+from ultramn.windowing import (
+    BLENDS,
+    DEFAULT_BLEND,
+    DEFAULT_MIN_SIMILARITY,
+    DEFAULT_TEMPORAL_FILTER,
+    Blend,
+    check_min_similarity,
+    check_temporal_filter,
+    default_stride,
+)
 
 #: the most bootstrap resamples ``--n-boot`` takes (the draws are held in memory: resamples x participants)
 MAX_N_BOOT = 100_000
@@ -36,6 +45,11 @@ def register(app: typer.Typer) -> None:
             "--temporal-filter",
             help="Frames (odd) in the centred mean of the stitched mask probabilities; 1 = off.",
         ),
+        temporal_min_similarity: float = typer.Option(
+            DEFAULT_MIN_SIMILARITY,
+            "--temporal-min-similarity",
+            help="Motion gate of that mean: neighbours whose nerve map has a lower cosine similarity are left out (0-1; 0 = all).",
+        ),
         n_boot: int = typer.Option(1000, "--n-boot", min=100, max=MAX_N_BOOT, help="Bootstrap resamples for the intervals."),
         max_clips: int | None = typer.Option(None, "--max-clips", min=1, help="Evaluate only the first N clips."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -55,6 +69,10 @@ def register(app: typer.Typer) -> None:
             check_temporal_filter(temporal_filter)
         except ValueError as exc:
             raise UserInputError(f"--temporal-filter: {exc}") from exc
+        try:
+            check_min_similarity(temporal_min_similarity)
+        except ValueError as exc:
+            raise UserInputError(f"--temporal-min-similarity: {exc}") from exc
         if split not in SPLIT_CHOICES:
             raise UserInputError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
         if not checkpoint.is_file():
@@ -73,7 +91,15 @@ def register(app: typer.Typer) -> None:
         model.to(dev)
 
         def predictor(frames):  # type: ignore[no-untyped-def]
-            return predict_clip(model, frames, stride=stride, blend=cast(Blend, blend), temporal_filter=temporal_filter, device=dev)
+            return predict_clip(
+                model,
+                frames,
+                stride=stride,
+                blend=cast(Blend, blend),
+                temporal_filter=temporal_filter,
+                temporal_min_similarity=temporal_min_similarity,
+                device=dev,
+            )
 
         try:
             with torch.inference_mode():
@@ -88,6 +114,7 @@ def register(app: typer.Typer) -> None:
                         "stride": stride or default_stride(CONTRACT.window_frames),
                         "blend": blend,
                         "temporal_filter": temporal_filter,
+                        "temporal_min_similarity": temporal_min_similarity,
                     },
                     n_boot=n_boot,
                     max_clips=max_clips,

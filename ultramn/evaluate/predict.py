@@ -21,6 +21,7 @@ from ultramn.contract import CONTRACT, ModelContract
 from ultramn.preprocess import normalize_intensity, resize_frames, resize_probabilities
 from ultramn.windowing import (
     DEFAULT_BLEND,
+    DEFAULT_MIN_SIMILARITY,
     DEFAULT_TEMPORAL_FILTER,
     Blend,
     default_stride,
@@ -56,13 +57,15 @@ def predict_clip(
     stride: int | None = None,
     blend: Blend = DEFAULT_BLEND,
     temporal_filter: int = DEFAULT_TEMPORAL_FILTER,
+    temporal_min_similarity: float = DEFAULT_MIN_SIMILARITY,
     batch_size: int = 8,
     device: torch.device | str = "cpu",
 ) -> ClipPrediction:
     """Predict every frame of ``frames`` (``uint8 [N,H,W]``) with ``model`` (window in, window out).
 
     Windows every ``stride`` frames (default ``T // 2``), stitched with ``blend``, then the
-    mask probabilities averaged over ``temporal_filter`` frames (:mod:`ultramn.windowing`).
+    mask probabilities averaged over ``temporal_filter`` frames, gated by ``temporal_min_similarity``
+    (:mod:`ultramn.windowing`).
     """
     n, h0, w0 = frames.shape
     t, h, w = contract.window_shape
@@ -80,6 +83,6 @@ def predict_clip(
         mask_chunks.append(torch.sigmoid(mask_logits.float())[:, 0].cpu().numpy())
     win_masks = np.concatenate(mask_chunks)
     win_planes = np.concatenate(plane_chunks)
-    mask_probs = temporal_mean_filter(stitch_masks(win_masks, idx, n, blend), temporal_filter)
+    mask_probs = temporal_mean_filter(stitch_masks(win_masks, idx, n, blend), temporal_filter, temporal_min_similarity)
     plane_probs = stitch_planes(win_planes, idx, n)
     return ClipPrediction(mask_probs=resize_probabilities(mask_probs, h0, w0), plane_probs=plane_probs)
