@@ -85,6 +85,7 @@ def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray) -> dict[str, Any]
         "centroid": list(m.centroid_px) if m.centroid_px else None,
         "centroid_mm": list(m.centroid_mm) if m.centroid_mm else None,
         "bbox": list(m.bbox_px) if m.bbox_px else None,
+        "at_side": m.at_side,
         "perimeter_px": m.perimeter_px,
         "perimeter_mm": m.perimeter_mm,
         "circularity": m.circularity,
@@ -93,9 +94,12 @@ def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray) -> dict[str, Any]
     }
 
 
-def view_warnings(plane: str | None, has_area: bool, other_view_frames: int = 0) -> list[str]:
+def view_warnings(
+    plane: str | None, has_area: bool, other_view_frames: int = 0, at_side_frames: int = 0, partial: bool = False
+) -> list[str]:
     """Notes on what ``csa`` covers: a longitudinal clip plane's mask area is not a
-    cross-sectional area; frames of the other view were left out of it."""
+    cross-sectional area; frames of the other view, and transverse frames whose nerve is cut
+    by the image's side, were left out of it; or every frame's nerve was cut."""
     notes = []
     if has_area and PLANE_VIEWS.get(plane or "") == "longitudinal":
         notes.append(
@@ -109,6 +113,13 @@ def view_warnings(plane: str | None, has_area: bool, other_view_frames: int = 0)
             f"{other_view_frames} frame(s) with a nerve are {other} views (see plane_timeline): csa covers only the"
             f" {view} frames of this {plane} clip"
         )
+    if at_side_frames:
+        notes.append(
+            f"{at_side_frames} frame(s) show the nerve cut by the image's side (at_side): csa and excursion leave them out,"
+            " as their area is a partial cross-section"
+        )
+    if partial:
+        notes.append("the nerve touches the image's side in every frame where it was found: csa is of a partial cross-section")
     return notes
 
 
@@ -145,7 +156,16 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
             "nerve_fraction": s["nerve_fraction"],
             "csa": s["csa"],
             "excursion": s["excursion"],
-            "warnings": [*notes, *view_warnings(s["plane"], s["csa"] is not None, summary.csa_other_view_frames)],
+            "warnings": [
+                *notes,
+                *view_warnings(
+                    s["plane"],
+                    s["csa"] is not None,
+                    summary.csa_other_view_frames,
+                    summary.csa.n_at_side if summary.csa else 0,
+                    bool(summary.csa and summary.csa.partial),
+                ),
+            ],
             "frames": [frame_dict(i, m, ctx.frame_planes[i]) for i, m in enumerate(frames)],
         },
         config.decimals,

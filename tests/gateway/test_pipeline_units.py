@@ -208,3 +208,26 @@ def test_a_stride_of_zero_is_refused_not_taken_for_the_default() -> None:
     ctx.stride = None
     windows.run(ctx, windows.WindowConfig(stride=4))
     assert ctx.indices is not None and ctx.indices[:, 0].tolist() == [0, 4]
+
+
+def test_a_transverse_clip_leaves_frames_with_the_nerve_cut_by_the_side_out_of_csa_and_says_so() -> None:
+    """A probe sliding off the nerve: its last frames show the nerve cut by the ROI's right side."""
+    n = 5
+    frames = np.zeros((n, 64, 64), np.uint8)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, 64, 64))
+    probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
+    for i, x in enumerate((40, 60, 80)):
+        probs[i, 70:90, x : x + 20] = 1.0  # whole sections
+    probs[3:, 70:90, 150:] = 1.0  # cut by the right side
+    ctx.frame_mask_probs = probs
+    planes = np.full((n, 4), 0.02, np.float32)
+    planes[:, CONTRACT.planes.index("TW")] = 0.94
+    ctx.frame_planes = planes
+    postprocess.run(ctx, postprocess.PostprocessConfig())
+    assert ctx.result is not None
+    assert [f["at_side"] for f in ctx.result["frames"]] == [False, False, False, True, True]
+    csa = ctx.result["csa"]
+    assert csa["n_frames"] == 3 and csa["n_at_side"] == 2 and csa["partial"] is False
+    assert csa["min"] > max(f["csa_mm2"] for f in ctx.result["frames"][3:])  # the cut ones were smaller
+    notes = [w for w in ctx.result["warnings"] if "cut by the image's side" in w]
+    assert len(notes) == 1 and notes[0].startswith("2 frame(s)")

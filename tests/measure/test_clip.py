@@ -13,6 +13,7 @@ from ultramn.measure import (
     ClipConfig,
     ClipMeasurement,
     FrameMeasurement,
+    MeasureConfig,
     clip_plane,
     excursion,
     frame_planes,
@@ -229,3 +230,30 @@ def test_to_dict_turns_nested_non_finite_floats_into_none() -> None:
     )
     back = json.loads(json.dumps(clip.to_dict(), allow_nan=False))
     assert back["plane_probs_mean"] == {"TW": 0.7, "TF": None, "LW": 0.1, "LF": None}
+
+
+def test_csa_of_a_transverse_clip_leaves_out_frames_whose_nerve_the_side_cuts() -> None:
+    """A probe sliding off the nerve: three whole 36 px sections, then two cut by the right
+    side (12 and 6 px). The cut areas are partial sections: out of the CSA and the track."""
+    masks = np.zeros((5, 40, 60), np.uint8)
+    for i, x in enumerate((20, 30, 40)):
+        masks[i, 10:16, x : x + 6] = 1
+    masks[3, 10:16, 58:60] = 1  # 12 px at the right edge
+    masks[4, 10:16, 59:60] = 1  # 6 px
+    small = MeasureConfig(min_area_px=5)
+    frames, clip = measure_clip(masks, one_hot(["TW"] * 5, p=0.9), fps=10.0, measure_config=small)
+    assert [f.at_side for f in frames] == [False, False, False, True, True]
+    assert clip.csa is not None and clip.csa.n_frames == 3 and clip.csa.n_at_side == 2 and not clip.csa.partial
+    assert clip.csa.min == clip.csa.max == 36
+    assert clip.excursion is not None and clip.excursion.n_frames == 3 and clip.excursion.range_x == pytest.approx(20)
+    # every frame cut: all kept (something to report), and the clip says the sections are partial
+    _, cut = measure_clip(masks[3:], one_hot(["TW"] * 2, p=0.9), fps=10.0, measure_config=small)
+    assert cut.csa is not None and cut.csa.n_frames == 2 and cut.csa.partial and cut.csa.n_at_side == 0
+    # a longitudinal band runs across the image: touching both sides is no cut
+    band = np.zeros((3, 40, 60), np.uint8)
+    band[:, 15:21, :] = 1
+    _, lw = measure_clip(band, one_hot(["LW"] * 3, p=0.9), fps=10.0)
+    assert lw.csa is not None and lw.csa.n_frames == 3 and lw.csa.n_at_side == 0 and not lw.csa.partial
+    # without plane probabilities the view is unknown: nothing is left out
+    _, unknown = measure_clip(masks, fps=10.0, measure_config=small)
+    assert unknown.csa is not None and unknown.csa.n_frames == 5 and unknown.csa.n_at_side == 0

@@ -287,3 +287,19 @@ def test_reported_area_is_the_measured_region_or_zero() -> None:
     assert reported_area(mask, config=MeasureConfig(min_area_px=101)) == 0.0  # below the threshold: no nerve
     assert reported_area(mask, 0.1, MeasureConfig(min_area_mm2=1.5)) == 0.0
     assert reported_area(np.zeros((8, 8), np.uint8)) == 0.0
+
+
+def test_at_side_is_a_region_touching_the_left_or_right_edge() -> None:
+    """Cut by the image's side (a transverse nerve partly out of view); the top or bottom edge,
+    or a region apart from the edges, is no such cut."""
+    mask = np.zeros((30, 40), np.uint8)
+    mask[10:16, 15:21] = 1
+    assert measure_frame(mask).at_side is False
+    for cols in (slice(0, 6), slice(34, 40)):
+        side = np.zeros_like(mask)
+        side[10:16, cols] = 1
+        assert measure_frame(side).at_side is True
+    top = np.zeros_like(mask)
+    top[0:6, 15:21] = 1
+    assert measure_frame(top).at_side is False
+    assert measure_frame(np.zeros_like(mask)).at_side is False  # no nerve

@@ -19,10 +19,14 @@ Definitions:
   frames with a nerve when there are no plane probabilities), in mm² when every such frame
   has a mm² area, else in px (``unit`` says which). ``n_other_view`` counts the frames with
   a nerve left out because their plane is of the other view (a probe turned mid-clip: a
-  longitudinal band's area is no cross-sectional area).
+  longitudinal band's area is no cross-sectional area). In a transverse clip, frames whose
+  nerve touches the image's left or right side (``at_side``: cut by the edge, as when the
+  probe slides off the nerve) are left out too, counted in ``n_at_side``; when every frame
+  with a nerve is cut, they are all kept and ``partial`` is true. A longitudinal band runs
+  across the image, so there the side is no cut.
 - **excursion**: from the centroids of the frames the CSA statistics use (frames with a
-  nerve whose own plane is of the clip plane's view; all frames with a nerve without plane
-  probabilities), in mm when known, else px, optionally smoothed by a centred moving median
+  nerve whose own plane is of the clip plane's view, less those cut by the side; all frames
+  with a nerve without plane probabilities), in mm when known, else px, optionally smoothed by a centred moving median
   of ``centroid_smoothing_frames`` frames: path length (sum of distances between
   consecutive such frames; other frames are skipped, the path joins across them), range in
   x and in y (max - min), the largest distance from the first position and from the mean
@@ -84,7 +88,9 @@ class PlaneRun:
 @dataclass(frozen=True)
 class CsaStats:
     """CSA over the frames with a nerve in the clip's view; ``unit`` is ``"mm2"`` or ``"px"``;
-    ``n_other_view``: frames with a nerve left out because their plane is of the other view."""
+    ``n_other_view``: frames with a nerve left out because their plane is of the other view;
+    ``n_at_side``: transverse frames left out because the nerve is cut by the image's side;
+    ``partial``: every frame with a nerve was cut, so the figures are of partial sections."""
 
     unit: str
     median: float
@@ -93,6 +99,8 @@ class CsaStats:
     max: float
     n_frames: int
     n_other_view: int = 0
+    n_at_side: int = 0
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,9 +189,9 @@ def _check_probs(plane_probs: npt.ArrayLike, planes: Sequence[str]) -> npt.NDArr
     return probs
 
 
-def csa_stats(frames: Sequence[FrameMeasurement], n_other_view: int = 0) -> CsaStats | None:
+def csa_stats(frames: Sequence[FrameMeasurement], n_other_view: int = 0, n_at_side: int = 0, partial: bool = False) -> CsaStats | None:
     """CSA statistics over the frames of ``frames`` with a nerve (mm² if all have it, else px);
-    ``n_other_view`` is recorded as given (frames the caller left out)."""
+    ``n_other_view``, ``n_at_side`` and ``partial`` are recorded as given (what the caller left out)."""
     present = [f for f in frames if f.present]
     if not present:
         return None
@@ -199,6 +207,8 @@ def csa_stats(frames: Sequence[FrameMeasurement], n_other_view: int = 0) -> CsaS
         max=float(values.max()),
         n_frames=len(values),
         n_other_view=n_other_view,
+        n_at_side=n_at_side,
+        partial=partial,
     )
 
 
@@ -263,7 +273,14 @@ def summarize_clip(
     present = [f for f in frames if f.present]
     # the centroid track, like the CSA, keeps only the frames of the clip plane's view: the
     # centroid of a longitudinal band is no position of the transverse section (and vice versa)
-    nerve_frames = [i for i, f in enumerate(frames) if f.present and in_view[i]]
+    in_view_nerve = [i for i, f in enumerate(frames) if f.present and in_view[i]]
+    # a transverse nerve cut by the image's side is a partial section: out of the CSA and the
+    # track, unless every frame is cut (then all are kept, and csa.partial says so)
+    cut_side = plane is not None and PLANE_VIEWS.get(plane) == "transverse"
+    whole = [i for i in in_view_nerve if not (cut_side and frames[i].at_side)]
+    nerve_frames = whole or in_view_nerve
+    n_at_side = len(in_view_nerve) - len(nerve_frames)
+    partial = bool(in_view_nerve) and not whole
     tracked = [frames[i] for i in nerve_frames]
     if tracked and all(f.centroid_mm is not None for f in tracked):
         unit, track = "mm", [f.centroid_mm for f in tracked]
@@ -274,7 +291,7 @@ def summarize_clip(
         span = nerve_frames[-1] - nerve_frames[0]
         exc = excursion(np.array(track, dtype=np.float64), unit, fps, config.centroid_smoothing_frames, duration_frames=span)
     other_view = sum(1 for f, keep in zip(frames, in_view, strict=True) if f.present and not keep)
-    csa = csa_stats([f for f, keep in zip(frames, in_view, strict=True) if keep], n_other_view=other_view)
+    csa = csa_stats([frames[i] for i in nerve_frames], n_other_view=other_view, n_at_side=n_at_side, partial=partial)
     return ClipMeasurement(
         n_frames=n,
         fps=fps,

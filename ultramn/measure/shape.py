@@ -13,6 +13,9 @@ the centre of pixel ``[0, 0]``, y down):
 - **centroid**: mean pixel centre (px); × ``(dx, dy)`` for mm.
 - **bbox**: ``(x0, y0, x1, y1)`` px, half-open like numpy slices: ``x1 = last column + 1``,
   so width ``= x1 - x0``.
+- **at_side**: the region touches the left or right edge of the mask (``x0 == 0`` or
+  ``x1 == W``): in a transverse view the nerve is cut by the image's side, so its area is
+  a partial cross-section.
 - **perimeter**: length of the sub-pixel boundary (marching squares on the lightly blurred
   mask, see :mod:`~ultramn.measure.contour`), holes included (pinholes the blur closes
   are not); px and mm (the polygon is scaled per axis; on non-square pixels the blur is
@@ -117,6 +120,7 @@ class FrameMeasurement:
     minor_axis_mm: float | None = None
     orientation_deg: float | None = None
     contour_px: tuple[Point, ...] | None = None
+    at_side: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict: tuples become lists, non-finite floats become ``None``."""
@@ -235,6 +239,7 @@ def measure_frame(
         minor_axis_mm=minor_mm,
         orientation_deg=orientation,
         contour_px=contour,
+        at_side=bbox[0] == 0 or bbox[2] == full.shape[1],
     )
 
 
