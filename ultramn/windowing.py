@@ -149,11 +149,15 @@ def check_min_similarity(value: float) -> float:
     return float(value)
 
 
-def map_similarity(flat: npt.NDArray[np.float32], neighbour: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+def map_similarity(
+    flat: npt.NDArray[np.float32], neighbour: npt.NDArray[np.int64], energy: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[np.float32]:
     """Cosine similarity of each frame's map with its neighbour's: ``flat`` ``[N, P]`` (maps
     flattened), ``neighbour`` ``[N]`` frame indices -> ``float32 [N]`` in [0, 1]; 1 where both
-    maps are empty, 0 where one is (:data:`EMPTY_MAP_ENERGY`)."""
-    energy = np.einsum("ij,ij->i", flat, flat)
+    maps are empty, 0 where one is (:data:`EMPTY_MAP_ENERGY`). ``energy``: each map's sum of
+    squares ``[N]``, when the caller has it already."""
+    if energy is None:
+        energy = np.einsum("ij,ij->i", flat, flat)
     dots = np.empty(len(flat), dtype=np.float32)
     for lo in range(0, len(flat), _SIMILARITY_BLOCK):
         hi = min(lo + _SIMILARITY_BLOCK, len(flat))
@@ -191,9 +195,10 @@ def temporal_mean_filter(
     acc = arr.copy()
     count = np.ones(n, dtype=np.float32)
     frame_ids = np.arange(n)
+    energy = np.einsum("ij,ij->i", flat, flat)  # once for every neighbour offset
     for offset in (o for k in range(1, frames // 2 + 1) for o in (k, -k)):
         neighbour = np.clip(frame_ids + offset, 0, n - 1)
-        keep = map_similarity(flat, neighbour) >= min_similarity
+        keep = map_similarity(flat, neighbour, energy) >= min_similarity
         for t in np.flatnonzero(keep):
             acc[t] += arr[neighbour[t]]
         count += keep

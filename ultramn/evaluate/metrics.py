@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,8 @@ from ultramn.measure.spacing import Spacing, normalize_spacing
 
 FloatArray = npt.NDArray[np.float64]
 Case = Literal["both_present", "both_empty", "pred_empty", "gt_empty"]
+#: Every :data:`Case`, in that order.
+CASES: tuple[str, ...] = get_args(Case)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ def summarize_segmentation(frames: Sequence[FrameSegmentationMetrics]) -> dict[s
     (``nan`` when no value is finite).
     """
     out: dict[str, float | int] = {"n": len(frames)}
-    for case in ("both_present", "both_empty", "pred_empty", "gt_empty"):
+    for case in CASES:
         out[f"n_{case}"] = sum(1 for f in frames if f.case == case)
     for key in ("dice", "iou", "hd95", "hd", "assd", "csa_abs_error", "csa_rel_error"):
         out[key] = _finite_mean([getattr(f, key) for f in frames])
@@ -242,7 +244,7 @@ def detection_counts(cases: Iterable[str]) -> dict[str, int | float | None]:
 
     A rate is ``None`` when its denominator is 0.
     """
-    counts = dict.fromkeys(("both_present", "both_empty", "pred_empty", "gt_empty"), 0)
+    counts = dict.fromkeys(CASES, 0)
     for c in cases:
         if c not in counts:
             raise ValueError(f"unknown case {c!r}; expected one of {list(counts)}")

@@ -30,6 +30,7 @@ from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, read
 from ultramn.errors import out_path_problem
 from ultramn.evaluate.bootstrap import bootstrap_ci, bootstrap_indices
 from ultramn.evaluate.metrics import (
+    CASES,
     case_of,
     csa_series,
     detection_counts,
@@ -322,7 +323,7 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
     out["dice_mean"] = float(np.mean([r["dice"] for r in frames]))
     out["dice_mean_ci"] = _ci([r["dice"] for r in frames], participants, n_boot=n_boot)
     out["iou_mean"] = float(np.mean([r["iou"] for r in frames]))
-    out["cases"] = {c: sum(1 for r in frames if r["case"] == c) for c in ("both_present", "both_empty", "pred_empty", "gt_empty")}
+    out["cases"] = {c: sum(1 for r in frames if r["case"] == c) for c in CASES}
     # HD95/ASSD: defined on frames with a nerve in both masks or in neither (0), not on those empty in one
     out["hd95_n_frames"] = int(_finite([r["hd95"] for r in frames]).size)
     out["n_frames_px"] = len(_unit_rows(frames, "px"))
