@@ -431,3 +431,22 @@ def test_fps_given_on_the_command_line_reaches_the_manifest(tmp_path: Path) -> N
     assert _cli("import", "video", "--videos", videos, "--out", tmp_path / "v", "--fps", "30").returncode == 0
     (record,) = read_manifest(tmp_path / "v")
     assert record.fps == pytest.approx(30.0)  # over the file's 25
+
+
+def test_names_in_other_scripts_give_distinct_readable_ids(tmp_path: Path) -> None:
+    videos, out = tmp_path / "v", tmp_path / "out"
+    videos.mkdir()
+    for name in ("Müller", "患者", "病人"):  # all became '_' once: two clips with one id, the import refused
+        write_video(videos / f"{name}.mp4", moving_square(), "libx264")
+        np.save(videos / f"{name}_mask.npy", square_masks())
+    result = _cli("import", "video", "--videos", videos, "--out", out)
+    assert result.returncode == 0, result.stderr
+    records = read_manifest(out)
+    ids = sorted(r.clip_id for r in records)
+    assert len(set(ids)) == 3 and "v-Muller" in ids, ids
+    assert all(re.fullmatch(r"v-[0-9a-f]{8}", i) for i in ids if i != "v-Muller"), ids
+    assert len({r.participant_id for r in records}) == 3  # three people, not one merged
+    _consistent(out)
+    # the same names give the same ids again: a re-import replaces its rows instead of adding
+    assert _cli("import", "video", "--videos", videos, "--out", out).returncode == 0
+    assert sorted(r.clip_id for r in read_manifest(out)) == ids

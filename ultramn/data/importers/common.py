@@ -10,11 +10,13 @@ fails or is interrupted leaves the dataset's clip files and manifest as they wer
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import re
 import shutil
 import sys
 import tempfile
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +61,28 @@ MASK_VIDEO_THRESHOLD = 128
 MAX_FPS = 1000.0
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+#: Latin letters that Unicode does not decompose into an ASCII letter and a mark.
+_LATIN_FOLDS = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "œ": "oe",
+        "Œ": "OE",
+        "đ": "d",
+        "Đ": "D",
+        "ł": "l",
+        "Ł": "L",
+        "þ": "th",
+        "Þ": "Th",
+        "ð": "d",
+        "Ð": "D",
+        "ı": "i",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -135,9 +159,30 @@ class ImportReport:
     all_records: list[ClipRecord] = field(default_factory=list)
 
 
+def _hashed_run(match: re.Match[str]) -> str:
+    """A run of characters with no ASCII spelling, as 8 hex digits of its UTF-8 SHA-1, set off
+    by ``_`` from a letter or digit beside it (``患者01`` -> ``d8025570_01``)."""
+    text, start, end = match.string, match.start(), match.end()
+    lead = "_" if start > 0 and text[start - 1].isalnum() else ""
+    trail = "_" if end < len(text) and text[end].isalnum() else ""
+    return f"{lead}{hashlib.sha1(match.group().encode()).hexdigest()[:8]}{trail}"
+
+
 def safe_id(text: str) -> str:
-    """``text`` reduced to ``[A-Za-z0-9._-]`` (other runs become ``_``), for ids and file names."""
-    cleaned = _SAFE_ID.sub("_", text).strip("._")
+    """``text`` reduced to ``[A-Za-z0-9._-]``, for ids and file names.
+
+    Accented Latin letters lose their accents (``Müller`` -> ``Muller``, ``Søren`` -> ``Soren``);
+    a run of other non-ASCII letters and digits (``患者``) becomes 8 hex digits of its hash, so
+    names in other scripts stay distinct instead of all becoming ``_``; any other run of
+    characters outside the set (spaces, punctuation) becomes ``_``. ASCII names are unchanged
+    by the first two steps.
+    """
+    folded = "".join(
+        c if c.isascii() or unicodedata.category(c)[0] in "LN" else " "  # other scripts' punctuation, spaces, symbols
+        for c in unicodedata.normalize("NFKD", text.translate(_LATIN_FOLDS))
+        if not unicodedata.combining(c)
+    )
+    cleaned = _SAFE_ID.sub("_", _NON_ASCII.sub(_hashed_run, folded)).strip("._")
     if not cleaned:
         raise UserInputError(f"cannot build an id from {text!r}")
     return cleaned
