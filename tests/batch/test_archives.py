@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tarfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -213,6 +214,36 @@ def test_extraction_reports_its_progress_in_bytes(kind: str, tmp_path: Path) -> 
     assert len(found.clips) == 4 and seen == [1000, 3000, 6000, 10000]
 
 
+def test_checking_a_compressed_tar_reports_how_far_it_has_read_before_extracting(tmp_path: Path) -> None:
+    """A .tar.gz is decompressed to its end to check its members; that took a silent while."""
+    rng = np.random.default_rng(0)
+    archive = tmp_path / "exams.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for i in range(6):
+            data = rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()  # incompressible: the .gz is about 6 MiB
+            info = tarfile.TarInfo(f"exam/c{i}.npy")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    size = archive.stat().st_size
+    events: list[tuple[str, int, int]] = []
+    safe_extract(
+        archive,
+        tmp_path / "out",
+        progress=lambda done, total: events.append(("write", done, total)),
+        checking=lambda done, total: events.append(("check", done, total)),
+    )
+    checks = [(done, total) for what, done, total in events if what == "check"]
+    first_write = next(i for i, e in enumerate(events) if e[0] == "write")
+    assert all(e[0] == "check" for e in events[:first_write]) and all(e[0] == "write" for e in events[first_write:])
+    assert {total for _, total in checks} == {size} and checks[-1] == (size, size)
+    reads = [done for done, _ in checks]
+    assert reads == sorted(reads) and reads[0] < size // 2 and len(set(reads)) >= 4  # it moves, member by member
+    assert len(list((tmp_path / "out" / "exam").iterdir())) == 6
+    zipped: list[int] = []  # a ZIP's directory lists its members at once: nothing to report
+    safe_extract(zip_with(tmp_path / "a.zip", {"a.npy": b"x"}), tmp_path / "zout", checking=lambda d, t: zipped.append(d))
+    assert zipped == []
+
+
 def test_batch_shows_an_extraction_bar_for_an_archive_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -229,6 +260,11 @@ def test_batch_shows_an_extraction_bar_for_an_archive_only(
     assert code == 1 and "extracting" not in err  # a folder is not extracted
     code, err = run_ultramn(monkeypatch, capsys, "batch", str(archive), "--out", str(tmp_path / "o3"), "--quiet", *nowhere)
     assert "extracting" not in err
+    tgz = tmp_path / "exams.tar.gz"  # a compressed TAR is checked to its end first, with a bar of its own
+    with tarfile.open(tgz, "w:gz") as tf:
+        tf.add(tmp_path / "folder" / "a.npy", arcname="exam/a.npy")
+    code, err = run_ultramn(monkeypatch, capsys, "batch", str(tgz), "--out", str(tmp_path / "o4"), *nowhere)
+    assert code == 1 and "checking archive" in err and "extracting" in err
 
 
 def test_links_in_an_input_folder_are_named_as_links_not_just_other_files(

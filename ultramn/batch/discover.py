@@ -30,6 +30,7 @@ from ultramn.data.archives import (
     DEFAULT_ARCHIVE_LIMITS,
     ArchiveError,
     ArchiveLimits,
+    CheckProgress,
     ExtractProgress,
     archive_kind,
     dicomdir_files,
@@ -171,13 +172,15 @@ def discover(
     *,
     out: Path | None = None,
     progress: ExtractProgress | None = None,
+    checking: CheckProgress | None = None,
 ) -> Discovery:
     """The clips of ``source`` (folder, archive, DICOMDIR or one clip file).
 
     ``out``: the batch's output folder; when it lies in the folder ``source`` its outputs are
     not taken for clips (the masks of a first run would be analysed by the next).
     Archives are extracted into ``workdir / "extracted"`` (replaced on each call), telling
-    ``progress`` the bytes written (:func:`~ultramn.data.archives.safe_extract`).
+    ``progress`` the bytes written and ``checking`` how far a TAR's check has read
+    (:func:`~ultramn.data.archives.safe_extract`).
     Raises :class:`FileNotFoundError` for a missing input and :class:`ArchiveError` for an
     unsafe or unreadable archive, and for a file that is neither a clip nor an archive (a
     damaged archive, a note): given alone, such a file is a mistake, not a batch of one.
@@ -194,7 +197,7 @@ def discover(
     if kind in ("zip", "tar"):
         dest = workdir / "extracted"
         remove_tree(dest)
-        safe_extract(source, dest, limits, progress)
+        safe_extract(source, dest, limits, progress, checking)
         return _walk(dest)
     if _posing_as_archive(source):
         raise ArchiveError("not a readable ZIP or TAR archive (damaged or truncated?)")

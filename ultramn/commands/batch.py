@@ -58,7 +58,9 @@ def register(app: typer.Typer) -> None:
         api_key: str | None = typer.Option(None, "--api-key", envvar="ULTRAMN_API_KEY", help="X-API-Key for the gateway."),
         pixel_spacing: float | None = typer.Option(None, "--pixel-spacing", help="Pixel size in mm for every clip (overrides the files')."),
         stride: int | None = typer.Option(None, "--stride", help="Frames between window starts."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bars (extracting, checking clips, batch) and no clip count."),
+        quiet: bool = typer.Option(
+            False, "--quiet", help="No progress bars (checking archive, extracting, checking clips, batch) and no clip count."
+        ),
         redo: bool = typer.Option(
             False, "--redo", help="Analyse every clip again, also those done (new weights, other gateway settings); resumable."
         ),
@@ -111,21 +113,30 @@ def _run(
     from ultramn.data.archives import ArchiveError
     from ultramn.errors import UserInputError
 
-    bars: list[tqdm[Any]] = []  # an archive's extraction bar, made when its first member is written
+    bars: dict[str, tqdm[Any]] = {}  # an archive's bars, each made when its phase starts
 
-    def extracted(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc="extracting", unit="B", unit_scale=True, disable=quiet, leave=False, dynamic_ncols=True))
-        bars[0].update(done - bars[0].n)
+    def bar_to(desc: str, done: int, total: int) -> None:
+        """Move the bar of phase ``desc`` (closing the other phase's) to ``done`` of ``total`` bytes."""
+        for other in [d for d in bars if d != desc]:
+            bars.pop(other).close()
+        if desc not in bars:
+            bars[desc] = tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=quiet, leave=False, dynamic_ncols=True)
+        bars[desc].update(done - bars[desc].n)
 
     try:
-        found = discover(source, out / WORK_DIR, out=out, progress=extracted)
+        found = discover(
+            source,
+            out / WORK_DIR,
+            out=out,
+            progress=lambda done, total: bar_to("extracting", done, total),
+            checking=lambda done, total: bar_to("checking archive", done, total),
+        )
     except FileNotFoundError as exc:
         raise UserInputError(str(exc)) from exc
     except ArchiveError as exc:
         raise UserInputError(f"refused {source.name}: {exc}") from exc
     finally:
-        for bar in bars:
+        for bar in bars.values():
             bar.close()
     if not found.clips:
         raise UserInputError(f"no clips found in {source} ({found.skipped_text()})")

@@ -222,10 +222,15 @@ def _zip_plan(zf: zipfile.ZipFile, archive: str, limits: ArchiveLimits) -> list[
 # --------------------------------------------------------------------------- TAR
 
 
-def _tar_plan(tf: tarfile.TarFile, archive: str, limits: ArchiveLimits, archive_bytes: int) -> list[tuple[tarfile.TarInfo, ArchiveMember]]:
+def _tar_plan(
+    tf: tarfile.TarFile, archive: str, limits: ArchiveLimits, archive_bytes: int, read: Callable[[], None] | None = None
+) -> list[tuple[tarfile.TarInfo, ArchiveMember]]:
+    """``read`` is called after each member header (a compressed TAR is read to its end here)."""
     budget = _Budget(limits, archive)
     plan: list[tuple[tarfile.TarInfo, ArchiveMember]] = []
     for info in tf:  # streamed: stops at the member limit without reading the whole index
+        if read is not None:
+            read()
         if info.isdir():
             continue
         name = safe_name(info.name, archive)
@@ -314,16 +319,25 @@ def _target(dest_root: Path, name: str, archive: str) -> Path:
 
 #: ``progress(bytes_written, bytes_declared)`` after each member :func:`safe_extract` writes
 ExtractProgress = Callable[[int, int], None]
+#: ``checking(archive_bytes_read, archive_bytes)`` while :func:`safe_extract` checks a TAR's members
+CheckProgress = Callable[[int, int], None]
 
 
 def safe_extract(
-    path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS, progress: ExtractProgress | None = None
+    path: Path,
+    dest: Path,
+    limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS,
+    progress: ExtractProgress | None = None,
+    checking: CheckProgress | None = None,
 ) -> list[Path]:
     """Extract the regular files of the ZIP/TAR at ``path`` under ``dest``; their paths.
 
     Everything is checked first (:func:`list_members`' rules), then written with byte
     counting. ``dest`` is created; on any error the files written so far are removed.
     ``progress`` is told the bytes written so far and the members' declared total.
+    ``checking`` is told how far the check has read into a TAR file (bytes of the file as
+    it lies on disk, compressed or not): a ``.tar.gz`` is decompressed to its end before
+    its first member is written. A ZIP's members are listed in its directory, at once.
     """
     archive = path.name
     kind = archive_kind(path)
@@ -346,8 +360,12 @@ def safe_extract(
                     if progress is not None:
                         progress(done, total)
         elif kind == "tar":
-            with tarfile.open(path) as tf:
-                tplan = _tar_plan(tf, archive, limits, path.stat().st_size)
+            size = path.stat().st_size
+            with path.open("rb") as raw, tarfile.open(fileobj=raw) as tf:
+                read = (lambda: checking(raw.tell(), size)) if checking is not None else None
+                tplan = _tar_plan(tf, archive, limits, size, read)
+                if checking is not None:
+                    checking(size, size)
                 total = sum(m.size for _, m in tplan)
                 for tinfo, member in tplan:
                     target = _target(root, member.name, archive)
