@@ -122,19 +122,28 @@ def clip_sweep(spec: ClipSpec, acq: AcquisitionParams, motion: MotionParams, wid
     return sample_sweep(rng, acq.n_frames, acq.fps, width_mm, acq.nerve_offset_mm, motion)
 
 
+def clip_draws(spec: ClipSpec) -> tuple[np.random.Generator, AcquisitionParams, MotionParams]:
+    """The first draws of ``spec``'s clip: its acquisition and its motion (sweep included), and
+    the random stream the rest of the clip is drawn from. A clip's probe motion is known from
+    these alone (:func:`ultramn.data.synth.motion.frame_state`), without rendering it."""
+    cfg = spec.config
+    rng = np.random.default_rng(_seq(cfg.seed, spec.participant, _CLIP_KEY, PLANES.index(spec.plane), SIDES.index(spec.side)))
+    acq = sample_acquisition(rng, cfg, spec.grade)
+    motion_p = sample_motion(rng, cfg.motion, spec.plane)
+    sweep = clip_sweep(spec, acq, motion_p, cfg.width * acq.pixel_spacing_mm)
+    return rng, acq, replace(motion_p, sweep=sweep)
+
+
 def generate_clip(spec: ClipSpec) -> GeneratedClip:
     """Generate one clip (frames, nerve masks) of ``spec``."""
     cfg = spec.config
     rc = cfg.render
     h, w = cfg.height, cfg.width
     anatomy = side_anatomy(cfg, spec.participant, spec.side)
-    rng = np.random.default_rng(_seq(cfg.seed, spec.participant, _CLIP_KEY, PLANES.index(spec.plane), SIDES.index(spec.side)))
-    acq = sample_acquisition(rng, cfg, spec.grade)
-    motion_p = sample_motion(rng, cfg.motion, spec.plane)
+    rng, acq, motion_p = clip_draws(spec)
     s = acq.pixel_spacing_mm
     width_mm, depth_mm = w * s, h * s
-    sweep = clip_sweep(spec, acq, motion_p, width_mm)
-    motion_p = replace(motion_p, sweep=sweep)
+    sweep = motion_p.sweep
     lat, ax = motion_margins_mm(motion_p, width_mm, depth_mm)
     reach = abs(sweep.distance_mm) if sweep else 0.0  # the canvas grows on the sweep's side only
     canvas = Canvas(

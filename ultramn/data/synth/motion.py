@@ -145,6 +145,21 @@ class FrameState:
     pulse: float
 
 
+def frame_state(p: MotionParams, fps: float, frame: int) -> FrameState:
+    """The motion state of a clip with motion ``p`` at ``frame`` (``fps`` frames per second)."""
+    t = frame / fps
+    flex = 0.5 * (1 - np.cos(2 * np.pi * p.flex_hz * t + p.flex_phase))
+    pulse = max(0.0, float(np.sin(2 * np.pi * p.heart_hz * t))) ** 2
+    return FrameState(
+        slide_mm=p.slide_mm * p.slide_curve(t) + (p.sweep.offset_mm(t) if p.sweep else 0.0),
+        tilt_rad=p.tilt_rad * p.tilt_curve(t),
+        elevation_tilt_rad=p.elevation_tilt_rad * p.elev_curve(t),
+        compression=p.compression * 0.5 * (1 + p.press_curve(t)),
+        flex=float(flex),
+        pulse=pulse,
+    )
+
+
 class ClipMotion:
     """Per-frame pixel -> canvas maps for one clip (output ``[H, W]``, square pixels)."""
 
@@ -158,18 +173,7 @@ class ClipMotion:
 
     def state(self, frame: int) -> FrameState:
         """The motion state at ``frame``."""
-        t = frame / self.fps
-        p = self.p
-        flex = 0.5 * (1 - np.cos(2 * np.pi * p.flex_hz * t + p.flex_phase))
-        pulse = max(0.0, float(np.sin(2 * np.pi * p.heart_hz * t))) ** 2
-        return FrameState(
-            slide_mm=p.slide_mm * p.slide_curve(t) + (p.sweep.offset_mm(t) if p.sweep else 0.0),
-            tilt_rad=p.tilt_rad * p.tilt_curve(t),
-            elevation_tilt_rad=p.elevation_tilt_rad * p.elev_curve(t),
-            compression=p.compression * 0.5 * (1 + p.press_curve(t)),
-            flex=float(flex),
-            pulse=pulse,
-        )
+        return frame_state(self.p, self.fps, frame)
 
     def coords(self, st: FrameState) -> tuple[F32, F32]:
         """Canvas ``(rows, cols)`` (float32 ``[H, W]``, pixel units) shown by each output pixel."""
