@@ -5,7 +5,9 @@ size (bilinear), thresholded and written into an all-background frame of the ori
 (:func:`ultramn.preprocess.threshold_resized`): ``ctx.masks`` ``uint8 [N,H0,W0]``, with no
 full-size float array on the way (memory: ``bench/bench_memory.py``).
 Measurements are taken inside the ROI and shifted by its offset, which equals measuring
-the full frame (the mask is empty outside the ROI) at a fraction of the cost.
+the full frame (the mask is empty outside the ROI) at a fraction of the cost. The ROI's
+frames are also tracked (:func:`ultramn.measure.tissue_motion.track_tissue`) so that a
+transverse clip's excursion can be given against the tissue, not only against the probe.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gateway.pipeline.context import ClipContext
 from ultramn.contract import PLANE_VIEWS, PLANES
 from ultramn.measure import FrameMeasurement, MeasureConfig, measure_frames, summarize_clip
 from ultramn.measure.spacing import normalize_spacing
+from ultramn.measure.tissue_motion import TissueTrack, track_tissue
 from ultramn.preprocess import threshold_resized
 
 
@@ -30,6 +33,9 @@ class PostprocessConfig:
     threshold: float = 0.5
     measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
     decimals: int = 4
+    #: a transverse clip whose image content moved at least this far (mm; px without a spacing) gets a warning
+    probe_motion_warn_mm: float = 1.0
+    probe_motion_warn_px: float = 10.0
 
 
 def _shift(m: FrameMeasurement, dx: int, dy: int, spacing: tuple[float, float] | None) -> FrameMeasurement:
@@ -94,6 +100,29 @@ def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray) -> dict[str, Any]
     }
 
 
+def _tissue_track(frames: np.ndarray) -> TissueTrack | None:
+    """The image content's track over the ROI's frames ``[N,h,w] uint8``; ``None`` for a still or a crop too small to track."""
+    if frames.shape[0] < 2:
+        return None
+    try:
+        return track_tissue(frames)
+    except ValueError:
+        return None
+
+
+def probe_motion_warning(exc: dict[str, Any] | None, min_shift_mm: float, min_shift_px: float) -> list[str]:
+    """A note when the image content moved in a transverse clip (``excursion.tissue_shift_max``
+    at least ``min_shift_mm``, or ``min_shift_px`` without a spacing): the probe slid or tilted,
+    and the plain excursion figures include that motion."""
+    shift = (exc or {}).get("tissue_shift_max")
+    if exc is None or shift is None or shift < (min_shift_mm if exc["unit"] == "mm" else min_shift_px):
+        return []
+    return [
+        f"the image content moved up to {shift:.1f} {exc['unit']} during the clip (the probe slid or tilted): excursion is"
+        " relative to the probe; excursion.relative_to_tissue follows the nerve against the tissue around it"
+    ]
+
+
 def view_warnings(
     plane: str | None, has_area: bool, other_view_frames: int = 0, at_side_frames: int = 0, partial: bool = False
 ) -> list[str]:
@@ -136,7 +165,8 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
 
     spacing, spacing_source = spacing_of(ctx)
     frames = [_shift(m, x0, y0, spacing) for m in measure_frames(crop_masks, spacing, config.measure)]
-    summary = summarize_clip(frames, ctx.frame_planes, clip.fps)
+    tissue = _tissue_track(clip.frames[:, y0:y1, x0:x1])
+    summary = summarize_clip(frames, ctx.frame_planes, clip.fps, tissue=tissue, spacing=spacing)
     s = summary.to_dict()
     notes = clip.warnings_given_spacing(spacing_source == "request")  # the file's spacing notes are moot then
     ctx.result = _r(
@@ -165,6 +195,7 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
                     summary.csa.n_at_side if summary.csa else 0,
                     bool(summary.csa and summary.csa.partial),
                 ),
+                *probe_motion_warning(s["excursion"], config.probe_motion_warn_mm, config.probe_motion_warn_px),
             ],
             "frames": [frame_dict(i, m, ctx.frame_planes[i]) for i, m in enumerate(frames)],
         },

@@ -550,7 +550,8 @@ function loadAnalysis(detail) {
   $("clip-excursion").textContent =
     e.max_from_first === null || e.max_from_first === undefined
       ? "—"
-      : `${fmt(e.max_from_first)} ${e.unit} from start · ${fmt(e.path_length)} ${e.unit} path`;
+      : `${fmt(e.max_from_first)} ${e.unit} from start · ${fmt(e.path_length)} ${e.unit} path` +
+        (e.relative_to_tissue ? ` · ${fmt(e.relative_to_tissue.max_from_first)} ${e.unit} against the tissue` : "");
   $("clip-model").textContent = r.model ? `${r.model.name} v${r.model.version}` : "—";
   $("clip-time").textContent = r.timings_ms ? `${fmt(r.timings_ms.total, 0)} ms` : "—";
   $("clip-warnings").replaceChildren(

@@ -52,7 +52,7 @@ def test_summary_row() -> None:
         "plane_confidence": 0.87654321,
         "n_frames": 12,
         "csa": {"unit": "mm2", "median": 6.5, "min": 6.0, "max": 7.25},
-        "excursion": {"unit": "mm", "max_from_first": 1.5},
+        "excursion": {"unit": "mm", "max_from_first": 1.5, "tissue_shift_max": 4.25, "relative_to_tissue": {"max_from_first": 0.75}},
     }
     row = summary_row(record("x/y.mp4", "h", 1.23456, result=result))
     assert row == {
@@ -66,12 +66,16 @@ def test_summary_row() -> None:
         "csa_unit": "mm2",
         "excursion": 1.5,
         "excursion_unit": "mm",
+        "excursion_tissue": 0.75,
+        "probe_shift": 4.25,
         "n_frames": 12,
         "status": "succeeded",
         "error": "",
         "seconds": 1.235,
     }
-    assert summary_row(record("l.mp4", "h", 1.0, result={**result, "plane": "LW"}))["view"] == "longitudinal"
+    plain = {"unit": "mm", "max_from_first": 1.5}
+    longitudinal = summary_row(record("l.mp4", "h", 1.0, result={**result, "plane": "LW", "excursion": plain}))
+    assert longitudinal["view"] == "longitudinal" and longitudinal["excursion_tissue"] == "" and longitudinal["probe_shift"] == ""
     failed = summary_row(record("z.dcm", "h", 0.5, error=("corrupt_file", "no pixel data")))
     assert (
         failed["status"] == "failed"

@@ -210,6 +210,43 @@ def test_a_stride_of_zero_is_refused_not_taken_for_the_default() -> None:
     assert ctx.indices is not None and ctx.indices[:, 0].tolist() == [0, 4]
 
 
+def test_a_sliding_probe_is_named_and_the_excursion_is_also_given_against_the_tissue() -> None:
+    """The image content slides 24 px (2.4 mm) and the nerve with it: the plain excursion is the
+    probe's slide, the tissue-relative one about zero, and a warning says so. A still probe: no warning."""
+    from tests.measure.test_tissue_motion import shifted_frames, speckle
+
+    n = 5
+    offsets = [(6.0 * t, 0.0) for t in range(n)]
+    field = speckle((256, 256))
+
+    def analysed(moves: list[tuple[float, float]], plane: str) -> dict:
+        frames = shifted_frames(field, moves, 160)
+        ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, 160, 160))
+        probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
+        for t, (dx, _) in enumerate(moves):  # the nerve moves with the tissue (model pixels = frame pixels here)
+            x = round(60 + dx * CONTRACT.width / 160)
+            probs[t, 60:80, x : x + 20] = 1.0
+        ctx.frame_mask_probs = probs
+        planes = np.full((n, 4), 0.02, np.float32)
+        planes[:, CONTRACT.planes.index(plane)] = 0.94
+        ctx.frame_planes = planes
+        postprocess.run(ctx, postprocess.PostprocessConfig())
+        assert ctx.result is not None
+        return ctx.result
+
+    result = analysed(offsets, "TW")
+    exc = result["excursion"]
+    assert exc["max_from_first"] == pytest.approx(2.4, abs=0.15) and exc["tissue_shift_max"] == pytest.approx(2.4, abs=0.1)
+    assert exc["relative_to_tissue"]["max_from_first"] < 0.15
+    notes = [w for w in result["warnings"] if "the probe slid or tilted" in w]
+    assert len(notes) == 1 and "moved up to 2.4 mm" in notes[0], result["warnings"]
+    still = analysed([(0.0, 0.0)] * n, "TW")
+    assert still["excursion"]["tissue_shift_max"] == pytest.approx(0.0, abs=0.05)
+    assert not [w for w in still["warnings"] if "the probe slid" in w]
+    longitudinal = analysed(offsets, "LW")["excursion"]  # content there is mostly tendon glide: no tissue figures
+    assert longitudinal["relative_to_tissue"] is None and longitudinal["tissue_shift_max"] is None
+
+
 def test_a_transverse_clip_leaves_frames_with_the_nerve_cut_by_the_side_out_of_csa_and_says_so() -> None:
     """A probe sliding off the nerve: its last frames show the nerve cut by the ROI's right side."""
     n = 5

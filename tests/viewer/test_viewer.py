@@ -246,7 +246,11 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
     assert page.inner_text("#clip-csa-label") == ("Area median" if band else "CSA median")
     exc = result["excursion"]
     if exc is not None and exc["max_from_first"] is not None:
-        assert page.inner_text("#clip-excursion").startswith(f"{exc['max_from_first']:.2f} {exc['unit']} from start")
+        text = page.inner_text("#clip-excursion")
+        assert text.startswith(f"{exc['max_from_first']:.2f} {exc['unit']} from start")
+        relative = exc.get("relative_to_tissue")  # transverse clips: the excursion against the tissue too
+        assert (relative is not None) == (not band)
+        assert (f"{relative['max_from_first']:.2f} {exc['unit']} against the tissue" in text) if relative else ("tissue" not in text)
 
     # -- CSA plot: in mm² (the spacing is known), one point per frame the result says has a nerve
     assert page.get_attribute("#csa-plot", "data-unit") == "mm²"

@@ -30,7 +30,9 @@ MASKS_DIR = "masks"
 
 #: Columns of ``summary.csv`` (CSA in ``csa_unit``: mm2 with a known pixel spacing, else px).
 #: ``view`` is the clip plane's view: the area is the nerve's CSA in ``transverse`` clips only;
-#: in ``longitudinal`` ones it is the area of the nerve's band in the image.
+#: in ``longitudinal`` ones it is the area of the nerve's band in the image. ``excursion`` is
+#: measured against the probe; in transverse clips ``excursion_tissue`` is the same against the
+#: tissue and ``probe_shift`` how far the image content moved (both in ``excursion_unit``).
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "clip",
     "plane",
@@ -42,6 +44,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "csa_unit",
     "excursion",
     "excursion_unit",
+    "excursion_tissue",
+    "probe_shift",
     "n_frames",
     "status",
     "error",
@@ -105,6 +109,8 @@ def summary_row(rec: dict[str, Any]) -> dict[str, Any]:
         "csa_unit": csa.get("unit", "") if csa.get("median") is not None else "",
         "excursion": _num(exc.get("max_from_first")),
         "excursion_unit": exc.get("unit", "") if exc.get("max_from_first") is not None else "",
+        "excursion_tissue": _num((exc.get("relative_to_tissue") or {}).get("max_from_first")),
+        "probe_shift": _num(exc.get("tissue_shift_max")),
         "n_frames": res.get("n_frames", ""),
         "status": rec.get("status", ""),
         "error": f"{err.get('code')}: {err.get('message')}" if err else "",

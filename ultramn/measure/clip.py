@@ -31,14 +31,20 @@ Definitions:
   consecutive such frames; other frames are skipped, the path joins across them), range in
   x and in y (max - min), the largest distance from the first position and from the mean
   position; the mean speed is the path length over the time between the first and the
-  last such frame.
+  last such frame. These positions are in image coordinates, relative to the probe. Given a
+  tissue track (:func:`ultramn.measure.tissue_motion.track_tissue`: how the image content
+  moved, that is the probe's slide and tilt), a transverse clip's excursion also has
+  ``tissue_shift_max`` (how far the content moved from the first tracked frame) and
+  ``relative_to_tissue``: the same figures for the centroid less the content's displacement,
+  the nerve's motion against the tissue around it. Longitudinal clips get neither: their
+  content is dominated by tendons gliding along the image, not by the probe.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -47,7 +53,8 @@ from scipy import ndimage as ndi
 
 from ultramn.contract import PLANE_VIEWS, PLANES
 from ultramn.measure.shape import DEFAULT_MEASURE_CONFIG, FrameMeasurement, MeasureConfig, _jsonable, measure_frames
-from ultramn.measure.spacing import Spacing
+from ultramn.measure.spacing import Spacing, normalize_spacing
+from ultramn.measure.tissue_motion import TissueTrack
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,11 @@ class Excursion:
     max_from_mean: float
     n_frames: int
     mean_speed_per_s: float | None = None
+    #: transverse clips with a tissue track: the largest displacement of the image content
+    #: (the probe's slide and tilt) from its place at the first tracked frame, over the tracked frames
+    tissue_shift_max: float | None = None
+    #: the same figures for the centroid less the tissue's displacement: the nerve against its surroundings
+    relative_to_tissue: Excursion | None = None
 
 
 @dataclass(frozen=True)
@@ -245,14 +257,47 @@ def excursion(
     )
 
 
+def _against_tissue(
+    exc: Excursion,
+    track: npt.NDArray[np.float64],
+    frame_indices: Sequence[int],
+    tissue: TissueTrack,
+    unit: str,
+    spacing: Spacing,
+    fps: float | None,
+    config: ClipConfig,
+    span: int,
+) -> Excursion:
+    """``exc`` with ``tissue_shift_max`` and ``relative_to_tissue`` (unchanged when the track is unreliable)."""
+    shifts = np.asarray(tissue.shifts_px, dtype=np.float64)
+    if not tissue.reliable or shifts.shape[0] <= max(frame_indices):
+        return exc
+    shift = shifts[list(frame_indices)]
+    if unit == "mm":
+        sp = normalize_spacing(spacing)
+        if sp is None:
+            return exc
+        shift = shift * np.array([sp[1], sp[0]])
+    shift = shift - shift[0]
+    relative = excursion(track - shift, unit, fps, config.centroid_smoothing_frames, duration_frames=span)
+    return replace(exc, tissue_shift_max=float(np.hypot(*shift.T).max()), relative_to_tissue=relative)
+
+
 def summarize_clip(
     frames: Sequence[FrameMeasurement],
     plane_probs: npt.ArrayLike | None = None,
     fps: float | None = None,
     planes: Sequence[str] = PLANES,
     config: ClipConfig = DEFAULT_CLIP_CONFIG,
+    tissue: TissueTrack | None = None,
+    spacing: Spacing = None,
 ) -> ClipMeasurement:
-    """Clip summary from per-frame measurements and plane probabilities ``[N, n_planes]``."""
+    """Clip summary from per-frame measurements and plane probabilities ``[N, n_planes]``.
+
+    ``tissue``: the image content's track over the same ``N`` frames (pixels of the frames the
+    masks were measured on), used for a transverse clip's tissue-relative excursion when it is
+    reliable; ``spacing``: the pixel spacing the measurements used, for that track in mm.
+    """
     n = len(frames)
     if n == 0:
         raise ValueError("a clip needs at least one frame")
@@ -290,6 +335,8 @@ def summarize_clip(
     if tracked:
         span = nerve_frames[-1] - nerve_frames[0]
         exc = excursion(np.array(track, dtype=np.float64), unit, fps, config.centroid_smoothing_frames, duration_frames=span)
+        if tissue is not None and cut_side and exc is not None:
+            exc = _against_tissue(exc, np.array(track, dtype=np.float64), nerve_frames, tissue, unit, spacing, fps, config, span)
     other_view = sum(1 for f, keep in zip(frames, in_view, strict=True) if f.present and not keep)
     csa = csa_stats([frames[i] for i in nerve_frames], n_other_view=other_view, n_at_side=n_at_side, partial=partial)
     return ClipMeasurement(
