@@ -212,6 +212,21 @@ def _area_label(ts: dict[str, Any]) -> str:
     return {"mm2": "mm²", "px2": "px²"}.get(str(ts.get("units")), str(ts.get("units")))
 
 
+def _excursion_rows(block: dict[str, Any] | None) -> list[str]:
+    """Summary-table rows of ``metrics.json``'s ``excursion`` block (transverse clips)."""
+    if not block:
+        return []
+    rows = []
+    for key, label in (("image", "against the probe"), ("tissue", "against the tissue")):
+        part = block.get(key)
+        if part:
+            rows.append(
+                f"| excursion {label}: abs error median ({block['units']}, {part['n_clips']} transverse clips; "
+                f"truth median {part['gt_median']:.2f}) | {_ci_text(part.get('abs_error_median_ci'), 2)} |"
+            )
+    return rows
+
+
 def _stability_table(ts: dict[str, Any] | None, px: dict[str, Any] | None = None) -> list[str]:
     """Per-clip temporal stability by view, plane and quality grade (mean over clips), one table per unit."""
     if not ts:
@@ -310,6 +325,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], data: EvaluationData) -
                 f"{block['pred_mean_abs_delta_csa']:.3f} / {block['gt_mean_abs_delta_csa']:.3f} |",
                 f"| temporal stability: abs difference ({_area_label(block)}) | {_ci_text(block.get('abs_difference_ci'), 3)} |",
             ]
+    lines += _excursion_rows(metrics.get("excursion"))
     cases = metrics["cases"]
     lines += [
         "",

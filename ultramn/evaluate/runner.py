@@ -7,8 +7,10 @@ missed or falsely detected as the gateway reports it (``case_reported``, :data:`
 ``detection`` in ``metrics.json``: counts and rates with their denominators). HD95 and ASSD are
 undefined on frames where exactly one mask is empty: ``hd95_n_frames`` (and
 ``hd95_{mm,px}_n_frames``) says how many frames their figures cover. Per clip: clip plane,
-temporal stability. Aggregates stratified by plane and quality grade, with 95 % bootstrap intervals that resample participants (none
-with fewer than two participants). Values in mm and in px are never averaged together:
+temporal stability, and in transverse clips the excursion of the predicted against the
+annotated nerve, against the probe and against the tissue (:mod:`ultramn.evaluate.excursion`).
+Aggregates stratified by plane and quality grade, with 95 % bootstrap intervals that resample
+participants (none with fewer than two participants). Values in mm and in px are never averaged together:
 strata and temporal stability are computed per unit.
 """
 
@@ -29,6 +31,7 @@ from ultramn.data.clipio import ClipFileError, check_clip_files, read_clip
 from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, read_manifest
 from ultramn.errors import out_path_problem
 from ultramn.evaluate.bootstrap import bootstrap_ci, bootstrap_indices
+from ultramn.evaluate.excursion import EXCURSION_COLUMNS, clip_excursions, excursion_summary
 from ultramn.evaluate.metrics import (
     CASES,
     case_of,
@@ -124,8 +127,13 @@ def select_records(records: Sequence[ClipRecord], split: str) -> list[ClipRecord
     return [r for r in records if split == "all" or r.split == split]
 
 
-def score_clip(record: ClipRecord, gt: npt.NDArray[np.uint8], pred: ClipPrediction) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Frame rows and the clip row for one clip (masks ``uint8 [N,H,W]`` at original resolution)."""
+def score_clip(
+    record: ClipRecord, gt: npt.NDArray[np.uint8], pred: ClipPrediction, frames: npt.NDArray[np.uint8] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Frame rows and the clip row for one clip (masks ``uint8 [N,H,W]`` at original resolution).
+
+    ``frames``: the clip's images, for the excursion columns of a transverse clip
+    (:mod:`ultramn.evaluate.excursion`; ``nan`` without them)."""
     spacing = record.pixel_spacing_mm
     units = "mm" if spacing else "px"
     pred_masks = pred.masks()
@@ -166,6 +174,11 @@ def score_clip(record: ClipRecord, gt: npt.NDArray[np.uint8], pred: ClipPredicti
         "stability_pred": stab_pred,
         "stability_gt": stab_gt,
         "stability_error": abs(stab_pred - stab_gt) if gt.shape[0] > 1 else math.nan,
+        **(
+            clip_excursions(record.plane, frames, gt, pred_masks, record.fps, spacing)
+            if frames is not None
+            else dict.fromkeys(EXCURSION_COLUMNS, math.nan)
+        ),
     }
     return rows, clip_row
 
@@ -203,7 +216,7 @@ def run_predictions(
         except ClipFileError as exc:
             raise ClipFileError(f"evaluation stopped at clip {k + 1} of {len(records)} ({rec.clip_id}): {exc}") from exc
         pred = predictor(clip.frames)
-        rows, clip_row = score_clip(rec, clip.masks, pred)
+        rows, clip_row = score_clip(rec, clip.masks, pred, clip.frames)
         data.frames.extend(rows)
         data.clips.append(clip_row)
         if len(data.examples) < keep_examples:
@@ -356,6 +369,8 @@ def summarize(data: EvaluationData, n_boot: int = 1000) -> dict[str, Any]:
     main, main_units = (multi_mm, "mm") if multi_mm else (multi_px, "px")
     out["temporal_stability"] = _stability_block(main, main_units, n_boot) if main else None
     out["temporal_stability_px"] = _stability_block(multi_px, "px", n_boot) if multi_mm and multi_px else None
+    # excursion of transverse clips (nerve centroid's largest distance from its first position), in the main unit
+    out["excursion"] = excursion_summary(main, lambda values, who: _ci(values, who, "median", n_boot))
     strat_metrics = list(SEG_METRICS)
     out["by_plane"] = with_detection(stratify_by_units(frames, "plane", strat_metrics), frames, "plane") if labelled else None
     has_quality = any(r["quality"] for r in frames)
