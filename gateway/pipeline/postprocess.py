@@ -77,8 +77,9 @@ def spacing_of(ctx: ClipContext) -> tuple[tuple[float, float] | None, str | None
     return None, None
 
 
-def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray) -> dict[str, Any]:
-    """One frame's JSON (see docs/api.md, "Result")."""
+def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray, off_track: bool = False) -> dict[str, Any]:
+    """One frame's JSON (see docs/api.md, "Result"); ``off_track``: the clip left this frame's region
+    out of csa and excursion as off the nerve's track against the tissue."""
     k = int(np.argmax(probs))
     return {
         "index": i,
@@ -92,6 +93,7 @@ def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray) -> dict[str, Any]
         "centroid_mm": list(m.centroid_mm) if m.centroid_mm else None,
         "bbox": list(m.bbox_px) if m.bbox_px else None,
         "at_side": m.at_side,
+        "off_track": off_track,
         "perimeter_px": m.perimeter_px,
         "perimeter_mm": m.perimeter_mm,
         "circularity": m.circularity,
@@ -120,6 +122,16 @@ def probe_motion_warning(exc: dict[str, Any] | None, min_shift_mm: float, min_sh
     return [
         f"the image content moved up to {shift:.1f} {exc['unit']} during the clip (the probe slid or tilted): excursion is"
         " relative to the probe; excursion.relative_to_tissue follows the nerve against the tissue around it"
+    ]
+
+
+def off_track_warning(n_off_track: int) -> list[str]:
+    """A note when frames were left out of csa and excursion as off the nerve's track against the tissue."""
+    if not n_off_track:
+        return []
+    return [
+        f"{n_off_track} frame(s) show a region away from the nerve's track against the tissue (off_track): another"
+        " structure taken for the nerve, so csa and excursion leave them out"
     ]
 
 
@@ -167,6 +179,7 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
     frames = [_shift(m, x0, y0, spacing) for m in measure_frames(crop_masks, spacing, config.measure)]
     tissue = _tissue_track(clip.frames[:, y0:y1, x0:x1])
     summary = summarize_clip(frames, ctx.frame_planes, clip.fps, tissue=tissue, spacing=spacing)
+    off_track = set(summary.off_track_frames)
     s = summary.to_dict()
     notes = clip.warnings_given_spacing(spacing_source == "request")  # the file's spacing notes are moot then
     ctx.result = _r(
@@ -196,8 +209,9 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
                     bool(summary.csa and summary.csa.partial),
                 ),
                 *probe_motion_warning(s["excursion"], config.probe_motion_warn_mm, config.probe_motion_warn_px),
+                *off_track_warning(len(off_track)),
             ],
-            "frames": [frame_dict(i, m, ctx.frame_planes[i]) for i, m in enumerate(frames)],
+            "frames": [frame_dict(i, m, ctx.frame_planes[i], i in off_track) for i, m in enumerate(frames)],
         },
         config.decimals,
     )

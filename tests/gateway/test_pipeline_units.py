@@ -247,6 +247,30 @@ def test_a_sliding_probe_is_named_and_the_excursion_is_also_given_against_the_ti
     assert longitudinal["relative_to_tissue"] is None and longitudinal["tissue_shift_max"] is None
 
 
+def test_a_region_off_the_nerves_track_is_flagged_and_left_out_of_csa() -> None:
+    """The probe slides 12 px a frame; in frame 4 the model marks a blob where the nerve was at the start."""
+    from tests.measure.test_tissue_motion import shifted_frames, speckle
+
+    n = 6
+    frames = shifted_frames(speckle((256, 256), seed=2), [(12.0 * t, 0.0) for t in range(n)], 160)
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, 160, 160))
+    probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
+    for t in range(n):
+        x = 20 if t == 4 else round(20 + 12.0 * t * CONTRACT.width / 160)
+        probs[t, 60:80, x : x + 20] = 1.0
+    ctx.frame_mask_probs = probs
+    planes = np.full((n, 4), 0.02, np.float32)
+    planes[:, CONTRACT.planes.index("TF")] = 0.94
+    ctx.frame_planes = planes
+    postprocess.run(ctx, postprocess.PostprocessConfig())
+    assert ctx.result is not None
+    assert [f["off_track"] for f in ctx.result["frames"]] == [t == 4 for t in range(n)]
+    assert ctx.result["frames"][4]["nerve_present"]  # the model's answer per frame is kept; the clip figures leave it out
+    assert ctx.result["csa"]["n_off_track"] == 1 and ctx.result["csa"]["n_frames"] == n - 1
+    notes = [w for w in ctx.result["warnings"] if "(off_track)" in w]
+    assert len(notes) == 1 and notes[0].startswith("1 frame(s)")
+
+
 def test_a_transverse_clip_leaves_frames_with_the_nerve_cut_by_the_side_out_of_csa_and_says_so() -> None:
     """A probe sliding off the nerve: its last frames show the nerve cut by the ROI's right side."""
     n = 5

@@ -9,7 +9,8 @@ from scipy import ndimage as ndi
 from ultramn.data.synth.config import SynthConfig
 from ultramn.data.synth.generator import ClipSpec, clip_draws, generate_clip
 from ultramn.data.synth.motion import frame_state
-from ultramn.measure import measure_frames, summarize_clip
+from ultramn.measure import ClipConfig, measure_frames, summarize_clip
+from ultramn.measure.clip import track_distances
 from ultramn.measure.tissue_motion import TissueTrack, track_tissue
 
 
@@ -106,3 +107,39 @@ def test_a_generated_sweep_is_tracked_to_the_probe_motion_that_made_it() -> None
     track = track_tissue(clip.arrays.frames)
     assert track.reliable and np.ptp(truth) > 10  # mm: the sweep is large
     assert np.abs(track.shifts_px[:, 0] * s - truth).max() < 0.5
+
+
+def test_a_region_far_off_the_nerves_track_against_the_tissue_is_left_out_of_csa_and_excursion() -> None:
+    """The probe slides; the nerve moves with the tissue. In frame 5 the model marked a blob where
+    the nerve had been in the image, which against the tissue is 3 diameters away: another structure."""
+    n = 8
+    slide = np.arange(n) * 4.0  # px
+    masks = np.zeros((n, 96, 96), np.uint8)
+    for t in range(n):
+        x = 10 + round(slide[t])
+        if t == 5:
+            masks[t, 40:44, 10:14] = 1  # a small blob where the nerve was at the start, not where it is
+        else:
+            masks[t, 40:50, x : x + 10] = 1
+    tissue = TissueTrack(np.stack([slide, np.zeros(n)], axis=1), np.full(n - 1, 40.0), True)
+    frames = measure_frames(masks, 0.1)
+    distances = track_distances(frames, tissue)
+    assert max(d for i, d in distances.items() if i != 5) < 0.05 and distances[5] > 1.5
+    summary = summarize_clip(frames, _planes(n, "TW"), 10.0, tissue=tissue, spacing=0.1)
+    assert summary.off_track_frames == (5,) and 5 not in summary.csa_frames and len(summary.csa_frames) == n - 1
+    assert summary.csa is not None and summary.csa.n_off_track == 1 and summary.csa.min == pytest.approx(1.0)  # 100 px, not the 16 px blob
+    assert summary.excursion is not None and summary.excursion.relative_to_tissue is not None
+    assert summary.excursion.relative_to_tissue.max_from_first == pytest.approx(0.0, abs=0.01)
+    # the rule off, a longitudinal clip, or no track: the blob counts
+    for kwargs in ({"config": ClipConfig(off_track_diameters=0)}, {"plane_probs": _planes(n, "LW")}, {"tissue": None}):
+        args = {"plane_probs": _planes(n, "TW"), "tissue": tissue, **kwargs}
+        other = summarize_clip(frames, args.pop("plane_probs"), 10.0, spacing=0.1, **args)
+        assert other.off_track_frames == () and 5 in other.csa_frames
+    # when most frames are off the median there is no track to be off: nothing is left out
+    scattered = np.zeros((4, 96, 96), np.uint8)
+    for t, x in enumerate((5, 60, 30, 80)):
+        scattered[t, 40:50, x : x + 10] = 1
+    still = TissueTrack(np.zeros((4, 2)), np.full(3, 40.0), True)
+    assert summarize_clip(measure_frames(scattered, 0.1), _planes(4, "TW"), 10.0, tissue=still, spacing=0.1).off_track_frames == ()
+    with pytest.raises(ValueError):
+        ClipConfig(off_track_diameters=-1)

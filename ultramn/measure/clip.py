@@ -31,7 +31,10 @@ Definitions:
   consecutive such frames; other frames are skipped, the path joins across them), range in
   x and in y (max - min), the largest distance from the first position and from the mean
   position; the mean speed is the path length over the time between the first and the
-  last such frame. These positions are in image coordinates, relative to the probe. Given a
+  last such frame. In a transverse clip with a reliable tissue track, frames whose region lies
+  far from the nerve's track against the tissue (``off_track_diameters``; :func:`track_distances`)
+  are another structure, a false detection, and are left out of the CSA and the excursion
+  (``csa.n_off_track``, ``off_track_frames``). These positions are in image coordinates, relative to the probe. Given a
   tissue track (:func:`ultramn.measure.tissue_motion.track_tissue`: how the image content
   moved, that is the probe's slide and tilt), a transverse clip's excursion also has
   ``tissue_shift_max`` (how far the content moved from the first tracked frame) and
@@ -56,6 +59,11 @@ from ultramn.measure.shape import DEFAULT_MEASURE_CONFIG, FrameMeasurement, Meas
 from ultramn.measure.spacing import Spacing, normalize_spacing
 from ultramn.measure.tissue_motion import TissueTrack
 
+#: Default of :attr:`ClipConfig.off_track_diameters` (docs/benchmarks.md, "Regions off the nerve's track").
+OFF_TRACK_DIAMETERS = 1.5
+#: The off-track rule needs at least this many frames with a nerve to have a track.
+OFF_TRACK_MIN_FRAMES = 3
+
 
 @dataclass(frozen=True)
 class ClipConfig:
@@ -64,13 +72,20 @@ class ClipConfig:
     ``centroid_smoothing_frames``: window (frames, odd, 1 = off) of the moving median applied
     to the centroid track before the excursion figures; per-frame segmentation jitter
     otherwise adds to the path length.
+    ``off_track_diameters``: in a transverse clip with a reliable tissue track, a frame whose
+    region lies farther than this many nerve diameters from the track's median position
+    against the tissue is another structure (a false detection), left out of the CSA and the
+    excursion (0 = off); see :func:`track_distances`.
     """
 
     centroid_smoothing_frames: int = 1
+    off_track_diameters: float = OFF_TRACK_DIAMETERS
 
     def __post_init__(self) -> None:
         if self.centroid_smoothing_frames < 1 or self.centroid_smoothing_frames % 2 == 0:
             raise ValueError("centroid_smoothing_frames must be an odd number >= 1")
+        if not (math.isfinite(self.off_track_diameters) and self.off_track_diameters >= 0):
+            raise ValueError("off_track_diameters must be a number >= 0")
 
 
 DEFAULT_CLIP_CONFIG = ClipConfig()
@@ -97,6 +112,8 @@ class CsaStats:
     """CSA over the frames with a nerve in the clip's view; ``unit`` is ``"mm2"`` or ``"px"``;
     ``n_other_view``: frames with a nerve left out because their plane is of the other view;
     ``n_at_side``: transverse frames left out because the nerve is cut by the image's side;
+    ``n_off_track``: transverse frames left out because their region is off the nerve's track
+    against the tissue (:func:`track_distances`);
     ``partial``: every frame with a nerve was cut, so the figures are of partial sections."""
 
     unit: str
@@ -108,6 +125,7 @@ class CsaStats:
     n_other_view: int = 0
     n_at_side: int = 0
     partial: bool = False
+    n_off_track: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,9 @@ class ClipMeasurement:
     csa: CsaStats | None = None
     excursion: Excursion | None = None
     csa_other_view_frames: int = 0
+    #: the frames ``csa`` and ``excursion`` use, and the frames left out as off the nerve's track
+    csa_frames: tuple[int, ...] = ()
+    off_track_frames: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (timeline as a list of ``{plane, start, end, start_s, end_s}``); non-finite
@@ -201,7 +222,9 @@ def _check_probs(plane_probs: npt.ArrayLike, planes: Sequence[str]) -> npt.NDArr
     return probs
 
 
-def csa_stats(frames: Sequence[FrameMeasurement], n_other_view: int = 0, n_at_side: int = 0, partial: bool = False) -> CsaStats | None:
+def csa_stats(
+    frames: Sequence[FrameMeasurement], n_other_view: int = 0, n_at_side: int = 0, partial: bool = False, n_off_track: int = 0
+) -> CsaStats | None:
     """CSA statistics over the frames of ``frames`` with a nerve (mm² if all have it, else px);
     ``n_other_view``, ``n_at_side`` and ``partial`` are recorded as given (what the caller left out)."""
     present = [f for f in frames if f.present]
@@ -221,6 +244,7 @@ def csa_stats(frames: Sequence[FrameMeasurement], n_other_view: int = 0, n_at_si
         n_other_view=n_other_view,
         n_at_side=n_at_side,
         partial=partial,
+        n_off_track=n_off_track,
     )
 
 
@@ -255,6 +279,27 @@ def excursion(
         n_frames=len(pts),
         mean_speed_per_s=path / (n_dur / fps) if fps and n_dur > 0 else None,
     )
+
+
+def track_distances(frames: Sequence[FrameMeasurement], tissue: TissueTrack, indices: Sequence[int] | None = None) -> dict[int, float]:
+    """How far each frame's region lies from the nerve's track against the tissue, in nerve diameters.
+
+    Over ``indices`` (default: every frame with a nerve): each region's centroid less the
+    tissue's displacement (pixels), its distance from the median of those positions, divided
+    by the median equivalent diameter (``sqrt(4 area / pi)``) of the regions. A nerve glides a
+    few millimetres against its surroundings, about one diameter; a region several diameters
+    away is another structure. Empty when the track is not reliable or there are fewer than
+    :data:`OFF_TRACK_MIN_FRAMES` frames.
+    """
+    idx = [i for i in (indices if indices is not None else range(len(frames))) if frames[i].present]
+    shifts = np.asarray(tissue.shifts_px, dtype=np.float64)
+    if not tissue.reliable or len(idx) < OFF_TRACK_MIN_FRAMES or shifts.shape[0] != len(frames):
+        return {}
+    centroids = np.array([frames[i].centroid_px for i in idx], dtype=np.float64)
+    relative = centroids - shifts[idx]
+    diameter = float(np.median([math.sqrt(4 * frames[i].area_px / math.pi) for i in idx]))
+    distance = np.hypot(*(relative - np.median(relative, axis=0)).T) / max(diameter, 1.0)
+    return {i: float(d) for i, d in zip(idx, distance, strict=True)}
 
 
 def _against_tissue(
@@ -326,6 +371,12 @@ def summarize_clip(
     nerve_frames = whole or in_view_nerve
     n_at_side = len(in_view_nerve) - len(nerve_frames)
     partial = bool(in_view_nerve) and not whole
+    off_track: list[int] = []
+    if cut_side and tissue is not None and config.off_track_diameters > 0:
+        far = {i for i, d in track_distances(frames, tissue, nerve_frames).items() if d > config.off_track_diameters}
+        if len(far) < len(nerve_frames) / 2:  # the track is the majority's; without one, nothing is off it
+            off_track = sorted(far)
+            nerve_frames = [i for i in nerve_frames if i not in far]
     tracked = [frames[i] for i in nerve_frames]
     if tracked and all(f.centroid_mm is not None for f in tracked):
         unit, track = "mm", [f.centroid_mm for f in tracked]
@@ -338,7 +389,9 @@ def summarize_clip(
         if tissue is not None and cut_side and exc is not None:
             exc = _against_tissue(exc, np.array(track, dtype=np.float64), nerve_frames, tissue, unit, spacing, fps, config, span)
     other_view = sum(1 for f, keep in zip(frames, in_view, strict=True) if f.present and not keep)
-    csa = csa_stats([frames[i] for i in nerve_frames], n_other_view=other_view, n_at_side=n_at_side, partial=partial)
+    csa = csa_stats(
+        [frames[i] for i in nerve_frames], n_other_view=other_view, n_at_side=n_at_side, partial=partial, n_off_track=len(off_track)
+    )
     return ClipMeasurement(
         n_frames=n,
         fps=fps,
@@ -351,6 +404,8 @@ def summarize_clip(
         csa=csa,
         excursion=exc,
         csa_other_view_frames=other_view,
+        csa_frames=tuple(nerve_frames),
+        off_track_frames=tuple(off_track),
     )
 
 
