@@ -210,6 +210,20 @@ def test_a_stride_of_zero_is_refused_not_taken_for_the_default() -> None:
     assert ctx.indices is not None and ctx.indices[:, 0].tolist() == [0, 4]
 
 
+def postprocessed(frames: np.ndarray, probs: np.ndarray, plane: str) -> dict:
+    """The result the postprocess stage makes of ``frames`` ``[N,H,W]`` (ROI: the whole frame, 0.1 mm
+    pixels) with stitched nerve probabilities ``probs`` (model geometry) and every frame of ``plane``."""
+    n, h, w = frames.shape
+    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, w, h))
+    ctx.frame_mask_probs = probs
+    planes = np.full((n, 4), 0.02, np.float32)
+    planes[:, CONTRACT.planes.index(plane)] = 0.94
+    ctx.frame_planes = planes
+    postprocess.run(ctx, postprocess.PostprocessConfig())
+    assert ctx.result is not None
+    return ctx.result
+
+
 def test_a_sliding_probe_is_named_and_the_excursion_is_also_given_against_the_tissue() -> None:
     """The image content slides 24 px (2.4 mm) and the nerve with it: the plain excursion is the
     probe's slide, the tissue-relative one about zero, and a warning says so. A still probe: no warning."""
@@ -220,19 +234,11 @@ def test_a_sliding_probe_is_named_and_the_excursion_is_also_given_against_the_ti
     field = speckle((256, 256))
 
     def analysed(moves: list[tuple[float, float]], plane: str) -> dict:
-        frames = shifted_frames(field, moves, 160)
-        ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, 160, 160))
         probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
         for t, (dx, _) in enumerate(moves):  # the nerve moves with the tissue (model pixels = frame pixels here)
             x = round(60 + dx * CONTRACT.width / 160)
             probs[t, 60:80, x : x + 20] = 1.0
-        ctx.frame_mask_probs = probs
-        planes = np.full((n, 4), 0.02, np.float32)
-        planes[:, CONTRACT.planes.index(plane)] = 0.94
-        ctx.frame_planes = planes
-        postprocess.run(ctx, postprocess.PostprocessConfig())
-        assert ctx.result is not None
-        return ctx.result
+        return postprocessed(shifted_frames(field, moves, 160), probs, plane)
 
     result = analysed(offsets, "TW")
     exc = result["excursion"]
@@ -253,42 +259,29 @@ def test_a_region_off_the_nerves_track_is_flagged_and_left_out_of_csa() -> None:
 
     n = 6
     frames = shifted_frames(speckle((256, 256), seed=2), [(12.0 * t, 0.0) for t in range(n)], 160)
-    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, 160, 160))
     probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
     for t in range(n):
         x = 20 if t == 4 else round(20 + 12.0 * t * CONTRACT.width / 160)
         probs[t, 60:80, x : x + 20] = 1.0
-    ctx.frame_mask_probs = probs
-    planes = np.full((n, 4), 0.02, np.float32)
-    planes[:, CONTRACT.planes.index("TF")] = 0.94
-    ctx.frame_planes = planes
-    postprocess.run(ctx, postprocess.PostprocessConfig())
-    assert ctx.result is not None
-    assert [f["off_track"] for f in ctx.result["frames"]] == [t == 4 for t in range(n)]
-    assert ctx.result["frames"][4]["nerve_present"]  # the model's answer per frame is kept; the clip figures leave it out
-    assert ctx.result["csa"]["n_off_track"] == 1 and ctx.result["csa"]["n_frames"] == n - 1
-    notes = [w for w in ctx.result["warnings"] if "(off_track)" in w]
+    result = postprocessed(frames, probs, "TF")
+    assert [f["off_track"] for f in result["frames"]] == [t == 4 for t in range(n)]
+    assert result["frames"][4]["nerve_present"]  # the model's answer per frame is kept; the clip figures leave it out
+    assert result["csa"]["n_off_track"] == 1 and result["csa"]["n_frames"] == n - 1
+    notes = [w for w in result["warnings"] if "(off_track)" in w]
     assert len(notes) == 1 and notes[0].startswith("1 frame(s)")
 
 
 def test_a_transverse_clip_leaves_frames_with_the_nerve_cut_by_the_side_out_of_csa_and_says_so() -> None:
     """A probe sliding off the nerve: its last frames show the nerve cut by the ROI's right side."""
     n = 5
-    frames = np.zeros((n, 64, 64), np.uint8)
-    ctx = ClipContext(job_id="x", clip=DecodedClip(frames, 25.0, 0.1, (0.1, 0.1), "npy"), roi=(0, 0, 64, 64))
     probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
     for i, x in enumerate((40, 60, 80)):
         probs[i, 70:90, x : x + 20] = 1.0  # whole sections
     probs[3:, 70:90, 150:] = 1.0  # cut by the right side
-    ctx.frame_mask_probs = probs
-    planes = np.full((n, 4), 0.02, np.float32)
-    planes[:, CONTRACT.planes.index("TW")] = 0.94
-    ctx.frame_planes = planes
-    postprocess.run(ctx, postprocess.PostprocessConfig())
-    assert ctx.result is not None
-    assert [f["at_side"] for f in ctx.result["frames"]] == [False, False, False, True, True]
-    csa = ctx.result["csa"]
+    result = postprocessed(np.zeros((n, 64, 64), np.uint8), probs, "TW")
+    assert [f["at_side"] for f in result["frames"]] == [False, False, False, True, True]
+    csa = result["csa"]
     assert csa["n_frames"] == 3 and csa["n_at_side"] == 2 and csa["partial"] is False
-    assert csa["min"] > max(f["csa_mm2"] for f in ctx.result["frames"][3:])  # the cut ones were smaller
-    notes = [w for w in ctx.result["warnings"] if "cut by the image's side" in w]
+    assert csa["min"] > max(f["csa_mm2"] for f in result["frames"][3:])  # the cut ones were smaller
+    notes = [w for w in result["warnings"] if "cut by the image's side" in w]
     assert len(notes) == 1 and notes[0].startswith("2 frame(s)")
