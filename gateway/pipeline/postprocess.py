@@ -5,8 +5,8 @@ size (bilinear), thresholded and written into an all-background frame of the ori
 (:func:`ultramn.preprocess.threshold_resized`): ``ctx.masks`` ``uint8 [N,H0,W0]``, with no
 full-size float array on the way (memory: ``bench/bench_memory.py``).
 Measurements are taken inside the ROI and shifted by its offset, which equals measuring
-the full frame (the mask is empty outside the ROI) at a fraction of the cost. The ROI's
-frames are also tracked (:func:`ultramn.measure.tissue_motion.track_tissue`) so that a
+the full frame (the mask is empty outside the ROI) at a fraction of the cost. A transverse
+clip's ROI frames are also tracked (:func:`ultramn.measure.tissue_motion.track_tissue`) so that a
 transverse clip's excursion can be given against the tissue, not only against the probe.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from gateway.pipeline.context import ClipContext
 from ultramn.contract import PLANE_VIEWS, PLANES
-from ultramn.measure import FrameMeasurement, MeasureConfig, measure_frames, summarize_clip
+from ultramn.measure import FrameMeasurement, MeasureConfig, clip_plane, measure_frames, summarize_clip
 from ultramn.measure.spacing import normalize_spacing
 from ultramn.measure.tissue_motion import TissueTrack, track_tissue
 from ultramn.preprocess import threshold_resized
@@ -102,14 +102,13 @@ def frame_dict(i: int, m: FrameMeasurement, probs: np.ndarray, off_track: bool =
     }
 
 
-def _tissue_track(frames: np.ndarray) -> TissueTrack | None:
-    """The image content's track over the ROI's frames ``[N,h,w] uint8``; ``None`` for a still or a crop too small to track."""
-    if frames.shape[0] < 2:
+def _tissue_track(frames: np.ndarray, plane_probs: np.ndarray) -> TissueTrack | None:
+    """The image content's track over the ROI's frames ``[N,h,w] uint8``; ``None`` for a still and
+    for a clip whose plane is longitudinal, where the clip summary does not use it."""
+    plane, _, _ = clip_plane(plane_probs)
+    if frames.shape[0] < 2 or PLANE_VIEWS.get(plane) != "transverse":
         return None
-    try:
-        return track_tissue(frames)
-    except ValueError:
-        return None
+    return track_tissue(frames)
 
 
 def probe_motion_warning(exc: dict[str, Any] | None, min_shift_mm: float, min_shift_px: float) -> list[str]:
@@ -177,7 +176,7 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
 
     spacing, spacing_source = spacing_of(ctx)
     frames = [_shift(m, x0, y0, spacing) for m in measure_frames(crop_masks, spacing, config.measure)]
-    tissue = _tissue_track(clip.frames[:, y0:y1, x0:x1])
+    tissue = _tissue_track(clip.frames[:, y0:y1, x0:x1], ctx.frame_planes)
     summary = summarize_clip(frames, ctx.frame_planes, clip.fps, tissue=tissue, spacing=spacing)
     off_track = set(summary.off_track_frames)
     s = summary.to_dict()

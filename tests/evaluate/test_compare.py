@@ -146,7 +146,7 @@ def test_paired_tables_by_view_split_transverse_from_longitudinal_clips() -> Non
     assert paired_tables_by_view("A", [first], [("B", [other])]) == ""
 
 
-def _metrics(units: str = "mm", **extra: object) -> dict[str, object]:
+def minimal_metrics(units: str = "mm", **extra: object) -> dict[str, object]:
     """A minimal metrics.json of ``ultramn evaluate`` with lengths/areas in ``units``."""
     area = f"{units}2"
     ci = {"estimate": 1.5, "low": 1.0, "high": 2.0, "n_participants": 3}
@@ -191,7 +191,7 @@ def test_compare_refuses_files_that_are_not_evaluations(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The old compare raised KeyError / AttributeError tracebacks on these."""
-    good = _write_eval(tmp_path / "good", _metrics())
+    good = _write_eval(tmp_path / "good", minimal_metrics())
     summary = tmp_path / "run" / "summary.json"  # a training summary, not an evaluation
     summary.parent.mkdir()
     summary.write_text(json.dumps({"best_epoch": 1, "best_metrics": {"dice": 0.1}}))
@@ -199,10 +199,12 @@ def test_compare_refuses_files_that_are_not_evaluations(
         "summary": (summary, "no n_clips"),
         "empty": (_write_eval(tmp_path / "empty", {}, clips=None), "no n_clips"),
         "list": (_write_eval(tmp_path / "list", [1], clips=None), "a JSON list"),
-        "text": (_write_eval(tmp_path / "text", _metrics(dice_mean="high"), clips=None), "dice_mean is 'high'"),
-        "clips": (_write_eval(tmp_path / "clips", _metrics(), clips="foo\n1\n"), "missing columns: clip_id"),
+        "text": (_write_eval(tmp_path / "text", minimal_metrics(dice_mean="high"), clips=None), "dice_mean is 'high'"),
+        "clips": (_write_eval(tmp_path / "clips", minimal_metrics(), clips="foo\n1\n"), "missing columns: clip_id"),
         "cells": (
-            _write_eval(tmp_path / "cells", _metrics(), clips="clip_id,participant_id,n_frames,dice_mean,stability_error\nc0,p0,2,x,0.1\n"),
+            _write_eval(
+                tmp_path / "cells", minimal_metrics(), clips="clip_id,participant_id,n_frames,dice_mean,stability_error\nc0,p0,2,x,0.1\n"
+            ),
             "dice_mean is 'x'",
         ),
     }
@@ -223,11 +225,11 @@ def test_compare_refuses_files_that_are_not_evaluations(
 
 def test_comparison_table_labels_units_truthfully() -> None:
     """The old table titled its columns mm / mm² whatever the evaluations' units."""
-    px = comparison_table([("A", _metrics("px")), ("B", _metrics("px"))])
+    px = comparison_table([("A", minimal_metrics("px")), ("B", minimal_metrics("px"))])
     head = px.splitlines()[0]
     assert "HD95 mean (px)" in head and "CSA abs error median (px²)" in head and "pred vs truth (px²)" in head and "mm" not in px
     assert "| 1.50 [1.00, 2.00] | 1.50 [1.00, 2.00] |" in px.splitlines()[2]
-    mixed = comparison_table([("A", _metrics("mm")), ("B", _metrics("px"))])
+    mixed = comparison_table([("A", minimal_metrics("mm")), ("B", minimal_metrics("px"))])
     head, row_a, row_b = mixed.splitlines()[0], mixed.splitlines()[2], mixed.splitlines()[3]
     assert "HD95 mean |" in head and "CSA abs error median |" in head and "(mm" not in head and "(px" not in head
     assert "| 1.50 [1.00, 2.00] mm | 1.50 [1.00, 2.00] mm² |" in row_a and row_a.rstrip(" |").split("|")[-2].strip().endswith("mm²")
@@ -249,7 +251,7 @@ def test_one_participant_gives_no_paired_interval() -> None:
     row = paired_table("A", [first], [("B", [other])]).splitlines()[2]
     assert "+0.2000 [n/a, 1 participant]" in row and "ahead" not in row and row.count("n/a (1 participant: no interval)") == 2
     # a one-participant metrics.json has an estimate and no bounds
-    one = _metrics(dice_mean_ci={"estimate": 0.8, "low": None, "high": None, "n_participants": 1})
+    one = minimal_metrics(dice_mean_ci={"estimate": 0.8, "low": None, "high": None, "n_participants": 1})
     assert "| 0.8000 [n/a, 1 participant] |" in comparison_table([("A", one)])
 
 
@@ -294,10 +296,10 @@ def test_evaluations_of_different_clips_still_compare(
 ) -> None:
     """A model's val and test evaluations: the old compare failed as a whole ("the two evaluations
     have no clip in common", exit 2) and never said that the two rows were different splits."""
-    val = _write_eval(tmp_path / "val", _metrics(split="val"))
+    val = _write_eval(tmp_path / "val", minimal_metrics(split="val"))
     test = _write_eval(
         tmp_path / "test",
-        _metrics(split="test"),
+        minimal_metrics(split="test"),
         clips="clip_id,participant_id,n_frames,dice_mean,stability_error\nc9,p9,2,0.7,0.1\n",
     )
     out = tmp_path / "table.md"
@@ -309,7 +311,7 @@ def test_evaluations_of_different_clips_still_compare(
     # the same split (or evaluations that do not say): no note
     from ultramn.evaluate.compare import split_note
 
-    assert split_note([("A", _metrics(split="test")), ("B", _metrics(split="test")), ("C", _metrics())]) == ""
+    assert split_note([("A", minimal_metrics(split="test")), ("B", minimal_metrics(split="test")), ("C", minimal_metrics())]) == ""
 
 
 def test_an_unusable_out_is_one_error_line_before_the_table(
@@ -317,8 +319,8 @@ def test_an_unusable_out_is_one_error_line_before_the_table(
 ) -> None:
     """The old compare printed the whole table, then ``error: [Errno 21] Is a directory`` (or
     ``[Errno 17] File exists`` for a path under a file)."""
-    a = _write_eval(tmp_path / "a", _metrics())
-    b = _write_eval(tmp_path / "b", _metrics())
+    a = _write_eval(tmp_path / "a", minimal_metrics())
+    b = _write_eval(tmp_path / "b", minimal_metrics())
     note = tmp_path / "note.txt"
     note.write_text("x")
     from ultramn.cli import main
@@ -340,21 +342,21 @@ def test_the_reported_csa_error_is_a_column_and_older_evaluations_show_n_a(
     """The CSA the gateway reports (``csa_reported_abs_error_*``): the old table left it out; an
     evaluation written before the key existed still compares, its cell ``n/a``."""
     ci = {"estimate": 0.5, "low": 0.25, "high": 0.75, "n_participants": 3}
-    new = _metrics(csa_reported_abs_error_mm2_median=0.5, csa_reported_abs_error_mm2_median_ci=ci)
-    table = comparison_table([("new", new), ("old", _metrics())])
+    new = minimal_metrics(csa_reported_abs_error_mm2_median=0.5, csa_reported_abs_error_mm2_median_ci=ci)
+    table = comparison_table([("new", new), ("old", minimal_metrics())])
     head, _, row_new, row_old = table.splitlines()
     columns = [c.strip() for c in head.strip("|").split("|")]
     assert "reported CSA abs error median (mm²)" in columns
     at = columns.index("reported CSA abs error median (mm²)")
     assert [c.strip() for c in row_new.strip("|").split("|")][at] == "0.50 [0.25, 0.75]"
     assert [c.strip() for c in row_old.strip("|").split("|")][at] == "n/a"
-    px = comparison_table([("px", _metrics("px", csa_reported_abs_error_px2_median=7.0))])
+    px = comparison_table([("px", minimal_metrics("px", csa_reported_abs_error_px2_median=7.0))])
     assert "reported CSA abs error median (px²)" in px and "| 7.00 |" in px
     # through the command, and a key that is not a number is refused like the others
     a = _write_eval(tmp_path / "a", new)
-    b = _write_eval(tmp_path / "b", _metrics())
+    b = _write_eval(tmp_path / "b", minimal_metrics())
     assert _compare(monkeypatch, capsys, f"A={a}", f"B={b}")[0] == 0
-    bad = _write_eval(tmp_path / "bad", _metrics(csa_reported_abs_error_mm2_median="low"))
+    bad = _write_eval(tmp_path / "bad", minimal_metrics(csa_reported_abs_error_mm2_median="low"))
     code, err = _compare(monkeypatch, capsys, f"A={a}", f"B={bad}")
     assert code == 2 and "csa_reported_abs_error_mm2_median is 'low'" in err
 
@@ -365,12 +367,12 @@ def test_replicate_runs_in_different_units_are_refused(
     """Two runs of one model, one scored with pixel spacings and one without: the old compare
     averaged each clip's mm² and px² stability errors into one number."""
     head = "clip_id,participant_id,units,n_frames,dice_mean,stability_error\n"
-    run1 = _write_eval(tmp_path / "r1", _metrics(), clips=head + "c0,p0,mm,2,0.8,0.1\nc1,p1,mm,2,0.8,0.1\n")
-    run2 = _write_eval(tmp_path / "r2", _metrics(), clips=head + "c0,p0,px,2,0.8,30\nc1,p1,mm,2,0.8,0.2\n")
-    other = _write_eval(tmp_path / "o", _metrics(), clips=head + "c0,p0,mm,2,0.7,0.1\nc1,p1,mm,2,0.7,0.1\n")
+    run1 = _write_eval(tmp_path / "r1", minimal_metrics(), clips=head + "c0,p0,mm,2,0.8,0.1\nc1,p1,mm,2,0.8,0.1\n")
+    run2 = _write_eval(tmp_path / "r2", minimal_metrics(), clips=head + "c0,p0,px,2,0.8,30\nc1,p1,mm,2,0.8,0.2\n")
+    other = _write_eval(tmp_path / "o", minimal_metrics(), clips=head + "c0,p0,mm,2,0.7,0.1\nc1,p1,mm,2,0.7,0.1\n")
     code, err = _compare(monkeypatch, capsys, f"A={run1},{run2}", f"B={other}")
     assert code == 2 and err.startswith("error: A: replicate runs scored 1 clip(s) in different units") and "e.g. c0" in err, err
-    run3 = _write_eval(tmp_path / "r3", _metrics(), clips=head + "c0,p0,mm,2,0.8,0.3\nc1,p1,mm,2,0.8,0.2\n")
+    run3 = _write_eval(tmp_path / "r3", minimal_metrics(), clips=head + "c0,p0,mm,2,0.8,0.3\nc1,p1,mm,2,0.8,0.2\n")
     assert _compare(monkeypatch, capsys, f"A={run1},{run3}", f"B={other}")[0] == 0
 
 
@@ -380,8 +382,8 @@ def test_a_first_model_without_clips_csv_says_why_there_is_no_paired_table(
     """The old compare silently left the paired table out."""
     from ultramn.cli import main
 
-    a = _write_eval(tmp_path / "a", _metrics(), clips=None)
-    b = _write_eval(tmp_path / "b", _metrics())
+    a = _write_eval(tmp_path / "a", minimal_metrics(), clips=None)
+    b = _write_eval(tmp_path / "b", minimal_metrics())
     monkeypatch.setattr(sys, "argv", ["ultramn", "compare", f"A={a}", f"B={b}"])
     main()
     assert "No paired differences: A has no clips.csv" in capsys.readouterr().out

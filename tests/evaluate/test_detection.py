@@ -14,6 +14,7 @@ import numpy.typing as npt
 import pytest
 
 from tests.cli import run_ultramn
+from tests.evaluate.test_compare import minimal_metrics
 from ultramn.contract import PLANES
 from ultramn.data.clipio import ClipArrays, write_clip
 from ultramn.data.manifest import ClipRecord, write_manifest
@@ -141,22 +142,8 @@ def test_detection_counts_rates_and_empty_denominators() -> None:
 
 
 def _metrics(**extra: object) -> dict[str, object]:
-    """A minimal metrics.json in mm."""
-    ci = {"estimate": 1.5, "low": 1.0, "high": 2.0, "n_participants": 3}
-    return {
-        "n_clips": 2,
-        "n_frames": 10,
-        "n_participants": 3,
-        "plane_accuracy": None,
-        "dice_mean": 0.8,
-        "dice_mean_ci": {"estimate": 0.8, "low": 0.7, "high": 0.9, "n_participants": 3},
-        "hd95_mm_mean": 1.5,
-        "hd95_mm_mean_ci": ci,
-        "csa_abs_error_mm2_median": 1.5,
-        "csa_abs_error_mm2_median_ci": ci,
-        "temporal_stability": None,
-        **extra,
-    }
+    """A minimal metrics.json in mm, 10 frames, no temporal stability."""
+    return minimal_metrics(**{"n_frames": 10, "temporal_stability": None, **extra})
 
 
 #: an evaluation with 6 frames in mm and 4 without a pixel spacing (px)

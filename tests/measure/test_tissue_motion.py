@@ -53,9 +53,11 @@ def test_unrelated_content_makes_the_track_unreliable() -> None:
 def test_a_still_is_its_own_origin_and_bad_input_is_refused() -> None:
     one = track_tissue(np.full((1, 32, 32), 9, np.uint8))
     assert one.shifts_px.tolist() == [[0.0, 0.0]] and one.peaks.size == 0 and one.reliable
-    for bad in (np.zeros((2, 32, 32), np.float32), np.zeros((32, 32), np.uint8), np.zeros((2, 4, 64), np.uint8)):
+    for bad in (np.zeros((2, 32, 32), np.float32), np.zeros((32, 32), np.uint8), np.zeros((0, 32, 32), np.uint8)):
         with pytest.raises(ValueError):
             track_tissue(bad)
+    tiny = track_tissue(np.zeros((3, 4, 64), np.uint8))  # too small to follow: a track that is not trusted
+    assert tiny.shifts_px.shape == (3, 2) and not tiny.reliable
 
 
 def _planes(n: int, plane: str) -> np.ndarray:
@@ -143,3 +145,5 @@ def test_a_region_far_off_the_nerves_track_against_the_tissue_is_left_out_of_csa
     assert summarize_clip(measure_frames(scattered, 0.1), _planes(4, "TW"), 10.0, tissue=still, spacing=0.1).off_track_frames == ()
     with pytest.raises(ValueError):
         ClipConfig(off_track_diameters=-1)
+    with pytest.raises(ValueError, match="a tissue track of 7 frames for 8"):  # a track of another clip
+        summarize_clip(frames, _planes(n, "TW"), 10.0, tissue=TissueTrack(tissue.shifts_px[:7], tissue.peaks[:6], True))

@@ -53,10 +53,7 @@ def clip_excursions(
     empty = dict.fromkeys(EXCURSION_COLUMNS, math.nan)
     if not plane or PLANE_VIEWS.get(plane) != "transverse" or frames.shape[0] < 2:
         return empty
-    try:
-        track = track_tissue(frames)
-    except ValueError:
-        return empty
+    track = track_tissue(frames)
     probs = np.zeros((frames.shape[0], len(PLANES)), np.float32)
     probs[:, PLANES.index(plane)] = 1.0
     p, g = _excursion(pred, probs, fps, spacing, track), _excursion(gt, probs, fps, spacing, track)

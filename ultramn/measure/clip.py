@@ -31,16 +31,17 @@ Definitions:
   consecutive such frames; other frames are skipped, the path joins across them), range in
   x and in y (max - min), the largest distance from the first position and from the mean
   position; the mean speed is the path length over the time between the first and the
-  last such frame. In a transverse clip with a reliable tissue track, frames whose region lies
-  far from the nerve's track against the tissue (``off_track_diameters``; :func:`track_distances`)
-  are another structure, a false detection, and are left out of the CSA and the excursion
-  (``csa.n_off_track``, ``off_track_frames``). These positions are in image coordinates, relative to the probe. Given a
+  last such frame. These positions are in image coordinates, relative to the probe. Given a
   tissue track (:func:`ultramn.measure.tissue_motion.track_tissue`: how the image content
   moved, that is the probe's slide and tilt), a transverse clip's excursion also has
   ``tissue_shift_max`` (how far the content moved from the first tracked frame) and
   ``relative_to_tissue``: the same figures for the centroid less the content's displacement,
   the nerve's motion against the tissue around it. Longitudinal clips get neither: their
   content is dominated by tendons gliding along the image, not by the probe.
+- **off track**: in a transverse clip with a reliable tissue track, frames whose region lies
+  far from the nerve's track against the tissue (``off_track_diameters``; :func:`track_distances`)
+  are another structure, a false detection, and are left out of the CSA and the excursion
+  (``csa.n_off_track``, ``off_track_frames``).
 """
 
 from __future__ import annotations
@@ -281,6 +282,14 @@ def excursion(
     )
 
 
+def _shifts_of(tissue: TissueTrack, n_frames: int) -> npt.NDArray[np.float64]:
+    """The track's ``[N, 2]`` shifts; ``ValueError`` when it does not have one row per frame."""
+    shifts = np.asarray(tissue.shifts_px, dtype=np.float64)
+    if shifts.shape != (n_frames, 2):
+        raise ValueError(f"a tissue track of {shifts.shape[0]} frames for {n_frames} frame measurements")
+    return shifts
+
+
 def track_distances(frames: Sequence[FrameMeasurement], tissue: TissueTrack, indices: Sequence[int] | None = None) -> dict[int, float]:
     """How far each frame's region lies from the nerve's track against the tissue, in nerve diameters.
 
@@ -292,8 +301,8 @@ def track_distances(frames: Sequence[FrameMeasurement], tissue: TissueTrack, ind
     :data:`OFF_TRACK_MIN_FRAMES` frames.
     """
     idx = [i for i in (indices if indices is not None else range(len(frames))) if frames[i].present]
-    shifts = np.asarray(tissue.shifts_px, dtype=np.float64)
-    if not tissue.reliable or len(idx) < OFF_TRACK_MIN_FRAMES or shifts.shape[0] != len(frames):
+    shifts = _shifts_of(tissue, len(frames))
+    if not tissue.reliable or len(idx) < OFF_TRACK_MIN_FRAMES:
         return {}
     centroids = np.array([frames[i].centroid_px for i in idx], dtype=np.float64)
     relative = centroids - shifts[idx]
@@ -314,10 +323,9 @@ def _against_tissue(
     span: int,
 ) -> Excursion:
     """``exc`` with ``tissue_shift_max`` and ``relative_to_tissue`` (unchanged when the track is unreliable)."""
-    shifts = np.asarray(tissue.shifts_px, dtype=np.float64)
-    if not tissue.reliable or shifts.shape[0] <= max(frame_indices):
+    if not tissue.reliable:
         return exc
-    shift = shifts[list(frame_indices)]
+    shift = np.asarray(tissue.shifts_px, dtype=np.float64)[list(frame_indices)]
     if unit == "mm":
         sp = normalize_spacing(spacing)
         if sp is None:
@@ -348,6 +356,8 @@ def summarize_clip(
         raise ValueError("a clip needs at least one frame")
     if fps is not None and not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be positive, got {fps}")
+    if tissue is not None:
+        _shifts_of(tissue, n)  # one row per frame, checked before anything uses it
     plane = conf = mean_probs = timeline = None
     in_view = [True] * n
     if plane_probs is not None:

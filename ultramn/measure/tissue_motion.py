@@ -100,7 +100,7 @@ def track_tissue(
     """The displacement of ``frames``' content (``[N, H, W]`` uint8) from frame 0, frame by frame.
 
     A single frame gives ``[[0, 0]]``; frames smaller than 8 pixels a side after block
-    averaging cannot be tracked (``ValueError``).
+    averaging cannot be tracked: their track is all zeros and not reliable.
     """
     arr = np.asarray(frames)
     if arr.ndim != 3 or arr.dtype != np.uint8:
@@ -110,7 +110,7 @@ def track_tissue(
         raise ValueError("no frames to track")
     factor = max(1, math.ceil(max(h, w) / max_side))
     if h // factor < 8 or w // factor < 8:
-        raise ValueError(f"frames of {h} x {w} pixels are too small to track")
+        return TissueTrack(np.zeros((n, 2), np.float64), np.zeros(max(n - 1, 0), np.float64), n == 1)
     shape = (h // factor, w // factor)
     window = np.outer(np.hanning(shape[0]), np.hanning(shape[1]))
     shifts = np.zeros((n, 2), np.float64)
