@@ -259,6 +259,20 @@ def test_training_batches_do_not_depend_on_the_worker_count(tiny_dataset: Path) 
     torch.testing.assert_close(seen[0][1], seen[1][1], atol=1e-6, rtol=0)
 
 
+def test_runs_of_adjacent_seeds_do_not_share_shuffle_orders() -> None:
+    """Seed 1's epoch 0 must not replay seed 0's epoch 1 (as ``seed + epoch`` did): every (seed, epoch)
+    of a small grid gives its own order, and the same pair always the same one."""
+    from ultramn.train.loop import shuffle_seed
+
+    def order(seed: int, epoch: int) -> tuple[int, ...]:
+        return tuple(torch.randperm(100, generator=torch.Generator().manual_seed(shuffle_seed(seed, epoch))).tolist())
+
+    orders = {(s, e): order(s, e) for s in range(4) for e in range(4)}
+    assert len(set(orders.values())) == len(orders)
+    assert order(2, 3) == orders[(2, 3)]
+    assert 0 <= shuffle_seed(2**63 - 1, 10_000) < 2**63  # the largest seed a config allows
+
+
 def test_evaluate_finds_the_shipped_weights_from_any_working_directory(tiny_dataset: Path, tmp_path: Path) -> None:
     """No ``--checkpoint``, run outside the checkout: the default is the shipped file, not ``./models``."""
     r = _cli("evaluate", "--data", str(tiny_dataset), "--split", "test", "--out", "e", "--n-boot", "100", cwd=tmp_path)

@@ -112,7 +112,7 @@ class DataSection(_Strict):
 
 
 #: the largest seed: numpy's SeedSequence takes no negative seed and torch's generators none above
-#: ``2**64 - 1`` (the loop seeds ``seed + epoch``); the same bound as ``ultramn synth --seed``
+#: ``2**64 - 1``; the same bound as ``ultramn synth --seed``
 MAX_SEED = 2**63 - 1
 
 

@@ -239,6 +239,20 @@ def pick_device(name: str, option: str = "device") -> torch.device:
     return torch.device(name)
 
 
+#: the third word of every shuffle seed's ``SeedSequence`` (``(seed, epoch, SHUFFLE_KEY)``): the
+#: dataset's own item draws use ``(seed, epoch, index)``, so this keeps the two streams apart
+SHUFFLE_KEY = 0x5348_5546  # "SHUF"
+
+
+def shuffle_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s (0-based) shuffle order in a run seeded ``seed``.
+
+    Mixed through ``SeedSequence``, so runs of adjacent seeds do not share orders: ``seed + epoch``
+    (the rule before) gave seed 1's epoch 0 the order of seed 0's epoch 1."""
+    (state,) = np.random.SeedSequence([seed, epoch, SHUFFLE_KEY]).generate_state(1, dtype=np.uint64)
+    return int(state) & (2**63 - 1)
+
+
 def _loader(ds: WindowDataset, cfg: TrainConfig, shuffle: bool, seed: int) -> DataLoader[dict[str, Any]]:
     gen = torch.Generator()
     gen.manual_seed(seed)
@@ -449,7 +463,7 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
         sums = {"loss": 0.0, "plane": 0.0, "dice": 0.0, "pixel": 0.0, "temporal": 0.0}
         n_batches = 0
         t_epoch = time.perf_counter()
-        train_loader = _loader(train_ds, cfg, shuffle=True, seed=cfg.seed + epoch)
+        train_loader = _loader(train_ds, cfg, shuffle=True, seed=shuffle_seed(cfg.seed, epoch))
         bar = tqdm(
             batches(train_loader),
             total=len(train_loader),
