@@ -70,7 +70,7 @@ class DirectAnalyzer:
     @property
     def model(self) -> ModelId | None:
         """The model Triton serves (name and version, learnt by :meth:`create`'s check), as results name it."""
-        return ModelId.of({"name": self.triton.model_name, "version": self.triton.served_version})
+        return ModelId.of(self.triton.model_identity())
 
     async def unavailable(self) -> str | None:
         """Why Triton cannot analyse now (the server or the model is not ready), or ``None``."""
@@ -103,7 +103,7 @@ class DirectAnalyzer:
         assert ctx.result is not None and ctx.masks is not None and ctx.frame_planes is not None and ctx.roi is not None
         result = dict(ctx.result)
         result["timings_ms"] = dict(ctx.timings)
-        result["model"] = {"name": self.triton.model_name, "version": self.triton.served_version}
+        result["model"] = self.triton.model_identity()
         result["analysis"] = self.pipeline.config.provenance(ctx.stride)
         masks, planes, roi = ctx.masks, ctx.frame_planes, ctx.roi
         npz = await asyncio.to_thread(_npz_bytes, masks, planes, roi)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from ultramn.contract import CONTRACT, MASK_PROB_SCALE, ModelContract
+from ultramn.serving.build import ONNX_FILENAME, built_from
 
 if TYPE_CHECKING:
     from gateway.core.config import Settings
@@ -112,6 +114,7 @@ class TritonClient:
         timeout_s: float = 30.0,
         check_timeout_s: float = 2.0,
         contract: ModelContract = CONTRACT,
+        repository: Path | None = None,
     ) -> None:
         self.url = url
         self.model_name = model_name
@@ -120,6 +123,10 @@ class TritonClient:
         self.check_timeout_s = check_timeout_s
         self.contract = contract
         self.served_version: str | None = None
+        #: the model repository as this process sees it, to read the served weights' identity from
+        self.repository = repository
+        #: SHA-256 of the checkpoint the served ONNX model was built from (:func:`built_from`), when known
+        self.served_weights: str | None = None
         self._semaphore = asyncio.Semaphore(concurrency)
         self._client: grpcclient.InferenceServerClient | None = None
         self._checked = False
@@ -137,6 +144,7 @@ class TritonClient:
             concurrency=settings.infer_concurrency,
             timeout_s=settings.infer_timeout_s,
             check_timeout_s=settings.triton_check_timeout_s,
+            repository=settings.model_repository,
         )
 
     # lifecycle -------------------------------------------------------------------------
@@ -181,8 +189,32 @@ class TritonClient:
         check_model_config(cfg.get("config", cfg), self.contract)
         versions = meta.get("versions") or []
         self.served_version = self.model_version or (str(max(versions, key=int)) if versions else None)
+        self.served_weights = await asyncio.to_thread(self._weights_on_disk)
         self._checked = True
-        log.info("model matches the contract", extra={"model": self.model_name, "version": self.served_version})
+        log.info(
+            "model matches the contract", extra={"model": self.model_name, "version": self.served_version, "weights": self.served_weights}
+        )
+
+    def _weights_on_disk(self) -> str | None:
+        """The served version's weights identity from its build record in :attr:`repository`
+        (``None`` without a repository, a version or a record that matches the ONNX file)."""
+        if self.repository is None or self.served_version is None:
+            return None
+        weights = built_from(self.repository / self.model_name / self.served_version / ONNX_FILENAME)
+        if weights is None:
+            log.warning(
+                "the served weights are unknown: no current build record in the model repository",
+                extra={"repository": str(self.repository), "version": self.served_version},
+            )
+        return weights
+
+    def model_identity(self) -> dict[str, str | None]:
+        """The served model as results and ``/health/ready`` name it: ``name``, ``version`` and, when
+        known, ``weights`` (the SHA-256 of the checkpoint it was built from)."""
+        identity: dict[str, str | None] = {"name": self.model_name, "version": self.served_version}
+        if self.served_weights is not None:
+            identity["weights"] = self.served_weights
+        return identity
 
     async def is_ready(self) -> bool:
         """Whether the server answers and the model is ready (never raises).

@@ -15,7 +15,8 @@ repository, the database); 1 the gateway failed to start for another reason (a b
 
 Ports and paths come from :class:`UpSettings` (environment, prefix ``ULTRAMN_UP_``); the
 gateway's own settings (``ULTRAMN_*``, see :mod:`gateway.core.config`) apply as usual,
-except ``triton_url``, which points at the embedded server.
+except ``triton_url``, which points at the embedded server, and ``model_repository``, which is
+the repository that server runs on (so results name the weights it serves).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def run(settings: UpSettings, signals: _Signals | None = None) -> int:
     from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, check_repository
 
     signals = signals or _Signals()
-    gateway_settings = Settings(triton_url=f"127.0.0.1:{settings.triton_grpc_port}")
+    gateway_settings = Settings(triton_url=f"127.0.0.1:{settings.triton_grpc_port}", model_repository=settings.repository)
     # every check the user can act on comes before the (minutes long) build and the Triton start
     if problem := data_dir_problem(gateway_settings.data_dir):
         raise UserInputError(f"data folder: {problem}; set ULTRAMN_DATA_DIR to a writable folder")

@@ -298,7 +298,7 @@ class JobQueue:
             timings["decode"] = round(self._decode_ms[job_id], 2)
             timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 2)
         result["timings_ms"] = timings
-        result["model"] = {"name": self.triton.model_name, "version": self.triton.served_version}
+        result["model"] = self.triton.model_identity()
         result["analysis"] = self.pipeline.config.provenance(ctx.stride)
         n_windows = int(ctx.indices.shape[0]) if ctx.indices is not None else 0
         stored = await asyncio.to_thread(

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
     model_name: str = Field(CONTRACT.name, description="Model name in the Triton repository.")
     model_version: str = Field("", description="Model version ('' = the server's choice).")
+    model_repository: Path | None = Field(
+        None,
+        description="Triton's model repository as this process sees it (read only), to name the served weights: the SHA-256 "
+        "of the checkpoint the ONNX model was built from, in its build record (model.onnx.json). Unset: results name "
+        "the model's name and version only, and `ultramn batch` cannot tell new weights under the same version.",
+    )
     infer_concurrency: int = Field(8, ge=1, description="Windows in flight to Triton at once (per gateway process).")
     infer_timeout_s: float = Field(30.0, gt=0, description="Deadline of one inference request.")
     triton_check_timeout_s: float = Field(2.0, gt=0, description="Deadline of readiness/config calls.")

@@ -17,10 +17,11 @@ import pytest
 
 from tests.batch.archives import synth_frames
 from tests.batch.test_batch_cli import KEY, gateway_url, read_outputs, run_cli, state_lines  # noqa: F401
+from tests.serving.fixtures import ServedModel
 from ultramn.batch import gateway_client
 from ultramn.batch.outputs import record
 from ultramn.batch.state import BatchState
-from ultramn.serving.embedded import EmbeddedTriton
+from ultramn.serving.build import file_sha256
 
 
 class FakeGateway:
@@ -31,6 +32,7 @@ class FakeGateway:
 
     def __init__(self, version: str | None = "1") -> None:
         self.version = version
+        self.weights: str | None = None  # the served checkpoint's SHA-256, when the gateway knows it
         self.jobs: dict[str, dict[str, Any]] = {}  # Idempotency-Key -> job
         self.uploads = 0
         self.refuse_at: int | None = None
@@ -40,7 +42,8 @@ class FakeGateway:
         if path == "/health/live":
             return httpx.Response(200, json={"status": "live"})
         if path == "/health/ready":
-            return httpx.Response(200, json={"status": "ready", "model": "ultramn", "version": self.version, "queue_depth": 0})
+            body = {"status": "ready", "model": "ultramn", "version": self.version, "weights": self.weights, "queue_depth": 0}
+            return httpx.Response(200, json=body)
         if path == "/v1/analyses" and request.method == "GET":
             return httpx.Response(200, json={"items": []})
         if path == "/v1/analyses" and request.method == "POST":
@@ -51,7 +54,7 @@ class FakeGateway:
             self.uploads += 1
             if n == self.refuse_at:
                 return httpx.Response(507, json={"error": {"code": "insufficient_storage", "message": "disk full"}})
-            model = {"name": "ultramn", "version": self.version}
+            model = {"name": "ultramn", "version": self.version} | ({"weights": self.weights} if self.weights else {})
             result = {"plane": "TW", "plane_confidence": 0.9, "n_frames": 2, "model": model}
             self.jobs[key] = {"id": f"job{n}", "status": "succeeded", "result": result}
             return httpx.Response(200, json=self.jobs[key])
@@ -119,6 +122,32 @@ def test_clips_done_under_another_model_version_are_analysed_again(
     assert batch(monkeypatch, src, out) == 0 and fake.uploads == 6  # done under version 2 now
 
 
+def test_clips_done_under_other_weights_of_the_same_version_are_analysed_again(
+    fake: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Retrained weights exported to the same version: a gateway that knows the weights says so, and
+    the clips are analysed again; a back end that does not say is taken at its name and version."""
+    src, out = exams(tmp_path), tmp_path / "out"
+    assert batch(monkeypatch, src, out) == 0  # a gateway that names no weights
+    fake.weights = "a" * 64
+    assert batch(monkeypatch, src, out) == 0 and fake.uploads == 3  # records without weights: kept as done
+    capsys.readouterr()
+
+    fake.weights = "b" * 64
+    (out / "state.jsonl").write_text(
+        "".join(json.dumps({**r, "model": {**r["model"], "weights": "a" * 64}}) + "\n" for r in state_lines(out))
+    )
+    assert batch(monkeypatch, src, out) == 0
+    # was: all three kept as done (same name and version), the old weights' results silently reported
+    assert fake.uploads == 6 and {r["model"]["weights"] for r in state_lines(out)[3:]} == {"b" * 64}
+    assert {clip: job for clip, (job, _, _) in jobs_and_masks(out).items()} == {"c0.npy": "job3", "c1.npy": "job4", "c2.npy": "job5"}
+    said = capsys.readouterr().out
+    assert "3 done before under another model, now ultramn version 1 (weights bbbbbbbbbbbb)" in said
+    assert batch(monkeypatch, src, out) == 0 and fake.uploads == 6  # done under these weights now
+    fake.weights = None  # the same gateway without its model repository: cannot tell, kept
+    assert batch(monkeypatch, src, out) == 0 and fake.uploads == 6
+
+
 def test_redo_analyses_done_clips_again_and_resumes_after_a_stop(
     fake: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -181,6 +210,12 @@ def test_model_identity_and_the_journal() -> None:
         assert ModelId.of(bad) is None, bad
     rec = record("a.npy", "h", 1.0, result={"plane": "TW"}, model=ModelId("ultramn", "1"))
     assert rec["model"] == {"name": "ultramn", "version": "1"} and rec["redo"] is None
+    a, b = ModelId("ultramn", "1", "a" * 64), ModelId("ultramn", "1", "b" * 64)
+    assert ModelId.of({"name": "ultramn", "version": "1", "weights": "a" * 64}) == a and ModelId.of(a.as_dict()) == a
+    assert ModelId.of({"name": "ultramn", "version": "1", "weights": ""}) == ModelId("ultramn", "1")  # unknown, not ""
+    assert not a.same_as(b) and a.same_as(ModelId("ultramn", "1")) and ModelId("ultramn", "1").same_as(b)
+    assert not a.same_as(ModelId("ultramn", "2", "a" * 64)) and not a.same_as(ModelId("other", "1", "a" * 64))
+    assert str(a) == "ultramn version 1 (weights aaaaaaaaaaaa)" and str(ModelId("ultramn", "1")) == "ultramn version 1"
 
 
 def test_keys_differ_per_model_and_redo_so_a_gateway_gives_no_old_job_back(tmp_path: Path) -> None:
@@ -210,21 +245,27 @@ def test_redo_through_the_real_gateway_makes_new_analyses(
     assert again["analysis_id"] != first["analysis_id"] and len(state_lines(out)) == 2
 
 
-def test_direct_on_triton_a_clip_done_under_another_version_is_analysed_again(
-    triton_server: EmbeddedTriton, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_direct_on_triton_a_clip_done_under_another_version_or_weights_is_analysed_again(
+    served_model: ServedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = tmp_path / "exams"
     src.mkdir()
     np.save(src / "a.npy", synth_frames(9))
     out = tmp_path / "out"
-    args = ["batch", str(src), "--out", str(out), "--triton", triton_server.grpc_url, "--quiet"]
+    monkeypatch.setenv("ULTRAMN_MODEL_REPOSITORY", str(served_model.repository))  # the repository Triton runs on
+    args = ["batch", str(src), "--out", str(out), "--triton", served_model.server.grpc_url, "--quiet"]
     assert run_cli(monkeypatch, *args) == 0
     (rec,) = state_lines(out)
     served = rec["model"]
     assert served == rec["result"]["model"] and served["version"]  # Triton's served version, as results name it
+    assert served["weights"] == file_sha256(served_model.checkpoint)  # the checkpoint the served ONNX was built from
     assert run_cli(monkeypatch, *args) == 0 and len(state_lines(out)) == 1  # same model: done
     older = {**served, "version": served["version"] + "0"}
     (out / "state.jsonl").write_text(json.dumps({**rec, "model": older, "result": {**rec["result"], "model": older}}) + "\n")
     assert run_cli(monkeypatch, *args) == 0  # was: kept as done
     assert [r["model"] for r in state_lines(out)] == [older, served]
     assert read_outputs(out)[0]["a.npy"]["result"]["model"] == served
+    retrained = {**served, "weights": "0" * 64}  # other weights under the same version
+    (out / "state.jsonl").write_text(json.dumps({**rec, "model": retrained, "result": {**rec["result"], "model": retrained}}) + "\n")
+    assert run_cli(monkeypatch, *args) == 0  # was: kept as done
+    assert [r["model"] for r in state_lines(out)] == [retrained, served]

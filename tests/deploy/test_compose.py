@@ -172,6 +172,10 @@ def test_gateway_service(compose: dict[str, Any]) -> None:
         assert key.startswith("ULTRAMN_") and key.removeprefix("ULTRAMN_").lower() in Settings.model_fields, key
     data = {m["target"]: m for m in mounts(gw)}[interpolate(env["ULTRAMN_DATA_DIR"], {})]
     assert data["type"] == "volume" and data["source"] in compose["volumes"]
+    # the gateway sees the repository Triton serves, at the path its setting names, to name the served weights
+    repository = {m["target"]: m for m in mounts(gw)}[env["ULTRAMN_MODEL_REPOSITORY"]]
+    triton_models = {m["target"]: m for m in mounts(compose["services"]["triton"])}["/models"]
+    assert repository["source"] == triton_models["source"] and repository["read_only"] is True
     assert gw["depends_on"]["triton"]["condition"] == "service_healthy"
     assert "/health/ready" in healthcheck_text(gw)
     assert any(str(p).endswith(":8080") for p in gw["ports"])
@@ -218,6 +222,8 @@ def test_cpu_override() -> None:
     triton = cpu["triton"]
     assert triton["deploy"] == {"!reset": {}}
     assert {m["target"]: m["source"] for m in mounts(triton)}["/models"] == "./triton_models/cpu"
+    gateway_repository = load(COMPOSE)["services"]["gateway"]["environment"]["ULTRAMN_MODEL_REPOSITORY"]
+    assert {m["target"]: m["source"] for m in mounts(cpu["gateway"])}[gateway_repository] == "./triton_models/cpu"
     assert (ROOT / "triton_models" / "cpu" / "ultramn" / "config.pbtxt").is_file()
     # its health check (readiness plus an inference per model): tests/deploy/test_triton_health.py
     dockerfile = ROOT / triton["build"]["context"] / triton["build"]["dockerfile"]

@@ -17,7 +17,7 @@ from export.head import ServingHead
 from export.onnx_export import MIN_OPSET, ParityError, check_parity, export_onnx
 from ultramn.contract import CONTRACT, MASK_PROB_SCALE
 from ultramn.model import build_model, save_checkpoint
-from ultramn.serving.build import contract_fingerprint, file_sha256, meta_path, staleness
+from ultramn.serving.build import built_from, contract_fingerprint, file_sha256, meta_path, staleness
 
 SMALL = {"base_width": 4, "depth": 2}
 IN = CONTRACT.inputs[0]
@@ -113,8 +113,13 @@ def test_cli_export_writes_build_record(small_model, tmp_path: Path) -> None:
     assert record["contract_fingerprint"] == contract_fingerprint()
     assert record["onnx_sha256"] == file_sha256(out)
     assert staleness(out, ckpt) is None
+    assert built_from(out) == file_sha256(ckpt)  # the served weights' identity
     out.write_bytes(out.read_bytes()[:-100])  # a damaged (truncated) model file is rebuilt, not served
     assert "not the file that was built" in (staleness(out, ckpt) or "")
+    assert built_from(out) is None  # nor named by weights it may not hold
+    assert built_from(tmp_path / "nowhere.onnx") is None
+    meta_path(out).write_text(json.dumps({**record, "onnx_sha256": file_sha256(out), "checkpoint_sha256": None}))
+    assert built_from(out) is None  # exported from a model in memory: no checkpoint to name
 
 
 def test_parity_fails_when_nerve_decisions_flip_even_with_close_probabilities() -> None:

@@ -13,6 +13,8 @@ from PIL import Image
 
 from tests.gateway.conftest import SynthClip
 from tests.gateway.helpers import assert_error, make_settings, running_gateway, upload, wait_done, write_clip
+from tests.serving.fixtures import ServedModel
+from ultramn.serving.build import file_sha256
 from ultramn.serving.embedded import EmbeddedTriton
 
 pytestmark = pytest.mark.anyio
@@ -106,6 +108,26 @@ async def test_health_metrics_docs(gateway: httpx.AsyncClient, clip: SynthClip, 
     assert {"413", "415", "429", "503"} <= codes("/v1/analyses", "post") and "413" not in codes("/v1/analyses/{job_id}")
     assert "409" not in codes("/v1/analyses/{job_id}/frames/{index}/image.png")  # the original frames exist from upload on
     assert_error(await gateway.get("/nope"), 404, "not_found")
+
+
+async def test_the_served_weights_are_named_when_the_gateway_sees_the_model_repository(
+    served_model: ServedModel, tmp_path: Path, clip: SynthClip
+) -> None:
+    """``/health/ready`` and every result name the checkpoint the served ONNX model was built from
+    (``ultramn batch`` tells retrained weights under the same version by it); without a repository,
+    or with one whose build record does not match, ``weights`` is unknown and analyses go on."""
+    path = write_clip("png", clip.frames, tmp_path / "files")
+    expected = file_sha256(served_model.checkpoint)
+    cases = {"repository": (served_model.repository, expected), "none": (None, None), "no record": (tmp_path / "empty", None)}
+    for name, (repository, weights) in cases.items():
+        settings = make_settings(tmp_path / name, served_model.server.grpc_url, model_repository=repository)
+        async with running_gateway(settings) as client:
+            ready = (await client.get("/health/ready")).json()
+            assert ready["status"] == "ready" and ready["weights"] == weights, name
+            done = await upload(client, path, wait=True)
+            assert done.status_code == 200, done.text
+            model = done.json()["result"]["model"]
+            assert model == {"name": ready["model"], "version": ready["version"]} | ({"weights": weights} if weights else {}), name
 
 
 async def test_api_key_guards_data_routes_only(triton_server: EmbeddedTriton, tmp_path: Path, clip: SynthClip) -> None:

@@ -120,14 +120,16 @@ class GatewayAnalyzer:
         return await self.served_model()
 
     async def served_model(self) -> ModelId | None:
-        """The model ``/health/ready`` names (its ``model`` and ``version``; a 503 names it too, when the
+        """The model ``/health/ready`` names (its ``model``, ``version`` and ``weights``; a 503 names it too, when the
         gateway has seen it), or ``None`` when the gateway does not say (not seen yet, an older gateway)."""
         try:
             resp = await self.client.get("/health/ready", timeout=CHECK_TIMEOUT_S)
             body = resp.json()
         except (httpx.HTTPError, ValueError):
             return None
-        return ModelId.of({"name": body.get("model"), "version": body.get("version")}) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return None
+        return ModelId.of({"name": body.get("model"), "version": body.get("version"), "weights": body.get("weights")})
 
     async def unavailable(self) -> str | None:
         """Why the gateway cannot analyse now (``/health/live`` does not answer 200 within

@@ -143,7 +143,8 @@ async def run_batch(
     # why a clip done before is analysed again: another model served now, else --redo
     again = {c.name: "model" if state.other_model(c.name, model) else "redo" for c in todo if done(c, strict=False)}
     # keys of another model or redo: a gateway must not give back the job of an earlier analysis
-    salts = ([f"model={model.name}/{model.version}"] if model else []) + ([f"redo={redo_id}"] if redo_id else [])
+    salts = [f"model={model.name}/{model.version}" + (f"/{model.weights}" if model.weights else "")] if model else []
+    salts += [f"redo={redo_id}"] if redo_id else []
     salt = "\n".join(salts)
     keys = {c.name: state.upload_key(c.name, hashes[c.name], salt) for c in todo}
     counts = {"ok": 0, "failed": 0, "model": 0, "redo": 0}

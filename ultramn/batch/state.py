@@ -194,11 +194,12 @@ class BatchState:
         )
 
     def other_model(self, clip: str, model: ModelId | None) -> bool:
-        """Whether the last record of ``clip`` was made under a model other than ``model``; ``False``
-        when either is unknown (``model`` is ``None``, the record names no model)."""
+        """Whether the last record of ``clip`` was made under a model other than ``model``
+        (:meth:`ModelId.same_as`: another name or version, or other weights where both know them);
+        ``False`` when either is unknown (``model`` is ``None``, the record names no model)."""
         rec = self.records.get(clip)
         made = ModelId.of(rec.get("model")) if rec is not None else None
-        return model is not None and made is not None and made != model
+        return model is not None and made is not None and not made.same_as(model)
 
     def begin_redo(self) -> str:
         """The id of the redo this run does (hex, 16 characters): the unfinished one's in ``.batch-redo``,

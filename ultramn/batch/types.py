@@ -18,27 +18,40 @@ BACKEND_REFUSES_CODES: frozenset[str] = frozenset({"insufficient_storage", "stor
 @dataclass(frozen=True)
 class ModelId:
     """Which model a back end serves, or served for one result: the ``{"name", "version"}`` of the
-    gateway's ``/health/ready`` and of every result's ``model`` object."""
+    gateway's ``/health/ready`` and of every result's ``model`` object, with ``weights`` (the SHA-256
+    of the checkpoint the served model was built from) when the back end knows it."""
 
     name: str
     version: str
+    weights: str | None = None
 
     @classmethod
     def of(cls, value: Any) -> ModelId | None:
-        """The identity in a ``{"name": ..., "version": ...}`` object; ``None`` when either is missing."""
+        """The identity in a ``{"name": ..., "version": ..., "weights": ...}`` object (``weights``
+        optional); ``None`` when the name or the version is missing."""
         if not isinstance(value, dict):
             return None
-        name, version = value.get("name"), value.get("version")
+        name, version, weights = value.get("name"), value.get("version"), value.get("weights")
         if not isinstance(name, str) or not name or not isinstance(version, str | int) or isinstance(version, bool) or version == "":
             return None
-        return cls(name, str(version))
+        return cls(name, str(version), weights if isinstance(weights, str) and weights else None)
+
+    def same_as(self, other: ModelId) -> bool:
+        """Whether both name the same model: name and version equal, and the weights too where both
+        know them (a record from a back end that did not say is taken at its name and version)."""
+        weights_differ = self.weights is not None and other.weights is not None and self.weights != other.weights
+        return self.name == other.name and self.version == other.version and not weights_differ
 
     def as_dict(self) -> dict[str, str]:
-        """The journal's form: ``{"name": ..., "version": ...}``."""
-        return {"name": self.name, "version": self.version}
+        """The journal's form: ``{"name": ..., "version": ...}``, with ``"weights"`` when known."""
+        out = {"name": self.name, "version": self.version}
+        if self.weights is not None:
+            out["weights"] = self.weights
+        return out
 
     def __str__(self) -> str:
-        return f"{self.name} version {self.version}"
+        weights = f" (weights {self.weights[:12]})" if self.weights else ""
+        return f"{self.name} version {self.version}{weights}"
 
 
 class ClipError(Exception):

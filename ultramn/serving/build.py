@@ -77,6 +77,22 @@ def staleness(onnx_path: Path, checkpoint: Path | None, contract: ModelContract 
     return None
 
 
+def built_from(onnx_path: Path) -> str | None:
+    """The SHA-256 (hex) of the checkpoint ``onnx_path`` was exported from, by its build record;
+    ``None`` when there is no readable record, it names no checkpoint, or the ONNX file is not the
+    one it describes (replaced or damaged since). The served weights' identity (``ultramn batch``
+    compares it): two builds from one checkpoint give the same value, a retrained one another."""
+    try:
+        meta = json.loads(meta_path(onnx_path).read_text())
+        sha = meta["checkpoint_sha256"]
+        built = meta["onnx_sha256"]
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            return None
+        return sha if built == file_sha256(onnx_path) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def build_onnx(checkpoint: Path, onnx_path: Path, extra_args: tuple[str, ...] = ()) -> None:
     """Run ``python -m export onnx --checkpoint ... --out ...``; raise with its output on failure."""
     cmd = [sys.executable, "-m", "export", "onnx", "--checkpoint", str(checkpoint), "--out", str(onnx_path), *extra_args]

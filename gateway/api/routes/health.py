@@ -26,6 +26,7 @@ async def ready(triton: TritonDep, jobs: JobsDep, settings: SettingsDep) -> JSON
         "status": "ready" if ok else "not_ready",
         "model": triton.model_name,
         "version": triton.served_version,
+        "weights": triton.served_weights,
         "queue_depth": jobs.depth,
     }
     if ok:
