@@ -8,6 +8,7 @@ kills what is left of each process group (the embedded Triton dies with its pare
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from gateway.core.config import Settings
 from gateway.main import create_app
 from gateway.store.lock import DataDirInUseError
 from tests.serving.fixtures import ServedModel
+from ultramn.serving.build import file_sha256
 from ultramn.serving.embedded import EmbeddedTriton, free_ports, port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,6 +232,9 @@ def test_up_is_printed_once_it_serves_a_second_stack_on_its_folder_is_refused_an
     first.wait_for("Ctrl-C stops everything.")
     with urllib.request.urlopen(f"http://127.0.0.1:{first.port}/health/live", timeout=5) as resp:  # serving already
         assert resp.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{first.port}/health/ready", timeout=5) as resp:
+        # make up tells the gateway its repository: the served weights are named (ultramn batch compares them)
+        assert json.loads(resp.read())["weights"] == file_sha256(served_model.checkpoint)
     second = _run_up(_up_env(tmp_path, ULTRAMN_UP_REPOSITORY=str(served_model.repository)))  # same data folder
     assert second.returncode == 2
     assert f"is in use by another gateway (pid {first.proc.pid})" in _one_error_line(second.stderr)
