@@ -29,7 +29,15 @@ subsampled to at most ``max_frames``):
    over a few frames, it is as static as text). In a still, on-screen content also sits on
    the screen's black (its dark surroundings have a median of at most ``screen_black``
    grey levels), while a reflector deep in the tissue is ringed by speckle;
-5. a box smaller than ``min_area_frac`` of the frame (no clear image) falls back to the
+5. every side of the box then grows through the lines just outside it (columns beside it,
+   rows above and below it, over its span) that are not screen border, up to the first line
+   that is (at least ``border_line_frac`` of its pixels look like the screen: in a still
+   the screen's black and the on-screen elements on it, in a clip pixels that do not change)
+   or the frame's edge. Tissue the bright-part analysis left out is taken back: a dark
+   shadow band that splits a border-free image side by side, or a dim layer above the
+   largest part, is speckle, not the screen's black. The black margin of a screen capture,
+   or the black gap to a second panel, stops the box at once;
+6. a box smaller than ``min_area_frac`` of the frame (no clear image) falls back to the
    full frame.
 
 The mask is mapped back into the full frame with this box (postprocess stage).
@@ -74,6 +82,10 @@ class RoiConfig:
     #: in a still, on-screen content sits on the screen's black: the dark pixels around it have a median
     #: grey level at most this (a bright reflector in deep tissue is ringed by speckle, a few levels up)
     screen_black: int = 1
+    #: a line beside the box (a column left or right, a row above or below, over the box's span) is
+    #: screen border when at least this share of its pixels look like the screen (black in a still,
+    #: static in a clip); the box grows through lines that are not, up to the first that is
+    border_line_frac: float = 0.9
 
 
 def _subsample(frames: npt.NDArray[np.uint8], max_frames: int) -> npt.NDArray[np.uint8]:
@@ -93,21 +105,26 @@ def is_still(n_frames: int, config: RoiConfig) -> bool:
 
 
 def on_screen_rows(
-    frames: npt.NDArray[np.uint8], bright: npt.NDArray[np.bool_], components: npt.NDArray[np.int32], config: RoiConfig
+    unchanging: npt.NDArray[np.bool_] | None, bright: npt.NDArray[np.bool_], components: npt.NDArray[np.int32], config: RoiConfig
 ) -> npt.NDArray[np.bool_]:
     """``bool [H,W]`` pixels of on-screen elements: bright and static over the clip.
 
-    ``components``: the 8-connected labels of ``bright``. In a still (:func:`is_still`) every
-    bright pixel is static, so size has to tell: components of fewer than
-    ``still_min_element_pixels`` pixels are noise.
+    ``unchanging``: the pixels whose value varies by at most ``static_ptp`` over the clip
+    (:func:`unchanging_pixels`), ``None`` for a still (:func:`is_still`). ``components``: the
+    8-connected labels of ``bright``. In a still every bright pixel is static, so size has to
+    tell: components of fewer than ``still_min_element_pixels`` pixels are noise.
     """
-    if is_still(frames.shape[0], config):
+    if unchanging is None:
         big = np.bincount(components.ravel()) >= config.still_min_element_pixels
         big[0] = False
         return np.asarray(big[components])
-    sub = _subsample(frames, config.max_frames)
-    ptp = sub.max(axis=0).astype(np.int16) - sub.min(axis=0).astype(np.int16)
-    return bright & (ptp <= config.static_ptp)
+    return bright & unchanging
+
+
+def unchanging_pixels(sub: npt.NDArray[np.uint8], tmax: npt.NDArray[np.uint8], static_ptp: int) -> npt.NDArray[np.bool_]:
+    """``bool [H,W]``: pixels of the (subsampled) frames ``sub`` whose value varies by at most
+    ``static_ptp`` grey levels (``tmax``: their maximum, :func:`temporal_max`)."""
+    return np.asarray((tmax.astype(np.int16) - sub.min(axis=0).astype(np.int16)) <= static_ptp)
 
 
 def _opening(mask: npt.NDArray[np.bool_], k: int) -> npt.NDArray[np.bool_]:
@@ -137,15 +154,17 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     full: Box = (0, 0, w, h)
     if not config.enabled:
         return full
-    tmax = temporal_max(frames, config.max_frames)
+    sub = _subsample(frames, config.max_frames)
+    tmax = np.asarray(sub.max(axis=0))
     bright = tmax > config.threshold
     k = _odd(min(h, w) * config.text_kernel_frac)
     solid = _opening(bright, k)
     if not solid.any():
         return full
     components, _ = ndi.label(bright, structure=np.ones((3, 3), bool))
-    static = on_screen_rows(frames, bright, components, config)
     still = is_still(frames.shape[0], config)
+    unchanging = None if still else unchanging_pixels(sub, tmax, config.static_ptp)
+    static = on_screen_rows(unchanging, bright, components, config)
     if not still:
         solid = _without_static_parts(solid, static, config.static_part_frac)
     gap = _odd(min(h, w) * config.gap_frac)
@@ -166,9 +185,41 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     empty_rows = static[:, x0:x1].sum(axis=1) < (1 if still else config.static_row_pixels)
     while y1 < h and empty_rows[y1]:
         y1 += 1
+    # the screen around the image: in a still its black and the text and markers on it, in a clip what does not change
+    border = (tmax <= config.screen_black) | static if unchanging is None else unchanging
+    x0, y0, x1, y1 = grow_through_image((x0, y0, x1, y1), border, config.border_line_frac)
     if (x1 - x0) * (y1 - y0) < config.min_area_frac * h * w:
         return full
     return (x0, y0, x1, y1)
+
+
+def grow_through_image(box: Box, border: npt.NDArray[np.bool_], line_frac: float) -> Box:
+    """``box`` ``(x0, y0, x1, y1)`` grown, side by side, through the lines just outside it that
+    are not screen border, up to the first that is or the frame's edge.
+
+    ``border``: ``bool [H,W]``, pixels that look like the screen around an image (black in a
+    still, static in a clip). A line (a column beside the box, a row above or below it, over
+    the box's current span) is border when at least ``line_frac`` of its pixels are. Tissue
+    the bright-part analysis left out (a dark shadow band splits the image side by side, a dim
+    superficial layer) is not border, so the box takes it back, while the black margin, or the
+    black gap to a second panel, stops it at once.
+    """
+    h, w = border.shape
+    x0, y0, x1, y1 = box
+
+    def reach(shares: npt.NDArray[np.float64]) -> int:
+        """How many lines, nearest first, are image before the first border line."""
+        stops = np.flatnonzero(shares >= line_frac)
+        return int(stops[0]) if stops.size else len(shares)
+
+    while True:  # each pass grows every side as far as the current span allows; a grown span may allow more
+        before = (x0, y0, x1, y1)
+        x0 -= reach(border[y0:y1, :x0].mean(axis=0)[::-1]) if x0 > 0 else 0
+        x1 += reach(border[y0:y1, x1:].mean(axis=0)) if x1 < w else 0
+        y0 -= reach(border[:y0, x0:x1].mean(axis=1)[::-1]) if y0 > 0 else 0
+        y1 += reach(border[y1:, x0:x1].mean(axis=1)) if y1 < h else 0
+        if (x0, y0, x1, y1) == before:
+            return before
 
 
 def _without_static_parts(solid: npt.NDArray[np.bool_], static: npt.NDArray[np.bool_], frac: float) -> npt.NDArray[np.bool_]:

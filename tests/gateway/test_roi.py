@@ -136,3 +136,36 @@ def test_a_reflector_in_the_speckle_of_a_still_deep_region_does_not_cut_the_imag
     on_screen[148:154, 90:98] = 220  # ... and on it a label: the box stops above it
     x0, y0, x1, y1 = find_roi(on_screen[None])
     assert (x0, y0, x1) == (0, 0, 200) and 100 <= y1 <= 148
+
+
+def test_tissue_beside_a_dark_band_is_taken_back_but_a_black_gap_to_another_panel_stops_the_box() -> None:
+    """A dark shadow band splits a border-free image side by side: the larger bright part alone
+    cut the nerve off (usgra_seg 0183 and test/0226 lost 45 % of it). The band is dim speckle,
+    not the screen's black, so the box grows through it to the frame's edge; a second panel
+    beyond a black gap (the screen between two images) is still left out, in a still and a clip."""
+    rng = np.random.default_rng(3)
+    frames = rng.integers(40, 200, (4, 160, 240), dtype=np.uint8)  # moving speckle
+    frames[:, :, 150:190] = rng.integers(2, 9, (4, 160, 40), dtype=np.uint8)  # the shadow band: dim, never black
+    for clip in (frames[:1], frames):
+        assert find_roi(clip) == (0, 0, 240, 160), len(clip)
+    panels = np.zeros((4, 160, 300), np.uint8)  # two live panels on the screen's black, 30 px apart
+    panels[:, 10:150, 10:170] = frames[:, :140, :160]
+    panels[:, 10:150, 200:290] = rng.integers(40, 200, (4, 140, 90), dtype=np.uint8)
+    for clip in (panels[:1], panels):
+        x0, y0, x1, y1 = find_roi(clip)
+        # (below the image the box goes down through the dark rows, as always: deep tissue is as dark as a border)
+        assert (x0, y0) == (10, 10) and 170 <= x1 <= 172 and y1 >= 150, (len(clip), (x0, y0, x1, y1))
+
+
+def test_real_border_free_stills_keep_their_nerve_whole() -> None:
+    """usgra_seg stills whose box left part of the expert-marked nerve out (bench/roi_nerve_coverage.py:
+    four images of 244, 14-46 % of the nerve) keep it whole; one with a real black border is still cropped."""
+    usgra = Path("/work/shared/data/usgra_seg")
+    for name in ("images/0183.png", "images/0210.png", "images/0232.png", "test/images/0226.png"):
+        frame = np.asarray(Image.open(usgra / name).convert("L"))
+        nerve = np.asarray(Image.open(usgra / name.replace("images", "masks"))) == 1
+        x0, y0, x1, y1 = find_roi(frame[None])
+        assert nerve[y0:y1, x0:x1].sum() == nerve.sum(), (name, (x0, y0, x1, y1))
+    bordered = np.asarray(Image.open(usgra / "images" / "0070.png").convert("L"))  # black margins at both sides
+    x0, _, x1, _ = find_roi(bordered[None])
+    assert 0 < x0 and x1 < bordered.shape[1]
