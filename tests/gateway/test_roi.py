@@ -168,4 +168,4 @@ def test_real_border_free_stills_keep_their_nerve_whole() -> None:
         assert nerve[y0:y1, x0:x1].sum() == nerve.sum(), (name, (x0, y0, x1, y1))
     bordered = np.asarray(Image.open(usgra / "images" / "0070.png").convert("L"))  # black margins at both sides
     x0, _, x1, _ = find_roi(bordered[None])
-    assert 0 < x0 and x1 < bordered.shape[1]
+    assert x0 > 0 and x1 < bordered.shape[1]
