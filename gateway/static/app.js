@@ -552,7 +552,10 @@ function loadAnalysis(detail) {
       ? "—"
       : `${fmt(e.max_from_first)} ${e.unit} from start · ${fmt(e.path_length)} ${e.unit} path` +
         (e.relative_to_tissue ? ` · ${fmt(e.relative_to_tissue.max_from_first)} ${e.unit} against the tissue` : "");
-  $("clip-model").textContent = r.model ? `${r.model.name} v${r.model.version}` : "—";
+  // the weights (the SHA-256 of the checkpoint the served model was built from) when the gateway knows them
+  const weights = r.model && r.model.weights ? ` · weights ${r.model.weights.slice(0, 12)}` : "";
+  $("clip-model").textContent = r.model ? `${r.model.name} v${r.model.version}${weights}` : "—";
+  $("clip-model").title = r.model && r.model.weights ? `checkpoint SHA-256 ${r.model.weights}` : "";
   $("clip-time").textContent = r.timings_ms ? `${fmt(r.timings_ms.total, 0)} ms` : "—";
   $("clip-warnings").replaceChildren(
     ...(r.warnings || []).map((w) => {

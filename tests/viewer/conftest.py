@@ -64,6 +64,7 @@ def live_gateway(
         served_model.server.grpc_url,
         api_key=API_KEY,
         mask_threshold=UNTRAINED_THRESHOLD if untrained else 0.5,
+        model_repository=served_model.repository,  # as make up sets it: results name the weights
     )
     with serve_in_thread(create_app(settings), name="viewer-gateway") as url:
         yield LiveGateway(url, settings)

@@ -240,6 +240,10 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
     page.click("#timeline", position={"x": box["width"] * (k + 0.5) / n, "y": box["height"] / 2})
     page.wait_for_function(SHOWS_FRAME_JS, arg=k)
 
+    # -- clip card: the model with the short SHA-256 of its weights (full in the tooltip)
+    weights = result["model"]["weights"]
+    assert page.inner_text("#clip-model") == f"{result['model']['name']} v{result['model']['version']} · weights {weights[:12]}"
+    assert page.get_attribute("#clip-model", "title") == f"checkpoint SHA-256 {weights}"
     # -- clip card: the area is named for the view (a longitudinal band is not a CSA); excursion as in summary.csv
     band = result["plane"] in ("LW", "LF")
     assert page.inner_text("#m-csa-label") == ("Area" if band else "CSA")
