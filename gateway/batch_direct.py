@@ -53,9 +53,14 @@ class DirectAnalyzer:
         self.pipeline = build_pipeline(PipelineConfig.from_settings(settings, private_names=False), triton)
 
     @classmethod
-    async def create(cls, triton_url: str, *, pixel_spacing_mm: float | None = None, stride: int | None = None) -> DirectAnalyzer:
-        """Connect to Triton and check that the model is ready and matches the contract."""
+    async def create(
+        cls, triton_url: str, *, pixel_spacing_mm: float | None = None, stride: int | None = None, repository: Path | None = None
+    ) -> DirectAnalyzer:
+        """Connect to Triton and check that the model is ready and matches the contract (``repository``:
+        the model repository it serves, to name the weights; default ``ULTRAMN_MODEL_REPOSITORY``)."""
         settings = Settings(triton_url=_grpc_target(triton_url))
+        if repository is not None:
+            settings = settings.model_copy(update={"model_repository": repository})
         client = TritonClient.from_settings(settings)
         try:
             await client.start()

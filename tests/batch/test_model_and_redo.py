@@ -252,8 +252,10 @@ def test_direct_on_triton_a_clip_done_under_another_version_or_weights_is_analys
     src.mkdir()
     np.save(src / "a.npy", synth_frames(9))
     out = tmp_path / "out"
-    monkeypatch.setenv("ULTRAMN_MODEL_REPOSITORY", str(served_model.repository))  # the repository Triton runs on
     args = ["batch", str(src), "--out", str(out), "--triton", served_model.server.grpc_url, "--quiet"]
+    assert run_cli(monkeypatch, *args, "--repository", str(tmp_path / "nowhere")) == 2  # not a folder: nothing done
+    assert not (out / "state.jsonl").exists()
+    args += ["--repository", str(served_model.repository)]  # the repository Triton runs on
     assert run_cli(monkeypatch, *args) == 0
     (rec,) = state_lines(out)
     served = rec["model"]

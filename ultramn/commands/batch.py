@@ -64,6 +64,13 @@ def register(app: typer.Typer) -> None:
         redo: bool = typer.Option(
             False, "--redo", help="Analyse every clip again, also those done (new weights, other gateway settings); resumable."
         ),
+        repository: Path | None = typer.Option(
+            None,
+            "--repository",
+            envvar="ULTRAMN_MODEL_REPOSITORY",
+            help="With --triton: the model repository that Triton serves, read to name the served weights, so a re-run "
+            "analyses clips again after retrained weights under the same version (a gateway names them itself).",
+        ),
     ) -> None:
         """Analyse every clip of INPUT and write results.jsonl, summary.csv and masks into --out."""
         from ultramn.batch.state import OutputBusyError, output_lock
@@ -78,10 +85,12 @@ def register(app: typer.Typer) -> None:
             check_http_url(gateway, "--gateway")
         if not source.exists():
             raise UserInputError(f"{source} does not exist")
+        if triton and repository is not None and not repository.is_dir():
+            raise UserInputError(f"--repository {repository} is not a folder (the model repository Triton serves)")
         try:
             with output_lock(out):  # one run per folder: a second would redo clips and replace the extracted archive
                 try:
-                    code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet, redo)
+                    code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet, redo, repository)
                 finally:
                     remove_tree(out / WORK_DIR)  # the extracted copy of an archive (a re-run extracts it again)
         except OutputBusyError as exc:
@@ -101,6 +110,7 @@ def _run(
     concurrency: int,
     quiet: bool,
     redo: bool = False,
+    repository: Path | None = None,
 ) -> int:
     """Find the clips and analyse them (the output folder is locked); the exit code."""
     import asyncio
@@ -147,7 +157,7 @@ def _run(
     async def go() -> int:
         with _stop_on_signals() as signalled:
             try:  # the signal may come while the back end is being reached, or during the batch
-                analyzer, model = await _analyzer(gateway, triton, api_key, pixel_spacing, stride)
+                analyzer, model = await _analyzer(gateway, triton, api_key, pixel_spacing, stride, repository)
                 try:
                     if model is None and not redo and (out / STATE_FILE).is_file():
                         typer.echo(
@@ -225,10 +235,16 @@ def _stop_on_signals() -> Iterator[list[int]]:
 
 
 async def _analyzer(
-    gateway: str | None, triton: str | None, api_key: str | None, spacing: float | None, stride: int | None
+    gateway: str | None,
+    triton: str | None,
+    api_key: str | None,
+    spacing: float | None,
+    stride: int | None,
+    repository: Path | None = None,
 ) -> tuple[Analyzer, ModelId | None]:
-    """The back end: the gateway client, or ``gateway.batch_direct`` imported lazily for ``--triton``;
-    and the model it serves (``None`` when it does not say)."""
+    """The back end: the gateway client, or ``gateway.batch_direct`` imported lazily for ``--triton``
+    (``repository``: the model repository that Triton serves, to name the weights); and the model it
+    serves (``None`` when it does not say)."""
     import importlib
 
     from ultramn.errors import UserInputError
@@ -239,7 +255,7 @@ async def _analyzer(
         except ImportError as exc:
             raise UserInputError(f"--triton needs the serve extra (pip install 'ultramn[serve]'): {exc}") from exc
         try:
-            created = await direct.DirectAnalyzer.create(triton, pixel_spacing_mm=spacing, stride=stride)
+            created = await direct.DirectAnalyzer.create(triton, pixel_spacing_mm=spacing, stride=stride, repository=repository)
         except Exception as exc:
             _unreachable(f"cannot use Triton at {triton}: {exc}")
         analyzer: Analyzer = created
