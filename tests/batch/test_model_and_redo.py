@@ -148,6 +148,25 @@ def test_clips_done_under_other_weights_of_the_same_version_are_analysed_again(
     assert batch(monkeypatch, src, out) == 0 and fake.uploads == 6
 
 
+def test_clips_no_longer_in_the_input_are_named_and_kept_for_when_they_come_back(
+    fake: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, out = exams(tmp_path), tmp_path / "out"
+    assert batch(monkeypatch, src, out) == 0
+    capsys.readouterr()
+    kept = (src / "c1.npy").read_bytes()
+    (src / "c1.npy").unlink()
+    assert batch(monkeypatch, src, out) == 0
+    said = capsys.readouterr().out
+    # was: silently left out of the outputs, while masks/ still held it
+    assert "2 clips: 2 already done" in said and "1 clip of earlier runs is not in this input" in said
+    assert set(jobs_and_masks(out)) == {"c0.npy", "c2.npy"} and (out / "masks" / "c1.npy.npz").is_file()
+    (src / "c1.npy").write_bytes(kept)  # back, unchanged: its record and masks serve again
+    assert batch(monkeypatch, src, out) == 0 and fake.uploads == 3
+    said = capsys.readouterr().out
+    assert "3 clips: 3 already done" in said and "not in this input" not in said
+
+
 def test_redo_analyses_done_clips_again_and_resumes_after_a_stop(
     fake: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

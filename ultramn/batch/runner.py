@@ -45,7 +45,8 @@ class BatchReport:
     and why it stopped early (the back end went away: ``stopped``), with clips left undone.
 
     Of the clips analysed now, ``model_changed`` had been done before under another model and
-    ``redone`` had been done before under this one and were analysed again for ``--redo``."""
+    ``redone`` had been done before under this one and were analysed again for ``--redo``;
+    ``not_in_input`` clips of earlier runs are not in this input."""
 
     total: int
     already_done: int
@@ -55,6 +56,9 @@ class BatchReport:
     stopped: str | None = None
     model_changed: int = 0
     redone: int = 0
+    #: clips the journal has from earlier runs that this input no longer holds: left out of
+    #: ``results.jsonl`` and ``summary.csv``, their records kept in ``state.jsonl``, their masks in ``masks/``
+    not_in_input: int = 0
 
     @property
     def not_done(self) -> int:
@@ -233,4 +237,5 @@ async def run_batch(
         stopped[0] if stopped else None,
         model_changed=counts["model"],
         redone=counts["redo"],
+        not_in_input=len(state.records.keys() - {c.name for c in clips}),
     )

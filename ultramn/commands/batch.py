@@ -200,7 +200,15 @@ def _summary(report: BatchReport, model: ModelId | None, out: Path) -> str:
         again.append(f"{report.model_changed} done before under another model, now {model}")
     if report.redone:
         again.append(f"{report.redone} by --redo")
-    return f"{line} (analysed again: {'; '.join(again)})" if again else line
+    if again:
+        line = f"{line} (analysed again: {'; '.join(again)})"
+    if report.not_in_input:
+        n = report.not_in_input
+        line += (
+            f"; {n} clip{'s' if n > 1 else ''} of earlier runs {'are' if n > 1 else 'is'} not in this input: left out of "
+            "results.jsonl and summary.csv (kept in state.jsonl and masks/)"
+        )
+    return line
 
 
 @contextlib.contextmanager
