@@ -307,7 +307,7 @@ def test_the_input_is_named_when_it_is_the_current_folder(
     np.save(src / "a.npy", synth_frames(15))
     monkeypatch.chdir(src)
     assert run_cli(monkeypatch, "batch", ".", "--out", str(tmp_path / "out"), "--gateway", gateway_url, "--api-key", KEY) == 0
-    assert "1 clips in exams" in capsys.readouterr().out  # was: "1 clips in " (the name of '.')
+    assert "1 clip in exams" in capsys.readouterr().out  # was: "1 clips in " (the name of '.')
 
 
 def test_sigterm_while_the_gateway_is_being_reached_exits_cleanly(tmp_path: Path) -> None:

@@ -152,7 +152,7 @@ def _run(
         raise UserInputError(f"no clips found in {source} ({found.skipped_text()})")
     if not quiet:
         skipped = f" ({found.skipped_text()} skipped)" if found.skipped else ""
-        typer.echo(f"{len(found.clips)} clips in {source.resolve().name or source}{skipped}")  # '.' has no name
+        typer.echo(f"{_clips(len(found.clips))} in {source.resolve().name or source}{skipped}")  # '.' has no name
 
     async def go() -> int:
         with _stop_on_signals() as signalled:
@@ -182,17 +182,22 @@ def _run(
                 return 128 + signalled[0]
         typer.echo(_summary(report, model, out))
         if report.stopped:
-            left = f"{report.not_done} clips not done"
+            left = f"{_clips(report.not_done)} not done"
             typer.echo(f"error: stopped, {left}: {report.stopped}; run the same command again to resume", err=True)
         return 1 if report.failed or report.stopped else 0
 
     return asyncio.run(go())
 
 
+def _clips(n: int) -> str:
+    """``"1 clip"``, ``"3 clips"``."""
+    return f"{n} clip{'' if n == 1 else 's'}"
+
+
 def _summary(report: BatchReport, model: ModelId | None, out: Path) -> str:
     """The run's closing line: the counts, and why clips done before were analysed again."""
     line = (
-        f"{report.total} clips: {report.already_done} already done, {report.succeeded} analysed, "
+        f"{_clips(report.total)}: {report.already_done} already done, {report.succeeded} analysed, "
         f"{report.failed} failed in {report.seconds:.1f} s -> {out}"
     )
     again = []
@@ -203,9 +208,9 @@ def _summary(report: BatchReport, model: ModelId | None, out: Path) -> str:
     if again:
         line = f"{line} (analysed again: {'; '.join(again)})"
     if report.not_in_input:
-        n = report.not_in_input
+        are = "is" if report.not_in_input == 1 else "are"
         line += (
-            f"; {n} clip{'s' if n > 1 else ''} of earlier runs {'are' if n > 1 else 'is'} not in this input: left out of "
+            f"; {_clips(report.not_in_input)} of earlier runs {are} not in this input: left out of "
             "results.jsonl and summary.csv (kept in state.jsonl and masks/)"
         )
     return line
