@@ -194,7 +194,7 @@ def run(settings: UpSettings, signals: _Signals | None = None) -> int:
     from gateway.store.files import data_dir_problem
     from gateway.store.lock import DataDirLock
     from gateway.threaded_server import GRACEFUL_SHUTDOWN_S
-    from ultramn.serving.build import ensure_onnx
+    from ultramn.serving.build import built_from, ensure_onnx
     from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, check_repository
 
     signals = signals or _Signals()
@@ -222,7 +222,9 @@ def run(settings: UpSettings, signals: _Signals | None = None) -> int:
         try:
             print(f"[1/3] model: checking {settings.repository} against {settings.checkpoint} ...", flush=True)
             onnx_path, rebuilt = ensure_onnx(settings.repository, settings.checkpoint)
-            print(f"      {onnx_path} ({'rebuilt' if rebuilt else 'up to date'})", flush=True)
+            weights = built_from(onnx_path)
+            named = f"; weights {weights[:12]}" if weights else ""
+            print(f"      {onnx_path} ({'rebuilt' if rebuilt else 'up to date'}{named})", flush=True)
             print("[2/3] starting the embedded Triton Inference Server ...", flush=True)
             triton = EmbeddedTriton(settings.repository, ports, models=[CONTRACT.name])
             triton.start(timeout=settings.ready_timeout_s)

@@ -235,6 +235,7 @@ def test_up_is_printed_once_it_serves_a_second_stack_on_its_folder_is_refused_an
     with urllib.request.urlopen(f"http://127.0.0.1:{first.port}/health/ready", timeout=5) as resp:
         # make up tells the gateway its repository: the served weights are named (ultramn batch compares them)
         assert json.loads(resp.read())["weights"] == file_sha256(served_model.checkpoint)
+    assert f"up to date; weights {file_sha256(served_model.checkpoint)[:12]})" in first.stdout()
     second = _run_up(_up_env(tmp_path, ULTRAMN_UP_REPOSITORY=str(served_model.repository)))  # same data folder
     assert second.returncode == 2
     assert f"is in use by another gateway (pid {first.proc.pid})" in _one_error_line(second.stderr)

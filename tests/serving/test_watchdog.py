@@ -18,6 +18,7 @@ import tritonclient.http as httpclient
 
 from tests.serving.fixtures import ServedModel
 from ultramn.contract import CONTRACT
+from ultramn.serving.build import file_sha256
 from ultramn.serving.embedded import SHM_DIR, BackendWatchdog, EmbeddedTriton, Ports, free_ports, live_children
 
 IN = CONTRACT.inputs[0]
@@ -126,6 +127,8 @@ def test_ultramn_triton_restarts_a_server_whose_backend_died(served_model: Serve
     reader.start()
     try:
         _until(lambda: any("tritonserver ready" in line for line in lines), 90, "the server to be ready")
+        # the served weights, as the gateway and `ultramn batch --triton --repository` name them
+        assert any(f"weights {file_sha256(served_model.checkpoint)[:12]}" in line for line in lines if line.startswith("model: ")), lines
         match = re.search(r"\(log (\S+)\)", "".join(lines))
         assert match, lines
         log = Path(match.group(1))

@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         """
         from ultramn.contract import CONTRACT
         from ultramn.errors import UserInputError
-        from ultramn.serving.build import ensure_onnx
+        from ultramn.serving.build import built_from, ensure_onnx
         from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, check_repository
 
         if checkpoint != DEFAULT_CHECKPOINT and not checkpoint.is_file():
@@ -62,7 +62,11 @@ def register(app: typer.Typer) -> None:
         check_ports(ports)  # before a possibly long ONNX build
         check_repository(repository, [CONTRACT.name], versions=False)  # a typo'd --repository must not get a model built into it
         onnx_path, rebuilt = ensure_onnx(repository, checkpoint if checkpoint.is_file() else None)
-        typer.echo(f"model: {onnx_path}{' (rebuilt from ' + str(checkpoint) + ')' if rebuilt else ''}")
+        weights = built_from(onnx_path)
+        typer.echo(
+            f"model: {onnx_path}{' (rebuilt from ' + str(checkpoint) + ')' if rebuilt else ''}"
+            + (f"; weights {weights[:12]} (ultramn batch --triton ... --repository {repository} names them)" if weights else "")
+        )
         server = EmbeddedTriton(repository, ports, models=[CONTRACT.name], log_path=log_file)
         # Triton restarts neither a dead python-backend stub (the model stays "ready" and every request fails) nor itself
         watchdog = BackendWatchdog(server, interval_s=watchdog_interval, on_restart=lambda message: typer.echo(f"[triton] {message}"))
