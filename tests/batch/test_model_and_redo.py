@@ -265,7 +265,7 @@ def test_redo_through_the_real_gateway_makes_new_analyses(
 
 
 def test_direct_on_triton_a_clip_done_under_another_version_or_weights_is_analysed_again(
-    served_model: ServedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served_model: ServedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "exams"
     src.mkdir()
@@ -273,6 +273,11 @@ def test_direct_on_triton_a_clip_done_under_another_version_or_weights_is_analys
     out = tmp_path / "out"
     args = ["batch", str(src), "--out", str(out), "--triton", served_model.server.grpc_url, "--quiet"]
     assert run_cli(monkeypatch, *args, "--repository", str(tmp_path / "nowhere")) == 2  # not a folder: nothing done
+    via_gateway = ["batch", str(src), "--out", str(out), "--gateway", "http://127.0.0.1:9", "--quiet"]
+    assert run_cli(monkeypatch, *via_gateway, "--repository", str(served_model.repository)) == 2  # a gateway names its own
+    monkeypatch.setenv("ULTRAMN_MODEL_REPOSITORY", str(served_model.repository))  # in the environment: ignored by a gateway run
+    assert run_cli(monkeypatch, *via_gateway) == 1 and "cannot reach the gateway" in capsys.readouterr().err
+    monkeypatch.delenv("ULTRAMN_MODEL_REPOSITORY")
     assert not (out / "state.jsonl").exists()
     args += ["--repository", str(served_model.repository)]  # the repository Triton runs on
     assert run_cli(monkeypatch, *args) == 0

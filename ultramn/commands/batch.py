@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("batch")
     def batch(
+        ctx: typer.Context,
         source: Path = typer.Argument(..., metavar="INPUT", help="Folder, ZIP/TAR archive or DICOMDIR of clips."),
         out: Path = typer.Option(..., "--out", help="Output folder (results.jsonl, summary.csv, masks/, state.jsonl)."),
         gateway: str | None = typer.Option(
@@ -87,6 +88,10 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"{source} does not exist")
         if triton and repository is not None and not repository.is_dir():
             raise UserInputError(f"--repository {repository} is not a folder (the model repository Triton serves)")
+        source_of = ctx.get_parameter_source("repository")
+        given = source_of is not None and source_of.name == "COMMANDLINE"  # not ULTRAMN_MODEL_REPOSITORY from the environment
+        if repository is not None and given and not triton:
+            raise UserInputError("--repository goes with --triton: a gateway names the weights it serves itself")
         try:
             with output_lock(out):  # one run per folder: a second would redo clips and replace the extracted archive
                 try:
