@@ -31,12 +31,12 @@ subsampled to at most ``max_frames``):
    grey levels), while a reflector deep in the tissue is ringed by speckle;
 5. every side of the box then grows through the lines just outside it (columns beside it,
    rows above and below it, over its span) that are not screen border, up to the first line
-   that is (at least ``border_line_frac`` of its pixels look like the screen: in a still
-   the screen's black and the on-screen elements on it, in a clip pixels that do not change)
-   or the frame's edge. Tissue the bright-part analysis left out is taken back: a dark
-   shadow band that splits a border-free image side by side, or a dim layer above the
-   largest part, is speckle, not the screen's black. The black margin of a screen capture,
-   or the black gap to a second panel, stops the box at once;
+   that is (at least ``border_line_frac`` of its pixels look like the screen: dark, at most
+   ``threshold`` grey levels, as a frame grabber's noisy black is, or on-screen elements in a
+   still, or pixels that do not change in a clip) or the frame's edge. Tissue the bright-part
+   analysis left out is taken back: a shadow band that splits a border-free image side by
+   side is crossed by speckle and fascia brighter than that. The black margin of a screen
+   capture, or the black gap to a second panel, stops the box at once;
 6. a box smaller than ``min_area_frac`` of the frame (no clear image) falls back to the
    full frame.
 
@@ -83,8 +83,8 @@ class RoiConfig:
     #: grey level at most this (a bright reflector in deep tissue is ringed by speckle, a few levels up)
     screen_black: int = 1
     #: a line beside the box (a column left or right, a row above or below, over the box's span) is
-    #: screen border when at least this share of its pixels look like the screen (black in a still,
-    #: static in a clip); the box grows through lines that are not, up to the first that is
+    #: screen border when at least this share of its pixels look like the screen (dark, or on-screen
+    #: elements in a still, or unchanging in a clip); the box grows through lines that are not
     border_line_frac: float = 0.9
 
 
@@ -185,8 +185,10 @@ def find_roi(frames: npt.NDArray[np.uint8], config: RoiConfig = RoiConfig()) -> 
     empty_rows = static[:, x0:x1].sum(axis=1) < (1 if still else config.static_row_pixels)
     while y1 < h and empty_rows[y1]:
         y1 += 1
-    # the screen around the image: in a still its black and the text and markers on it, in a clip what does not change
-    border = (tmax <= config.screen_black) | static if unchanging is None else unchanging
+    # the screen around the image: dark pixels (a frame grabber's black is noise of a few levels), and
+    # in a still the text and markers on it, in a clip what does not change
+    dark = tmax <= config.threshold
+    border = dark | static if unchanging is None else dark | unchanging
     x0, y0, x1, y1 = grow_through_image((x0, y0, x1, y1), border, config.border_line_frac)
     if (x1 - x0) * (y1 - y0) < config.min_area_frac * h * w:
         return full
@@ -197,12 +199,12 @@ def grow_through_image(box: Box, border: npt.NDArray[np.bool_], line_frac: float
     """``box`` ``(x0, y0, x1, y1)`` grown, side by side, through the lines just outside it that
     are not screen border, up to the first that is or the frame's edge.
 
-    ``border``: ``bool [H,W]``, pixels that look like the screen around an image (black in a
-    still, static in a clip). A line (a column beside the box, a row above or below it, over
-    the box's current span) is border when at least ``line_frac`` of its pixels are. Tissue
-    the bright-part analysis left out (a dark shadow band splits the image side by side, a dim
-    superficial layer) is not border, so the box takes it back, while the black margin, or the
-    black gap to a second panel, stops it at once.
+    ``border``: ``bool [H,W]``, pixels that look like the screen around an image (dark, and
+    on-screen elements in a still or unchanging pixels in a clip). A line (a column beside the
+    box, a row above or below it, over the box's current span) is border when at least
+    ``line_frac`` of its pixels are. Tissue the bright-part analysis left out (the far side of
+    a shadow band that splits the image side by side) is not border, so the box takes it back,
+    while the black margin, or the black gap to a second panel, stops it at once.
     """
     h, w = border.shape
     x0, y0, x1, y1 = box

@@ -145,7 +145,9 @@ def test_tissue_beside_a_dark_band_is_taken_back_but_a_black_gap_to_another_pane
     beyond a black gap (the screen between two images) is still left out, in a still and a clip."""
     rng = np.random.default_rng(3)
     frames = rng.integers(40, 200, (4, 160, 240), dtype=np.uint8)  # moving speckle
-    frames[:, :, 150:190] = rng.integers(2, 9, (4, 160, 40), dtype=np.uint8)  # the shadow band: dim, never black
+    frames[:, :, 150:190] = rng.integers(2, 9, (4, 160, 40), dtype=np.uint8)  # the shadow band: dim, never black ...
+    for y in range(0, 60, 6):  # ... crossed at the top by thin fascia lines, which the opening removes
+        frames[:, y : y + 3, 150:190] = rng.integers(60, 200, (4, 3, 40), dtype=np.uint8)
     for clip in (frames[:1], frames):
         assert find_roi(clip) == (0, 0, 240, 160), len(clip)
     panels = np.zeros((4, 160, 300), np.uint8)  # two live panels on the screen's black, 30 px apart
@@ -169,3 +171,20 @@ def test_real_border_free_stills_keep_their_nerve_whole() -> None:
     bordered = np.asarray(Image.open(usgra / "images" / "0070.png").convert("L"))  # black margins at both sides
     x0, _, x1, _ = find_roi(bordered[None])
     assert x0 > 0 and x1 < bordered.shape[1]
+
+
+def test_a_noisy_black_margin_still_stops_the_box(clip: SynthClip) -> None:
+    """A frame grabber's black is noise of a few grey levels, changing from frame to frame. It
+    is still the screen, not image: the box must not grow over it to the frame's edges (a
+    first version of the growth rule, which took only pixels of at most 1 grey level and
+    unchanging ones for the screen, did, from 2 levels of noise in a still and 4 in a clip)."""
+    clean = screen_capture(clip.frames)
+    rng = np.random.default_rng(0)
+    margin = np.ones(clean.shape[1:], bool)
+    margin[Y0 : Y0 + clip.frames.shape[1], X0 : X0 + clip.frames.shape[2]] = False
+    for noise in (2, 4, 8):
+        noisy = np.where(margin & (clean < 40), clean + rng.integers(0, noise + 1, clean.shape), clean).astype(np.uint8)
+        x0, y0, x1, _ = find_roi(noisy)
+        assert (x0, y0, x1) == find_roi(clean)[:3], noise
+        x0, y0, x1, _ = find_roi(noisy[:1])
+        assert (x0, y0, x1) == find_roi(clean[:1])[:3], noise
