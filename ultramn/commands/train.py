@@ -17,7 +17,11 @@ def register(app: typer.Typer) -> None:
     def train_command(
         config: Path = typer.Option(..., "--config", help="Training config (TOML), e.g. configs/ultramn.toml."),
         data: Path | None = typer.Option(None, "--data", help="Dataset root (overrides the config's data.root)."),
-        init: Path | None = typer.Option(None, "--init", help="Checkpoint to fine-tune from (same arch)."),
+        init: Path | None = typer.Option(
+            None,
+            "--init",
+            help="Checkpoint to fine-tune from (same arch), or a unet2d_multitask checkpoint to start a unet3d model (inflation).",
+        ),
         out: Path = typer.Option(
             Path("runs/train"),
             "--out",

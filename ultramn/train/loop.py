@@ -38,9 +38,10 @@ from ultramn.data.augment import AugmentConfig
 from ultramn.data.windows import WindowDataset, worker_init_fn
 from ultramn.errors import UserInputError
 from ultramn.jsonio import write_json
-from ultramn.model import build_model
+from ultramn.model import FramewiseMultitask, MultitaskUNet3D, build_model
 from ultramn.model.base import WindowModel
 from ultramn.model.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
+from ultramn.model.inflate import InflationError, inflate_framewise
 from ultramn.train.config import TrainConfig, describe_validation_error
 from ultramn.train.losses import multitask_loss
 from ultramn.train.schedule import warmup_cosine
@@ -371,16 +372,29 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
 
     if init is not None:
         init_model, init_meta = load_checkpoint(init)
-        if init_meta.arch != cfg.model.arch:
-            raise UserInputError(f"--init checkpoint is a {init_meta.arch!r} model, the config asks for {cfg.model.arch!r}")
-        try:
-            model.load_state_dict(init_model.state_dict())
-        except RuntimeError as exc:
+        if isinstance(init_model, FramewiseMultitask) and isinstance(model, MultitaskUNet3D):
+            try:
+                untouched = inflate_framewise(init_model, model)
+            except InflationError as exc:
+                raise UserInputError(
+                    f"--init {init}: its 2D weights (hparams {init_meta.hparams}) cannot start the configured 3D model "
+                    f"(model.hparams {cfg.model.hparams}): {exc}"
+                ) from exc
+            log.info("inflating the 2D multitask U-Net %s into the 3D model (%d temporal tensors start at 0)", init, len(untouched))
+        elif init_meta.arch != cfg.model.arch:
             raise UserInputError(
-                f"--init {init}: its {init_meta.arch!r} weights (hparams {init_meta.hparams}) do not fit the configured model "
-                f"(model.hparams {cfg.model.hparams}); use the checkpoint's hparams"
-            ) from exc
-        log.info("fine-tuning from %s", init)
+                f"--init checkpoint is a {init_meta.arch!r} model, the config asks for {cfg.model.arch!r} "
+                "(the one cross-architecture start is a 'unet2d_multitask' checkpoint into a 'unet3d' model)"
+            )
+        else:
+            try:
+                model.load_state_dict(init_model.state_dict())
+            except RuntimeError as exc:
+                raise UserInputError(
+                    f"--init {init}: its {init_meta.arch!r} weights (hparams {init_meta.hparams}) do not fit the configured model "
+                    f"(model.hparams {cfg.model.hparams}); use the checkpoint's hparams"
+                ) from exc
+            log.info("fine-tuning from %s", init)
     model.to(device)
 
     steps_per_epoch = -(-len(train_ds) // cfg.data.batch_size)
