@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ from ultramn.model import FramewiseMultitask, MultitaskUNet3D
 from ultramn.model.blocks import TemporalResidual
 from ultramn.model.inflate import InflationError, inflate_framewise
 
-HP = {"base_width": 4, "depth": 2}
+HP: dict[str, Any] = {"base_width": 4, "depth": 2}
 
 
 def trained_looking_2d(seed: int = 0) -> FramewiseMultitask:
@@ -47,7 +49,9 @@ def test_growing_a_temporal_branch_after_inflation_changes_the_output() -> None:
     branch = next(m for m in target.modules() if isinstance(m, TemporalResidual))
     with torch.no_grad():
         branch.scale.fill_(1.0)
-        torch.nn.init.normal_(branch.conv.weight)
+        conv_weight = branch.conv.weight
+        assert isinstance(conv_weight, torch.Tensor)
+        torch.nn.init.normal_(conv_weight)
     target.eval()
     x = torch.rand(1, 1, 4, 16, 16)
     with torch.no_grad():
@@ -63,6 +67,6 @@ def test_growing_a_temporal_branch_after_inflation_changes_the_output() -> None:
         ({"base_width": 4, "depth": 2, "norm": "group"}, "no twin"),
     ],
 )
-def test_a_3d_model_that_is_not_the_twin_is_refused(hparams: dict[str, object], message: str) -> None:
+def test_a_3d_model_that_is_not_the_twin_is_refused(hparams: dict[str, Any], message: str) -> None:
     with pytest.raises(InflationError, match=message):
-        inflate_framewise(trained_looking_2d(), MultitaskUNet3D(**hparams))  # type: ignore[arg-type]
+        inflate_framewise(trained_looking_2d(), MultitaskUNet3D(**hparams))

@@ -417,3 +417,49 @@ def test_help_says_what_out_resume_and_max_minutes_do(monkeypatch: pytest.Monkey
         assert not exc.code
     text = " ".join(capsys.readouterr().out.split())
     assert "a run already there is replaced" in text and "gets the whole budget again" in text
+
+
+def test_init_from_a_2d_multitask_checkpoint_inflates_it_into_the_3d_model(
+    tiny_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ckpt = tmp_path / "ref-b.pt"
+    hp = {"base_width": 4, "depth": 2}
+    torch.manual_seed(0)
+    source = build_model("unet2d_multitask", **hp)
+    save_checkpoint(ckpt, source, "unet2d_multitask", hp)
+    cfg = _config(tiny_dataset, epochs=1)
+    with caplog.at_level(logging.INFO, logger="ultramn.train.loop"):
+        result = loop.train(cfg, tmp_path / "run", init=ckpt, show_progress=False)
+    assert any("inflating the 2D multitask U-Net" in r.getMessage() for r in caplog.records)
+    saved = torch.load(result.best_checkpoint, weights_only=True)
+    assert saved["arch"] == "unet3d" and saved["extra"]["init"] == str(ckpt)
+    stem_2d = source.state_dict()["net.backbone.stem.body.0.weight"]
+    stem_3d = saved["state_dict"]["backbone.stem.body.0.weight"]
+    assert stem_3d.shape == (*stem_2d.shape[:2], 1, *stem_2d.shape[2:])
+    # one short epoch moves the weights a little: the run started from the 2D weights, not from a fresh draw
+    assert torch.corrcoef(torch.stack([stem_3d.flatten(), stem_2d.flatten()]))[0, 1] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("arch", "hparams", "expected"),
+    [
+        ("unet2d_multitask", {"base_width": 8, "depth": 2}, "cannot start the configured 3D model"),
+        ("unet2d_pair", {"base_width": 4, "depth": 2}, "the one cross-architecture start"),
+    ],
+)
+def test_init_from_a_2d_checkpoint_that_cannot_start_the_3d_model_exit_2(
+    arch: str,
+    hparams: dict[str, Any],
+    expected: str,
+    tiny_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ckpt = tmp_path / "2d.pt"
+    save_checkpoint(ckpt, build_model(arch, **hparams), arch, hparams)
+    cfg = _toml(tmp_path / "c.toml", tiny_dataset)
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--init", str(ckpt), "--out", str(tmp_path / "x"))
+    assert code == 2 and "Traceback" not in err, err[-1500:]
+    assert expected in err
+    assert not (tmp_path / "x").exists()
