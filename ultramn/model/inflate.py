@@ -63,7 +63,7 @@ def inflate_framewise(source: FramewiseMultitask, target: MultitaskUNet3D) -> li
     Raises :class:`InflationError` when the two do not pair up module for module.
     """
     if not any(isinstance(m, TemporalResidual) for m in target.modules()):
-        raise InflationError("the 3D model has no zero-initialised temporal branches (temporal_residual = true is needed)")
+        raise InflationError("the 3D model has no zero-initialised temporal branches (needs temporal_residual = true, temporal_kernel > 1)")
     pairs_2d = _weighted_modules(source.net)
     pairs_3d = _weighted_modules(target, skip=TemporalResidual)
     if len(pairs_2d) != len(pairs_3d):
