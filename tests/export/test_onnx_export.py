@@ -100,6 +100,24 @@ def test_fp16_variant_keeps_float32_io(small_model, tmp_path: Path) -> None:
     assert report.parity is None or report.parity.ok
 
 
+def test_a_grown_zero_conv_branch_exports_within_parity(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = build_model("unet3d", **SMALL, temporal_branch="zero_conv").eval()
+    with torch.no_grad():
+        for name, tensor in model.named_parameters():
+            if ".body.3." in name:  # the temporal branches' convolutions (weight and bias)
+                torch.nn.init.normal_(tensor, std=0.3)
+    report = export_onnx(model, tmp_path / "zero_conv.onnx")
+    assert report.parity is not None and report.parity.ok
+    # the exported graph mixes frames: changing frame 1 changes frame 2's mask probabilities
+    session = ort.InferenceSession(str(tmp_path / "zero_conv.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, *IN.dims), dtype=np.float32)
+    y = x.copy()
+    y[:, :, 1] = np.random.default_rng(1).random(y[:, :, 1].shape, dtype=np.float32)
+    mask_x, mask_y = (session.run(None, {IN.name: v})[1] for v in (x, y))
+    assert np.abs(mask_x[:, :, 2].astype(int) - mask_y[:, :, 2].astype(int)).max() > 1
+
+
 def test_cli_export_writes_build_record(small_model, tmp_path: Path) -> None:
     ckpt = save_checkpoint(tmp_path / "c.pt", small_model, "unet3d", dict(SMALL))
     out = tmp_path / "repo" / "model.onnx"

@@ -25,9 +25,10 @@ def trained_looking_2d(seed: int = 0) -> FramewiseMultitask:
     return model.eval()
 
 
-def test_the_inflated_3d_model_computes_what_the_2d_model_computes() -> None:
+@pytest.mark.parametrize("branch", ["scaled_norm", "zero_conv"])
+def test_the_inflated_3d_model_computes_what_the_2d_model_computes(branch: str) -> None:
     source = trained_looking_2d()
-    target = MultitaskUNet3D(**HP)
+    target = MultitaskUNet3D(**HP, temporal_branch=branch)
     untouched = inflate_framewise(source, target)
     target.eval()
     x = torch.rand(2, 1, 5, 32, 16)
@@ -39,7 +40,7 @@ def test_the_inflated_3d_model_computes_what_the_2d_model_computes() -> None:
     assert mask_2d.std() > 0.1  # the random weights give a signal worth comparing
     temporal = {n for n, _ in target.named_parameters() if ".body.3." in n}
     assert temporal and set(untouched) == temporal
-    assert all(float(m.scale.detach().abs().max()) == 0.0 for m in target.modules() if isinstance(m, TemporalResidual))
+    assert all(float(m.gain().max()) == 0.0 for m in target.modules() if isinstance(m, TemporalResidual))
 
 
 def test_growing_a_temporal_branch_after_inflation_changes_the_output() -> None:

@@ -83,6 +83,43 @@ def test_temporal_residual_starts_framewise_then_mixes_frames() -> None:
         assert not torch.allclose(model(x)[1][:, :, 2], model(y)[1][:, :, 2], atol=1e-4)
 
 
+def test_zero_conv_branch_starts_framewise_and_learns_from_the_first_step() -> None:
+    """A ``zero_conv`` branch is the identity at init like ``scaled_norm``, but its weights get a
+    gradient at once; the ``scaled_norm`` branch's convolution gets none while its scale is 0."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 4, 16, 16)
+    grads: dict[str, float] = {}
+    for branch in ("scaled_norm", "zero_conv"):
+        model = MultitaskUNet3D(base_width=4, depth=2, temporal_branch=branch)
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(x)[1], _framewise(model, x), atol=1e-5, rtol=1e-5)
+        model.train()
+        model(x)[1].square().mean().backward()
+        convs = [m.conv.weight.grad for m in model.modules() if isinstance(m, TemporalResidual)]
+        assert len(convs) == 5
+        grads[branch] = sum(float(g.abs().sum()) for g in convs if g is not None)
+    assert grads["scaled_norm"] == 0.0
+    assert grads["zero_conv"] > 0.0
+
+
+def test_zero_conv_branch_mixes_frames_once_grown() -> None:
+    torch.manual_seed(0)
+    model = MultitaskUNet3D(base_width=4, depth=2, temporal_branch="zero_conv").eval()
+    x = torch.rand(2, 1, 4, 16, 16)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, TemporalResidual):
+                torch.nn.init.normal_(module.conv.weight, std=0.5)
+        y = x.clone()
+        y[:, :, 1] = torch.rand_like(y[:, :, 1])
+        assert not torch.allclose(model(x)[1][:, :, 2], model(y)[1][:, :, 2], atol=1e-4)
+
+
+def test_unknown_temporal_branch_is_refused() -> None:
+    with pytest.raises(ValueError, match="temporal_branch"):
+        MultitaskUNet3D(base_width=4, depth=2, temporal_branch="gated")
+
+
 def test_plain_temporal_block_mixes_frames_from_init() -> None:
     """The first shipped design (temporal conv-norm-ReLU inside the block) is not frame-wise at init."""
     torch.manual_seed(0)

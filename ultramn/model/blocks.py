@@ -55,28 +55,59 @@ def _conv(spatial_dims: int, cin: int, cout: int, kernel: tuple[int, ...], bias:
     return nn.Conv2d(cin, cout, (kernel[0], kernel[1]), padding=(padding[0], padding[1]), bias=bias)
 
 
-class TemporalResidual(nn.Module):
-    """Zero-initialised residual temporal mixing: ``x + norm(conv_(kt,1,1)(x))``.
+TemporalBranch = Literal["scaled_norm", "zero_conv"]
+TEMPORAL_BRANCHES: tuple[str, ...] = ("scaled_norm", "zero_conv")
 
-    Input and output ``[B,C,T,H,W]``. The norm's scale starts at zero, so at
-    initialisation the module is the identity and a network built from it computes exactly
-    what its frame-wise twin computes; training then grows the temporal branch where
-    neighbouring frames help. Zero padding at the window's ends keeps ``T=1`` valid.
+
+class TemporalResidual(nn.Module):
+    """Zero-initialised residual temporal mixing: ``x + branch(x)``, ``branch(x) = 0`` at initialisation.
+
+    Input and output ``[B,C,T,H,W]``. At initialisation the module is the identity, so a
+    network built from it computes exactly what its frame-wise twin computes; training then
+    grows the branch where neighbouring frames help. Zero padding at the window's ends keeps
+    ``T=1`` valid. Two parametrisations of the branch (``branch``):
+
+    - ``"scaled_norm"`` (the shipped design): ``norm(conv_(kt,1,1)(x))``, the norm's affine
+      scale starting at 0. The convolution is random and gets no gradient while the scale is
+      0, and the scale's gradient is the correlation of that random mixing with the loss's,
+      so the branch can be slow to grow.
+    - ``"zero_conv"``: ``conv_(kt,1,1)(x) + bias``, weights and bias starting at 0, no norm.
+      The weights get the gradient ``dL/dout * x`` (shifted in time) from the first step.
     """
 
-    def __init__(self, channels: int, temporal_kernel: int = 3, norm: str = "batch") -> None:
+    def __init__(self, channels: int, temporal_kernel: int = 3, norm: str = "batch", branch: str = "scaled_norm") -> None:
         super().__init__()
-        self.conv = _conv(3, channels, channels, (temporal_kernel, 1, 1))
-        self.norm = make_norm(norm, channels, 3)
-        nn.init.zeros_(self.scale)
+        if branch not in TEMPORAL_BRANCHES:
+            raise ValueError(f"unknown temporal_branch {branch!r}; expected one of {TEMPORAL_BRANCHES}")
+        self.branch = branch
+        pad = temporal_kernel // 2
+        self.conv = nn.Conv3d(channels, channels, (temporal_kernel, 1, 1), padding=(pad, 0, 0), bias=branch == "zero_conv")
+        self.norm: nn.Module = make_norm(norm, channels, 3) if branch == "scaled_norm" else nn.Identity()
+        if branch == "scaled_norm":
+            nn.init.zeros_(self.scale)
+        else:
+            nn.init.zeros_(self.conv.weight)
+            if self.conv.bias is not None:
+                nn.init.zeros_(self.conv.bias)
 
     @property
     def scale(self) -> torch.Tensor:
-        """The branch's per-channel scale ``[C]`` (the norm's affine weight; 0 at initialisation)."""
+        """The ``scaled_norm`` branch's per-channel scale ``[C]`` (the norm's affine weight; 0 at initialisation)."""
         weight = getattr(self.norm, "weight", None)
-        if not isinstance(weight, torch.Tensor):  # every norm make_norm builds is affine
-            raise TypeError(f"{type(self.norm).__name__} has no affine scale")
+        if not isinstance(weight, torch.Tensor):  # every norm make_norm builds is affine; zero_conv has none
+            raise TypeError(f"the {self.branch} branch has no norm scale")
         return weight
+
+    def gain(self) -> torch.Tensor:
+        """How far the branch has grown, per output channel ``[C]`` (dimensionless, >= 0; 0 = off).
+
+        ``scaled_norm``: the absolute norm scale (the branch's output is normalised, so this
+        is its size next to the input's). ``zero_conv``: the L2 norm of the channel's
+        weights over input channels and time steps.
+        """
+        if self.branch == "scaled_norm":
+            return self.scale.detach().abs()
+        return torch.linalg.vector_norm(self.conv.weight.detach().flatten(1), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B,C,T,H,W]`` -> ``[B,C,T,H,W]``."""
@@ -93,7 +124,8 @@ class ResBlock(nn.Module):
     :class:`TemporalResidual` instead (``y + norm(conv(kt,1,1)(y))``, zero-initialised, no
     activation), so the block starts as its 2D twin. ``factorised=False`` uses two full
     ``(kt,3,3)`` convolutions instead. ``temporal_kernel=1`` removes temporal mixing (a
-    per-frame network in 3D clothing).
+    per-frame network in 3D clothing). ``temporal_branch`` picks the residual branch's
+    parametrisation (:class:`TemporalResidual`).
 
     Input ``[B,cin,*S]`` -> output ``[B,cout,*S]`` (same spatial/temporal size ``S``).
     The skip is the identity when ``cin == cout``, else a 1x1 convolution + norm.
@@ -108,6 +140,7 @@ class ResBlock(nn.Module):
         temporal_kernel: int = 3,
         factorised: bool = True,
         temporal_residual: bool = False,
+        temporal_branch: str = "scaled_norm",
     ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
@@ -129,7 +162,7 @@ class ResBlock(nn.Module):
         elif factorised:
             temporal: list[nn.Module] = []
             if kt > 1:
-                temporal = [TemporalResidual(cout, kt, norm)] if temporal_residual else cna(cout, cout, (kt, 1, 1))
+                temporal = [TemporalResidual(cout, kt, norm, temporal_branch)] if temporal_residual else cna(cout, cout, (kt, 1, 1))
             layers = cna(cin, cout, (1, 3, 3)) + temporal + cna(cout, cout, (1, 3, 3), act=False)
         else:
             layers = cna(cin, cout, (kt, 3, 3)) + cna(cout, cout, (kt, 3, 3), act=False)
@@ -151,8 +184,8 @@ class UNetBackbone(nn.Module):
     Level ``i`` (``0..depth``) has ``base_width * 2**i`` channels; between levels the
     encoder max-pools H and W by 2 and the decoder upsamples them with a stride-2
     transposed convolution, concatenates the encoder's skip and applies a
-    :class:`ResBlock`. T (3D) is never pooled. ``temporal_kernel``, ``factorised`` and
-    ``temporal_residual`` are passed to every 3D block.
+    :class:`ResBlock`. T (3D) is never pooled. ``temporal_kernel``, ``factorised``,
+    ``temporal_residual`` and ``temporal_branch`` are passed to every 3D block.
 
     Input ``[B,in_channels,(T,)H,W]`` with H and W divisible by ``2**depth``.
     Output ``(deep [B,base_width*2**depth,(T,)H/2**depth,W/2**depth], top [B,base_width,(T,)H,W])``.
@@ -169,6 +202,7 @@ class UNetBackbone(nn.Module):
         temporal_kernel: int = 3,
         factorised: bool = True,
         temporal_residual: bool = False,
+        temporal_branch: str = "scaled_norm",
     ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
@@ -192,6 +226,7 @@ class UNetBackbone(nn.Module):
                 temporal_kernel=temporal_kernel,
                 factorised=factorised,
                 temporal_residual=temporal_residual,
+                temporal_branch=temporal_branch,
             )
 
         pool: type[nn.Module]

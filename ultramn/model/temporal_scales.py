@@ -1,8 +1,10 @@
 """How far a trained model's zero-initialised temporal branches have grown.
 
-Each :class:`~ultramn.model.blocks.TemporalResidual` adds ``norm(conv_t(y))`` to its input;
-its norm's scale starts at 0, so the absolute scale per channel says how much temporal mixing
-training has switched on (the spatial path carries scales of about 1).
+Each :class:`~ultramn.model.blocks.TemporalResidual` adds a branch to its input that is 0 at
+initialisation, so the branch's gain per channel (:meth:`~ultramn.model.blocks.TemporalResidual.gain`)
+says how much temporal mixing training has switched on. For the shipped ``scaled_norm`` branch
+(``norm(conv_t(y))``) it is the norm's absolute scale (the spatial path carries scales of about
+1); for a ``zero_conv`` branch (``conv_t(y)``) the L2 norm of each output channel's weights.
 
 Usage::
 
@@ -22,7 +24,7 @@ from ultramn.model.blocks import TemporalResidual
 
 @dataclass(frozen=True)
 class BranchScale:
-    """Absolute norm scales of one temporal branch (dimensionless; 0 = branch off)."""
+    """Gains of one temporal branch over its channels (dimensionless; 0 = branch off)."""
 
     name: str
     mean_abs: float
@@ -34,7 +36,7 @@ def temporal_branch_scales(model: nn.Module) -> list[BranchScale]:
     out: list[BranchScale] = []
     for name, module in model.named_modules():
         if isinstance(module, TemporalResidual):
-            weight = module.scale.detach().abs()
+            weight = module.gain()
             out.append(BranchScale(name, float(weight.mean()), float(weight.max())))
     return out
 
@@ -57,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if not scales:
         print(f"error: {args[0]} ({meta.arch}, {meta.hparams}) has no zero-initialised temporal branches", file=sys.stderr)
         return 2
-    print("| temporal branch | mean abs scale | max abs scale |\n|---|---|---|")
+    kinds = sorted({m.branch for m in model.modules() if isinstance(m, TemporalResidual)})
+    print(f"temporal branches: {', '.join(kinds)} (gain: absolute norm scale for scaled_norm, weight L2 norm for zero_conv)")
+    print("| temporal branch | mean gain | max gain |\n|---|---|---|")
     for s in scales:
         print(f"| {s.name} | {s.mean_abs:.3f} | {s.max_abs:.3f} |")
     return 0

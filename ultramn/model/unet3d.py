@@ -45,6 +45,10 @@ class MultitaskUNet3D(WindowModel):
         temporal_residual: the temporal convolution as a zero-initialised residual branch
             (:class:`~ultramn.model.blocks.TemporalResidual`, default) or, False, as a plain
             ``conv-norm-ReLU`` inside the block (the first shipped design); needs ``factorised``.
+        temporal_branch: the residual branch's parametrisation, ``"scaled_norm"`` (shipped:
+            a norm whose scale starts at 0) or ``"zero_conv"`` (a convolution whose weights
+            start at 0); both start the network as its frame-wise twin
+            (:class:`~ultramn.model.blocks.TemporalResidual`).
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class MultitaskUNet3D(WindowModel):
         temporal_kernel: int = 3,
         factorised: bool = True,
         temporal_residual: bool = True,
+        temporal_branch: str = "scaled_norm",
     ) -> None:
         super().__init__()
         if in_channels != 1:
@@ -75,6 +80,7 @@ class MultitaskUNet3D(WindowModel):
             temporal_kernel=temporal_kernel,
             factorised=factorised,
             temporal_residual=temporal_residual,
+            temporal_branch=temporal_branch,
         )
         self.mask_head = nn.Conv3d(self.backbone.out_channels, 1, kernel_size=1)
         self.plane_head = PlaneHead(self.backbone.deep_channels, n_planes, head_dropout)
