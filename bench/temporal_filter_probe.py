@@ -26,6 +26,7 @@ by frame is already as good as averaging neighbours gets. Not part of the tests.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.checkpoints import named_checkpoint
 from ultramn.data.clipio import read_clip
 from ultramn.data.manifest import read_manifest
 from ultramn.evaluate.predict import ClipPrediction, predict_clip
@@ -94,19 +98,9 @@ def probe_model(
     print(f"{name}: {len(records)} clips predicted once and scored {len(results)} ways in {seconds / 60:.1f} min")
 
 
-def parse_model(text: str) -> tuple[str, Path]:
-    """``NAME=CKPT`` -> (name, path); the name becomes a folder name."""
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=CHECKPOINT, got {text!r}")
-    if not Path(path).is_file():
-        raise argparse.ArgumentTypeError(f"checkpoint not found: {path}")
-    return name, Path(path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=parse_model, action="append", required=True, help="NAME=CHECKPOINT (repeatable)")
+    ap.add_argument("--model", type=named_checkpoint, action="append", required=True, help="NAME=CHECKPOINT (repeatable)")
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--split", choices=SPLIT_CHOICES, default="test")
     ap.add_argument("--out", type=Path, required=True)

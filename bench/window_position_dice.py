@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.checkpoints import named_checkpoint
 from ultramn.contract import CONTRACT
 from ultramn.data.clipio import read_clip
 from ultramn.data.manifest import read_manifest
@@ -75,17 +76,12 @@ def position_dice(model: torch.nn.Module, data: Path, split: str, n_clips: int |
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", required=True, help="NAME=CHECKPOINT (repeatable)")
+    ap.add_argument("--model", type=named_checkpoint, action="append", required=True, help="NAME=CHECKPOINT (repeatable)")
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--split", default="test")
     ap.add_argument("--clips", type=int, default=None)
     args = ap.parse_args()
-    models = []
-    for spec in args.model:
-        name, sep, path = spec.partition("=")
-        if not sep or not Path(path).is_file():
-            ap.error(f"--model wants NAME=CHECKPOINT of an existing file, got {spec!r}")
-        models.append((name, Path(path)))
+    models: list[tuple[str, Path]] = args.model
     if not (args.data / "manifest.csv").is_file():
         ap.error(f"no manifest.csv in {args.data}")
     torch.set_num_threads(1)
