@@ -259,17 +259,21 @@ def _remove_partial(out: Path, specs: Iterable[ClipSpec]) -> None:
         (out / f"clips/{spec.clip_id}.npz.tmp").unlink(missing_ok=True)
 
 
-def _stop_pool(pool: ProcessPoolExecutor, pending: Iterable[Future[ClipRecord]]) -> None:
-    """Stop at once: cancel what has not started and end the workers (a clip half-way is lost)."""
-    for fut in pending:
-        fut.cancel()
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop at once: end the workers (a clip half-way is lost, queued clips never start).
+
+    The pool then finds its workers gone and fails every future it still holds with
+    ``BrokenProcessPool``. No future is cancelled first: on Python 3.11 the pool's manager
+    thread then tried to fail a cancelled future too and printed an ``InvalidStateError``
+    traceback under the "interrupted" message (a race seen in CI).
+    """
     procs = list((getattr(pool, "_processes", None) or {}).values())
     for proc in procs:
         if proc.is_alive():
             proc.terminate()
     for proc in procs:
         proc.join(timeout=10)
-    pool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown(wait=True)
 
 
 def _run_parallel(specs: list[ClipSpec], out: Path, workers: int, done: Callable[[int, ClipRecord], None]) -> None:
@@ -292,7 +296,7 @@ def _run_parallel(specs: list[ClipSpec], out: Path, workers: int, done: Callable
                     pending[pool.submit(_run_spec, nxt[1], out)] = nxt[0]
     except BaseException:
         in_flight = [specs[i] for i in pending.values()]
-        _stop_pool(pool, pending)
+        _stop_pool(pool)
         _remove_partial(out, in_flight)
         raise
     pool.shutdown(wait=True)
