@@ -34,16 +34,15 @@ from ultramn.contract import CONTRACT
 from ultramn.data.clipio import read_clip
 from ultramn.data.manifest import read_manifest
 from ultramn.data.windows import select_split, subsample_evenly
+from ultramn.evaluate.metrics import dice
 from ultramn.model.checkpoint import load_checkpoint
 from ultramn.preprocess import normalize_intensity, resize_frames, resize_masks
 from ultramn.windowing import default_stride, stitch_masks, window_indices
 
 
-def frame_dice(pred: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    """Per-frame Dice of ``bool [..., H, W]`` masks (1 where both are empty)."""
-    total = pred.sum(axis=(-2, -1)) + truth.sum(axis=(-2, -1))
-    inter = (pred & truth).sum(axis=(-2, -1))
-    return np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
+def frame_dice(pred: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> list[float]:
+    """Per-frame Dice of ``bool [N, H, W]`` masks (:func:`ultramn.evaluate.metrics.dice`: 1 where both are empty)."""
+    return [dice(p, g) for p, g in zip(pred, truth, strict=True)]
 
 
 def position_dice(model: torch.nn.Module, data: Path, split: str, n_clips: int | None) -> tuple[list[float], float, float]:
@@ -65,12 +64,12 @@ def position_dice(model: torch.nn.Module, data: Path, split: str, n_clips: int |
         probs = np.concatenate(chunks)  # [n_windows, T, H, W]
         for k in np.flatnonzero(idx[:, -1] - idx[:, 0] == t - 1):  # whole windows (no repeated edge frames)
             for p, d in enumerate(frame_dice(probs[k] > 0.5, truth[idx[k]])):
-                by_position[p].append(float(d))
+                by_position[p].append(d)
         product = window_indices(n, t, default_stride(t))
         rows = [int(np.flatnonzero((idx == r).all(axis=1))[0]) for r in product]
-        dice = frame_dice(stitch_masks(probs[rows], product, n) > 0.5, truth)
-        stitched_frames.extend(dice.tolist())
-        stitched_clips.append(float(dice.mean()))
+        stitched = frame_dice(stitch_masks(probs[rows], product, n) > 0.5, truth)
+        stitched_frames.extend(stitched)
+        stitched_clips.append(float(np.mean(stitched)))
     return [float(np.mean(v)) if v else float("nan") for v in by_position], float(np.mean(stitched_frames)), float(np.mean(stitched_clips))
 
 

@@ -55,7 +55,7 @@ def _conv(spatial_dims: int, cin: int, cout: int, kernel: tuple[int, ...], bias:
     return nn.Conv2d(cin, cout, (kernel[0], kernel[1]), padding=(padding[0], padding[1]), bias=bias)
 
 
-TemporalBranch = Literal["scaled_norm", "zero_conv"]
+#: parametrisations of :class:`TemporalResidual`'s branch (``temporal_branch`` of the 3D networks)
 TEMPORAL_BRANCHES: tuple[str, ...] = ("scaled_norm", "zero_conv")
 
 
