@@ -32,6 +32,7 @@ from ultramn.data.decoders import (
     LimitExceededError,
     UnsupportedFormatError,
     decode,
+    gif_fps,
     natural_key,
     sniff_format,
 )
@@ -394,6 +395,63 @@ def test_multipage_tiff_and_still_images(tmp_path: Path) -> None:
     truncated = (tmp_path / "rgb.png").read_bytes()
     with pytest.raises(CorruptFileError):
         decode(truncated[:100], filename="cut.png")
+
+
+def write_gif(path: Path, frames: np.ndarray, durations_ms: int | list[int] = 40) -> Path:
+    """Grey ``uint8 [N,H,W]`` frames as an animated GIF (lossless: 256 grey levels fit its palette).
+
+    Pillow stores frames after the first as the rectangle that changed, so decoding must
+    composite them onto the earlier picture.
+    """
+    pages = [Image.fromarray(f) for f in frames]
+    pages[0].save(path, save_all=True, append_images=pages[1:], duration=durations_ms, loop=0)
+    return path
+
+
+def test_an_animated_gif_is_a_clip_with_its_frame_rate(tmp_path: Path) -> None:
+    src = moving_square(n=8)
+    path = write_gif(tmp_path / "loop.gif", src, durations_ms=40)
+    for clip in (decode(path), decode(path.read_bytes(), filename="upload.gif"), decode(path.read_bytes())):
+        assert clip.format == "gif"
+        np.testing.assert_array_equal(clip.frames, src)  # every frame whole, not only the changed rectangle
+        assert clip.fps == pytest.approx(25.0)
+    assert sniff_format(path.read_bytes()[:512], "loop.gif") == "gif"
+    with pytest.raises(FormatMismatchError):
+        decode(path.read_bytes(), filename="loop.mp4")
+    still = decode(write_gif(tmp_path / "still.gif", src[:1]))
+    assert still.frames.shape == (1, H, W) and still.fps is None
+
+
+def test_a_colour_gif_becomes_grey_luma(tmp_path: Path) -> None:
+    rgb = np.zeros((3, H, W, 3), np.uint8)
+    rgb[..., 0] = 200  # red: luma 0.299 * 200 = 60
+    rgb[1, :, :, 1] = 100  # + green: 60 + 0.587 * 100 = 118.7
+    pages = [Image.fromarray(f) for f in rgb]
+    pages[0].save(tmp_path / "c.gif", save_all=True, append_images=pages[1:], duration=50)
+    clip = decode(tmp_path / "c.gif")
+    assert clip.frames.shape == (3, H, W) and clip.fps == pytest.approx(20.0)
+    np.testing.assert_allclose([int(f[0, 0]) for f in clip.frames], [60, 118.7, 60], atol=1)  # Pillow's integer luma
+
+
+def test_gif_frame_rate_follows_what_a_browser_shows() -> None:
+    assert gif_fps([40] * 10) == pytest.approx(25.0)
+    assert gif_fps([40, 40, 40, 1000]) == pytest.approx(25.0)  # a long pause on the last frame: the median
+    assert gif_fps([0, 0, 0]) is None  # the file gives no delay: no frame rate
+    assert gif_fps([10, 10, 10]) == pytest.approx(10.0)  # browsers show delays of 10 ms or less for 100 ms
+    assert gif_fps([20, 20]) == pytest.approx(50.0)
+    assert gif_fps([40]) is None  # a still
+
+
+def test_a_cut_gif_is_corrupt_not_a_crash(tmp_path: Path) -> None:
+    data = write_gif(tmp_path / "loop.gif", moving_square(n=8)).read_bytes()
+    for cut in (data[:12], data[: len(data) // 2]):
+        try:
+            clip = decode(cut, filename="cut.gif")
+        except CorruptFileError as exc:
+            assert "cut.gif" in str(exc)
+        else:  # Pillow may stop at the last whole frame; what it returns is then a true prefix
+            assert 1 <= clip.n_frames < 8
+            np.testing.assert_array_equal(clip.frames, moving_square(n=8)[: clip.n_frames])
 
 
 def test_zip_of_frames_is_sorted_naturally(tmp_path: Path) -> None:

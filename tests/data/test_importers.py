@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.data.test_decoders import H, T, W, moving_square, square_masks, write_dicom_cine, write_video
+from tests.data.test_decoders import H, T, W, moving_square, square_masks, write_dicom_cine, write_gif, write_video
 from ultramn.contract import SPLITS
 from ultramn.data.clipio import read_clip
 from ultramn.data.decoders import DEFAULT_LIMITS
@@ -160,6 +160,21 @@ def test_video_import_mask_conventions(tmp_path: Path) -> None:
         inter = np.logical_and(clip.masks, masks).sum()
         assert inter / np.logical_or(clip.masks, masks).sum() > 0.9
     _no_participant_crosses_splits(out)
+
+
+def test_an_animated_gif_imports_as_a_video_with_a_gif_mask(tmp_path: Path) -> None:
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    videos.mkdir()
+    frames, masks = moving_square(), square_masks()
+    write_gif(videos / "loop.gif", frames, durations_ms=50)
+    write_gif(videos / "loop_mask.gif", masks * 255)
+    result = _cli("import", "video", "--videos", videos, "--out", out)
+    assert result.returncode == 0, result.stderr
+    (record,) = read_manifest(out)
+    assert record.clip_id == "videos-loop" and record.n_frames == T and record.fps == pytest.approx(20.0)
+    clip = read_clip(out / record.file)
+    np.testing.assert_array_equal(clip.frames, frames)  # GIF is lossless for grey frames
+    np.testing.assert_array_equal(clip.masks, masks)
 
 
 def test_video_frame_count_mismatch(tmp_path: Path) -> None:

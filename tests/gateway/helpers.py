@@ -66,6 +66,10 @@ def write_clip(fmt: str, frames: np.ndarray, folder: Path, spacing_mm: float | N
         pages = [Image.fromarray(f) for f in frames]
         pages[0].save(folder / "clip.tiff", save_all=True, append_images=pages[1:])
         return folder / "clip.tiff"
+    if fmt == "gif":
+        pages = [Image.fromarray(f) for f in frames]
+        pages[0].save(folder / "loop.gif", save_all=True, append_images=pages[1:], duration=1000 // FPS, loop=0)
+        return folder / "loop.gif"
     if fmt == "png":
         Image.fromarray(frames[0]).save(folder / "still.png")
         return folder / "still.png"

@@ -32,7 +32,7 @@ FRAME_KEYS = {
 }
 
 
-@pytest.mark.parametrize("fmt", ["mp4", "avi", "dicom", "npy", "npz", "tiff", "png", "zip"])
+@pytest.mark.parametrize("fmt", ["mp4", "avi", "dicom", "npy", "npz", "tiff", "gif", "png", "zip"])
 async def test_format_end_to_end(fmt: str, gateway: httpx.AsyncClient, clip: SynthClip, files_dir: Path) -> None:
     path = write_clip(fmt, clip.frames, files_dir, spacing_mm=clip.spacing_mm)
     r = await upload(gateway, path, wait=True)
@@ -64,7 +64,7 @@ async def test_format_end_to_end(fmt: str, gateway: httpx.AsyncClient, clip: Syn
         assert res["spacing_source"] == "file"
         assert res["pixel_spacing_mm"]["dx"] == pytest.approx(clip.spacing_mm, rel=1e-3)
         assert res["fps"] == pytest.approx(25.0)
-    elif fmt in ("mp4", "avi", "npz"):
+    elif fmt in ("mp4", "avi", "npz", "gif"):
         assert res["fps"] == pytest.approx(25.0)
     if fmt != "dicom":
         assert res["pixel_spacing_mm"] is None and all(f["csa_mm2"] is None for f in res["frames"])

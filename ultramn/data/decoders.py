@@ -6,7 +6,9 @@ dispatches to a decoder per format:
 - video (MP4, MOV, M4V, AVI, MKV/WebM) via PyAV; colour is converted to grey (BT.601 luma);
 - DICOM (single frame or multi-frame cine) via pydicom, with pixel spacing and frame rate
   read from the header (see :func:`decode_dicom`);
-- NPY / NPZ arrays, multi-page TIFF, single PNG/JPEG/BMP, ZIP of frame images.
+- NPY / NPZ arrays, multi-page TIFF, single PNG/JPEG/BMP, ZIP of frame images;
+- animated GIF (a cine loop as some viewers and teaching sites export it) via Pillow, with the
+  frame rate from the frames' display times (see :func:`decode_gif`).
 
 Errors form one hierarchy so callers (the importers, the gateway) can map them to messages
 or HTTP codes: :class:`DecodeError` (a ``ValueError``) with the subclasses
@@ -40,7 +42,7 @@ U8Array = npt.NDArray[np.uint8]
 #: A file to decode: a path, or its whole content.
 Source = Path | str | bytes
 
-Format = Literal["video", "dicom", "npy", "npz", "zip", "tiff", "png", "jpeg", "bmp"]
+Format = Literal["video", "dicom", "npy", "npz", "zip", "tiff", "gif", "png", "jpeg", "bmp"]
 
 #: Formats that hold one still image.
 IMAGE_FORMATS: Final[frozenset[str]] = frozenset({"png", "jpeg", "bmp"})
@@ -59,6 +61,7 @@ EXTENSION_FORMATS: Final[dict[str, frozenset[str]]] = {
     ".jpg": frozenset({"jpeg"}),
     ".jpeg": frozenset({"jpeg"}),
     ".bmp": frozenset({"bmp"}),
+    ".gif": frozenset({"gif"}),
 }
 
 #: Bytes :func:`sniff_format` needs to see (a DICOM preamble is 128 bytes + ``DICM``).
@@ -199,6 +202,8 @@ def _magic_format(head: bytes) -> str | None:
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
     if head.startswith(b"BM") and len(head) >= 14:
         return "bmp"
     if head.startswith((b"II*\x00", b"MM\x00*")):
@@ -239,7 +244,7 @@ def sniff_format(head: bytes, filename: str | None = None) -> str:
             raise CorruptFileError(f"{filename or 'the upload'} is empty")
         raise UnsupportedFormatError(
             f"{filename or 'the upload'}: unrecognised content (supported: MP4/MOV/AVI video, DICOM, "
-            "NPY/NPZ, TIFF, PNG, JPEG, BMP, ZIP of frame images)"
+            "NPY/NPZ, TIFF, animated GIF, PNG, JPEG, BMP, ZIP of frame images)"
         )
     expected = EXTENSION_FORMATS.get(ext)
     if expected is not None and found not in expected:
@@ -907,12 +912,15 @@ def _describe(value: npt.NDArray[Any]) -> str:
 _WIDE_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
 
 
-def _pil_pages(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int) -> list[npt.NDArray[Any]]:
+def _pil_pages(
+    fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int, durations_ms: list[int] | None = None
+) -> list[npt.NDArray[Any]]:
     """Every page of an image file (one for PNG/JPEG/BMP) as a grey ``[H,W]`` array, upright.
 
     8-bit and colour pages come back as ``uint8``; 16-bit, 32-bit and float pages keep their
     numbers (scale them with :func:`_pages_to_frames`). An EXIF ``Orientation`` is applied, as
-    an image viewer would. Pages of differing size are a :class:`CorruptFileError`.
+    an image viewer would. Pages of differing size are a :class:`CorruptFileError`. Each
+    page's display time (ms, 0 when the file gives none) is appended to ``durations_ms``.
     """
     from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
@@ -932,12 +940,15 @@ def _pil_pages(fh: IO[bytes], name: str, limits: DecodeLimits, max_frames: int) 
                 if (len(out) + 1) * first_size[0] * first_size[1] > limits.max_pixels:  # before decoding the page
                     raise LimitExceededError(f"{name}: clip exceeds {limits.max_pixels} pixels in all")
                 out.append(_pil_to_grey(ImageOps.exif_transpose(page)))
+                if durations_ms is not None:
+                    durations_ms.append(int(page.info.get("duration", 0) or 0))
     except DecodeError:
         raise
     except UnidentifiedImageError as exc:  # its message names a Python object, not the file
         raise CorruptFileError(f"{name}: not a readable image") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise CorruptFileError(f"{name}: undecodable image ({exc})") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, Image.DecompressionBombError) as exc:
+        # IndexError: Pillow's GIF reader on a file cut inside a frame header
+        raise CorruptFileError(f"{name}: undecodable image ({exc or type(exc).__name__})") from exc
     return out
 
 
@@ -975,6 +986,41 @@ def decode_tiff(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename:
     if not pages:
         raise CorruptFileError(f"{name}: TIFF without pages")
     return _finish(_pages_to_frames(pages), "tiff", limits)
+
+
+#: Browsers show a GIF frame whose delay is this short or shorter (ms) for
+#: :data:`GIF_DEFAULT_DELAY_MS` instead; :func:`decode_gif` reads the frame rate the same way.
+GIF_MIN_DELAY_MS: Final[int] = 10
+GIF_DEFAULT_DELAY_MS: Final[int] = 100
+
+
+def gif_fps(delays_ms: list[int]) -> float | None:
+    """Frames per second of a GIF whose frames are shown for ``delays_ms`` each.
+
+    The median shown delay, with a delay of :data:`GIF_MIN_DELAY_MS` or less shown as
+    :data:`GIF_DEFAULT_DELAY_MS` (as browsers do); ``None`` for a still (fewer than 2 frames)
+    and for a GIF that gives no delay at all.
+    """
+    if len(delays_ms) < 2 or not any(delays_ms):
+        return None
+    shown = [d if d > GIF_MIN_DELAY_MS else GIF_DEFAULT_DELAY_MS for d in delays_ms]
+    return 1000.0 / float(np.median(shown))
+
+
+def decode_gif(source: Source, limits: DecodeLimits = DEFAULT_LIMITS, filename: str | None = None) -> DecodedClip:
+    """An (animated) GIF: one frame per GIF frame, as a viewer shows it (palette -> grey).
+
+    Each frame is the whole composited picture (earlier frames' pixels kept where the
+    frame leaves them), so partial-update GIFs decode to full frames. ``fps`` comes from the
+    frames' display times (:func:`gif_fps`); a still GIF is a clip of one frame.
+    """
+    name = _name_of(source, filename)
+    delays: list[int] = []
+    with _open(source) as fh:
+        pages = _pil_pages(fh, name, limits, max_frames=limits.max_frames, durations_ms=delays)
+    if not pages:
+        raise CorruptFileError(f"{name}: GIF without frames")
+    return _finish(_pages_to_frames(pages), "gif", limits, fps=gif_fps(delays))
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -1052,6 +1098,7 @@ _DECODERS: Final[dict[str, Callable[..., DecodedClip]]] = {
     "npz": decode_npz,
     "zip": decode_zip,
     "tiff": decode_tiff,
+    "gif": decode_gif,
     "png": decode_image,
     "jpeg": decode_image,
     "bmp": decode_image,

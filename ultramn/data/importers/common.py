@@ -53,7 +53,10 @@ STAGING_PREFIX = ".importing-"
 #: Still-image file extensions the importers pick up.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 #: Video file extensions the video importer picks up.
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+#: Clip files of many frames that ``ultramn import video`` takes (an animated GIF is a cine loop).
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif")
+#: Decoded formats of those files (:data:`ultramn.data.decoders.Format`).
+VIDEO_FORMATS: frozenset[str] = frozenset({"video", "gif"})
 #: Grey level at which mask *videos* (lossy codecs) are thresholded.
 MASK_VIDEO_THRESHOLD = 128
 
@@ -295,7 +298,8 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
     - a folder of mask images (one per frame, natural order) or one mask image;
     - ``.npy`` / ``.npz`` (``masks`` or the only array) of labels ``[T,H,W]`` or ``[H,W]``;
     - a multi-page TIFF of labels;
-    - a mask video (``.mp4``/``.avi``/...): grey level >= 128 is nerve (``mask_value`` unused).
+    - a mask video (``.mp4``/``.avi``/...) or animated GIF: grey level >= 128 is nerve
+      (``mask_value`` unused).
     """
     if path.is_dir():
         files = list_files(path, IMAGE_EXTENSIONS)
@@ -306,7 +310,7 @@ def load_mask_stack(path: Path, mask_value: int | None, limits: DecodeLimits) ->
             raise DecodeError(f"{path}: mask images differ in size")
         return np.stack(frames)
     fmt = sniff_format(_read_head(path), path.name)
-    if fmt == "video":
+    if fmt in VIDEO_FORMATS:
         decoded = decode(path, limits=limits)
         return (decoded.frames >= MASK_VIDEO_THRESHOLD).astype(np.uint8)
     if fmt in ("npy", "npz", "zip"):

@@ -1,11 +1,11 @@
-"""Import video files (MP4/AVI/MOV/MKV) with per-frame masks beside them.
+"""Import video files (MP4/AVI/MOV/MKV/WebM, animated GIF) with per-frame masks beside them.
 
 Mask convention for ``VIDEOS/clip.mp4`` (``_mask`` is ``mask_suffix``), looked up in the
 masks folder (default: the videos folder), first match wins:
 
 - ``clip_mask/`` — a folder of mask images, one per frame, natural order;
 - ``clip_mask.npy`` / ``clip_mask.npz`` — label array ``[T,H,W]``;
-- ``clip_mask.mp4`` / ``.avi`` / ... — a mask video, grey >= 128 is nerve;
+- ``clip_mask.mp4`` / ``.avi`` / ``.gif`` / ... — a mask video, grey >= 128 is nerve;
 - ``clip_mask.tif`` — a multi-page TIFF of labels.
 
 The mask must have as many frames as the video, of the same size. Files whose stem ends
@@ -20,6 +20,7 @@ from pathlib import Path
 from ultramn.data.decoders import DecodeError, decode
 from ultramn.data.importers.common import (
     VIDEO_EXTENSIONS,
+    VIDEO_FORMATS,
     ImportedClip,
     ImportOptions,
     ImportReport,
@@ -43,10 +44,10 @@ def load_video_clip(video: Path, masks_dir: Path, options: ImportOptions, mask_s
     if mask_path is None:
         raise DecodeError(
             f"{video.name}: no mask found (expected {video.stem}{mask_suffix}/ folder, "
-            f"{video.stem}{mask_suffix}.npy/.npz/.mp4/.avi or .tif in {masks_dir})"
+            f"{video.stem}{mask_suffix}.npy/.npz/.mp4/.avi/.gif or .tif in {masks_dir})"
         )
     decoded = decode(video, limits=options.limits)
-    if decoded.format != "video":
+    if decoded.format not in VIDEO_FORMATS:
         raise DecodeError(f"{video.name}: expected a video, found {decoded.format}")
     return clip_with_masks(
         decoded,
