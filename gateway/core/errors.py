@@ -1,9 +1,12 @@
 """API errors and the handlers that render every error as ``{"error": {"code", "message"}}``.
 
 Codes (stable, documented in docs/api.md): ``unauthorized`` 401, ``forbidden`` 403,
-``not_found`` 404, ``payload_too_large`` 413, ``unsupported_media_type`` 415,
-``corrupt_file`` / ``limit_exceeded`` / ``validation_error`` 422, ``queue_full`` / ``uploads_busy`` 429,
-``triton_unavailable`` 503, ``analysis_failed`` 500, ``internal_error`` 500.
+``not_found`` 404, ``method_not_allowed`` 405, ``not_ready`` 409, ``payload_too_large`` 413,
+``unsupported_media_type`` 415, ``corrupt_file`` / ``limit_exceeded`` / ``validation_error`` /
+``unsafe_archive`` / ``no_clips`` 422, ``queue_full`` / ``uploads_busy`` 429, ``analysis_failed`` /
+``contract_mismatch`` / ``storage_error`` / ``internal_error`` 500 (a failed ``wait=true`` analysis;
+``internal_error`` also for an unhandled error), ``storage_error`` / ``starting`` /
+``triton_unavailable`` 503, ``insufficient_storage`` 507.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ UPLOAD_ERRORS = error_responses(
         413: "Upload too large",
         415: "Unsupported or mislabelled file type",
         422: "Corrupt or undecodable file, or invalid fields",
-        429: "Queue full (Retry-After)",
+        429: "Queue full (queue_full), or too many uploads being received at once (uploads_busy); Retry-After",
         500: "wait=true and the analysis failed (the error names why; the job is kept as failed)",
         503: "Triton unavailable (Retry-After; the job is kept and completes later), or the upload cannot be stored now",
         507: "No room on the server to store the upload",
@@ -306,7 +306,13 @@ def _detail(row: Analysis, jobs: JobQueue, include_frames: bool = True) -> dict[
     summary="Upload a clip for analysis",
     openapi_extra=_UPLOAD_SCHEMA,
     response_model=AnalysisDetail,
-    responses={200: {"model": AnalysisDetail, "description": "wait=true and the clip was short: the finished analysis"}, **UPLOAD_ERRORS},
+    responses={
+        200: {
+            "model": AnalysisDetail,
+            "description": "wait=true and the clip was short, or an Idempotency-Key retry of a finished analysis: the finished analysis",
+        },
+        **UPLOAD_ERRORS,
+    },
 )
 async def create_analysis(
     request: Request, settings: SettingsDep, repo: RepoDep, files: FilesDep, jobs: JobsDep, triton: TritonDep

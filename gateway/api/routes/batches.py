@@ -69,6 +69,7 @@ _UPLOAD_ERRORS = error_responses(
         413: "Upload too large",
         415: "Not a ZIP or TAR archive (one clip goes to POST /v1/analyses)",
         422: "Unsafe archive (path traversal, link out), limits exceeded (members, size, zip bomb), no clips, or invalid fields",
+        429: "Too many uploads being received at once (uploads_busy; Retry-After)",
         503: "The upload cannot be stored right now",
         507: "No room on the server to store the upload",
     }
@@ -342,7 +343,7 @@ async def _feed(jobs: JobQueue, repo: AnalysisRepository, job_ids: list[str]) ->
     summary="Upload an archive of clips as one batch",
     openapi_extra=_UPLOAD_SCHEMA,
     response_model=BatchDetail,
-    responses=_UPLOAD_ERRORS,
+    responses={200: {"model": BatchDetail, "description": "An Idempotency-Key retry of a batch that is done"}, **_UPLOAD_ERRORS},
 )
 async def create_batch(request: Request, settings: SettingsDep, repo: RepoDep, files: FilesDep, jobs: JobsDep) -> JSONResponse:
     """Store the archive's clips as analyses of one batch and queue them; 202 with the batch and each clip's name and id.
@@ -411,7 +412,7 @@ async def list_batches(
 
 @router.get("/{batch_id}", summary="Overall progress and the clips' analyses", response_model=BatchDetail, responses=_BATCH_ERRORS)
 async def get_batch(batch_id: str, repo: RepoDep) -> JSONResponse:
-    """Status (``done`` when every clip succeeded or failed), counts per status, progress, and each clip's id and status."""
+    """Status (``done`` when every clip succeeded, failed or was deleted), counts per status, progress, and each clip's id and status."""
     detail = await asyncio.to_thread(_detail, repo, batch_id)
     if detail is None:
         raise ApiError(404, "not_found", f"no batch {batch_id}")
