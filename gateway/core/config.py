@@ -42,7 +42,9 @@ class Settings(BaseSettings):
 
     # jobs --------------------------------------------------------------------------------
     workers: int = Field(1, ge=0, description="Clips analysed at once (0 = accept and queue only).")
-    queue_max: int = Field(32, ge=1, description="Queued + running jobs; more uploads get 429.")
+    queue_max: int = Field(
+        32, ge=1, description="Queued + running single uploads (more get 429 queue_full); also batch clips handed to the workers at once."
+    )
     retry_initial_s: float = Field(0.5, gt=0, description="First back-off when Triton is unavailable.")
     retry_max_s: float = Field(10.0, gt=0, description="Longest back-off between retries.")
     retry_after_s: int = Field(5, ge=1, description="Retry-After header value (s) of 429/503 answers.")
