@@ -30,6 +30,7 @@ from gateway.threaded_server import serve_in_thread
 from tests.data.test_decoders import write_dicom_cine
 from tests.gateway.helpers import make_settings
 from tests.viewer.conftest import API_KEY, UNTRAINED_THRESHOLD, LiveGateway, ViewerClip
+from ultramn.data.decoders import EXTENSION_FORMATS
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "viewer.png"
 SPACING_MM = 0.1
@@ -116,6 +117,10 @@ def test_serves_page_static_files_and_frame_images(live_gateway: LiveGateway, vi
         r = http.get("/")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         assert '<canvas id="overlay"' in r.text and "/static/app.js" in r.text
+        accept = re.search(r'type="file"[^>]*accept="([^"]+)"', r.text, re.S)
+        assert accept is not None
+        offered = set(accept.group(1).split(","))
+        assert set(EXTENSION_FORMATS) <= offered, set(EXTENSION_FORMATS) - offered  # the chooser offers every clip file the gateway decodes
         for name, ctype in (("app.js", "javascript"), ("style.css", "text/css")):
             r = http.get(f"/static/{name}")
             assert r.status_code == 200 and ctype in r.headers["content-type"], (name, r.headers)
