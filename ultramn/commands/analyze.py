@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("analyze")
     def analyze(
-        clip: Path = typer.Argument(..., help="Clip file: MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, PNG/JPEG/BMP, ZIP of frames."),
+        clip: Path = typer.Argument(..., help="Clip file: MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, animated GIF, PNG/JPEG/BMP, ZIP of frames."),
         gateway: str = typer.Option(DEFAULT_GATEWAY, "--gateway", envvar="ULTRAMN_GATEWAY", help="Gateway base URL."),
         out: Path | None = typer.Option(
             None, "--out", help="Output folder (default: <clip name>.ultramn/); an earlier result there is replaced."

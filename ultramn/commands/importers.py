@@ -135,14 +135,14 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("video")
     def video_command(
-        videos: Annotated[Path, typer.Option("--videos", help="Folder of MP4/AVI/MOV/MKV videos.")],
+        videos: Annotated[Path, typer.Option("--videos", help="Folder of MP4/AVI/MOV/MKV/WebM videos or animated GIFs.")],
         out: OutOption,
         masks: Path | None = typer.Option(None, "--masks", help="Folder holding the masks (default: --videos)."),
         masks_suffix: str = typer.Option(
             "_mask",
             "--masks-suffix",
             "--mask-suffix",
-            help="clip.mp4's mask is clip<suffix>/ (PNG frames), clip<suffix>.npy/.npz, clip<suffix>.mp4/.avi or .tif.",
+            help="clip.mp4's mask is clip<suffix>/ (PNG frames), clip<suffix>.npy/.npz, clip<suffix>.mp4/.avi/.gif or .tif.",
         ),
         mask_value: int | None = typer.Option(None, "--mask-value", help="Nerve label in label masks (not videos)."),
         participant_pattern: str | None = typer.Option(

@@ -69,7 +69,7 @@ SPACING_FIELD: dict[str, Any] = {
 }
 #: The form fields of ``POST /v1/analyses``; any other field is a 422.
 _UPLOAD_FIELDS: dict[str, dict[str, Any]] = {
-    "file": {"type": "string", "format": "binary", "description": "MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, PNG/JPEG/BMP, ZIP of frames"},
+    "file": {"type": "string", "format": "binary", "description": "MP4/AVI/MOV, DICOM, NPY/NPZ, TIFF, GIF, PNG/JPEG/BMP, ZIP of frames"},
     "pixel_spacing_mm": SPACING_FIELD,
     "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames, "description": "frames between windows"},
     "wait": {"type": "boolean", "default": False, "description": "answer with the result when the clip is short"},
