@@ -91,6 +91,19 @@ def test_manifest_reader_refuses_repeated_and_unsafe_ids(tmp_path: Path) -> None
         _record("../escape")
 
 
+def test_manifest_reader_refuses_binary_text_and_short_rows(tmp_path: Path) -> None:
+    """Each gave a traceback (UnicodeDecodeError, AttributeError on None) instead of a ManifestError."""
+    path = tmp_path / "manifest.csv"
+    path.write_bytes(b"clip_id,\x91\xfe\x00garbage")
+    with pytest.raises(ManifestError, match=r"manifest\.csv: not a UTF-8 CSV"):
+        read_manifest(tmp_path)
+    write_manifest(tmp_path, [_record("a")])
+    header = path.read_text().splitlines()[0]
+    path.write_text(f"{header}\nb,p2,L\n")  # a row cut short (a hand edit, a truncated copy)
+    with pytest.raises(ManifestError, match=r"manifest\.csv:2: the row has no cells for plane, quality, .*file"):
+        read_manifest(tmp_path)
+
+
 def test_unusable_clip_files_are_named(tmp_path: Path) -> None:
     good = tmp_path / "good.npz"
     write_clip(good, _clip(0))

@@ -127,3 +127,16 @@ def test_split_command_rewrites_manifest_and_validates(tmp_path: Path) -> None:
     assert negative.returncode == 2
     missing = _cli("split", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no such dataset folder" in missing.stderr
+
+
+def test_split_command_refuses_an_unreadable_manifest_with_exit_2(tmp_path: Path) -> None:
+    """A binary file named manifest.csv, or a row cut short, gave a traceback and exit code 1."""
+    (tmp_path / "manifest.csv").write_bytes(bytes(range(128, 256)) * 4)
+    binary = _cli("split", str(tmp_path))
+    assert binary.returncode == 2 and "not a UTF-8 CSV" in binary.stderr and "Traceback" not in binary.stderr, binary.stderr
+    write_manifest(tmp_path, synthetic_records(2))
+    lines = (tmp_path / "manifest.csv").read_text().splitlines()
+    (tmp_path / "manifest.csv").write_text("\n".join([*lines, "p9-c0,p9,L"]) + "\n")
+    short = _cli("split", str(tmp_path))
+    assert short.returncode == 2 and f"manifest.csv:{len(lines) + 1}: the row has no cells" in short.stderr, short.stderr
+    assert "Traceback" not in short.stderr

@@ -127,6 +127,25 @@ def test_an_implausible_pixel_spacing_is_refused_before_scoring(spacing: float, 
     assert not calls and not (tmp_path / "eval" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("fps", ["-3", "nan", "0"])
+def test_a_frame_rate_that_is_not_positive_is_refused_before_scoring(fps: str, tmp_path: Path) -> None:
+    """The measurements refused it only when they reached that clip ("fps must be positive, got
+    -3.0", naming neither the clip nor the manifest), after the clips before it were scored."""
+    from ultramn.data.manifest import ManifestError
+    from ultramn.evaluate.runner import evaluate_dataset
+
+    root = _dataset(tmp_path / "data", [{"id": "a", "participant": "p0", "shift": 1}, {"id": "b", "participant": "p1", "shift": 2}])
+    manifest = root / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([*lines[:2], lines[2].replace(",20,", f",{fps},")]) + "\n")
+    calls: list[str] = []
+    with pytest.raises(ManifestError) as info:
+        evaluate_dataset(root, "test", _counting(calls), tmp_path / "eval", n_boot=100, progress=False)
+    message = str(info.value)
+    assert str(manifest) in message and "fps of 1 clip(s) is not a positive number" in message and "b (" in message
+    assert not calls and not (tmp_path / "eval" / "metrics.json").exists()
+
+
 def test_a_missing_clip_file_is_found_before_scoring(tmp_path: Path) -> None:
     """The old runner scored every clip listed before the missing one, then lost that work."""
     from ultramn.data.clipio import ClipFileError

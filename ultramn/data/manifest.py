@@ -114,6 +114,16 @@ def read_manifest(root: Path) -> list[ClipRecord]:
     path = root if root.suffix == ".csv" else root / MANIFEST_NAME
     if not path.is_file():
         raise ManifestError(f"no manifest at {path}: is this a dataset folder?")
+    try:
+        return _read_rows(path)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not a UTF-8 CSV ({exc.reason} at byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: not a readable CSV ({exc})") from exc
+
+
+def _read_rows(path: Path) -> list[ClipRecord]:
+    """The records of the manifest file ``path`` (see :func:`read_manifest`)."""
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -122,6 +132,9 @@ def read_manifest(root: Path) -> list[ClipRecord]:
         records = []
         first_line: dict[str, int] = {}
         for line_no, row in enumerate(reader, start=2):
+            short = [c for c in COLUMNS if row[c] is None]  # DictReader fills a short row's missing cells with None
+            if short:
+                raise ManifestError(f"{path}:{line_no}: the row has no cells for {', '.join(short)} (a row has {len(COLUMNS)})")
             try:
                 records.append(
                     ClipRecord(

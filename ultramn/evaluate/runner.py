@@ -185,14 +185,23 @@ def score_clip(
 
 def check_records(root: Path, records: Sequence[ClipRecord], show: int = 5) -> None:
     """Refuse, before any clip is scored, records whose pixel spacing is not a plausible size
-    (:class:`~ultramn.data.manifest.ManifestError` naming the manifest and the clips) or
-    whose clip file is missing or not a clip NPZ (:class:`~ultramn.data.clipio.ClipFileError`)."""
+    or frame rate is not a positive number (:class:`~ultramn.data.manifest.ManifestError` naming
+    the manifest and the clips) or whose clip file is missing or not a clip NPZ
+    (:class:`~ultramn.data.clipio.ClipFileError`)."""
     bad = [f"{r.clip_id} ({problem})" for r in records if (problem := _spacing_problem(r.pixel_spacing_mm))]
     if bad:
         more = f" and {len(bad) - show} more" if len(bad) > show else ""
         raise ManifestError(
             f"{root / MANIFEST_NAME}: pixel_spacing_mm of {len(bad)} clip(s) is not usable (leave it empty when unknown):"
             f" {'; '.join(bad[:show])}{more}"
+        )
+    # the measurements refuse such a rate only when they reach the clip, after the clips before it were scored
+    bad = [f"{r.clip_id} ({r.fps:g})" for r in records if r.fps is not None and not (math.isfinite(r.fps) and r.fps > 0)]
+    if bad:
+        more = f" and {len(bad) - show} more" if len(bad) > show else ""
+        raise ManifestError(
+            f"{root / MANIFEST_NAME}: fps of {len(bad)} clip(s) is not a positive number of frames per second"
+            f" (leave it empty when unknown): {'; '.join(bad[:show])}{more}"
         )
     check_clip_files(root / r.file for r in records)
 
@@ -428,10 +437,7 @@ def evaluate_dataset(
     """Evaluate, then write ``metrics.json``, ``frames.csv``, ``clips.csv``, ``report.md`` and figures."""
     from ultramn.evaluate.report import write_report
 
-    try:
-        everything = read_manifest(root)
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{root / MANIFEST_NAME}: not a UTF-8 CSV ({exc.reason} at byte {exc.start})") from exc
+    everything = read_manifest(root)
     records = select_records(everything, split)
     if max_clips is not None:
         records = records[:max_clips]
