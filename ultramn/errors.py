@@ -34,6 +34,16 @@ def check_stride(stride: int | None, option: str = "--stride") -> int | None:
     return stride
 
 
+def checkpoint_path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a checkpoint file (``"not found: PATH"``, or a folder given for
+    the file), or ``None``; the reason reads after ``"checkpoint "``."""
+    if path.is_dir():
+        return f"{path} is a folder, not a checkpoint file (a training run's is {path / 'best.pt'})"
+    if not path.is_file():
+        return f"not found: {path}"
+    return None
+
+
 def out_path_problem(path: Path, folder: bool) -> str | None:
     """Why ``path`` cannot be written as an output folder (``folder``) or file, or ``None``;
     the reason reads after the path: ``f"--out {path}: {reason}"``.

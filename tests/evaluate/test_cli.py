@@ -108,6 +108,17 @@ def _counting(calls: list[str]):  # type: ignore[no-untyped-def]
     return predictor
 
 
+def test_a_folder_given_as_checkpoint_is_named_as_one(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A training run's folder (instead of its best.pt) was reported as "checkpoint not found"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    code, err = _evaluate(monkeypatch, capsys, "--data", str(dataset), "--checkpoint", str(run), "--out", str(tmp_path / "o"))
+    assert code == 2 and "is a folder, not a checkpoint file" in _one_error_line(err) and str(run / "best.pt") in err, err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("spacing", [float("nan"), 0.0, -0.2, 25.0])
 def test_an_implausible_pixel_spacing_is_refused_before_scoring(spacing: float, tmp_path: Path) -> None:
     """The old runner scored the clips before it, then failed with "pixel spacing must be a pixel

@@ -77,6 +77,24 @@ def test_load_rejects_bad_files(tmp_path: Path) -> None:
     assert "\n" not in str(misfit.value) and "size mismatch" in str(misfit.value)
 
 
+def test_load_says_what_is_wrong_with_a_file_that_is_no_checkpoint(tmp_path: Path) -> None:
+    """Text gave "cannot read checkpoint x.pt: 101 (KeyError)", a cut file torch's "internal miniz
+    error" and a folder "checkpoint not found"."""
+    good = save_checkpoint(tmp_path / "c.pt", MultitaskUNet3D(**HP), "unet3d", HP, {})
+    (tmp_path / "text.pt").write_text("hello\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for name in ("text.pt", "empty.pt", "cut.pt"):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / name)
+        message = str(info.value)
+        assert f"cannot read checkpoint {tmp_path / name}: not a PyTorch checkpoint file, or a damaged one" in message, message
+        assert "KeyError" not in message and "miniz" not in message and "\n" not in message
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file") as folder:
+        load_checkpoint(tmp_path)
+    assert str(tmp_path / "best.pt") in str(folder.value)
+
+
 def test_save_rejects_non_json_meta(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="JSON"):
         save_checkpoint(tmp_path / "c.pt", MultitaskUNet3D(**HP), "unet3d", HP, {"t": torch.zeros(1)})

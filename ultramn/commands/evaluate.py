@@ -8,7 +8,7 @@ from typing import cast
 import typer
 
 from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
-from ultramn.errors import UserInputError
+from ultramn.errors import UserInputError, checkpoint_path_problem
 from ultramn.windowing import (
     BLENDS,
     DEFAULT_BLEND,
@@ -75,8 +75,8 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--temporal-min-similarity: {exc}") from exc
         if split not in SPLIT_CHOICES:
             raise UserInputError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
-        if not checkpoint.is_file():
-            raise UserInputError(f"checkpoint not found: {checkpoint}")
+        if (problem := checkpoint_path_problem(checkpoint)) is not None:
+            raise UserInputError(f"checkpoint {problem}")
         if not data.is_dir():
             raise UserInputError(f"--data: no such folder: {data}")
         try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ultramn.errors import UserInputError
+from ultramn.errors import UserInputError, checkpoint_path_problem
 
 
 def register(app: typer.Typer) -> None:
@@ -92,8 +92,8 @@ def register(app: typer.Typer) -> None:
                 cfg = cfg.with_overrides(**overrides)
             except ValidationError as exc:
                 raise UserInputError(f"invalid override:\n{describe_validation_error(exc)}") from exc
-        if init is not None and not init.is_file():
-            raise UserInputError(f"--init: no such checkpoint: {init}")
+        if init is not None and (problem := checkpoint_path_problem(init)) is not None:
+            raise UserInputError(f"--init: checkpoint {problem}")
         try:
             result = train(cfg, out, init=init, resume=resume)
         except (ManifestError, CheckpointError) as exc:  # the dataset or --init checkpoint, not the code

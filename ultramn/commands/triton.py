@@ -51,12 +51,13 @@ def register(app: typer.Typer) -> None:
         `make up` does; each step is printed as ``[triton] ...``).
         """
         from ultramn.contract import CONTRACT
-        from ultramn.errors import UserInputError
+        from ultramn.errors import UserInputError, checkpoint_path_problem
         from ultramn.serving.build import built_from, ensure_onnx
         from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, check_repository
 
         if checkpoint != DEFAULT_CHECKPOINT and not checkpoint.is_file():
-            raise UserInputError(f"checkpoint {checkpoint} does not exist")
+            folder = checkpoint_path_problem(checkpoint) if checkpoint.is_dir() else None
+            raise UserInputError(f"checkpoint {folder or f'{checkpoint} does not exist'}")
         ports = Ports(http_port, grpc_port, metrics_port)
         check_glibc()
         check_ports(ports)  # before a possibly long ONNX build

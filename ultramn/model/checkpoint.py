@@ -13,6 +13,7 @@ file whose planes or window shape differ from the contract the caller serves.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from ultramn.contract import CONTRACT, ModelContract
+from ultramn.errors import checkpoint_path_problem
 from ultramn.model.registry import build_model
 
 #: Version of the checkpoint layout written by :func:`save_checkpoint`.
@@ -127,6 +129,15 @@ def load_failure_reason(exc: Exception) -> str:
     """
     if isinstance(exc, pickle.UnpicklingError):
         return "not a PyTorch file of tensors and plain data (an UltraMN checkpoint holds nothing else)"
+    # an empty file (EOFError), text or other bytes (KeyError: an unknown pickle opcode), a cut or foreign ZIP
+    # (torch's own message speaks of miniz and "central directory"; some cuts make it seek before the start: EINVAL)
+    damaged = ("PytorchStreamReader", "inline_container", "Invalid magic number")
+    if (
+        isinstance(exc, EOFError | KeyError)
+        or (isinstance(exc, RuntimeError) and any(m in str(exc) for m in damaged))
+        or (isinstance(exc, OSError) and exc.errno == errno.EINVAL)
+    ):
+        return "not a PyTorch checkpoint file, or a damaged one (empty or cut short?)"
     text = str(exc).strip()
     return f"{text.splitlines()[0] if text else 'not a PyTorch checkpoint file'} ({type(exc).__name__})"
 
@@ -136,8 +147,9 @@ def read_checkpoint_meta(
 ) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
     """Read a checkpoint safely (``weights_only=True``): its metadata and state dict, unchecked."""
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
+    problem = checkpoint_path_problem(p)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {problem}")
     try:
         raw = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
