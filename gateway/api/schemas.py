@@ -76,6 +76,7 @@ def links(job_id: str) -> dict[str, str]:
         "masks_npz": f"{base}/masks.npz",
         "mask_png": f"{base}/frames/{{i}}/mask.png",
         "overlay_png": f"{base}/frames/{{i}}/overlay.png",
+        "overlay_mp4": f"{base}/overlay.mp4",
     }
 
 

@@ -466,6 +466,7 @@ async function openAnalysis(id) {
   state.analysis = null;
   state.openId = id;
   $("dl-npz").disabled = true;
+  $("dl-mp4").disabled = true;
   delete $("viewer").dataset.id;
   history.replaceState(null, "", `#/analyses/${id}`);
   markSelectedRow(id);
@@ -510,6 +511,7 @@ function loadAnalysis(detail) {
   const r = detail.result;
   state.analysis = detail;
   $("dl-npz").disabled = false;
+  $("dl-mp4").disabled = false;
   state.nFrames = r.n_frames;
   state.current = 0;
   state.images = new Array(r.n_frames);
@@ -603,6 +605,24 @@ async function downloadNpz() {
     saveBlob(blob, `${a.id}-masks.npz`);
   } catch (err) {
     showError(err);
+  }
+}
+
+async function downloadMp4() {
+  const a = state.analysis;
+  if (!a) return;
+  const button = $("dl-mp4");
+  button.disabled = true; // the first request encodes the video: seconds for a long clip
+  const label = button.textContent;
+  button.textContent = "⤓ Making video…";
+  try {
+    const blob = await (await api(`/v1/analyses/${a.id}/overlay.mp4`)).blob();
+    saveBlob(blob, `${a.id}-overlay.mp4`);
+  } catch (err) {
+    showError(err);
+  } finally {
+    button.textContent = label;
+    button.disabled = state.analysis?.id !== a.id ? button.disabled : false;
   }
 }
 
@@ -912,6 +932,7 @@ function init() {
 
   $("dl-json").addEventListener("click", downloadJson);
   $("dl-npz").addEventListener("click", downloadNpz);
+  $("dl-mp4").addEventListener("click", downloadMp4);
 
   // results list
   for (const id of ["filter-plane", "filter-status", "page-size"]) $(id).addEventListener("change", refreshList);

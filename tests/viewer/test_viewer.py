@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -281,12 +282,18 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
     with page.expect_download() as dl:
         page.click("#dl-npz")
     np.testing.assert_array_equal(np.load(dl.value.path())["masks"], masks)
+    with page.expect_download() as dl:
+        page.click("#dl-mp4")
+    assert dl.value.suggested_filename == f"{job_id}-overlay.mp4"
+    with av.open(dl.value.path()) as video:
+        assert sum(1 for _ in video.decode(video=0)) == masks.shape[0]  # the whole clip, overlaid
+    expect(page.locator("#dl-mp4")).to_be_enabled()
 
     # -- an address pasted into the open tab opens that analysis, forgetting the previous one:
     #    an id with no result leaves no masks to download (they were the old analysis's)
     page.evaluate("id => { location.hash = '#/analyses/' + id; }", "0" * 32)
     page.wait_for_selector("#error:not([hidden])")
-    assert page.evaluate("window.ultramnViewer.state.analysis") is None and page.is_disabled("#dl-npz")
+    assert page.evaluate("window.ultramnViewer.state.analysis") is None and page.is_disabled("#dl-npz") and page.is_disabled("#dl-mp4")
     # ... and nothing of the previous analysis stays on screen under the new address
     expect(page.locator("#viewer")).to_be_hidden()
     expect(page.locator("#empty-title")).to_have_text(f"Analysis {'0' * 8} could not be opened")

@@ -204,13 +204,14 @@ def _display_name(filename: str | None, ext: str) -> str:
     return f"{stem[:80] or 'upload'}{ext}"
 
 
-def storage_api_error(exc: OSError) -> ApiError:
-    """The answer to an upload the server could not store: 507 when the disk is full (or a
-    size limit is hit), else 503 (both with a message; the cause is logged, not sent)."""
-    log.error("storing an upload failed", extra={"error": exc.strerror or str(exc)})
+def storage_api_error(exc: OSError, one: str = "this upload", kind: str = "uploads") -> ApiError:
+    """The answer to a file the server could not store (``one``: this one; ``kind``: such
+    files): 507 when the disk is full (or a size limit is hit), else 503 (both with a
+    message; the cause is logged, not sent)."""
+    log.error(f"storing {one} failed", extra={"error": exc.strerror or str(exc)})
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return ApiError(507, "insufficient_storage", "the server has no room to store this upload; retry later")
-    return ApiError(503, "storage_error", "the server cannot store uploads right now; retry later")
+        return ApiError(507, "insufficient_storage", f"the server has no room to store {one}; retry later")
+    return ApiError(503, "storage_error", f"the server cannot store {kind} right now; retry later")
 
 
 def _copy(src: IO[bytes], dest: Path) -> int:
@@ -486,10 +487,16 @@ async def get_masks_npz(job_id: str, repo: RepoDep, files: FilesDep) -> Streamin
     cannot turn the answer into a 500 or a cut-off 200 (the open file outlives the delete).
     """
     _finished(repo, job_id)
+    return await _stream_file(files.mask_path(job_id), "application/octet-stream", f"{job_id}-masks.npz", f"masks of {job_id}")
+
+
+async def _stream_file(path: Path, media_type: str, filename: str, what: str) -> StreamingResponse:
+    """``path`` as an attachment named ``filename``, opened now and streamed from the open
+    file (a delete meanwhile cannot cut the answer short); 404 naming ``what`` when absent."""
     try:
-        fh = await asyncio.to_thread(open, files.mask_path(job_id), "rb")
+        fh = await asyncio.to_thread(open, path, "rb")
     except FileNotFoundError:
-        raise ApiError(404, "not_found", f"masks of {job_id} are missing") from None
+        raise ApiError(404, "not_found", f"{what} are missing") from None
     size = os.fstat(fh.fileno()).st_size
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -499,8 +506,31 @@ async def get_masks_npz(job_id: str, repo: RepoDep, files: FilesDep) -> Streamin
         finally:
             fh.close()
 
-    headers = {"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{job_id}-masks.npz"'}
-    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+    headers = {"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{filename}"'}
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)
+
+
+@router.get(
+    "/{job_id}/overlay.mp4",
+    summary="The whole clip with the nerve tinted and outlined (H.264 MP4)",
+    response_class=StreamingResponse,
+    responses=RESULT_ERRORS,
+)
+async def get_overlay_mp4(job_id: str, repo: RepoDep, files: FilesDep, settings: SettingsDep) -> StreamingResponse:
+    """Every frame as ``overlay.png`` draws it, with a caption (frame, plane, CSA), at the
+    clip's frame rate (25 frames/s when the file gives none); H.264 ``yuv420p``, an odd width
+    or height padded by one pixel. Made on the first request (seconds for a long clip) and kept
+    until the analysis is deleted or its masks change."""
+    row = _finished(repo, job_id)
+    try:
+        path = await asyncio.to_thread(files.overlay_video, row.id, row.upload_ext, settings.decode_limits, row.result)
+    except FileNotFoundError:
+        raise ApiError(404, "not_found", f"the masks or the upload of {job_id} are missing") from None
+    except DecodeError:
+        raise ApiError(404, "not_found", f"the upload of {job_id} is no longer readable") from None
+    except OSError as exc:
+        raise storage_api_error(exc, "the overlay video", "overlay videos") from exc
+    return await _stream_file(path, "video/mp4", f"{job_id}-overlay.mp4", f"the overlay video of {job_id}")
 
 
 def _mask(files: FileStore, job_id: str, index: int) -> npt.NDArray[np.uint8]:
