@@ -44,15 +44,16 @@ def checkpoint_path_problem(path: Path) -> str | None:
     return None
 
 
-def out_path_problem(path: Path, folder: bool) -> str | None:
+def out_path_problem(path: Path, folder: bool, example: str = "out.md") -> str | None:
     """Why ``path`` cannot be written as an output folder (``folder``) or file, or ``None``;
-    the reason reads after the path: ``f"--out {path}: {reason}"``.
+    the reason reads after the path: ``f"--out {path}: {reason}"``. ``example``: a file name
+    the reason suggests inside a folder given for a file.
 
     Nothing is created: the path must not be the other kind, its nearest existing folder must
     take a file (a probe file, removed at once), and no file may stand where a folder is needed.
     """
     if path.exists() and path.is_dir() != folder:
-        return "it is a file, not a folder" if folder else f"it is a folder; give a file name (e.g. {path / 'out.md'})"
+        return "it is a file, not a folder" if folder else f"it is a folder; give a file name (e.g. {path / example})"
     existing = next(p for p in ((path,) if folder else ()) + tuple(path.parents) if p.exists())
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"

@@ -116,6 +116,22 @@ def test_cli_bad_arguments_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None
     assert not (tmp_path / "o" / MANIFEST_NAME).exists()
 
 
+def test_cli_out_or_preview_under_a_file_exits_2_before_any_clip(tmp_path: Path) -> None:
+    """--out under a file started the run, then failed with "[Errno 20] Not a directory"; --preview
+    under a file said "[Errno 17] File exists" of the file."""
+    (tmp_path / "notes.txt").write_text("a file")
+    under = tmp_path / "notes.txt" / "synth"
+    res = _run_cli("synth", "--participants", "1", "--frames", "2", "--size", "48", "48", "--workers", "1", "--out", str(under))
+    assert res.returncode == 2 and f"--out {under}: {tmp_path / 'notes.txt'} is a file, not a folder" in res.stderr, res.stderr
+    assert "clip/s" not in res.stderr and "Errno" not in res.stderr  # no progress bar: nothing started
+    sheet = tmp_path / "notes.txt" / "sheet.png"
+    res = _run_cli("synth", "--preview", str(sheet), "--size", "48", "48")
+    assert res.returncode == 2 and f"--preview {sheet}: {tmp_path / 'notes.txt'} is a file, not a folder" in res.stderr, res.stderr
+    (tmp_path / "sheets.png").mkdir()
+    res = _run_cli("synth", "--preview", str(tmp_path / "sheets.png"), "--size", "48", "48")
+    assert res.returncode == 2 and "it is a folder; give a file name" in res.stderr and "Errno" not in res.stderr, res.stderr
+
+
 def test_config_rejects_bad_values() -> None:
     with pytest.raises(UserInputError, match="participants"):
         SynthConfig(participants=0)

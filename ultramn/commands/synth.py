@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ultramn.errors import UserInputError
+from ultramn.errors import UserInputError, out_path_problem
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
                 )
             if preview.suffix.lower() != ".png":
                 raise UserInputError(f"--preview must name a .png file, got {preview}")
+            if (problem := out_path_problem(preview, folder=False, example="preview.png")) is not None:
+                raise UserInputError(f"--preview {preview}: {problem}")
 
             cfg = SynthConfig(participants=1, seed=seed, height=height, width=width, frames=frames)
             path = write_preview(cfg, preview)
@@ -59,8 +61,8 @@ def register(app: typer.Typer) -> None:
             raise UserInputError("give --out DIR (with --participants N), or --preview PNG")
         if workers is not None and not 1 <= workers <= MAX_WORKERS:
             raise UserInputError(f"--workers must be in [1, {MAX_WORKERS}], got {workers}")
-        if out.exists() and not out.is_dir():
-            raise UserInputError(f"--out {out} exists and is not a folder")
+        if (problem := out_path_problem(out, folder=True)) is not None:  # before any clip is made
+            raise UserInputError(f"--out {out}: {problem}")
         cfg = SynthConfig(participants=participants, seed=seed, height=height, width=width, frames=frames, sweep_off=sweep_off)
         from tqdm import tqdm
 
