@@ -44,6 +44,16 @@ def checkpoint_path_problem(path: Path) -> str | None:
     return None
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` is not an existing folder to read (``"no such folder: PATH"``, or a file
+    given for the folder), or ``None``; the reason reads after the option: ``f"--data: {reason}"``."""
+    if path.is_dir():
+        return None
+    if path.exists():
+        return f"{path} is a file, not a folder"
+    return f"no such folder: {path}"
+
+
 def out_path_problem(path: Path, folder: bool, example: str = "out.md") -> str | None:
     """Why ``path`` cannot be written as an output folder (``folder``) or file, or ``None``;
     the reason reads after the path: ``f"--out {path}: {reason}"``. ``example``: a file name

@@ -192,6 +192,22 @@ def test_bad_ratios_or_an_out_file_stop_the_import_before_any_input_is_read(tmp_
     assert result.returncode == 2 and "is a file, not a dataset folder" in result.stderr, result.stderr
 
 
+def test_a_file_given_for_a_folder_is_named_as_a_file(tmp_path: Path) -> None:
+    """An input folder that is a file was "no such folder"; --out under a file was "[Errno 20] Not a directory"."""
+    videos = tmp_path / "v"
+    videos.mkdir()
+    write_video(videos / "a.mp4", moving_square(), "libx264")
+    np.save(videos / "a_mask.npy", square_masks())
+    result = _cli("import", "video", "--videos", videos / "a.mp4", "--out", tmp_path / "out")
+    assert result.returncode == 2 and f"--videos: {videos / 'a.mp4'} is a file, not a folder" in result.stderr, result.stderr
+    result = _cli("import", "video", "--videos", videos, "--masks", videos / "a_mask.npy", "--out", tmp_path / "out")
+    assert result.returncode == 2 and f"--masks: {videos / 'a_mask.npy'} is a file, not a folder" in result.stderr, result.stderr
+    under = videos / "a.mp4" / "dataset"
+    result = _cli("import", "video", "--videos", videos, "--out", under)
+    assert result.returncode == 2 and f"--out {under}: {videos / 'a.mp4'} is a file, not a folder" in result.stderr, result.stderr
+    assert "Errno" not in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_a_dicom_exported_twice_is_named_as_a_duplicate_and_skippable(tmp_path: Path) -> None:
     dicoms, out = tmp_path / "exam", tmp_path / "out"
     (dicoms / "again").mkdir(parents=True)

@@ -140,3 +140,11 @@ def test_split_command_refuses_an_unreadable_manifest_with_exit_2(tmp_path: Path
     short = _cli("split", str(tmp_path))
     assert short.returncode == 2 and f"manifest.csv:{len(lines) + 1}: the row has no cells" in short.stderr, short.stderr
     assert "Traceback" not in short.stderr
+
+
+def test_split_command_names_a_file_given_for_the_dataset_folder(tmp_path: Path) -> None:
+    """``ultramn split DATA/manifest.csv`` said "no such dataset folder" of a file that exists."""
+    write_manifest(tmp_path, synthetic_records(2))
+    result = _cli("split", str(tmp_path / "manifest.csv"))
+    assert result.returncode == 2 and "is a file, not a dataset folder; give its folder" in result.stderr, result.stderr
+    assert str(tmp_path) in result.stderr

@@ -108,6 +108,15 @@ def _counting(calls: list[str]):  # type: ignore[no-untyped-def]
     return predictor
 
 
+def test_a_file_given_as_data_is_named_as_one(
+    dataset: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The manifest (instead of its folder) was reported as "--data: no such folder"."""
+    manifest = dataset / "manifest.csv"
+    code, err = _evaluate(monkeypatch, capsys, "--data", str(manifest), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"))
+    assert code == 2 and f"--data: {manifest} is a file, not a folder" in _one_error_line(err), err
+
+
 def test_a_folder_given_as_checkpoint_is_named_as_one(
     dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,7 +8,7 @@ from typing import cast
 import typer
 
 from ultramn.contract import CONTRACT, SHIPPED_CHECKPOINT
-from ultramn.errors import UserInputError, checkpoint_path_problem
+from ultramn.errors import UserInputError, checkpoint_path_problem, folder_problem
 from ultramn.windowing import (
     BLENDS,
     DEFAULT_BLEND,
@@ -77,8 +77,8 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
         if (problem := checkpoint_path_problem(checkpoint)) is not None:
             raise UserInputError(f"checkpoint {problem}")
-        if not data.is_dir():
-            raise UserInputError(f"--data: no such folder: {data}")
+        if (problem := folder_problem(data)) is not None:
+            raise UserInputError(f"--data: {problem}")
         try:
             check_out_dir(out, data)  # before the model is loaded; evaluate_dataset checks again (its own callers)
         except ValueError as exc:

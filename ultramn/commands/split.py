@@ -22,13 +22,16 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the deterministic shuffle."),
     ) -> None:
         """Assign splits by participant (stratified by plane) and rewrite the manifest's split column."""
-        from ultramn.data.manifest import ManifestError, read_manifest, write_manifest
+        from ultramn.data.manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
         from ultramn.data.splits import SplitError, assign_splits, format_split_table, validate_ratios
 
         try:
             checked = validate_ratios(ratios)
         except SplitError as exc:
             raise UserInputError(f"--ratios: {exc}") from exc
+        if root.is_file():
+            hint = f"give its folder, {root.parent}" if root.name == MANIFEST_NAME else f"give the folder holding {MANIFEST_NAME}"
+            raise UserInputError(f"{root} is a file, not a dataset folder; {hint}")
         if not root.is_dir():
             raise UserInputError(f"no such dataset folder: {root}")
         try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ultramn.errors import UserInputError, checkpoint_path_problem
+from ultramn.errors import UserInputError, checkpoint_path_problem, folder_problem
 
 
 def register(app: typer.Typer) -> None:
@@ -70,8 +70,8 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config)
         overrides: dict[str, Any] = parse_assignments(assignments)
         if data is not None:
-            if not data.is_dir():
-                raise UserInputError(f"--data: no such folder: {data}")
+            if (problem := folder_problem(data)) is not None:
+                raise UserInputError(f"--data: {problem}")
             overrides["data"] = {**overrides.get("data", {}), "root": str(data)}
         if epochs is not None:
             overrides["epochs"] = epochs

@@ -40,7 +40,7 @@ from ultramn.data.decoders import (
 )
 from ultramn.data.manifest import MANIFEST_NAME, ClipRecord, ManifestError, merge_records, read_manifest, write_manifest
 from ultramn.data.splits import DEFAULT_RATIOS, SplitError, assign_splits, validate_ratios
-from ultramn.errors import UserInputError
+from ultramn.errors import UserInputError, folder_problem, out_path_problem
 from ultramn.measure.spacing import is_anisotropic, pixel_spacing_problem
 
 U8Array = npt.NDArray[np.uint8]
@@ -127,6 +127,8 @@ class ImportOptions:
             raise UserInputError(f"--ratios: {exc}") from exc
         if self.out.exists() and not self.out.is_dir():
             raise UserInputError(f"--out: {self.out} is a file, not a dataset folder")
+        if (problem := out_path_problem(self.out, folder=True)) is not None:  # under a file, or unwritable
+            raise UserInputError(f"--out {self.out}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,8 @@ def safe_id(text: str) -> str:
 
 def require_dir(path: Path, option: str) -> Path:
     """``path`` if it is a folder, else a :class:`UserInputError` naming ``option``."""
-    if not path.is_dir():
-        raise UserInputError(f"{option}: no such folder: {path}")
+    if (problem := folder_problem(path)) is not None:
+        raise UserInputError(f"{option}: {problem}")
     return path
 
 
