@@ -280,6 +280,27 @@ def test_bad_settings_in_the_config_file_exit_2(
     assert not (tmp_path / "run").exists()
 
 
+def test_an_out_that_cannot_hold_the_run_exit_2_before_training(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file as --out gave "[Errno 17] File exists", one under a file "[Errno 20] Not a directory" (after the
+    data was indexed), and the dataset folder itself was taken: best.pt, tb/ and metrics.csv among the clips."""
+    cfg = _toml(tmp_path / "c.toml", tiny_dataset)
+    (tmp_path / "notes.txt").write_text("a file")
+    for out, expected in (
+        (tmp_path / "notes.txt", "it is a file, not a folder"),
+        (tmp_path / "notes.txt" / "run", f"{tmp_path / 'notes.txt'} is a file, not a folder"),
+        (tiny_dataset, "is the dataset folder; give the run a folder of its own"),
+    ):
+        code, err = _cli(monkeypatch, capsys, "train", "--config", str(cfg), "--out", str(out))
+        assert code == 2 and f"--out {out}" in err and expected in err and "Errno" not in err, err[-1500:]
+    assert not (tiny_dataset / loop.BEST_NAME).exists() and not (tiny_dataset / "config.json").exists()
+    code, err = _cli(
+        monkeypatch, capsys, "train", "--config", str(cfg), "--data", str(tiny_dataset / "manifest.csv"), "--out", str(tmp_path / "r")
+    )
+    assert code == 2 and f"--data: {tiny_dataset / 'manifest.csv'} is a file, not a folder" in err, err[-1500:]
+
+
 def test_init_from_the_same_arch_with_other_hparams_exit_2(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

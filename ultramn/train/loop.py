@@ -36,7 +36,7 @@ from tqdm import tqdm
 from ultramn.contract import CONTRACT, PLANES
 from ultramn.data.augment import AugmentConfig
 from ultramn.data.windows import WindowDataset, worker_init_fn
-from ultramn.errors import UserInputError
+from ultramn.errors import UserInputError, out_path_problem
 from ultramn.jsonio import write_json
 from ultramn.model import FramewiseMultitask, MultitaskUNet3D, build_model
 from ultramn.model.base import WindowModel
@@ -344,6 +344,10 @@ def train(cfg: TrainConfig, out_dir: Path, init: Path | None = None, resume: boo
     seed_everything(cfg.seed)
     model = check_model(cfg.model.arch, cfg.model.hparams)
     root = Path(cfg.data.root)
+    if (problem := out_path_problem(out_dir, folder=True)) is not None:
+        raise UserInputError(f"--out {out_dir}: {problem}")
+    if out_dir.resolve() == root.resolve():  # best.pt, tb/ and metrics.csv among the clips; a new run clears them there
+        raise UserInputError(f"--out {out_dir} is the dataset folder; give the run a folder of its own (e.g. runs/train)")
     try:
         augment = AugmentConfig(**cfg.data.augment)
     except ValidationError as exc:
