@@ -23,6 +23,25 @@ def check_http_url(url: str, option: str) -> str:
     return url
 
 
+def check_host_port(address: str, option: str) -> str:
+    """``address`` when it is ``HOST:PORT`` (after an optional ``grpc://``, ``http://`` or ``https://``,
+    as the gRPC client takes it), else :class:`UserInputError` naming ``option``."""
+    scheme, sep, target = address.partition("://")
+    if not sep:
+        scheme, target = "", address
+    usage = f"{option} must be HOST:PORT (a gRPC address such as 127.0.0.1:8001), got {address!r}"
+    if scheme not in ("", "grpc", "http", "https"):
+        raise UserInputError(usage)
+    try:
+        parts = urlsplit(f"//{target.rstrip('/')}")
+        port = parts.port
+    except ValueError as exc:
+        raise UserInputError(f"{usage} ({exc})") from exc
+    if not parts.hostname or port is None or parts.path or parts.query or parts.fragment:
+        raise UserInputError(usage)
+    return address
+
+
 def check_stride(stride: int | None, option: str = "--stride") -> int | None:
     """``stride`` when it is ``None`` (the default) or in ``[1, T]`` frames (T: the contract's
     window length; the API's bounds), else :class:`UserInputError` naming ``option``."""

@@ -162,6 +162,28 @@ def test_hostile_archives_and_bad_input_exit_2(tmp_path: Path, monkeypatch: pyte
     assert run_cli(monkeypatch, "batch", str(tmp_path / "missing"), "--out", str(tmp_path / "o2"), "--quiet") == 2
 
 
+def test_an_out_under_a_file_or_a_malformed_triton_address_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file as --out gave "[Errno 17] File exists", one under a file "[Errno 20] Not a directory"; a --triton
+    without a port was tried as an address and reported as an unreachable Triton (exit 1)."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (tmp_path / "notes.txt").write_text("a file")
+    for out, expected in (
+        (tmp_path / "notes.txt", "it is a file, not a folder"),
+        (tmp_path / "notes.txt" / "o", f"{tmp_path / 'notes.txt'} is a file, not a folder"),
+    ):
+        assert run_cli(monkeypatch, "batch", str(clips), "--out", str(out), "--gateway", "http://127.0.0.1:9", "--quiet") == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}: {expected}" in err and "Errno" not in err, err
+    for address in ("127.0.0.1", "localhost:grpc", "ftp://127.0.0.1:8001", "127.0.0.1:8001/v2"):
+        assert run_cli(monkeypatch, "batch", str(clips), "--out", str(tmp_path / "o"), "--triton", address, "--quiet") == 2
+        err = capsys.readouterr().err
+        assert f"--triton must be HOST:PORT (a gRPC address such as 127.0.0.1:8001), got {address!r}" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_unreachable_gateway_exits_1(
     clip_set: ClipSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         """Analyse every clip of INPUT and write results.jsonl, summary.csv and masks into --out."""
         from ultramn.batch.state import OutputBusyError, output_lock
         from ultramn.data.archives import remove_tree
-        from ultramn.errors import UserInputError, check_http_url, check_stride
+        from ultramn.errors import UserInputError, check_host_port, check_http_url, check_stride, out_path_problem
         from ultramn.measure.spacing import pixel_spacing_problem
 
         if pixel_spacing is not None and (problem := pixel_spacing_problem(pixel_spacing)):
@@ -84,8 +84,12 @@ def register(app: typer.Typer) -> None:
         check_stride(stride)  # up front: the API answers 422, and --triton would fail every clip
         if gateway is not None and not triton:
             check_http_url(gateway, "--gateway")
+        if triton:
+            check_host_port(triton, "--triton")  # a typo is bad input (2), not an unreachable Triton (1)
         if not source.exists():
             raise UserInputError(f"{source} does not exist")
+        if (problem := out_path_problem(out, folder=True)) is not None:
+            raise UserInputError(f"--out {out}: {problem}")
         if triton and repository is not None and not repository.is_dir():
             raise UserInputError(f"--repository {repository} is not a folder (the model repository Triton serves)")
         source_of = ctx.get_parameter_source("repository")
