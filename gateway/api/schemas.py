@@ -77,6 +77,7 @@ def links(job_id: str) -> dict[str, str]:
         "mask_png": f"{base}/frames/{{i}}/mask.png",
         "overlay_png": f"{base}/frames/{{i}}/overlay.png",
         "overlay_mp4": f"{base}/overlay.mp4",
+        "frames_csv": f"{base}/frames.csv",
     }
 
 

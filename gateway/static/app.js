@@ -466,6 +466,7 @@ async function openAnalysis(id) {
   state.analysis = null;
   state.openId = id;
   $("dl-npz").disabled = true;
+  $("dl-csv").disabled = true;
   $("dl-mp4").disabled = true;
   delete $("viewer").dataset.id;
   history.replaceState(null, "", `#/analyses/${id}`);
@@ -511,6 +512,7 @@ function loadAnalysis(detail) {
   const r = detail.result;
   state.analysis = detail;
   $("dl-npz").disabled = false;
+  $("dl-csv").disabled = false;
   $("dl-mp4").disabled = false;
   state.nFrames = r.n_frames;
   state.current = 0;
@@ -597,12 +599,13 @@ async function downloadJson() {
   }
 }
 
-async function downloadNpz() {
+// masks.npz, frames.csv, overlay.mp4 of the open analysis, saved as <id>-<name>
+async function downloadResultFile(name) {
   const a = state.analysis;
   if (!a) return;
   try {
-    const blob = await (await api(`/v1/analyses/${a.id}/masks.npz`)).blob();
-    saveBlob(blob, `${a.id}-masks.npz`);
+    const blob = await (await api(`/v1/analyses/${a.id}/${name}`)).blob();
+    saveBlob(blob, `${a.id}-${name}`);
   } catch (err) {
     showError(err);
   }
@@ -616,13 +619,10 @@ async function downloadMp4() {
   const label = button.textContent;
   button.textContent = "⤓ Making video…";
   try {
-    const blob = await (await api(`/v1/analyses/${a.id}/overlay.mp4`)).blob();
-    saveBlob(blob, `${a.id}-overlay.mp4`);
-  } catch (err) {
-    showError(err);
+    await downloadResultFile("overlay.mp4");
   } finally {
     button.textContent = label;
-    button.disabled = state.analysis?.id !== a.id ? button.disabled : false;
+    if (state.analysis?.id === a.id) button.disabled = false;
   }
 }
 
@@ -931,7 +931,8 @@ function init() {
   }).observe($("csa-plot"));
 
   $("dl-json").addEventListener("click", downloadJson);
-  $("dl-npz").addEventListener("click", downloadNpz);
+  $("dl-npz").addEventListener("click", () => downloadResultFile("masks.npz"));
+  $("dl-csv").addEventListener("click", () => downloadResultFile("frames.csv"));
   $("dl-mp4").addEventListener("click", downloadMp4);
 
   // results list

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,17 @@ async def test_async_job_detail_pngs_and_delete(gateway: httpx.AsyncClient, clip
     if (~outside).any():
         assert not np.array_equal(rgb[~outside][:, 2], clip.frames[2][~outside])  # tinted / outlined
     assert_error(await gateway.get(f"/v1/analyses/{job['id']}/frames/16/mask.png"), 404, "not_found")
+
+    table = await gateway.get(done["links"]["frames_csv"])
+    assert table.status_code == 200 and table.headers["content-type"].startswith("text/csv")
+    assert table.headers["content-disposition"] == f'attachment; filename="{job["id"]}-frames.csv"'
+    rows = list(csv.DictReader(io.StringIO(table.text)))
+    frames = (await gateway.get(f"/v1/analyses/{job['id']}")).json()["result"]["frames"]
+    assert [int(r["frame"]) for r in rows] == list(range(16))
+    assert [r["plane"] for r in rows] == [f["plane"] for f in frames]
+    assert [int(r["csa_px"]) for r in rows] == [f["csa_px"] for f in frames]
+    assert [int(r["nerve_present"]) for r in rows] == [int(f["nerve_present"]) for f in frames]
+    assert rows[5]["time_s"] == "0.2"  # frame 5 at 25 frames/s
 
     assert (await gateway.delete(f"/v1/analyses/{job['id']}")).status_code == 204
     assert_error(await gateway.get(f"/v1/analyses/{job['id']}"), 404, "not_found")

@@ -11,6 +11,7 @@ the mask is 1, the frame canvas shows the uploaded frame.
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import os
@@ -283,6 +284,11 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
         page.click("#dl-npz")
     np.testing.assert_array_equal(np.load(dl.value.path())["masks"], masks)
     with page.expect_download() as dl:
+        page.click("#dl-csv")
+    assert dl.value.suggested_filename == f"{job_id}-frames.csv"
+    table = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+    assert [int(r["csa_px"]) for r in table] == [f["csa_px"] for f in saved["result"]["frames"]]
+    with page.expect_download() as dl:
         page.click("#dl-mp4")
     assert dl.value.suggested_filename == f"{job_id}-overlay.mp4"
     with av.open(dl.value.path()) as video:
@@ -293,7 +299,8 @@ def test_viewer_end_to_end(live_gateway: LiveGateway, viewer_clip: ViewerClip, p
     #    an id with no result leaves no masks to download (they were the old analysis's)
     page.evaluate("id => { location.hash = '#/analyses/' + id; }", "0" * 32)
     page.wait_for_selector("#error:not([hidden])")
-    assert page.evaluate("window.ultramnViewer.state.analysis") is None and page.is_disabled("#dl-npz") and page.is_disabled("#dl-mp4")
+    assert page.evaluate("window.ultramnViewer.state.analysis") is None
+    assert all(page.is_disabled(b) for b in ("#dl-npz", "#dl-csv", "#dl-mp4"))
     # ... and nothing of the previous analysis stays on screen under the new address
     expect(page.locator("#viewer")).to_be_hidden()
     expect(page.locator("#empty-title")).to_have_text(f"Analysis {'0' * 8} could not be opened")

@@ -490,6 +490,17 @@ async def get_masks_npz(job_id: str, repo: RepoDep, files: FilesDep) -> Streamin
     return await _stream_file(files.mask_path(job_id), "application/octet-stream", f"{job_id}-masks.npz", f"masks of {job_id}")
 
 
+@router.get("/{job_id}/frames.csv", summary="Per-frame measurements (CSV)", response_class=Response, responses=RESULT_ERRORS)
+async def get_frames_csv(job_id: str, repo: RepoDep) -> Response:
+    """One row per frame: time, plane and its probabilities, nerve present, CSA (px², mm²),
+    centroid, box, perimeter, shape, at_side, off_track (``ultramn.measure.frame_table``)."""
+    from ultramn.measure.frame_table import frame_table_csv
+
+    row = _finished(repo, job_id)
+    headers = {"Content-Disposition": f'attachment; filename="{job_id}-frames.csv"'}
+    return Response(frame_table_csv(row.result or {}), media_type="text/csv; charset=utf-8", headers=headers)
+
+
 async def _stream_file(path: Path, media_type: str, filename: str, what: str) -> StreamingResponse:
     """``path`` as an attachment named ``filename``, opened now and streamed from the open
     file (a delete meanwhile cannot cut the answer short); 404 naming ``what`` when absent."""
