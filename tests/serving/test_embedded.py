@@ -174,6 +174,36 @@ def test_cli_checks_the_repository_before_building_a_model_into_it(tmp_path: Pat
     assert not onnx_model_path(typo).exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--ready-timeout", "0", "--ready-timeout must be a positive number of seconds, got 0"),
+        ("--ready-timeout", "-1", "--ready-timeout must be a positive number of seconds, got -1"),
+        ("--watchdog-interval", "-5", "--watchdog-interval must be 0 (no restarts) or a positive number of seconds, got -5"),
+        ("--log-file", "NOTES/triton.log", "--log-file NOTES/triton.log: NOTES is a file, not a folder"),
+        ("--log-file", "LOGS", "--log-file LOGS: it is a folder; give a file name (e.g. LOGS/triton.log)"),
+    ],
+)
+def test_cli_refuses_bad_options_before_starting_the_server(tmp_path: Path, option: str, value: str, expected: str) -> None:
+    """A ready timeout of 0 or less started the server, then gave up at once ("not ready after -1 s"); a
+    negative watchdog interval was taken as 0; a bad --log-file failed with "[Errno 17] File exists" or
+    "[Errno 21] Is a directory" once the model was built."""
+    (tmp_path / "notes").write_text("a file")
+    (tmp_path / "logs").mkdir()
+    repository = tmp_path / "repo"
+    write_repository(repository, RepoSettings(target="cpu"))
+    http, grpc, metrics = free_ports(3)
+    value = value.replace("NOTES", str(tmp_path / "notes")).replace("LOGS", str(tmp_path / "logs"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "ultramn", "triton", "--repository", str(repository), option, value,
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    expected = expected.replace("NOTES", str(tmp_path / "notes")).replace("LOGS", str(tmp_path / "logs"))
+    assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "tritonserver" not in proc.stderr and not onnx_model_path(repository).exists()  # nothing built, nothing started
+
+
 def test_a_child_started_dying_with_parent_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
     """The ONNX build (and tritonserver) must not outlive a SIGKILLed `make up`."""
     import signal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from pathlib import Path
@@ -51,13 +52,20 @@ def register(app: typer.Typer) -> None:
         `make up` does; each step is printed as ``[triton] ...``).
         """
         from ultramn.contract import CONTRACT
-        from ultramn.errors import UserInputError, checkpoint_path_problem
+        from ultramn.errors import UserInputError, checkpoint_path_problem, out_path_problem
         from ultramn.serving.build import built_from, ensure_onnx
         from ultramn.serving.embedded import BackendWatchdog, EmbeddedTriton, Ports, check_glibc, check_ports, check_repository
 
         if checkpoint != DEFAULT_CHECKPOINT and not checkpoint.is_file():
             folder = checkpoint_path_problem(checkpoint) if checkpoint.is_dir() else None
             raise UserInputError(f"checkpoint {folder or f'{checkpoint} does not exist'}")
+        # before the server starts: a ready timeout of 0 or less started it only to stop it at once
+        if not (math.isfinite(ready_timeout) and ready_timeout > 0):
+            raise UserInputError(f"--ready-timeout must be a positive number of seconds, got {ready_timeout:g}")
+        if not (math.isfinite(watchdog_interval) and watchdog_interval >= 0):
+            raise UserInputError(f"--watchdog-interval must be 0 (no restarts) or a positive number of seconds, got {watchdog_interval:g}")
+        if log_file is not None and (problem := out_path_problem(log_file, folder=False, example="triton.log")) is not None:
+            raise UserInputError(f"--log-file {log_file}: {problem}")
         ports = Ports(http_port, grpc_port, metrics_port)
         check_glibc()
         check_ports(ports)  # before a possibly long ONNX build
