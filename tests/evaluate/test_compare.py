@@ -376,6 +376,18 @@ def test_replicate_runs_in_different_units_are_refused(
     assert _compare(monkeypatch, capsys, f"A={run1},{run3}", f"B={other}")[0] == 0
 
 
+def test_one_folder_given_twice_as_replicate_runs_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``A=run,run`` was taken as two replicate runs: a run-to-run spread of 0 from one run."""
+    run = _write_eval(tmp_path / "r1", minimal_metrics())
+    other = _write_eval(tmp_path / "o", minimal_metrics())
+    for spelling in (f"A={run},{run}", f"A={run},{tmp_path / '.' / 'r1'}/"):
+        code, err = _compare(monkeypatch, capsys, spelling, f"B={other}")
+        assert code == 2 and err.startswith("error: A: ") and "is given twice; replicate runs are different evaluation folders" in err, err
+    assert _compare(monkeypatch, capsys, f"A={run}", f"B={run}")[0] == 0  # one run under two names still compares
+
+
 def test_a_first_model_without_clips_csv_says_why_there_is_no_paired_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -54,6 +54,10 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError(f"expected NAME=EVAL_DIR or NAME=DIR1,DIR2,..., got {item!r}")
             if name in seen:
                 raise UserInputError(f"the name {name!r} is given twice; pool replicate runs as {name}=DIR1,DIR2")
+            resolved = [p.resolve() for p in paths]
+            twice = [p for i, p in enumerate(paths) if resolved[i] in resolved[:i]]
+            if twice:  # one run counted twice: a spread of 0 and an interval as if it were two runs
+                raise UserInputError(f"{name}: {twice[0]} is given twice; replicate runs are different evaluation folders")
             seen.add(name)
             try:
                 runs = [load_clip_rows(p) for p in paths]
