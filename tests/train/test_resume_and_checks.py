@@ -301,6 +301,15 @@ def test_an_out_that_cannot_hold_the_run_exit_2_before_training(
     assert code == 2 and f"--data: {tiny_dataset / 'manifest.csv'} is a file, not a folder" in err, err[-1500:]
 
 
+def test_a_folder_given_as_config_is_named_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config configs`` (the folder, not a file in it) said "config file not found"."""
+    code, err = _cli(monkeypatch, capsys, "train", "--config", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert code == 2 and f"--config {tmp_path} is a folder; give the TOML file" in err and "not found" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_init_from_the_same_arch_with_other_hparams_exit_2(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -179,6 +179,8 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 
 def load_config(path: Path) -> TrainConfig:
     """Parse and validate a TOML training config; bad files raise :class:`UserInputError`."""
+    if path.is_dir():
+        raise UserInputError(f"--config {path} is a folder; give the TOML file (e.g. configs/ultramn.toml)")
     if not path.is_file():
         raise UserInputError(f"config file not found: {path}")
     try:
