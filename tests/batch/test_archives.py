@@ -138,6 +138,14 @@ def test_dicomdir_references_and_traversal(tmp_path: Path) -> None:
         dicomdir_files(dicomdir)
 
 
+def test_a_dicomdir_that_is_no_dicom_file_is_refused_in_plain_words(tmp_path: Path) -> None:
+    """pydicom's message ("... Use force=True to force reading.") reached the user as the reason."""
+    (tmp_path / "DICOMDIR").write_bytes(b"\x00" * 64 + b"not DICOM at all")
+    with pytest.raises(ArchiveError, match=r"^DICOMDIR: not a DICOMDIR \(not a DICOM file: no 'DICM' header\)$") as info:
+        dicomdir_files(tmp_path / "DICOMDIR")
+    assert "force" not in str(info.value)
+
+
 def test_discovery_of_an_archive(clip_set: ClipSet, tmp_path: Path) -> None:
     found = discover(clip_set.archive, tmp_path / "work")
     assert [c.name for c in found.clips] == sorted(clip_set.clips)

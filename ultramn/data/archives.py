@@ -407,7 +407,9 @@ def dicomdir_files(path: Path) -> list[Path]:
     root = path.parent.resolve()
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError, AttributeError) as exc:
+    except InvalidDicomError as exc:  # pydicom's own words advise force=True, which is no user's option
+        raise ArchiveError(f"{path.name}: not a DICOMDIR (not a DICOM file: no 'DICM' header)") from exc
+    except (OSError, EOFError, ValueError, AttributeError) as exc:
         raise ArchiveError(f"{path.name}: unreadable DICOMDIR ({exc})") from exc
     records = getattr(ds, "DirectoryRecordSequence", None)
     if records is None:
