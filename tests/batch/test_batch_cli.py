@@ -22,6 +22,7 @@ from tests.batch.archives import CORRUPT, N_FRAMES, ClipSet, malicious
 from tests.gateway.helpers import make_settings
 from ultramn.batch.outputs import SUMMARY_COLUMNS
 from ultramn.cli import main
+from ultramn.measure.frame_table import FRAME_COLUMNS
 from ultramn.serving.embedded import EmbeddedTriton
 
 KEY = "batch-key"
@@ -51,6 +52,13 @@ def read_outputs(out: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[s
         assert tuple(reader.fieldnames or ()) == SUMMARY_COLUMNS
         rows = list(reader)
     assert len(lines) == len({r["clip"] for r in lines}) and len(rows) == len(lines)
+    with open(out / "frames.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == ("clip", *FRAME_COLUMNS)
+        frame_rows = list(reader)
+    # frames.csv: every frame of every succeeded clip, in the clips' order, as its result says
+    expected = [(r["clip"], i, f["csa_px"]) for r in lines if r["result"] for i, f in enumerate(r["result"].get("frames", []))]
+    assert [(f["clip"], int(f["frame"]), int(f["csa_px"])) for f in frame_rows] == expected
     return {r["clip"]: r for r in lines}, {r["clip"]: r for r in rows}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ultramn.measure.frame_table import FRAME_COLUMNS, frame_table_csv, write_frame_table
+from ultramn.measure.frame_table import FRAME_COLUMNS, FrameTableWriter, frame_table_csv
 
 NERVE = {
     "index": 0,
@@ -79,7 +79,8 @@ def test_without_a_frame_rate_or_spacing_the_columns_are_empty_not_zero() -> Non
 
 def test_many_clips_share_one_table_with_a_clip_column() -> None:
     buf = io.StringIO()
-    n = write_frame_table(buf, [("a.mp4", {"fps": 10, "frames": [NERVE, EMPTY]}), ("b.dcm", {"fps": 10, "frames": [NERVE]})])
+    table = FrameTableWriter(buf, with_clip=True)
+    n = table.write({"fps": 10, "frames": [NERVE, EMPTY]}, clip="a.mp4") + table.write({"fps": 10, "frames": [NERVE]}, clip="b.dcm")
     rows = read(buf.getvalue())
     assert n == 3 and [r["clip"] for r in rows] == ["a.mp4", "a.mp4", "b.dcm"]
     assert list(rows[0]) == ["clip", *FRAME_COLUMNS]

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ultramn.batch.outputs import MASKS_DIR, RESULTS_FILE, SUMMARY_FILE
+from ultramn.batch.outputs import FRAMES_FILE, MASKS_DIR, RESULTS_FILE, SUMMARY_FILE
 from ultramn.batch.state import LOCK_FILE, STATE_FILE, TOKEN_FILE
 from ultramn.data.archives import (
     DEFAULT_ARCHIVE_LIMITS,
@@ -96,7 +96,7 @@ def _outputs(out: Path | None, root: Path) -> set[Path]:
     out = out.resolve()
     if out != root.resolve():
         return {out}
-    return {out / name for name in (MASKS_DIR, RESULTS_FILE, SUMMARY_FILE, STATE_FILE, TOKEN_FILE, LOCK_FILE)}
+    return {out / name for name in (MASKS_DIR, RESULTS_FILE, SUMMARY_FILE, FRAMES_FILE, STATE_FILE, TOKEN_FILE, LOCK_FILE)}
 
 
 def _skipped_folder(path: Path, excluded: set[Path]) -> bool:

@@ -1,11 +1,13 @@
-"""The batch's outputs: ``results.jsonl``, ``summary.csv`` and ``masks/<clip>.npz``.
+"""The batch's outputs: ``results.jsonl``, ``summary.csv``, ``frames.csv`` and ``masks/<clip>.npz``.
 
 ``results.jsonl``: one JSON object per clip, in the batch's order: ``clip``, ``status``
 (``succeeded``/``failed``), ``analysis_id`` (gateway runs), ``seconds``, ``error``
 (``{"code", "message"}`` or null), ``masks`` (path relative to the output folder) and
 ``result`` (the gateway's result object, null for a failed clip).
 ``summary.csv``: one row per clip with :data:`SUMMARY_COLUMNS`.
-Both are rewritten from the state journal at the end of every run (atomically, a record at
+``frames.csv``: one row per frame of every succeeded clip, ``clip`` then
+:data:`ultramn.measure.frame_table.FRAME_COLUMNS`.
+All three are rewritten from the state journal at the end of every run (atomically, a record at
 a time).
 """
 
@@ -21,11 +23,13 @@ from typing import Any
 
 from ultramn.batch.types import ModelId
 from ultramn.contract import PLANE_VIEWS
+from ultramn.measure.frame_table import FrameTableWriter
 
 RESULTS_FILE = "results.jsonl"
 #: Record fields kept in the journal but not written to ``results.jsonl``.
 JOURNAL_ONLY: frozenset[str] = frozenset({"sha256", "finished_at", "options", "model", "redo"})
 SUMMARY_FILE = "summary.csv"
+FRAMES_FILE = "frames.csv"
 MASKS_DIR = "masks"
 
 #: Columns of ``summary.csv`` (CSA in ``csa_unit``: mm2 with a known pixel spacing, else px).
@@ -119,15 +123,22 @@ def summary_row(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_outputs(out: Path, clips: Iterable[str], records: Mapping[str, dict[str, Any]]) -> tuple[int, int]:
-    """Rewrite ``results.jsonl`` and ``summary.csv`` for ``clips`` (in order); (lines, clips without a record).
+    """Rewrite ``results.jsonl``, ``summary.csv`` and ``frames.csv`` for ``clips`` (in order);
+    (lines, clips without a record).
 
     Written a record at a time (``records`` may read each from the journal) into temporary
     files that replace the old ones at the end."""
-    results_tmp, summary_tmp = out / f".{RESULTS_FILE}.tmp", out / f".{SUMMARY_FILE}.tmp"
+    names = (RESULTS_FILE, SUMMARY_FILE, FRAMES_FILE)
+    tmps = [out / f".{name}.tmp" for name in names]
     lines = missing = 0
-    with open(results_tmp, "w", encoding="utf-8") as results, open(summary_tmp, "w", encoding="utf-8", newline="") as summary:
+    with (
+        open(tmps[0], "w", encoding="utf-8") as results,
+        open(tmps[1], "w", encoding="utf-8", newline="") as summary,
+        open(tmps[2], "w", encoding="utf-8", newline="") as frames,
+    ):
         writer = csv.DictWriter(summary, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
         writer.writeheader()
+        frame_table = FrameTableWriter(frames, with_clip=True)
         for clip in clips:
             rec = records.get(clip)
             if rec is None:
@@ -135,7 +146,8 @@ def write_outputs(out: Path, clips: Iterable[str], records: Mapping[str, dict[st
                 continue
             results.write(json.dumps({k: v for k, v in rec.items() if k not in JOURNAL_ONLY}) + "\n")
             writer.writerow(summary_row(rec))
+            frame_table.write(rec.get("result") or {}, clip=clip)
             lines += 1
-    os.replace(results_tmp, out / RESULTS_FILE)
-    os.replace(summary_tmp, out / SUMMARY_FILE)
+    for tmp, name in zip(tmps, names, strict=True):
+        os.replace(tmp, out / name)
     return lines, missing

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from ultramn.contract import PLANES
@@ -99,27 +99,29 @@ def frame_rows(result: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         }
 
 
-def write_frame_table(out: IO[str], results: Iterable[tuple[str | None, Mapping[str, Any]]]) -> int:
-    """Write the header and the rows of each ``(clip, result)`` to ``out``; the row count.
+class FrameTableWriter:
+    """Writes the table to ``out`` a result at a time (the header at once).
 
-    With any ``clip`` not ``None`` the table gets a first ``clip`` column (one file for many
-    clips); otherwise it has :data:`FRAME_COLUMNS` only.
+    ``with_clip`` adds a first ``clip`` column, for one file of many clips.
     """
-    items = list(results)
-    with_clip = any(clip is not None for clip, _ in items)
-    columns = ("clip", *FRAME_COLUMNS) if with_clip else FRAME_COLUMNS
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    n = 0
-    for clip, result in items:
+
+    def __init__(self, out: IO[str], with_clip: bool = False) -> None:
+        self.with_clip = with_clip
+        columns = ("clip", *FRAME_COLUMNS) if with_clip else FRAME_COLUMNS
+        self._writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        self._writer.writeheader()
+
+    def write(self, result: Mapping[str, Any], clip: str = "") -> int:
+        """Write the rows of ``result`` (its frames; ``clip`` names them); the row count."""
+        n = 0
         for row in frame_rows(result):
-            writer.writerow({"clip": clip or "", **row} if with_clip else row)
+            self._writer.writerow({"clip": clip, **row} if self.with_clip else row)
             n += 1
-    return n
+        return n
 
 
 def frame_table_csv(result: Mapping[str, Any]) -> str:
     """One result's table as CSV text (:data:`FRAME_COLUMNS`)."""
     buf = io.StringIO()
-    write_frame_table(buf, [(None, result)])
+    FrameTableWriter(buf).write(result)
     return buf.getvalue()
