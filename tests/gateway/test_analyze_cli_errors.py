@@ -79,6 +79,7 @@ def test_analyze_replaces_an_earlier_result(
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(out / "masks" / f"frame_{i:04d}.png")
     (out / "result.json").write_text(json.dumps({"result": {"n_frames": 24}}))
     (out / "masks.npz").write_bytes(b"old")
+    (out / "overlay.mp4").write_bytes(b"an earlier result's video")  # not asked for this time: removed, not left stale
     (out / "notes.txt").write_text("mine")
     (out / "masks" / "notes.txt").write_text("mine too")
     still = write_clip("png", clip.frames, tmp_path / "files")  # one frame
@@ -86,7 +87,8 @@ def test_analyze_replaces_an_earlier_result(
     assert code == 0, err
     assert json.loads((out / "result.json").read_text())["result"]["n_frames"] == 1
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["frame_0000.png", "notes.txt"]
-    assert sorted(p.name for p in out.iterdir()) == ["masks", "masks.npz", "notes.txt", "result.json"]  # no temporary folder left
+    # no temporary folder left
+    assert sorted(p.name for p in out.iterdir()) == ["frames.csv", "masks", "masks.npz", "notes.txt", "result.json"]
     with np.load(out / "masks.npz") as data:
         assert data["masks"].shape == (1, *clip.frames.shape[1:])
     assert (out / "notes.txt").read_text() == "mine" and (out / "masks" / "notes.txt").read_text() == "mine too"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -43,6 +45,15 @@ def test_analyze_writes_results(gateway_url: str, tmp_path: Path, clip: SynthCli
     pngs = sorted((out / "masks").glob("frame_*.png"))
     assert len(pngs) == 16 and masks.shape == (16, 128, 160)
     assert np.array_equal(np.asarray(Image.open(pngs[5])) > 0, masks[5] > 0)
+    with open(out / "frames.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["csa_mm2"] or 0) for r in rows] == [f["csa_mm2"] or 0 for f in result["result"]["frames"]]
+    assert not (out / "overlay.mp4").exists()  # only with --video
+
+    res = runner.invoke(cli_app, [*args, "--video"])
+    assert res.exit_code == 0, res.output
+    with av.open(str(out / "overlay.mp4")) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 16
 
 
 def test_analyze_bad_input_exits_2(gateway_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

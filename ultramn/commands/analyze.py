@@ -3,10 +3,13 @@
 A small httpx client: checks that ``--gateway`` is an UltraMN gateway (``GET /health/live``),
 uploads CLIP to ``POST /v1/analyses``, polls ``GET /v1/analyses/{id}`` with a progress bar
 (windows done/total) and writes into ``--out``: ``result.json`` (the full analysis),
-``masks.npz`` (as served) and ``masks/frame_NNNN.png`` (one binary mask per frame, original
-frame size). ``--out`` is checked (and created) before anything is uploaded; the results are
-written to a temporary folder inside it and then replace those of an earlier run there (its
-``frame_NNNN.png`` masks included; other files are left alone).
+``frames.csv`` (its per-frame measurements, :mod:`ultramn.measure.frame_table`),
+``masks.npz`` (as served), ``masks/frame_NNNN.png`` (one binary mask per frame, original
+frame size) and, with ``--video``, ``overlay.mp4`` (``GET /v1/analyses/{id}/overlay.mp4``).
+``--out`` is checked (and created) before anything is uploaded; the results are written to
+a temporary folder inside it and then replace those of an earlier run there (its
+``frame_NNNN.png`` masks included, and an ``overlay.mp4`` this run did not ask for; other
+files are left alone).
 Bad input (missing file, an invalid option, an ``--out`` that cannot hold the results, a 4xx
 from the gateway) exits with code 2; an unreachable gateway, a URL that is not an UltraMN
 gateway or a failed analysis with code 1; Ctrl-C with 130 (saying where an accepted
@@ -32,6 +35,8 @@ import typer
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
+#: Files the command writes (and so may replace) in ``<out>``, besides the ``masks`` folder.
+RESULT_FILES: tuple[str, ...] = ("result.json", "frames.csv", "masks.npz", "overlay.mp4")
 #: Names of the mask PNGs the command writes (and so may replace) in ``<out>/masks``.
 _FRAME_PNG = re.compile(r"frame_\d{4,}\.png")
 
@@ -66,7 +71,7 @@ def _prepare_out(out: Path) -> tuple[Path, bool]:
 
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} exists and is not a folder")
-    for name, folder in (("result.json", False), ("masks.npz", False), ("masks", True)):
+    for name, folder in (*((name, False) for name in RESULT_FILES), ("masks", True)):
         path = out / name
         if path.exists() and path.is_dir() != folder:
             raise UserInputError(f"--out {out}: {path} is {'not ' if folder else ''}a folder")
@@ -80,7 +85,8 @@ def _prepare_out(out: Path) -> tuple[Path, bool]:
 
 
 def _install(staging: Path, out: Path) -> None:
-    """Move the results written to ``staging`` into ``out``, replacing an earlier run's."""
+    """Move the results written to ``staging`` into ``out``, replacing an earlier run's (an
+    earlier ``overlay.mp4`` that this run did not fetch is removed: it showed other masks)."""
     (out / "result.json").unlink(missing_ok=True)  # no result.json while the files change
     masks = out / "masks"
     if masks.is_dir():
@@ -92,6 +98,11 @@ def _install(staging: Path, out: Path) -> None:
     else:
         os.replace(staging / "masks", masks)
     os.replace(staging / "masks.npz", out / "masks.npz")
+    os.replace(staging / "frames.csv", out / "frames.csv")
+    if (staging / "overlay.mp4").is_file():
+        os.replace(staging / "overlay.mp4", out / "overlay.mp4")
+    else:
+        (out / "overlay.mp4").unlink(missing_ok=True)
     os.replace(staging / "result.json", out / "result.json")
 
 
@@ -110,14 +121,17 @@ def register(app: typer.Typer) -> None:
         stride: int | None = typer.Option(None, "--stride", help="Frames between window starts."),
         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the analysis."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        video: bool = typer.Option(False, "--video", help="Also save overlay.mp4: the clip with the nerve drawn on it."),
     ) -> None:
-        """Analyse CLIP with a running gateway and save result.json, masks.npz and mask PNGs."""
+        """Analyse CLIP with a running gateway and save result.json, frames.csv, masks.npz and mask PNGs
+        (and overlay.mp4 with --video)."""
         import httpx
         import numpy as np
         from PIL import Image
         from tqdm import tqdm
 
         from ultramn.errors import UserInputError, check_http_url, check_stride
+        from ultramn.measure.frame_table import frame_table_csv
         from ultramn.measure.spacing import pixel_spacing_problem
 
         if not clip.is_file():
@@ -193,11 +207,19 @@ def register(app: typer.Typer) -> None:
                     npz = client.get(f"/v1/analyses/{job_id}/masks.npz")
                     if npz.status_code != 200:
                         fail(f"could not download the masks: {_error_text(npz)}")
+                    if video:
+                        if not quiet:
+                            typer.echo("making the overlay video ...", err=True)
+                        mp4 = client.get(f"/v1/analyses/{job_id}/overlay.mp4", timeout=max(60.0, timeout))
+                        if mp4.status_code != 200:
+                            fail(f"could not download the overlay video: {_error_text(mp4)}")
+                        (staging / "overlay.mp4").write_bytes(mp4.content)
             except httpx.HTTPError as exc:
                 fail(f"cannot reach the gateway at {gateway}: {exc}")
                 return
 
             (staging / "result.json").write_text(json.dumps(job, indent=2))
+            (staging / "frames.csv").write_text(frame_table_csv(job.get("result") or {}), encoding="utf-8")
             (staging / "masks.npz").write_bytes(npz.content)
             with np.load(io.BytesIO(npz.content)) as data:
                 masks = np.asarray(data["masks"])
