@@ -125,6 +125,8 @@ def test_split_command_rewrites_manifest_and_validates(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "sum to 1" in bad.stderr
     negative = _cli("split", str(tmp_path), "--ratios", "1.2", "-0.1", "-0.1")
     assert negative.returncode == 2
+    negative_seed = _cli("split", str(tmp_path), "--seed", "-1")  # was accepted; synth and train refuse it
+    assert negative_seed.returncode == 2 and "--seed" in negative_seed.stderr
     missing = _cli("split", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no such dataset folder" in missing.stderr
 
@@ -140,6 +142,19 @@ def test_split_command_refuses_an_unreadable_manifest_with_exit_2(tmp_path: Path
     short = _cli("split", str(tmp_path))
     assert short.returncode == 2 and f"manifest.csv:{len(lines) + 1}: the row has no cells" in short.stderr, short.stderr
     assert "Traceback" not in short.stderr
+
+
+def test_a_cell_that_is_not_a_number_is_named_by_its_column(tmp_path: Path) -> None:
+    """Was: ``manifest.csv:2: could not convert string to float: 'abc'`` (which of the numeric columns?)."""
+    write_manifest(tmp_path, synthetic_records(2))
+    text = (tmp_path / "manifest.csv").read_text()
+    for column, bad, words in (("fps", "abc", "fps 'abc' is not a number"), ("n_frames", "7.5", "n_frames '7.5' is not a whole number")):
+        header, *rows = text.splitlines()
+        cells = rows[0].split(",")
+        cells[header.split(",").index(column)] = bad
+        (tmp_path / "manifest.csv").write_text("\n".join([header, ",".join(cells), *rows[1:]]) + "\n")
+        result = _cli("split", str(tmp_path))
+        assert result.returncode == 2 and f"manifest.csv:2: {words}" in result.stderr, result.stderr
 
 
 def test_split_command_names_a_file_given_for_the_dataset_folder(tmp_path: Path) -> None:

@@ -57,6 +57,15 @@ def test_analyze_refuses_bad_numbers_before_uploading(
     assert not (tmp_path / "clip.npy.ultramn").exists()
 
 
+def test_analyze_given_a_folder_points_to_batch(
+    gateway_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: "does not exist or is not a file" of a folder that exists."""
+    code, err = run_cli(monkeypatch, capsys, str(tmp_path), "--gateway", gateway_url, "--api-key", KEY, "--quiet")
+    assert code == 2 and "is a folder" in err and f"ultramn batch {tmp_path}" in err, err
+    assert analyses(gateway_url) == []
+
+
 def test_analyze_checks_out_before_uploading(
     gateway_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], clip: SynthClip
 ) -> None:

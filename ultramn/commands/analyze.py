@@ -134,6 +134,8 @@ def register(app: typer.Typer) -> None:
         from ultramn.measure.frame_table import frame_table_csv
         from ultramn.measure.spacing import pixel_spacing_problem
 
+        if clip.is_dir():
+            raise UserInputError(f"{clip} is a folder; analyze takes one clip file (for a folder of clips: ultramn batch {clip} --out DIR)")
         if not clip.is_file():
             raise UserInputError(f"{clip} does not exist or is not a file")
         check_http_url(gateway, "--gateway")

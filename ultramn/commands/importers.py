@@ -32,7 +32,7 @@ FpsOption = Annotated[
         "temporal stability and excursion speed per second need it. Stills keep none.",
     ),
 ]
-SplitSeedOption = Annotated[int, typer.Option("--split-seed", help=_SEED_HELP)]
+SplitSeedOption = Annotated[int, typer.Option("--split-seed", min=0, help=_SEED_HELP)]
 RatiosOption = Annotated[tuple[float, float, float], typer.Option("--ratios", help=_RATIOS_HELP)]
 SkipBadOption = Annotated[bool, typer.Option("--skip-bad", help=_SKIP_HELP)]
 

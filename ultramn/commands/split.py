@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         ratios: tuple[float, float, float] = typer.Option(
             DEFAULT_RATIOS, "--ratios", help="Train, val and test fractions of participants (non-negative, sum 1)."
         ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the deterministic shuffle."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the deterministic shuffle (0 or more)."),
     ) -> None:
         """Assign splits by participant (stratified by plane) and rewrite the manifest's split column."""
         from ultramn.data.manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -72,8 +72,24 @@ class ClipRecord:
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ClipRecord))
 
 
-def _opt_float(text: str) -> float | None:
-    return float(text) if text.strip() else None
+def _opt_float(row: Mapping[str, str], column: str) -> float | None:
+    """The number in ``row[column]``, ``None`` for an empty cell; ``ValueError`` naming the column."""
+    text = row[column]
+    if not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{column} {text!r} is not a number") from None
+
+
+def _int(row: Mapping[str, str], column: str) -> int:
+    """The whole number in ``row[column]``; ``ValueError`` naming the column."""
+    text = row[column]
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{column} {text!r} is not a whole number") from None
 
 
 def _fmt(value: object) -> str:
@@ -143,11 +159,11 @@ def _read_rows(path: Path) -> list[ClipRecord]:
                         side=row["side"],
                         plane=row["plane"],
                         quality=row["quality"],
-                        pixel_spacing_mm=_opt_float(row["pixel_spacing_mm"]),
-                        fps=_opt_float(row["fps"]),
-                        n_frames=int(row["n_frames"]),
-                        height=int(row["height"]),
-                        width=int(row["width"]),
+                        pixel_spacing_mm=_opt_float(row, "pixel_spacing_mm"),
+                        fps=_opt_float(row, "fps"),
+                        n_frames=_int(row, "n_frames"),
+                        height=_int(row, "height"),
+                        width=_int(row, "width"),
                         split=row["split"],
                         source=row["source"],
                         file=row["file"],
