@@ -43,6 +43,9 @@ class AnalysisSummary(BaseModel):
     plane: str | None = None
     plane_confidence: float | None = None
     attempts: int = 0
+    patient: str | None = Field(default=None, description="the uploader's pseudonym for the patient (follow-up)")
+    side: str | None = Field(default=None, description="L | R: the side scanned")
+    visit: str | None = Field(default=None, description="the visit's date, YYYY-MM-DD")
     progress: ProgressInfo
     error: ErrorInfo | None = None
     links: dict[str, str]
@@ -96,6 +99,9 @@ def summary(row: Analysis, live: tuple[int, int] | None = None) -> dict[str, Any
         "plane": row.plane,
         "plane_confidence": row.plane_confidence,
         "attempts": row.attempts,
+        "patient": row.patient,
+        "side": row.side,
+        "visit": row.visit,
         "progress": {"windows_done": done, "windows_total": total, "fraction": frac},
         "error": error,
         "links": links(row.id),

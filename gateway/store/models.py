@@ -63,9 +63,15 @@ class Analysis(Base):
     batch_index: Mapped[int | None] = mapped_column(Integer)  # its position in that batch
     # the client's Idempotency-Key header: a retried upload with the same key gets this job back
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    # follow-up across visits (GET /v1/patients/{patient}): the uploader's pseudonym for the
+    # patient, the side scanned (L/R) and the visit's date (ISO, YYYY-MM-DD)
+    patient: Mapped[str | None] = mapped_column(String(64))
+    side: Mapped[str | None] = mapped_column(String(1))
+    visit: Mapped[str | None] = mapped_column(String(10))
 
     __table_args__ = (
         Index("ix_analyses_created", "created_at", "id"),
+        Index("ix_analyses_patient", "patient", "visit"),
         Index("ix_analyses_status", "status"),
         Index("ix_analyses_plane", "plane"),
         Index("ix_analyses_batch", "batch_id", "batch_index"),

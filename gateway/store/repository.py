@@ -33,6 +33,8 @@ class ListFilters:
     status: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    patient: str | None = None
+    side: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ class AnalysisRepository:
 
     def _add_missing_columns(self) -> None:
         """Databases made by older gateways: add the columns added since (additive only):
-        ``analyses.batch_id`` / ``batch_index`` (batches) and ``idempotency_key`` (analyses and batches)."""
+        ``analyses.batch_id`` / ``batch_index`` (batches), ``idempotency_key`` (analyses and
+        batches) and ``analyses.patient`` / ``side`` / ``visit`` (follow-up)."""
         columns = {c["name"] for c in inspect(self.engine).get_columns("analyses")}
         batch_columns = {c["name"] for c in inspect(self.engine).get_columns("batches")}
         with self.engine.begin() as conn:
@@ -125,6 +128,11 @@ class AnalysisRepository:
             if "idempotency_key" not in columns:
                 conn.execute(text("ALTER TABLE analyses ADD COLUMN idempotency_key VARCHAR(64)"))
                 conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_analyses_idempotency_key ON analyses (idempotency_key)"))
+            if "patient" not in columns:
+                conn.execute(text("ALTER TABLE analyses ADD COLUMN patient VARCHAR(64)"))
+                conn.execute(text("ALTER TABLE analyses ADD COLUMN side VARCHAR(1)"))
+                conn.execute(text("ALTER TABLE analyses ADD COLUMN visit VARCHAR(10)"))
+                conn.execute(text("CREATE INDEX IF NOT EXISTS ix_analyses_patient ON analyses (patient, visit)"))
             if "idempotency_key" not in batch_columns:
                 conn.execute(text("ALTER TABLE batches ADD COLUMN idempotency_key VARCHAR(64)"))
                 conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_batches_idempotency_key ON batches (idempotency_key)"))
@@ -208,6 +216,10 @@ class AnalysisRepository:
             stmt = stmt.where(Analysis.plane == filters.plane)
         if filters.status:
             stmt = stmt.where(Analysis.status == filters.status)
+        if filters.patient:
+            stmt = stmt.where(Analysis.patient == filters.patient)
+        if filters.side:
+            stmt = stmt.where(Analysis.side == filters.side)
         if filters.created_after:
             stmt = stmt.where(Analysis.created_at >= conv(filters.created_after))
         if filters.created_before:
@@ -222,6 +234,12 @@ class AnalysisRepository:
         more = len(rows) > limit
         rows = rows[:limit]
         return Page(items=rows, next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id, "a") if more and rows else None)
+
+    def patient_analyses(self, patient: str) -> Sequence[Analysis]:
+        """Every analysis of ``patient`` (results loaded), by visit then creation."""
+        with self.session() as s:
+            stmt = select(Analysis).where(Analysis.patient == patient).order_by(Analysis.visit, Analysis.created_at, Analysis.id)
+            return list(s.scalars(stmt).all())
 
     # batches ---------------------------------------------------------------------------
     def create_batch(self, batch: Batch, rows: Sequence[Analysis]) -> Batch:

@@ -15,7 +15,8 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
@@ -38,6 +39,7 @@ from gateway.store import Analysis, AnalysisRepository, FileStore, JobStatus, Li
 from gateway.worker import JobQueue, Outcome, QueueFullError
 from ultramn.contract import CONTRACT, PLANES
 from ultramn.data.decoders import DecodedClip, DecodeError, decode
+from ultramn.measure.followup import PATIENT_PATTERN, SIDES, patient_problem
 from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, pixel_spacing_problem
 from ultramn.windowing import window_starts
 
@@ -73,6 +75,13 @@ _UPLOAD_FIELDS: dict[str, dict[str, Any]] = {
     "pixel_spacing_mm": SPACING_FIELD,
     "stride": {"type": "integer", "minimum": 1, "maximum": CONTRACT.window_frames, "description": "frames between windows"},
     "wait": {"type": "boolean", "default": False, "description": "answer with the result when the clip is short"},
+    "patient": {
+        "type": "string",
+        "pattern": PATIENT_PATTERN.pattern,
+        "description": "a pseudonym for the patient (not a name or record number), for follow-up across visits",
+    },
+    "side": {"type": "string", "enum": list(SIDES), "description": "the side scanned"},
+    "visit": {"type": "string", "format": "date", "description": "the visit's date (default: today, UTC, when patient is given)"},
 }
 _EXT = re.compile(r"^\.[a-z0-9]{1,10}$")
 #: ``Idempotency-Key`` request header: 1 to 64 visible ASCII characters (a UUID or a hex digest fits).
@@ -140,6 +149,50 @@ def _parse_spacing(raw: Any) -> float | None:
     if value is not None and (problem := pixel_spacing_problem(value)):
         raise ApiError(422, "validation_error", f"pixel_spacing_mm: {problem}")
     return value
+
+
+@dataclass(frozen=True)
+class FollowUpFields:
+    """The ``patient``, ``side`` and ``visit`` form fields (all optional; ``visit`` defaults to
+    today, UTC, when a patient is given)."""
+
+    patient: str | None = None
+    side: str | None = None
+    visit: str | None = None
+
+
+def _parse_follow_up(form: FormData) -> FollowUpFields:
+    """The follow-up fields of an upload, checked (422 naming the field)."""
+    patient = _text_field(form.get("patient"))
+    if patient is not None and (problem := patient_problem(patient)):
+        raise ApiError(422, "validation_error", f"patient: {problem}")
+    side = _text_field(form.get("side"))
+    if side is not None:
+        side = side.upper()
+        if side not in SIDES:
+            raise ApiError(422, "validation_error", f"side: {side[:20]!r} is not one of {', '.join(SIDES)}")
+    raw_visit = _text_field(form.get("visit"))
+    visit = None
+    if raw_visit is not None:
+        try:
+            day = date.fromisoformat(raw_visit) if len(raw_visit) == 10 else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise ApiError(422, "validation_error", f"visit: {raw_visit[:40]!r} is not a date YYYY-MM-DD")
+        if day > datetime.now(UTC).date() + timedelta(days=1):
+            raise ApiError(422, "validation_error", f"visit: {raw_visit} is in the future")
+        visit = day.isoformat()
+    elif patient is not None:
+        visit = datetime.now(UTC).date().isoformat()
+    return FollowUpFields(patient=patient, side=side, visit=visit)
+
+
+def _text_field(raw: Any) -> str | None:
+    """A text form field, stripped; ``None`` when absent or empty."""
+    if raw is None or not isinstance(raw, str):
+        return None if raw is None else str(raw)
+    return raw.strip() or None
 
 
 def _check_fields(form: FormData, known: Sequence[str]) -> None:
@@ -346,6 +399,7 @@ async def create_analysis(
             spacing = _parse_spacing(form.get("pixel_spacing_mm"))
             stride = _parse_int("stride", form.get("stride"), 1, CONTRACT.window_frames)
             wait = _parse_bool("wait", form.get("wait"))
+            follow = _parse_follow_up(form)
             ext = Path(upload.filename or "").suffix.lower()
             ext = ext if _EXT.match(ext) else ""
             client_name = _display_name(upload.filename, ext)
@@ -378,6 +432,9 @@ async def create_analysis(
                 windows_total=n_windows,
                 options={"pixel_spacing_mm": spacing, "stride": stride},
                 idempotency_key=key,
+                patient=follow.patient,
+                side=follow.side,
+                visit=follow.visit,
             )
         )
     except IntegrityError:  # the same key arrived twice at once and the other upload won
@@ -430,11 +487,14 @@ async def list_analyses(
     status: Annotated[Literal["queued", "running", "succeeded", "failed"] | None, Query()] = None,
     created_after: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
     created_before: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
+    patient: Annotated[str | None, Query(max_length=64, description="the patient's pseudonym, as uploaded")] = None,
+    side: Annotated[Literal["L", "R"] | None, Query()] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """Newest first, with cursor pagination."""
-    page = await asyncio.to_thread(repo.list, ListFilters(plane, status, created_after, created_before), limit, cursor)
+    filters = ListFilters(plane, status, created_after, created_before, patient=patient, side=side)
+    page = await asyncio.to_thread(repo.list, filters, limit, cursor)
     items = []
     for row in page.items:
         live = jobs.progress.get(row.id)
