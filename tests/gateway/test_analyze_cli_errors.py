@@ -66,6 +66,30 @@ def test_analyze_given_a_folder_points_to_batch(
     assert analyses(gateway_url) == []
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--patient", "Jane Doe", "--patient 'Jane Doe': must be"),
+        ("--side", "left", "--side must be L or R"),
+        ("--visit", "1/3/2026", "YYYY-MM-DD"),
+    ],
+)
+def test_analyze_checks_the_follow_up_options_before_uploading(
+    gateway_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    clip: SynthClip,
+    option: str,
+    value: str,
+    words: str,
+) -> None:
+    path = write_clip("npy", clip.frames[:4], tmp_path / "files")
+    code, err = run_cli(monkeypatch, capsys, str(path), "--gateway", gateway_url, "--api-key", KEY, option, value, "--quiet")
+    assert code == 2 and words in err, err
+    assert analyses(gateway_url) == []
+
+
 def test_analyze_checks_out_before_uploading(
     gateway_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], clip: SynthClip
 ) -> None:

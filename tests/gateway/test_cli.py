@@ -50,8 +50,10 @@ def test_analyze_writes_results(gateway_url: str, tmp_path: Path, clip: SynthCli
     assert [float(r["csa_mm2"] or 0) for r in rows] == [f["csa_mm2"] or 0 for f in result["result"]["frames"]]
     assert not (out / "overlay.mp4").exists()  # only with --video
 
-    res = runner.invoke(cli_app, [*args, "--video"])
+    res = runner.invoke(cli_app, [*args, "--video", "--patient", "P-7", "--side", "l", "--visit", "2026-03-01"])
     assert res.exit_code == 0, res.output
+    again = json.loads((out / "result.json").read_text())
+    assert (again["patient"], again["side"], again["visit"]) == ("P-7", "L", "2026-03-01")
     with av.open(str(out / "overlay.mp4")) as video:
         assert sum(1 for _ in video.decode(video=0)) == 16
 

@@ -84,6 +84,34 @@ def _prepare_out(out: Path) -> tuple[Path, bool]:
     return staging, created
 
 
+def _follow_up_fields(patient: str | None, side: str | None, visit: str | None) -> dict[str, str]:
+    """The upload's ``patient``, ``side`` and ``visit`` fields, checked as the gateway checks
+    them (:class:`UserInputError` naming the option, before anything is uploaded)."""
+    from datetime import date
+
+    from ultramn.errors import UserInputError
+    from ultramn.measure.followup import SIDES, patient_problem
+
+    fields: dict[str, str] = {}
+    if patient is not None:
+        if problem := patient_problem(patient):
+            raise UserInputError(f"--patient {patient!r}: {problem}")
+        fields["patient"] = patient
+    if side is not None:
+        if side.upper() not in SIDES:
+            raise UserInputError(f"--side must be L or R, got {side!r}")
+        fields["side"] = side.upper()
+    if visit is not None:
+        try:
+            valid = len(visit) == 10 and bool(date.fromisoformat(visit))
+        except ValueError:
+            valid = False
+        if not valid:
+            raise UserInputError(f"--visit must be a date YYYY-MM-DD, got {visit!r}")
+        fields["visit"] = visit
+    return fields
+
+
 def _install(staging: Path, out: Path) -> None:
     """Move the results written to ``staging`` into ``out``, replacing an earlier run's (an
     earlier ``overlay.mp4`` that this run did not fetch is removed: it showed other masks)."""
@@ -122,6 +150,11 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the analysis."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
         video: bool = typer.Option(False, "--video", help="Also save overlay.mp4: the clip with the nerve drawn on it."),
+        patient: str | None = typer.Option(
+            None, "--patient", help="A pseudonym for the patient (not a name), for the follow-up across visits."
+        ),
+        side: str | None = typer.Option(None, "--side", help="The side scanned: L or R."),
+        visit: str | None = typer.Option(None, "--visit", help="The visit's date, YYYY-MM-DD (default: today, with --patient)."),
     ) -> None:
         """Analyse CLIP with a running gateway and save result.json, frames.csv, masks.npz and mask PNGs
         (and overlay.mp4 with --video)."""
@@ -152,6 +185,7 @@ def register(app: typer.Typer) -> None:
             fields["pixel_spacing_mm"] = str(pixel_spacing)
         if stride is not None:
             fields["stride"] = str(stride)
+        fields.update(_follow_up_fields(patient, side, visit))
 
         bar: Any = None  # the progress bar, closed before a message so that it gets a line of its own
 
