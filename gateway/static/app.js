@@ -538,6 +538,7 @@ function loadAnalysis(detail) {
   const spacing = !mm ? "" : sp.dy === undefined || sp.dy === sp.dx ? fmt(sp.dx, 4) : `${fmt(sp.dx, 4)} × ${fmt(sp.dy, 4)}`;
   $("clip-spacing").textContent = mm ? `${spacing} mm/px (${r.spacing_source})` : "unknown (px units)";
   $("clip-spacing").title = mm ? "column (dx) × row (dy) spacing" : "";
+  $("clip-patient").textContent = detail.patient ? [detail.patient, detail.side, detail.visit].filter(Boolean).join(" · ") : "—";
   $("clip-nerve").textContent = pct(r.nerve_fraction) + " of frames";
   const c = r.csa || {};
   const inMm = c.unit === "mm2";
@@ -569,10 +570,61 @@ function loadAnalysis(detail) {
     }),
   );
 
+  loadFollowUp(detail);
   drawTimeline(r);
   drawCsaPlot(r);
   render();
   loadFrames(0);
+}
+
+// ---------------------------------------------------------------- follow-up
+
+/** The open analysis's patient across visits (GET /v1/patients/{patient}); hidden without a patient. */
+async function loadFollowUp(detail) {
+  const card = $("follow-up");
+  card.hidden = true;
+  if (!detail.patient) return;
+  const token = state.pollToken;
+  let report;
+  try {
+    report = await apiJson(`/v1/patients/${encodeURIComponent(detail.patient)}`);
+  } catch (err) {
+    return; // the analysis itself is shown; a follow-up that cannot load is left out
+  }
+  if (token !== state.pollToken) return; // another analysis was opened meanwhile
+  $("follow-up-patient").textContent = report.patient;
+  const rows = [];
+  for (const side of report.sides) {
+    for (const v of side.visits) {
+      const tr = document.createElement("tr");
+      const site = (s) => {
+        if (!s) return "—";
+        const change = s.change_from_first_mm2 === null ? "" : ` (${s.change_from_first_mm2 > 0 ? "+" : ""}${fmt(s.change_from_first_mm2)})`;
+        return `${fmt(s.csa_mm2)}${change}`;
+      };
+      const cells = [v.visit, side.side || "?", site(v.wrist), site(v.forearm), v.wrist_to_forearm_ratio === null ? "—" : fmt(v.wrist_to_forearm_ratio)];
+      cells.forEach((text, i) => {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (i >= 2) td.className = "num";
+        tr.append(td);
+      });
+      const ids = [...(v.wrist ? v.wrist.analyses : []), ...(v.forearm ? v.forearm.analyses : [])];
+      if (ids.includes(detail.id)) tr.classList.add("selected");
+      rows.push(tr);
+    }
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = '<td colspan="5" class="muted center">no transverse clip with a pixel spacing yet</td>';
+    rows.push(tr);
+  }
+  $("follow-up-body").replaceChildren(...rows);
+  const out = Object.entries(report.left_out).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k.replaceAll("_", " ")}`);
+  $("follow-up-note").textContent =
+    "Wrist = TW, forearm = TF clips: mean of the clips' median CSA; (change since the first visit). " +
+    (out.length ? `Not counted: ${out.join(", ")}.` : "");
+  card.hidden = false;
 }
 
 // ---------------------------------------------------------------- downloads
@@ -644,11 +696,12 @@ function setBar(id, fraction) {
 }
 
 /** POST the clip with XMLHttpRequest (fetch cannot report upload progress). */
-function postClip(file, spacing) {
+function postClip(file, spacing, followUp) {
   return new Promise((resolve, reject) => {
     const form = new FormData();
     form.append("file", file, file.name);
     if (spacing) form.append("pixel_spacing_mm", spacing);
+    for (const [k, v] of Object.entries(followUp)) if (v) form.append(k, v);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/v1/analyses");
     for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
@@ -673,6 +726,7 @@ async function upload(ev) {
   uploading = true;
   clearError();
   const spacing = $("spacing").value.trim();
+  const followUp = { patient: $("patient").value.trim(), side: $("side").value, visit: $("visit").value };
   // An analysis the user opens while this one uploads/processes keeps the view (see below).
   const opensAtStart = state.pollToken;
   $("progress").hidden = false;
@@ -683,7 +737,7 @@ async function upload(ev) {
   $("process-text").textContent = "waiting";
   $("progress").dataset.state = "uploading";
   try {
-    let detail = await postClip(chosenFile, spacing);
+    let detail = await postClip(chosenFile, spacing, followUp);
     setBar("upload-bar", 1);
     $("upload-pct").textContent = "100 %";
     const id = detail.id;
@@ -730,6 +784,7 @@ async function loadPage() {
   q.set("limit", String(size));
   if ($("filter-plane").value) q.set("plane", $("filter-plane").value);
   if ($("filter-status").value) q.set("status", $("filter-status").value);
+  if ($("filter-patient").value.trim()) q.set("patient", $("filter-patient").value.trim());
   const cursor = list.cursors[list.page];
   if (cursor) q.set("cursor", cursor);
   // Filters can change while a page is in flight: only the latest request may render.
@@ -936,7 +991,7 @@ function init() {
   $("dl-mp4").addEventListener("click", downloadMp4);
 
   // results list
-  for (const id of ["filter-plane", "filter-status", "page-size"]) $(id).addEventListener("change", refreshList);
+  for (const id of ["filter-plane", "filter-status", "filter-patient", "page-size"]) $(id).addEventListener("change", refreshList);
   $("refresh-btn").addEventListener("click", refreshList);
   $("next-page").addEventListener("click", nextPage);
   $("first-page").addEventListener("click", refreshList);

@@ -68,6 +68,8 @@ TINT_JS = """() => {
   return [n, greenest];
 }"""
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
 
 def _canvas(page: Any, canvas_id: str, channel: int, shape: tuple[int, int]) -> np.ndarray:
     raw = base64.b64decode(page.evaluate(READ_CANVAS_JS, [canvas_id, channel]))
@@ -577,3 +579,50 @@ def test_longitudinal_clip_names_its_area_a_band_not_a_csa(live_gateway: LiveGat
         "Area median",
         "Area range",
     ]
+
+
+def test_follow_up_fields_are_sent_and_the_patients_visits_are_shown(live_gateway: LiveGateway, page: Any) -> None:
+    patient = "P-viewer-1"
+    earlier = httpx.post(  # an earlier visit of the same patient, by the API
+        f"{live_gateway.url}/v1/analyses",
+        files={"file": ("tw.npz", (SAMPLES / "sample_TW.npz").read_bytes())},
+        data={"wait": "true", "patient": patient, "side": "R", "visit": "2026-01-10"},
+        headers=live_gateway.headers,
+        timeout=90,
+    ).json()
+    _with_key(page).goto(live_gateway.url + "/")
+    page.set_input_files("#file-input", str(SAMPLES / "sample_TW.npz"))
+    page.click("#follow-up-fields summary")
+    page.fill("#patient", patient)
+    page.select_option("#side", "R")
+    page.fill("#visit", "2026-02-20")
+    page.click("#upload-btn")
+    page.wait_for_selector("#progress[data-state=succeeded]", timeout=90_000)
+    page.wait_for_function("() => window.ultramnViewer.state.analysis !== null")
+    detail = page.evaluate("window.ultramnViewer.state.analysis")
+    assert (detail["patient"], detail["side"], detail["visit"]) == (patient, "R", "2026-02-20")  # the fields reached the gateway
+    expect(page.locator("#clip-patient")).to_have_text(f"{patient} · R · 2026-02-20")
+    expect(page.locator("#follow-up")).to_be_visible()
+    rows = page.locator("#follow-up-body tr")
+    expect(rows).to_have_count(2)
+    csa = earlier["result"]["csa"]["median"]
+    assert rows.nth(0).locator("td").all_inner_texts()[:3] == ["2026-01-10", "R", f"{csa:.2f}"]
+    second = rows.nth(1).locator("td").all_inner_texts()
+    assert second[:2] == ["2026-02-20", "R"] and second[2] == f"{csa:.2f} (0.00)"  # the same clip again: no change
+    assert "selected" in (rows.nth(1).get_attribute("class") or "")  # the open analysis's visit
+    # the list filters by patient
+    page.fill("#filter-patient", patient)
+    page.dispatch_event("#filter-patient", "change")
+    expect(page.locator("#results-body tr[data-id]")).to_have_count(2)
+    # an analysis without a patient has no follow-up card
+    other = httpx.post(
+        f"{live_gateway.url}/v1/analyses",
+        files={"file": ("tw.npz", (SAMPLES / "sample_TW.npz").read_bytes())},
+        data={"wait": "true"},
+        headers=live_gateway.headers,
+        timeout=90,
+    ).json()
+    page.evaluate("id => { location.hash = '#/analyses/' + id; }", other["id"])
+    page.wait_for_function("id => window.ultramnViewer.state.analysis?.id === id", arg=other["id"])
+    expect(page.locator("#follow-up")).to_be_hidden()
+    expect(page.locator("#clip-patient")).to_have_text("—")
