@@ -1,6 +1,7 @@
 """Training: the loss falls, the CLI trains, fine-tunes, resumes; evaluation writes its report."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,7 +171,9 @@ def test_train_cli_then_finetune_resume_and_evaluate(tiny_dataset: Path, tmp_pat
     view_rows = [ln for ln in by_view.splitlines() if ln.startswith("| UltraMN − again")]
     assert len(view_rows) == len(views) and sum(int(ln.rstrip(" |").rsplit("| ", 1)[1]) for ln in view_rows) == 4
     # replicate runs: one row per run, per-clip rows averaged for pairing, a run-to-run table
-    r = _cli("compare", f"A={ev},{ev}", f"B={ev}")
+    # (a copy stands for a second run: one folder given twice is refused, tests/evaluate/test_compare.py)
+    replicate = shutil.copytree(ev, tmp_path / "eval-replicate")
+    r = _cli("compare", f"A={ev},{replicate}", f"B={ev}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| A run 1 |" in r.stdout and "| A run 2 |" in r.stdout and "averaged over each model's runs" in r.stdout
     spread = r.stdout.partition("Run-to-run spread of A")[2]
