@@ -75,6 +75,21 @@ async def test_uploads_with_a_patient_make_a_follow_up(triton_server: EmbeddedTr
         assert_error(await client.get("/v1/patients/P-9999"), 404, "not_found")
         assert_error(await client.get("/v1/patients/Jane Doe"), 422, "validation_error")
 
+        # erasing the patient removes its analyses and their files, and nobody else's
+        overlay = await client.get(f"/v1/analyses/{body['id']}/overlay.mp4")
+        assert overlay.status_code == 200
+        data = settings.data_dir
+        assert any((data / "uploads").glob(f"{body['id']}.*")) and (data / "overlays" / f"{body['id']}.mp4").is_file()
+        gone = await client.delete("/v1/patients/P-0042")
+        assert gone.status_code == 200 and gone.json() == {"patient": "P-0042", "deleted": 2}
+        for job_id in (body["id"], lf.json()["id"]):
+            assert_error(await client.get(f"/v1/analyses/{job_id}"), 404, "not_found")
+            assert not any(p.name.startswith(job_id) for p in data.rglob("*")), job_id  # upload, masks, video
+        assert (await client.get(f"/v1/analyses/{other.json()['id']}")).status_code == 200
+        assert_error(await client.get("/v1/patients/P-0042"), 404, "not_found")
+        assert_error(await client.delete("/v1/patients/P-0042"), 404, "not_found")
+        assert_error(await client.delete("/v1/patients/Jane Doe"), 422, "validation_error")
+
 
 async def test_visits_sides_ratio_and_change_from_stored_analyses(triton_server: EmbeddedTriton, tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", triton_server.grpc_url)

@@ -1,4 +1,5 @@
-"""``/v1/patients/{patient}``: one patient's median-nerve CSA across visits (follow-up).
+"""``/v1/patients/{patient}``: one patient's median-nerve CSA across visits (follow-up), and
+the deletion of every analysis of a patient.
 
 Analyses uploaded with a ``patient`` pseudonym (and ``side``, ``visit``) are grouped by side
 and visit (:mod:`ultramn.measure.followup`): per visit the wrist (TW) and forearm (TF) CSA,
@@ -15,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import ApiKeyDep, QueryCheckDep, RepoDep
+from gateway.api.deps import ApiKeyDep, FilesDep, JobsDep, QueryCheckDep, RepoDep
 from gateway.api.openapi import error_responses
 from gateway.core.errors import ApiError
 from gateway.store import Analysis
@@ -98,3 +99,33 @@ async def get_patient(patient: str, repo: RepoDep) -> dict[str, Any]:
     if not rows:
         raise ApiError(404, "not_found", f"no analysis of patient {patient}")
     return report(patient, rows)
+
+
+class PatientDeleted(BaseModel):
+    """What ``DELETE /v1/patients/{patient}`` removed."""
+
+    patient: str
+    deleted: int = Field(description="analyses removed, with their uploads, masks and overlay videos")
+
+
+@router.delete(
+    "/{patient}",
+    summary="Delete every analysis of a patient",
+    response_model=PatientDeleted,
+    responses=error_responses({404: "No analysis of this patient", 422: "Not a valid patient pseudonym"}),
+)
+async def delete_patient(patient: str, repo: RepoDep, files: FilesDep, jobs: JobsDep) -> dict[str, Any]:
+    """Remove every analysis uploaded with this ``patient``: rows, uploads, masks and overlay
+    videos (as ``DELETE /v1/analyses/{id}`` does for each; a running job is discarded when it ends)."""
+    if problem := patient_problem(patient):
+        raise ApiError(422, "validation_error", f"patient: {problem}")
+    rows = list(await asyncio.to_thread(repo.patient_analyses, patient))
+    if not rows:
+        raise ApiError(404, "not_found", f"no analysis of patient {patient}")
+    deleted = 0
+    for row in rows:
+        if await asyncio.to_thread(repo.delete, row.id):
+            deleted += 1
+        jobs.forget(row.id)
+        await asyncio.to_thread(files.delete, row.id, row.upload_ext)
+    return {"patient": patient, "deleted": deleted}
