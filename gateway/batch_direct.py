@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -87,10 +88,11 @@ class DirectAnalyzer:
         """Close the gRPC channel."""
         await self.triton.close()
 
-    async def analyze(self, path: Path, name: str, key: str | None = None) -> ClipAnalysis:
+    async def analyze(self, path: Path, name: str, key: str | None = None, fields: Mapping[str, str] | None = None) -> ClipAnalysis:
         """Run the pipeline on one clip file; decoder and Triton errors become :class:`ClipError`.
 
-        ``key`` is not used: nothing here outlives the call, so there is no earlier job to get back.
+        ``key`` and ``fields`` are not used: nothing here outlives the call, so there is no
+        earlier job to get back and no store to keep a patient in (``followup.json`` has them).
         """
         ctx = ClipContext(
             job_id=uuid.uuid4().hex, source=path, filename=path.name, pixel_spacing_mm=self.pixel_spacing_mm, stride=self.stride

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ class Stub:
         np.savez(buf, masks=np.zeros((1, 8, 8), np.uint8))
         self.npz = buf.getvalue()
 
-    async def analyze(self, path: Path, name: str, key: str | None = None) -> ClipAnalysis:
+    async def analyze(self, path: Path, name: str, key: str | None = None, fields: Mapping[str, str] | None = None) -> ClipAnalysis:
         self.calls.append(name)
         return ClipAnalysis(result={"plane": "TW", "n_frames": 1}, masks_npz=self.npz, analysis_id=f"job-{name}")
 

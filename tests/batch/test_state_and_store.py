@@ -54,9 +54,12 @@ def test_summary_row() -> None:
         "csa": {"unit": "mm2", "median": 6.5, "min": 6.0, "max": 7.25},
         "excursion": {"unit": "mm", "max_from_first": 1.5, "tissue_shift_max": 4.25, "relative_to_tissue": {"max_from_first": 0.75}},
     }
-    row = summary_row(record("x/y.mp4", "h", 1.23456, result=result))
+    row = summary_row(record("x/y.mp4", "h", 1.23456, result=result), {"patient": "P1", "side": "L", "visit": "2026-01-10"})
     assert row == {
         "clip": "x/y.mp4",
+        "patient": "P1",
+        "side": "L",
+        "visit": "2026-01-10",
         "plane": "TF",
         "view": "transverse",
         "confidence": 0.8765,
@@ -76,6 +79,7 @@ def test_summary_row() -> None:
     plain = {"unit": "mm", "max_from_first": 1.5}
     longitudinal = summary_row(record("l.mp4", "h", 1.0, result={**result, "plane": "LW", "excursion": plain}))
     assert longitudinal["view"] == "longitudinal" and longitudinal["excursion_tissue"] == "" and longitudinal["probe_shift"] == ""
+    assert (longitudinal["patient"], longitudinal["side"], longitudinal["visit"]) == ("", "", "")  # no patterns: empty
     failed = summary_row(record("z.dcm", "h", 0.5, error=("corrupt_file", "no pixel data")))
     assert (
         failed["status"] == "failed"

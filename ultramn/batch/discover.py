@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ultramn.batch.outputs import FRAMES_FILE, MASKS_DIR, RESULTS_FILE, SUMMARY_FILE
+from ultramn.batch.patients import FOLLOWUP_FILE
 from ultramn.batch.state import LOCK_FILE, STATE_FILE, TOKEN_FILE
 from ultramn.data.archives import (
     DEFAULT_ARCHIVE_LIMITS,
@@ -96,7 +97,7 @@ def _outputs(out: Path | None, root: Path) -> set[Path]:
     out = out.resolve()
     if out != root.resolve():
         return {out}
-    return {out / name for name in (MASKS_DIR, RESULTS_FILE, SUMMARY_FILE, FRAMES_FILE, STATE_FILE, TOKEN_FILE, LOCK_FILE)}
+    return {out / name for name in (MASKS_DIR, RESULTS_FILE, SUMMARY_FILE, FRAMES_FILE, FOLLOWUP_FILE, STATE_FILE, TOKEN_FILE, LOCK_FILE)}
 
 
 def _skipped_folder(path: Path, excluded: set[Path]) -> bool:

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ class GatewayAnalyzer:
         analysis options folded in (other options must not get the old job back)."""
         return hashlib.sha256(f"{key}\n{json.dumps(self.fields, sort_keys=True)}".encode()).hexdigest()
 
-    async def _upload(self, path: Path, key: str | None) -> httpx.Response:
+    async def _upload(self, path: Path, key: str | None, fields: Mapping[str, str] | None = None) -> httpx.Response:
         headers = {"Idempotency-Key": self.idempotency_key(key)} if key else {}
         lost = 0
         busy: httpx.Response | None = None
@@ -160,7 +161,8 @@ class GatewayAnalyzer:
             try:
                 # a name that is not UTF-8 cannot go into the multipart header as it is: send it escaped
                 upload = (clip_name(path.name), data)
-                resp = await self.client.post("/v1/analyses", files={"file": upload}, data=self.fields, headers=headers)
+                form = {**self.fields, **(fields or {})}
+                resp = await self.client.post("/v1/analyses", files={"file": upload}, data=form, headers=headers)
             except httpx.TransportError:
                 # the answer was lost; with a key the gateway gives back what it accepted, so ask again
                 lost += 1
@@ -209,10 +211,11 @@ class GatewayAnalyzer:
                 raise ClipError("timeout", f"analysis {job_id} not finished after {self.timeout_s:.0f} s")
             await asyncio.sleep(self.poll_s)
 
-    async def analyze(self, path: Path, name: str, key: str | None = None) -> ClipAnalysis:
-        """Upload (with ``key``'s ``Idempotency-Key``), wait, download the masks (see the module docstring)."""
+    async def analyze(self, path: Path, name: str, key: str | None = None, fields: Mapping[str, str] | None = None) -> ClipAnalysis:
+        """Upload (with ``key``'s ``Idempotency-Key`` and ``fields``, the follow-up form fields),
+        wait, download the masks (see the module docstring)."""
         try:
-            resp = await self._upload(path, key)
+            resp = await self._upload(path, key, fields)
             body: dict[str, Any] = {}
             with contextlib.suppress(ValueError):
                 body = resp.json()

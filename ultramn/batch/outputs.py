@@ -7,7 +7,8 @@
 ``summary.csv``: one row per clip with :data:`SUMMARY_COLUMNS`.
 ``frames.csv``: one row per frame of every succeeded clip, ``clip`` then
 :data:`ultramn.measure.frame_table.FRAME_COLUMNS`.
-All three are rewritten from the state journal at the end of every run (atomically, a record at
+``followup.json`` (with a ``--patient-pattern``): :func:`ultramn.batch.patients.followup_report`.
+All are rewritten from the state journal at the end of every run (atomically, a record at
 a time).
 """
 
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ultramn.batch.patients import FOLLOWUP_FILE, PatientRules, followup_report
 from ultramn.batch.types import ModelId
 from ultramn.contract import PLANE_VIEWS
 from ultramn.measure.frame_table import FrameTableWriter
@@ -37,8 +39,13 @@ MASKS_DIR = "masks"
 #: in ``longitudinal`` ones it is the area of the nerve's band in the image. ``excursion`` is
 #: measured against the probe; in transverse clips ``excursion_tissue`` is the same against the
 #: tissue and ``probe_shift`` how far the image content moved (both in ``excursion_unit``).
+#: ``patient``, ``side`` and ``visit`` are read from the clip's path by the batch's patterns
+#: (:mod:`ultramn.batch.patients`; empty without them).
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "clip",
+    "patient",
+    "side",
+    "visit",
     "plane",
     "view",
     "confidence",
@@ -96,14 +103,18 @@ def _num(value: Any, digits: int = 4) -> Any:
     return round(float(value), digits) if isinstance(value, int | float) else ""
 
 
-def summary_row(rec: dict[str, Any]) -> dict[str, Any]:
-    """The ``summary.csv`` row of a record."""
+def summary_row(rec: dict[str, Any], follow: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``summary.csv`` row of a record (``follow``: its ``patient``, ``side``, ``visit``)."""
+    follow = follow or {}
     res = rec.get("result") or {}
     csa = res.get("csa") or {}
     exc = res.get("excursion") or {}
     err = rec.get("error") or {}
     return {
         "clip": rec["clip"],
+        "patient": follow.get("patient", ""),
+        "side": follow.get("side", ""),
+        "visit": follow.get("visit", ""),
         "plane": res.get("plane") or "",
         "view": PLANE_VIEWS.get(res.get("plane") or "", ""),
         "confidence": _num(res.get("plane_confidence")),
@@ -122,12 +133,16 @@ def summary_row(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_outputs(out: Path, clips: Iterable[str], records: Mapping[str, dict[str, Any]]) -> tuple[int, int]:
-    """Rewrite ``results.jsonl``, ``summary.csv`` and ``frames.csv`` for ``clips`` (in order);
-    (lines, clips without a record).
+def write_outputs(
+    out: Path, clips: Iterable[str], records: Mapping[str, dict[str, Any]], rules: PatientRules | None = None
+) -> tuple[int, int]:
+    """Rewrite ``results.jsonl``, ``summary.csv`` and ``frames.csv`` for ``clips`` (in order),
+    and ``followup.json`` when ``rules`` read a patient; (lines, clips without a record).
 
     Written a record at a time (``records`` may read each from the journal) into temporary
     files that replace the old ones at the end."""
+    clips = list(clips)
+    rules = rules or PatientRules()
     names = (RESULTS_FILE, SUMMARY_FILE, FRAMES_FILE)
     tmps = [out / f".{name}.tmp" for name in names]
     lines = missing = 0
@@ -145,9 +160,13 @@ def write_outputs(out: Path, clips: Iterable[str], records: Mapping[str, dict[st
                 missing += 1
                 continue
             results.write(json.dumps({k: v for k, v in rec.items() if k not in JOURNAL_ONLY}) + "\n")
-            writer.writerow(summary_row(rec))
+            writer.writerow(summary_row(rec, rules.of(clip)))
             frame_table.write(rec.get("result") or {}, clip=clip)
             lines += 1
     for tmp, name in zip(tmps, names, strict=True):
         os.replace(tmp, out / name)
+    if rules.patient is not None:
+        tmp = out / f".{FOLLOWUP_FILE}.tmp"
+        tmp.write_text(json.dumps(followup_report(clips, records, rules), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, out / FOLLOWUP_FILE)
     return lines, missing

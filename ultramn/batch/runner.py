@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from ultramn.batch.discover import Clip
 from ultramn.batch.outputs import mask_relpath, record, write_outputs
+from ultramn.batch.patients import PatientRules
 from ultramn.batch.state import BatchState, file_sha256
 from ultramn.batch.types import BACKEND_DOWN_CODES, BACKEND_REFUSES_CODES, Analyzer, ClipError, ModelId
 
@@ -119,13 +120,17 @@ async def run_batch(
     options: dict[str, Any] | None = None,
     model: ModelId | None = None,
     redo: bool = False,
+    rules: PatientRules | None = None,
 ) -> BatchReport:
     """Analyse the clips of ``clips`` not yet done in ``out``; see the module docstring.
 
     ``options``: the analysis options the analyzer was made with (``{"pixel_spacing_mm": 0.1}``;
     leave out the defaults): a clip done before with other options is analysed again.
     ``model``: the model the back end serves (``None``: unknown): a clip done before under another
-    one is analysed again. ``redo``: analyse every clip again (resuming an unfinished redo)."""
+    one is analysed again. ``redo``: analyse every clip again (resuming an unfinished redo).
+    ``rules``: read each clip's patient, side and visit from its name (sent with its upload, and
+    written to ``summary.csv`` and ``followup.json``; they do not make a done clip run again)."""
+    rules = rules or PatientRules()
     options = {k: v for k, v in (options or {}).items() if v is not None}
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -164,7 +169,7 @@ async def run_batch(
                 return
             t0 = time.perf_counter()
             try:
-                analysis = await analyzer.analyze(clip.path, clip.name, key=keys[clip.name])
+                analysis = await analyzer.analyze(clip.path, clip.name, key=keys[clip.name], fields=rules.of(clip.name))
                 await asyncio.to_thread(_write_masks, out, clip.name, analysis.masks_npz)
                 rec = record(
                     clip.name,
@@ -222,7 +227,7 @@ async def run_batch(
     finally:
         bar.close()
         try:
-            write_outputs(out, [c.name for c in clips], state.full_records)
+            write_outputs(out, [c.name for c in clips], state.full_records, rules)
         except OSError as exc:
             if exc.errno not in OUTPUT_FULL_ERRNOS:
                 raise

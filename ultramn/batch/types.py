@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,10 +76,11 @@ class ClipAnalysis:
 class Analyzer(Protocol):
     """Analyses one clip file; raises :class:`ClipError` for a clip that fails."""
 
-    async def analyze(self, path: Path, name: str, key: str | None = None) -> ClipAnalysis:
+    async def analyze(self, path: Path, name: str, key: str | None = None, fields: Mapping[str, str] | None = None) -> ClipAnalysis:
         """The analysis of the clip at ``path`` (``name``: its name in the batch, for messages;
         ``key``: the same for every attempt at this clip in this output folder, so a server that
-        accepted an earlier attempt can give that job back)."""
+        accepted an earlier attempt can give that job back; ``fields``: the clip's ``patient``,
+        ``side``, ``visit`` for a server that keeps them)."""
         ...
 
     async def unavailable(self) -> str | None:

@@ -6,7 +6,9 @@ removed after it), a DICOMDIR, or one clip file. The clips go to a running gatew
 (``--gateway URL``, the default) or straight to Triton (``--triton HOST:PORT``, gRPC; needs
 the ``serve`` extra; takes precedence over ``--gateway``), ``--concurrency`` at a time.
 Output in DIR: ``results.jsonl`` (one line per clip), ``summary.csv`` (one row per clip),
-``masks/<clip>.npz`` and the resumable ``state.jsonl``: a re-run skips the clips already
+``frames.csv`` (one row per frame), ``masks/<clip>.npz``, with ``--patient-pattern``
+``followup.json`` (each patient's CSA across visits, :mod:`ultramn.batch.patients`) and the
+resumable ``state.jsonl``: a re-run skips the clips already
 done (same content, same options, same model name and version served, masks present) and
 retries the failed ones; ``--redo`` analyses every clip again (new weights under the same
 name and version, other ``ULTRAMN_*`` settings), and the same command resumes it after an
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from ultramn.batch.patients import PatientRules
     from ultramn.batch.runner import BatchReport
     from ultramn.batch.types import Analyzer, ModelId
 
@@ -65,6 +68,18 @@ def register(app: typer.Typer) -> None:
         redo: bool = typer.Option(
             False, "--redo", help="Analyse every clip again, also those done (new weights, other gateway settings); resumable."
         ),
+        patient_pattern: str | None = typer.Option(
+            None,
+            "--patient-pattern",
+            help="Regex searched in each clip's path in INPUT; its first group is the patient's pseudonym "
+            "(e.g. '^(P\\d+)/'): followup.json, summary.csv and the gateway's follow-up.",
+        ),
+        side_pattern: str | None = typer.Option(
+            None, "--side-pattern", help="Regex whose first group is the side (L, R, left, right), e.g. '/([LR])_'."
+        ),
+        visit_pattern: str | None = typer.Option(
+            None, "--visit-pattern", help="Regex whose first group is the visit's date (YYYY-MM-DD or YYYYMMDD), e.g. '/(\\d{8})/'."
+        ),
         repository: Path | None = typer.Option(
             None,
             "--repository",
@@ -74,6 +89,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Analyse every clip of INPUT and write results.jsonl, summary.csv and masks into --out."""
+        from ultramn.batch.patients import PatientRules
         from ultramn.batch.state import OutputBusyError, output_lock
         from ultramn.data.archives import remove_tree
         from ultramn.errors import UserInputError, check_host_port, check_http_url, check_stride, out_path_problem
@@ -81,6 +97,7 @@ def register(app: typer.Typer) -> None:
 
         if pixel_spacing is not None and (problem := pixel_spacing_problem(pixel_spacing)):
             raise UserInputError(f"--pixel-spacing {problem}")
+        rules = PatientRules.compile(patient_pattern, side_pattern, visit_pattern)
         check_stride(stride)  # up front: the API answers 422, and --triton would fail every clip
         if gateway is not None and not triton:
             check_http_url(gateway, "--gateway")
@@ -99,7 +116,7 @@ def register(app: typer.Typer) -> None:
         try:
             with output_lock(out):  # one run per folder: a second would redo clips and replace the extracted archive
                 try:
-                    code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet, redo, repository)
+                    code = _run(source, out, gateway, triton, api_key, pixel_spacing, stride, concurrency, quiet, redo, repository, rules)
                 finally:
                     remove_tree(out / WORK_DIR)  # the extracted copy of an archive (a re-run extracts it again)
         except OutputBusyError as exc:
@@ -120,6 +137,7 @@ def _run(
     quiet: bool,
     redo: bool = False,
     repository: Path | None = None,
+    rules: PatientRules | None = None,
 ) -> int:
     """Find the clips and analyse them (the output folder is locked); the exit code."""
     import asyncio
@@ -176,7 +194,15 @@ def _run(
                         )
                     options = {"pixel_spacing_mm": pixel_spacing, "stride": stride}
                     report = await run_batch(
-                        found.clips, analyzer, out, concurrency=concurrency, progress=not quiet, options=options, model=model, redo=redo
+                        found.clips,
+                        analyzer,
+                        out,
+                        concurrency=concurrency,
+                        progress=not quiet,
+                        options=options,
+                        model=model,
+                        redo=redo,
+                        rules=rules,
                     )
                 finally:
                     await analyzer.aclose()
