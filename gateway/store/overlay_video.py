@@ -22,6 +22,7 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
 from gateway.store.files import overlay_rgb
+from ultramn.contract import PLANE_VIEWS
 
 U8 = npt.NDArray[np.uint8]
 
@@ -43,10 +44,12 @@ class OverlayVideo:
 
 
 def frame_captions(result: dict[str, Any] | None, n_frames: int) -> list[str]:
-    """One caption per frame from an analysis result: ``"12/24  LF  CSA 8.50 mm²"``.
+    """One caption per frame from an analysis result: ``"12/24  TW  CSA 8.50 mm^2"``.
 
-    The frame number counts from 1; the CSA is in mm² when the result has a pixel spacing,
-    else in px²; a frame without a reported nerve says ``no nerve``. Without a result (or
+    The frame number counts from 1; the area is in mm^2 when the result has a pixel spacing,
+    else in px^2 (ASCII: Pillow's built-in font has no superscript two), and is called
+    ``CSA`` in a transverse frame, ``area`` in a longitudinal one (the nerve's band, not a
+    cross-section); a frame without a reported nerve says ``no nerve``. Without a result (or
     with fewer frames in it than ``n_frames``) the missing captions give the number only.
     """
     frames = (result or {}).get("frames") or []
@@ -56,12 +59,13 @@ def frame_captions(result: dict[str, Any] | None, n_frames: int) -> list[str]:
         f = frames[i] if i < len(frames) and isinstance(frames[i], dict) else None
         if f is not None:
             plane = f.get("plane") or ""
+            name = "area" if PLANE_VIEWS.get(plane) == "longitudinal" else "CSA"
             if not f.get("nerve_present"):
                 area = "no nerve"
             elif f.get("csa_mm2") is not None:
-                area = f"CSA {f['csa_mm2']:.2f} mm²"
+                area = f"{name} {f['csa_mm2']:.2f} mm^2"
             else:
-                area = f"CSA {f.get('csa_px', 0):.0f} px²"
+                area = f"{name} {f.get('csa_px', 0):.0f} px^2"
             text = f"{text}  {plane}  {area}".rstrip()
         out.append(text)
     return out

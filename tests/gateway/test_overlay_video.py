@@ -68,7 +68,9 @@ def test_captions_say_frame_plane_and_area_and_a_missing_rate_plays_at_the_defau
             {"plane": "LF", "nerve_present": False, "csa_mm2": None, "csa_px": 0},
         ]
     }
-    assert frame_captions(result, 4) == ["1/4  TW  CSA 8.46 mm²", "2/4  TW  CSA 845 px²", "3/4  LF  no nerve", "4/4"]
+    assert frame_captions(result, 4) == ["1/4  TW  CSA 8.46 mm^2", "2/4  TW  CSA 845 px^2", "3/4  LF  no nerve", "4/4"]
+    band = {"frames": [{"plane": "LW", "nerve_present": True, "csa_mm2": 30.0}]}
+    assert frame_captions(band, 1) == ["1/1  LW  area 30.00 mm^2"]  # a longitudinal band is not a cross-section
     assert frame_captions(None, 2) == ["1/2", "2/2"]
     frames, masks = disc_clip(n=3)
     plain = write_overlay_mp4(frames, masks, tmp_path / "plain.mp4", fps=None)
