@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from gateway.api.routes import analyses, batches, frames, health, metrics, patients, ui
+from gateway.api.routes import analyses, batches, frames, health, live, metrics, patients, ui
 from gateway.core.config import Settings
 from gateway.core.errors import install_error_handlers
 from gateway.core.headers import NoStoreMiddleware
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analyses.router)
     app.include_router(batches.router)
     app.include_router(patients.router)
+    app.include_router(live.router)
     app.include_router(frames.router)
     app.include_router(ui.router)
     return app

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     mask_threshold: float = Field(0.5, gt=0, lt=1, description="Nerve probability threshold.")
     roi_enabled: bool = Field(True, description="Crop the imaging region (drop on-screen text and borders).")
 
+    # live stream (/v1/live) -------------------------------------------------------------
+    live_max_streams: int = Field(2, ge=1, le=64, description="Live streams at once; one more is refused (busy).")
+    live_idle_timeout_s: float = Field(30.0, gt=0, description="A live stream that sends nothing for this long is closed.")
+    live_max_frame_bytes: int = Field(8 * 1024**2, ge=1024, description="Largest message (one encoded frame) of a live stream.")
+
     # API ---------------------------------------------------------------------------------
     api_key: str | None = Field(None, description="When set, data endpoints need header X-API-Key with this value.")
     log_level: str = Field("INFO", description="Log level of the gateway's JSON logs.")

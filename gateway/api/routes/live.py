@@ -1,0 +1,183 @@
+"""``WS /v1/live``: a live stream of frames in, each frame's plane and nerve out (:mod:`gateway.live`).
+
+Protocol (JSON text messages from the server; docs/api.md, "Live stream"):
+
+- the client sends each frame as one binary message (a PNG, JPEG or BMP image), and may end
+  with the text message ``{"type": "end"}`` (or just close);
+- the server answers ``{"type": "ready", ...}`` once, then ``{"type": "frames", ...}`` for
+  every analysis (each pending frame's result, and the indices it had to skip), ``{"type":
+  "error", "code", "message"}`` for a message it cannot use (the stream goes on), and
+  ``{"type": "end", "frames", "skipped"}`` before it closes.
+
+The API key (when ``ULTRAMN_API_KEY`` is set) is the ``X-API-Key`` header or, for browsers
+(which cannot set WebSocket headers), the ``key`` query parameter. Closing codes: 1000 at
+the end, 1008 for a missing or wrong key, 1013 when ``ULTRAMN_LIVE_MAX_STREAMS`` streams run
+already or Triton is unavailable (try again later), 1009 for a message over
+``ULTRAMN_LIVE_MAX_FRAME_BYTES``, 1001 after ``ULTRAMN_LIVE_IDLE_TIMEOUT_S`` without a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import math
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from gateway.api.deps import get_state
+from gateway.core.errors import ApiError
+from gateway.live import FrameError, LiveSession, LiveStreams, decode_frame
+from gateway.triton_client import TritonUnavailableError
+from ultramn.contract import PLANES
+from ultramn.measure.spacing import pixel_spacing_problem
+
+log = logging.getLogger("gateway.live")
+router = APIRouter(prefix="/v1", tags=["live"])
+
+
+def _streams(ws: WebSocket, limit: int) -> LiveStreams:
+    """The app's :class:`LiveStreams` (made on the first stream)."""
+    streams = getattr(ws.app.state, "ultramn_live", None)
+    if streams is None:
+        streams = ws.app.state.ultramn_live = LiveStreams(limit)
+    return streams
+
+
+def _key_ok(ws: WebSocket, expected: str | None) -> bool:
+    if not expected:
+        return True
+    given = ws.headers.get("x-api-key") or ws.query_params.get("key") or ""
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _spacing(raw: str | None) -> float | None:
+    """The ``pixel_spacing_mm`` query parameter; ``ValueError`` with the reason."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"pixel_spacing_mm: not a number: {raw[:40]!r}") from None
+    if not math.isfinite(value) or (problem := pixel_spacing_problem(value)):
+        raise ValueError(f"pixel_spacing_mm: {problem if math.isfinite(value) else 'not a finite number'}")
+    return value
+
+
+async def _close(ws: WebSocket, code: int, message: dict[str, Any] | None = None) -> None:
+    if ws.client_state == WebSocketState.CONNECTED:
+        if message is not None:
+            await ws.send_json(message)
+        await ws.close(code)
+
+
+@router.websocket("/live")
+async def live_stream(ws: WebSocket) -> None:
+    """See the module docstring."""
+    try:
+        state = get_state(ws)  # type: ignore[arg-type]
+    except ApiError:  # the lifespan has not started (or has ended)
+        await ws.close(1013, "the service is starting or stopping; retry")
+        return
+    settings = state.settings
+    if not _key_ok(ws, settings.api_key):
+        await ws.close(1008, "missing or invalid API key (X-API-Key header or key query parameter)")
+        return
+    unknown = sorted(set(ws.query_params) - {"key", "pixel_spacing_mm"})
+    await ws.accept()
+    if unknown:
+        await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": f"unknown query parameter(s) {unknown}"})
+        return
+    try:
+        spacing = _spacing(ws.query_params.get("pixel_spacing_mm"))
+    except ValueError as exc:
+        await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": str(exc)})
+        return
+    streams = _streams(ws, settings.live_max_streams)
+    if not streams.try_open():
+        await _close(ws, 1013, {"type": "error", "code": "busy", "message": f"{streams.limit} live streams run already; retry later"})
+        return
+    try:
+        await _serve(ws, LiveSession(state.jobs.pipeline, pixel_spacing_mm=spacing), settings.live_idle_timeout_s, settings)
+    finally:
+        streams.close()
+
+
+async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: Any) -> None:
+    """Receive frames and analyse them concurrently until the end, a disconnect or an error."""
+    await ws.send_json(
+        {"type": "ready", "window_frames": session.window, "planes": list(PLANES), "pixel_spacing_mm": session.pixel_spacing_mm}
+    )
+    wake = asyncio.Event()
+    done = asyncio.Event()  # the client ended (or went away): report what is pending, then stop
+
+    async def receive() -> None:
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(ws.receive(), timeout=idle_s)
+                except TimeoutError:
+                    await _close(ws, 1001, {"type": "end", "reason": f"no message for {idle_s:g} s", **_counts(session)})
+                    return
+                if message["type"] == "websocket.disconnect":
+                    return
+                data, text = message.get("bytes"), message.get("text")
+                if data is not None:
+                    if len(data) > settings.live_max_frame_bytes:
+                        limit = settings.live_max_frame_bytes
+                        await _close(ws, 1009, {"type": "error", "code": "too_large", "message": f"a frame over {limit} bytes"})
+                        return
+                    try:
+                        frame = await asyncio.to_thread(decode_frame, data, settings.decode_limits)
+                        session.add(frame)
+                    except FrameError as exc:
+                        await ws.send_json({"type": "error", "code": "bad_frame", "index": session.received, "message": str(exc)})
+                        continue
+                    wake.set()
+                elif text is not None:
+                    try:
+                        kind = json.loads(text).get("type")
+                    except (ValueError, AttributeError):
+                        kind = None
+                    if kind == "end":
+                        return
+                    await ws.send_json({"type": "error", "code": "bad_message", "message": 'text messages: {"type": "end"} only'})
+        finally:
+            done.set()
+            wake.set()
+
+    async def analyse() -> None:
+        while True:
+            if not session.pending:
+                if done.is_set():
+                    await _close(ws, 1000, {"type": "end", **_counts(session)})
+                    return
+                await wake.wait()
+                wake.clear()
+                continue
+            try:
+                answer = await session.analyse()  # frames that come in meanwhile are pending for the next one
+            except TritonUnavailableError as exc:
+                await _close(ws, 1013, {"type": "error", "code": "triton_unavailable", "message": str(exc)})
+                return
+            if ws.client_state != WebSocketState.CONNECTED:
+                return
+            await ws.send_json(answer)
+
+    receiver = asyncio.create_task(receive())
+    try:
+        await analyse()
+    except (WebSocketDisconnect, RuntimeError) as exc:  # the client went away mid-send
+        log.info("live stream closed by the client", extra={"error": str(exc)})
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await receiver
+
+
+def _counts(session: LiveSession) -> dict[str, int]:
+    return {"frames": session.received, "skipped": session.skipped}

@@ -1,0 +1,156 @@
+"""The live stream ``WS /v1/live`` on the real gateway (uvicorn in a thread) and the real Triton,
+driven by a real WebSocket client (``websockets``)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from gateway.main import create_app
+from gateway.threaded_server import serve_in_thread
+from tests.gateway.conftest import SynthClip, synth_clip
+from tests.gateway.helpers import make_settings
+from tests.serving.fixtures import EmbeddedTriton
+from ultramn.contract import PLANES
+
+KEY = "live-key"
+
+
+@pytest.fixture(scope="module")
+def live_url(triton_server: EmbeddedTriton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = make_settings(
+        tmp_path_factory.mktemp("live"), triton_server.grpc_url, api_key=KEY, live_max_streams=1, live_idle_timeout_s=3.0
+    )
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tw_clip() -> SynthClip:
+    """24 frames of a transverse clip at 256 x 256 (the shipped model's training size)."""
+    return synth_clip(n_frames=24, height=256, width=256, seed=5, plane="TW")
+
+
+def png(frame: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def ws_url(url: str, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"key": KEY, **params}.items())
+    return url.replace("http://", "ws://") + f"/v1/live?{query}"
+
+
+def messages_until_close(ws: ClientConnection) -> list[dict[str, Any]]:
+    out = []
+    try:
+        while True:
+            out.append(json.loads(ws.recv(timeout=60)))
+    except ConnectionClosed:
+        return out
+
+
+def test_each_frame_gets_its_result_as_it_comes(live_url: str, tw_clip: SynthClip) -> None:
+    spacing = f"{tw_clip.spacing_mm:.4f}"
+    with connect(ws_url(live_url, pixel_spacing_mm=spacing)) as ws:
+        ready = json.loads(ws.recv(timeout=30))
+        assert ready["type"] == "ready" and ready["window_frames"] == 8 and ready["planes"] == list(PLANES)
+        live: dict[int, dict[str, Any]] = {}
+        for i, frame in enumerate(tw_clip.frames):  # one frame, then its answer: as a scanner at a slow rate
+            ws.send(png(frame))
+            answer = json.loads(ws.recv(timeout=60))
+            assert answer["type"] == "frames" and answer["skipped"] == [], answer
+            assert [f["index"] for f in answer["frames"]] == [i]  # exactly the new frame
+            assert answer["window"] == [max(0, i - 7), i] and answer["analysis_ms"] > 0
+            live[i] = answer["frames"][0]
+        ws.send(json.dumps({"type": "end"}))
+        end = messages_until_close(ws)
+    assert end == [{"type": "end", "frames": 24, "skipped": 0}]
+    # the same clip analysed offline: the live frames (which saw only the frames before them) agree
+    r = httpx.post(
+        f"{live_url}/v1/analyses",
+        files={"file": ("tw.npz", _npz(tw_clip))},
+        data={"wait": "true", "pixel_spacing_mm": spacing},
+        headers={"X-API-Key": KEY},
+        timeout=120,
+    )
+    offline = r.json()["result"]["frames"]
+    assert sum(live[i]["plane"] == offline[i]["plane"] for i in range(24)) >= 22
+    both = [i for i in range(24) if live[i]["nerve_present"] and offline[i]["nerve_present"]]
+    assert len(both) >= 20
+    rel = [abs(live[i]["csa_mm2"] - offline[i]["csa_mm2"]) / offline[i]["csa_mm2"] for i in both]
+    assert float(np.median(rel)) < 0.1, rel
+    assert all(live[i]["contour"] and live[i]["csa_mm2"] > 0 for i in both)
+
+
+def test_frames_sent_faster_than_analysed_are_reported_once_or_skipped(live_url: str, tw_clip: SynthClip) -> None:
+    frames = np.concatenate([tw_clip.frames, tw_clip.frames])  # 48 frames, all at once
+    with connect(ws_url(live_url)) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        for frame in frames:
+            ws.send(png(frame))
+        ws.send(json.dumps({"type": "end"}))
+        got = messages_until_close(ws)
+    answers = [m for m in got if m["type"] == "frames"]
+    reported = [f["index"] for m in answers for f in m["frames"]]
+    skipped = [i for m in answers for i in m["skipped"]]
+    assert sorted(reported + skipped) == list(range(48))  # every frame once: a result or a skip, never both, never lost
+    assert all(len(m["frames"]) <= 8 for m in answers)  # never more than a window at once: the work stays bounded
+    assert got[-1] == {"type": "end", "frames": 48, "skipped": len(skipped)}
+    assert all(f["csa_mm2"] is None for m in answers for f in m["frames"])  # no spacing given: px only
+
+
+def test_bad_messages_are_answered_and_the_stream_goes_on(live_url: str, tw_clip: SynthClip) -> None:
+    with connect(ws_url(live_url)) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        ws.send(b"not an image")
+        bad = json.loads(ws.recv(timeout=30))
+        assert bad["type"] == "error" and bad["code"] == "bad_frame" and bad["index"] == 0
+        ws.send(png(tw_clip.frames[0]))
+        assert [f["index"] for f in json.loads(ws.recv(timeout=60))["frames"]] == [0]
+        ws.send(png(tw_clip.frames[1][:100]))  # another size than the stream's
+        other = json.loads(ws.recv(timeout=30))
+        assert other["code"] == "bad_frame" and "256x256" in other["message"]
+        ws.send("hello")
+        assert json.loads(ws.recv(timeout=30))["code"] == "bad_message"
+        ws.send(png(tw_clip.frames[1]))
+        assert [f["index"] for f in json.loads(ws.recv(timeout=60))["frames"]] == [1]
+
+
+def test_a_stream_that_goes_quiet_is_closed(live_url: str) -> None:
+    with connect(ws_url(live_url)) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        end = messages_until_close(ws)  # nothing sent: closed after the idle timeout (3 s here)
+        assert ws.close_code == 1001
+    assert end == [{"type": "end", "reason": "no message for 3 s", "frames": 0, "skipped": 0}]
+
+
+def test_key_spacing_and_stream_limit_are_checked(live_url: str) -> None:
+    with pytest.raises(InvalidStatus):  # closed before the handshake completes: 403
+        connect(live_url.replace("http://", "ws://") + "/v1/live")
+    with connect(ws_url(live_url, pixel_spacing_mm="80")) as ws:  # micrometres taken for millimetres
+        (error,) = messages_until_close(ws)
+        assert error["code"] == "validation_error" and "pixel_spacing_mm" in error["message"] and ws.close_code == 1008
+    with connect(ws_url(live_url)) as first:
+        assert json.loads(first.recv(timeout=30))["type"] == "ready"
+        with connect(ws_url(live_url)) as second:  # the limit is 1 stream here
+            (busy,) = messages_until_close(second)
+            assert busy["code"] == "busy" and second.close_code == 1013
+    with connect(ws_url(live_url)) as again:  # the first one's slot is free again
+        assert json.loads(again.recv(timeout=30))["type"] == "ready"
+
+
+def _npz(clip: SynthClip) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, frames=clip.frames)
+    return buf.getvalue()
