@@ -4,6 +4,8 @@
 // timeline, the CSA over time and the current frame's measurements, list stored analyses.
 // No build step and no dependencies: modern browsers only (ES modules, fetch, canvas).
 
+import { initLive } from "./live.js";
+
 const PLANES = ["TW", "TF", "LW", "LF"];
 const KEY_STORAGE = "ultramn.apiKey";
 const POLL_MS = 400;
@@ -458,6 +460,7 @@ function setJobStatus(detail) {
 
 /** Open analysis `id`: poll while it is queued/running, then load the player. */
 async function openAnalysis(id) {
+  if (!$("live-area").hidden) $("live-stop").click(); // opening an analysis leaves live mode
   clearError();
   setPlaying(false);
   const token = ++state.pollToken;
@@ -996,6 +999,29 @@ function init() {
   $("next-page").addEventListener("click", nextPage);
   $("first-page").addEventListener("click", refreshList);
 
+  // live mode: the live area takes the place of the analysis while it runs
+  let hiddenForLive = null;
+  live = initLive({
+    $,
+    apiKey,
+    planeChip,
+    fmt,
+    showError,
+    onStart: () => {
+      hiddenForLive = { viewer: $("viewer").hidden, empty: $("empty-state").hidden };
+      $("viewer").hidden = true;
+      $("empty-state").hidden = true;
+      $("live-area").hidden = false;
+    },
+    onStop: () => {
+      $("live-area").hidden = true;
+      if (hiddenForLive) {
+        $("viewer").hidden = hiddenForLive.viewer;
+        $("empty-state").hidden = hiddenForLive.empty;
+      }
+    },
+  });
+
   checkHealth();
   setInterval(checkHealth, 15000);
   refreshList();
@@ -1008,6 +1034,7 @@ function init() {
 }
 
 // Exposed for scripting and tests: the state and the open/seek functions.
-window.ultramnViewer = { state, openAnalysis, seek, refreshList };
+let live = null;
+window.ultramnViewer = { state, openAnalysis, seek, refreshList, live: () => live };
 
 init();

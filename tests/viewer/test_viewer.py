@@ -626,3 +626,33 @@ def test_follow_up_fields_are_sent_and_the_patients_visits_are_shown(live_gatewa
     page.wait_for_function("id => window.ultramnViewer.state.analysis?.id === id", arg=other["id"])
     expect(page.locator("#follow-up")).to_be_hidden()
     expect(page.locator("#clip-patient")).to_have_text("—")
+
+
+def test_live_mode_streams_a_video_file_and_draws_each_frame_with_its_result(live_gateway: LiveGateway, page: Any, tmp_path: Path) -> None:
+    from tests.data.test_decoders import write_video
+    from ultramn.data.synth import ClipSpec, SynthConfig, generate_clip
+
+    clip = generate_clip(ClipSpec(SynthConfig(height=256, width=256, frames=30, seed=7), 0, "TW", "R"))
+    video = write_video(tmp_path / "scan.webm", np.ascontiguousarray(clip.arrays.frames, dtype=np.uint8), "libvpx-vp9", fps=10)
+    _with_key(page).goto(live_gateway.url + "/")
+    page.select_option("#live-source", "file")
+    expect(page.locator("#live-file-row")).to_be_visible()
+    page.set_input_files("#live-file", str(video))
+    page.select_option("#live-fps", "10")
+    page.click("#live-start")
+    expect(page.locator("#live-area")).to_be_visible()
+    expect(page.locator("#empty-state")).to_be_hidden()
+    # the 3 s file ends, the page sends "end", the server reports every frame and closes
+    expect(page.locator("#live-status")).to_contain_text("ended", timeout=60_000)
+    counts = "{next: l.next, results: l.results, skipped: l.skipped}"
+    live = page.evaluate(f"(() => {{ const l = window.ultramnViewer.live(); return {counts}; }})()")
+    assert live["next"] >= 10 and live["results"] + live["skipped"] == live["next"], live  # every frame sent came back once
+    assert live["results"] >= 5
+    assert page.inner_text("#live-plane").split()[0] == "TW"  # the shipped model reads the view of the streamed frames
+    assert page.inner_text("#live-csa").endswith("px²")  # no pixel spacing given: pixels
+    size = page.evaluate("(() => { const c = document.getElementById('live-frame'); return [c.width, c.height]; })()")
+    assert size == [256, 256]  # the frame drawn is the video's, at its own size
+    assert page.is_enabled("#live-start")  # a new stream may start; Stop closes the live view
+    page.click("#live-stop")
+    expect(page.locator("#live-area")).to_be_hidden()
+    expect(page.locator("#empty-state")).to_be_visible()
