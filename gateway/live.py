@@ -15,6 +15,7 @@ without end. :class:`LiveStreams` bounds the sessions at once (``ULTRAMN_LIVE_MA
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.pipeline import ClipContext, Pipeline
+from gateway.pipeline import ClipContext, Pipeline, PipelineConfig, build_pipeline
+from gateway.triton_client import TritonClient
 from ultramn.contract import CONTRACT
 from ultramn.data.decoders import DEFAULT_LIMITS, DecodedClip, DecodeLimits, decode
 
@@ -47,6 +49,12 @@ FRAME_FIELDS: tuple[str, ...] = (
     "at_side",
     "contour",
 )
+
+
+def live_pipeline(config: PipelineConfig, triton: TritonClient) -> Pipeline:
+    """The gateway's pipeline (``config``: its stages' settings) without the tissue track,
+    which serves a clip's excursion, not a frame's result (``PostprocessConfig.track_tissue``)."""
+    return build_pipeline(dataclasses.replace(config, postprocess=dataclasses.replace(config.postprocess, track_tissue=False)), triton)
 
 
 class FrameError(ValueError):
@@ -103,7 +111,8 @@ class LiveSession:
 
     async def analyse(self) -> dict[str, Any]:
         """Analyse the history and report the pending frames: ``{"type": "frames", "frames":
-        [...], "skipped": [indices], "window": [first, last], "analysis_ms"}``. Each frame is
+        [...], "skipped": [indices], "window": [first, last], "analysis_ms", "timings_ms"}``
+        (``timings_ms``: the pipeline's stages, as a clip result's). Each frame is
         :data:`FRAME_FIELDS` of the clip result's frame, with its ``index`` in the stream."""
         pending = self.pending
         end = self.received  # frames added while the analysis runs wait for the next one
@@ -129,6 +138,7 @@ class LiveSession:
             "skipped": skipped,
             "window": [first, end - 1],
             "analysis_ms": round((time.perf_counter() - t0) * 1000.0, 1),
+            "timings_ms": {stage: round(ms, 1) for stage, ms in ctx.timings.items()},
         }
 
 

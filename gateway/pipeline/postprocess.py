@@ -36,6 +36,9 @@ class PostprocessConfig:
     #: a transverse clip whose image content moved at least this far (mm; px without a spacing) gets a warning
     probe_motion_warn_mm: float = 1.0
     probe_motion_warn_px: float = 10.0
+    #: follow the image content (excursion against the tissue, regions off the nerve's track); the
+    #: live stream turns it off: it reports frames, not a clip's excursion, and it is a third of its time
+    track_tissue: bool = True
 
 
 def _shift(m: FrameMeasurement, dx: int, dy: int, spacing: tuple[float, float] | None) -> FrameMeasurement:
@@ -176,7 +179,7 @@ def run(ctx: ClipContext, config: PostprocessConfig) -> None:
 
     spacing, spacing_source = spacing_of(ctx)
     frames = [_shift(m, x0, y0, spacing) for m in measure_frames(crop_masks, spacing, config.measure)]
-    tissue = _tissue_track(clip.frames[:, y0:y1, x0:x1], ctx.frame_planes)
+    tissue = _tissue_track(clip.frames[:, y0:y1, x0:x1], ctx.frame_planes) if config.track_tissue else None
     summary = summarize_clip(frames, ctx.frame_planes, clip.fps, tissue=tissue, spacing=spacing)
     off_track = set(summary.off_track_frames)
     s = summary.to_dict()

@@ -31,7 +31,7 @@ from starlette.websockets import WebSocketState
 
 from gateway.api.deps import get_state
 from gateway.core.errors import ApiError
-from gateway.live import FrameError, LiveSession, LiveStreams, decode_frame
+from gateway.live import FrameError, LiveSession, LiveStreams, decode_frame, live_pipeline
 from gateway.triton_client import TritonUnavailableError
 from ultramn.contract import PLANES
 from ultramn.measure.spacing import pixel_spacing_problem
@@ -102,7 +102,8 @@ async def live_stream(ws: WebSocket) -> None:
         await _close(ws, 1013, {"type": "error", "code": "busy", "message": f"{streams.limit} live streams run already; retry later"})
         return
     try:
-        await _serve(ws, LiveSession(state.jobs.pipeline, pixel_spacing_mm=spacing), settings.live_idle_timeout_s, settings)
+        pipeline = live_pipeline(state.jobs.pipeline.config, state.triton)
+        await _serve(ws, LiveSession(pipeline, pixel_spacing_mm=spacing), settings.live_idle_timeout_s, settings)
     finally:
         streams.close()
 
