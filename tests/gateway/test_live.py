@@ -72,6 +72,7 @@ def test_each_frame_gets_its_result_as_it_comes(live_url: str, tw_clip: SynthCli
             assert answer["type"] == "frames" and answer["skipped"] == [], answer
             assert [f["index"] for f in answer["frames"]] == [i]  # exactly the new frame
             assert answer["window"] == [max(0, i - 7), i] and answer["analysis_ms"] > 0
+            assert {"roi", "inference", "postprocess", "total"} <= set(answer["timings_ms"])
             live[i] = answer["frames"][0]
         ws.send(json.dumps({"type": "end"}))
         end = messages_until_close(ws)

@@ -210,7 +210,7 @@ def test_a_stride_of_zero_is_refused_not_taken_for_the_default() -> None:
     assert ctx.indices is not None and ctx.indices[:, 0].tolist() == [0, 4]
 
 
-def postprocessed(frames: np.ndarray, probs: np.ndarray, plane: str) -> dict:
+def postprocessed(frames: np.ndarray, probs: np.ndarray, plane: str, track_tissue: bool = True) -> dict:
     """The result the postprocess stage makes of ``frames`` ``[N,H,W]`` (ROI: the whole frame, 0.1 mm
     pixels) with stitched nerve probabilities ``probs`` (model geometry) and every frame of ``plane``."""
     n, h, w = frames.shape
@@ -219,7 +219,7 @@ def postprocessed(frames: np.ndarray, probs: np.ndarray, plane: str) -> dict:
     planes = np.full((n, 4), 0.02, np.float32)
     planes[:, CONTRACT.planes.index(plane)] = 0.94
     ctx.frame_planes = planes
-    postprocess.run(ctx, postprocess.PostprocessConfig())
+    postprocess.run(ctx, postprocess.PostprocessConfig(track_tissue=track_tissue))
     assert ctx.result is not None
     return ctx.result
 
@@ -233,12 +233,12 @@ def test_a_sliding_probe_is_named_and_the_excursion_is_also_given_against_the_ti
     offsets = [(6.0 * t, 0.0) for t in range(n)]
     field = speckle((256, 256))
 
-    def analysed(moves: list[tuple[float, float]], plane: str) -> dict:
+    def analysed(moves: list[tuple[float, float]], plane: str, track_tissue: bool = True) -> dict:
         probs = np.zeros((n, CONTRACT.height, CONTRACT.width), np.float32)
         for t, (dx, _) in enumerate(moves):  # the nerve moves with the tissue (model pixels = frame pixels here)
             x = round(60 + dx * CONTRACT.width / 160)
             probs[t, 60:80, x : x + 20] = 1.0
-        return postprocessed(shifted_frames(field, moves, 160), probs, plane)
+        return postprocessed(shifted_frames(field, moves, 160), probs, plane, track_tissue)
 
     result = analysed(offsets, "TW")
     exc = result["excursion"]
@@ -251,6 +251,12 @@ def test_a_sliding_probe_is_named_and_the_excursion_is_also_given_against_the_ti
     assert not [w for w in still["warnings"] if "the probe slid" in w]
     longitudinal = analysed(offsets, "LW")["excursion"]  # content there is mostly tendon glide: no tissue figures
     assert longitudinal["relative_to_tissue"] is None and longitudinal["tissue_shift_max"] is None
+    # the live stream's postprocess (no tissue track): the same frames, no tissue figures and no warning
+    untracked = analysed(offsets, "TW", track_tissue=False)
+    assert untracked["excursion"]["relative_to_tissue"] is None and untracked["excursion"]["tissue_shift_max"] is None
+    assert untracked["excursion"]["max_from_first"] == exc["max_from_first"]
+    assert untracked["frames"][2]["csa_px"] == result["frames"][2]["csa_px"]  # the frames' own measurements are the same
+    assert not [w for w in untracked["warnings"] if "the probe slid" in w]
 
 
 def test_a_region_off_the_nerves_track_is_flagged_and_left_out_of_csa() -> None:
