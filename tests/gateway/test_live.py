@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +20,9 @@ from gateway.main import create_app
 from gateway.threaded_server import serve_in_thread
 from tests.gateway.conftest import SynthClip, synth_clip
 from tests.gateway.helpers import make_settings
-from tests.serving.fixtures import EmbeddedTriton
-from ultramn.contract import PLANES
+from tests.serving.fixtures import EmbeddedTriton, ServedModel
+from ultramn.contract import CONTRACT, PLANES
+from ultramn.serving.embedded import Ports, free_ports
 
 KEY = "live-key"
 
@@ -155,3 +157,21 @@ def _npz(clip: SynthClip) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, frames=clip.frames)
     return buf.getvalue()
+
+
+def test_triton_going_away_closes_the_stream_with_try_again_later(served_model: ServedModel, tmp_path: Path, tw_clip: SynthClip) -> None:
+    server = EmbeddedTriton(served_model.repository, Ports(*free_ports(3)), models=[CONTRACT.name], log_path=tmp_path / "t.log").start()
+    try:
+        settings = make_settings(tmp_path / "data", server.grpc_url, api_key=KEY, triton_check_timeout_s=2.0)
+        with serve_in_thread(create_app(settings)) as url, connect(ws_url(url)) as ws:
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+            ws.send(png(tw_clip.frames[0]))
+            assert json.loads(ws.recv(timeout=60))["type"] == "frames"
+            server.stop()  # the inference server goes away mid-stream
+            ws.send(png(tw_clip.frames[1]))
+            (error,) = messages_until_close(ws)
+            assert error["type"] == "error" and error["code"] == "triton_unavailable", error
+            assert ws.close_code == 1013
+            assert httpx.get(f"{url}/health/live", timeout=10).status_code == 200  # the gateway itself goes on
+    finally:
+        server.stop()
