@@ -3,8 +3,10 @@ driven by a real WebSocket client (``websockets``)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,21 @@ def ws_url(url: str, **params: str) -> str:
     return url.replace("http://", "ws://") + f"/v1/live?{query}"
 
 
+@contextlib.contextmanager
+def ready_stream(url: str) -> Iterator[ClientConnection]:
+    """A stream past its ``ready`` message. The fixture allows one stream at a time, and the
+    server frees a closed stream's slot once its analysis in progress ends: retry while busy."""
+    deadline = time.monotonic() + 10
+    while True:
+        with connect(url) as ws:
+            first = json.loads(ws.recv(timeout=30))
+            if first["type"] == "ready":
+                yield ws
+                return
+            assert first["code"] == "busy" and time.monotonic() < deadline, first
+        time.sleep(0.1)
+
+
 def messages_until_close(ws: ClientConnection) -> list[dict[str, Any]]:
     out = []
     try:
@@ -64,9 +81,10 @@ def messages_until_close(ws: ClientConnection) -> list[dict[str, Any]]:
 
 def test_each_frame_gets_its_result_as_it_comes(live_url: str, tw_clip: SynthClip) -> None:
     spacing = f"{tw_clip.spacing_mm:.4f}"
-    with connect(ws_url(live_url, pixel_spacing_mm=spacing)) as ws:
+    with connect(ws_url(live_url, pixel_spacing_mm=spacing)) as ws:  # the module's first stream: no other holds the slot
         ready = json.loads(ws.recv(timeout=30))
         assert ready["type"] == "ready" and ready["window_frames"] == 8 and ready["planes"] == list(PLANES)
+        assert ready["pixel_spacing_mm"] == pytest.approx(float(spacing))
         live: dict[int, dict[str, Any]] = {}
         for i, frame in enumerate(tw_clip.frames):  # one frame, then its answer: as a scanner at a slow rate
             ws.send(png(frame))
@@ -98,8 +116,7 @@ def test_each_frame_gets_its_result_as_it_comes(live_url: str, tw_clip: SynthCli
 
 def test_frames_sent_faster_than_analysed_are_reported_once_or_skipped(live_url: str, tw_clip: SynthClip) -> None:
     frames = np.concatenate([tw_clip.frames, tw_clip.frames])  # 48 frames, all at once
-    with connect(ws_url(live_url)) as ws:
-        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+    with ready_stream(ws_url(live_url)) as ws:
         for frame in frames:
             ws.send(png(frame))
         ws.send(json.dumps({"type": "end"}))
@@ -114,8 +131,7 @@ def test_frames_sent_faster_than_analysed_are_reported_once_or_skipped(live_url:
 
 
 def test_bad_messages_are_answered_and_the_stream_goes_on(live_url: str, tw_clip: SynthClip) -> None:
-    with connect(ws_url(live_url)) as ws:
-        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+    with ready_stream(ws_url(live_url)) as ws:
         ws.send(b"not an image")
         bad = json.loads(ws.recv(timeout=30))
         assert bad["type"] == "error" and bad["code"] == "bad_frame" and bad["index"] == 0
@@ -131,8 +147,7 @@ def test_bad_messages_are_answered_and_the_stream_goes_on(live_url: str, tw_clip
 
 
 def test_a_stream_that_goes_quiet_is_closed(live_url: str) -> None:
-    with connect(ws_url(live_url)) as ws:
-        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+    with ready_stream(ws_url(live_url)) as ws:
         end = messages_until_close(ws)  # nothing sent: closed after the idle timeout (3 s here)
         assert ws.close_code == 1001
     assert end == [{"type": "end", "reason": "no message for 3 s", "frames": 0, "skipped": 0}]
@@ -144,13 +159,13 @@ def test_key_spacing_and_stream_limit_are_checked(live_url: str) -> None:
     with connect(ws_url(live_url, pixel_spacing_mm="80")) as ws:  # micrometres taken for millimetres
         (error,) = messages_until_close(ws)
         assert error["code"] == "validation_error" and "pixel_spacing_mm" in error["message"] and ws.close_code == 1008
-    with connect(ws_url(live_url)) as first:
-        assert json.loads(first.recv(timeout=30))["type"] == "ready"
-        with connect(ws_url(live_url)) as second:  # the limit is 1 stream here
-            (busy,) = messages_until_close(second)
-            assert busy["code"] == "busy" and second.close_code == 1013
-    with connect(ws_url(live_url)) as again:  # the first one's slot is free again
-        assert json.loads(again.recv(timeout=30))["type"] == "ready"
+    with ready_stream(ws_url(live_url)) as first, connect(ws_url(live_url)) as second:  # the limit is 1 stream here
+        (busy,) = messages_until_close(second)
+        assert busy["code"] == "busy" and second.close_code == 1013
+        assert first.state.name == "OPEN"  # the first stream is not disturbed
+    with ready_stream(ws_url(live_url)) as again:  # the first one's slot is free again
+        again.send(b"x")
+        assert json.loads(again.recv(timeout=30))["code"] == "bad_frame"
 
 
 def _npz(clip: SynthClip) -> bytes:
@@ -175,3 +190,33 @@ def test_triton_going_away_closes_the_stream_with_try_again_later(served_model: 
             assert httpx.get(f"{url}/health/live", timeout=10).status_code == 200  # the gateway itself goes on
     finally:
         server.stop()
+
+
+def test_a_client_gone_mid_analysis_frees_its_stream(live_url: str, tw_clip: SynthClip) -> None:
+    for _ in range(3):  # the limit is 1 stream here: a leaked slot would make the next one busy
+        with ready_stream(ws_url(live_url)) as ws:
+            for frame in tw_clip.frames[:8]:
+                ws.send(png(frame))
+        time.sleep(0.5)  # gone while its frames are being analysed: the analysis in progress ends, then the slot is free
+    with ready_stream(ws_url(live_url)) as ws:
+        ws.send(png(tw_clip.frames[0]))
+        assert [f["index"] for f in json.loads(ws.recv(timeout=60))["frames"]] == [0]
+
+
+def test_a_fault_in_the_analysis_ends_the_stream_not_the_gateway(
+    live_url: str, tw_clip: SynthClip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.live import LiveSession
+
+    async def broken(self: LiveSession) -> dict[str, Any]:
+        raise ValueError("injected fault")
+
+    monkeypatch.setattr(LiveSession, "analyse", broken)
+    with ready_stream(ws_url(live_url)) as ws:
+        ws.send(png(tw_clip.frames[0]))
+        (error,) = messages_until_close(ws)
+        assert error["code"] == "internal_error" and ws.close_code == 1011
+    monkeypatch.undo()
+    with ready_stream(ws_url(live_url)) as ws:  # the next stream is served
+        ws.send(png(tw_clip.frames[0]))
+        assert json.loads(ws.recv(timeout=60))["type"] == "frames"

@@ -114,7 +114,8 @@ async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: A
         {"type": "ready", "window_frames": session.window, "planes": list(PLANES), "pixel_spacing_mm": session.pixel_spacing_mm}
     )
     wake = asyncio.Event()
-    done = asyncio.Event()  # the client ended (or went away): report what is pending, then stop
+    done = asyncio.Event()  # the client ended: report what is pending, then stop
+    gone = asyncio.Event()  # the client went away: nobody reads the rest, stop now
 
     async def receive() -> None:
         try:
@@ -125,6 +126,7 @@ async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: A
                     await _close(ws, 1001, {"type": "end", "reason": f"no message for {idle_s:g} s", **_counts(session)})
                     return
                 if message["type"] == "websocket.disconnect":
+                    gone.set()
                     return
                 data, text = message.get("bytes"), message.get("text")
                 if data is not None:
@@ -153,6 +155,8 @@ async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: A
 
     async def analyse() -> None:
         while True:
+            if gone.is_set():
+                return
             if not session.pending:
                 if done.is_set():
                     await _close(ws, 1000, {"type": "end", **_counts(session)})
@@ -172,8 +176,12 @@ async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: A
     receiver = asyncio.create_task(receive())
     try:
         await analyse()
-    except (WebSocketDisconnect, RuntimeError) as exc:  # the client went away mid-send
+    except (WebSocketDisconnect, RuntimeError, OSError) as exc:  # the client went away mid-send
         log.info("live stream closed by the client", extra={"error": str(exc)})
+    except Exception as exc:  # a fault of ours: this stream ends, the gateway goes on
+        log.exception("live stream failed", extra={"error": str(exc)})
+        with contextlib.suppress(Exception):
+            await _close(ws, 1011, {"type": "error", "code": "internal_error", "message": "the live analysis failed (gateway log)"})
     finally:
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
