@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "triton",
     "analyze",
     "batch",
+    "live",
 )
 
 #: Options whose value is a file or folder (``tests/core`` keeps this in step with the commands).

@@ -103,13 +103,21 @@ async def live_stream(ws: WebSocket) -> None:
         return
     try:
         pipeline = live_pipeline(state.jobs.pipeline.config, state.triton)
-        await _serve(ws, LiveSession(pipeline, pixel_spacing_mm=spacing), settings.live_idle_timeout_s, settings)
+        last = await _serve(ws, LiveSession(pipeline, pixel_spacing_mm=spacing), settings.live_idle_timeout_s, settings)
     finally:
-        streams.close()
+        streams.close()  # before the last message: a client that connects again on it finds the slot free
+    if last is not None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await _close(ws, *last)
 
 
-async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: Any) -> None:
-    """Receive frames and analyse them concurrently until the end, a disconnect or an error."""
+#: The close code and the last message of a stream that ended while the client still listens.
+Last = tuple[int, dict[str, Any]]
+
+
+async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: Any) -> Last | None:
+    """Receive frames and analyse them concurrently until the end, a disconnect or an error;
+    the code and message to close with (``None``: closed already, or the client is gone)."""
     await ws.send_json(
         {"type": "ready", "window_frames": session.window, "planes": list(PLANES), "pixel_spacing_mm": session.pixel_spacing_mm}
     )
@@ -153,35 +161,33 @@ async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: A
             done.set()
             wake.set()
 
-    async def analyse() -> None:
+    async def analyse() -> Last | None:
         while True:
             if gone.is_set():
-                return
+                return None
             if not session.pending:
                 if done.is_set():
-                    await _close(ws, 1000, {"type": "end", **_counts(session)})
-                    return
+                    return 1000, {"type": "end", **_counts(session)}
                 await wake.wait()
                 wake.clear()
                 continue
             try:
                 answer = await session.analyse()  # frames that come in meanwhile are pending for the next one
             except TritonUnavailableError as exc:
-                await _close(ws, 1013, {"type": "error", "code": "triton_unavailable", "message": str(exc)})
-                return
+                return 1013, {"type": "error", "code": "triton_unavailable", "message": str(exc)}
             if ws.client_state != WebSocketState.CONNECTED:
-                return
+                return None
             await ws.send_json(answer)
 
     receiver = asyncio.create_task(receive())
     try:
-        await analyse()
+        return await analyse()
     except (WebSocketDisconnect, RuntimeError, OSError) as exc:  # the client went away mid-send
         log.info("live stream closed by the client", extra={"error": str(exc)})
+        return None
     except Exception as exc:  # a fault of ours: this stream ends, the gateway goes on
         log.exception("live stream failed", extra={"error": str(exc)})
-        with contextlib.suppress(Exception):
-            await _close(ws, 1011, {"type": "error", "code": "internal_error", "message": "the live analysis failed (gateway log)"})
+        return 1011, {"type": "error", "code": "internal_error", "message": "the live analysis failed (gateway log)"}
     finally:
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
