@@ -84,11 +84,18 @@ class LiveSession:
     pixel_spacing_mm: float | None = None
     window: int = CONTRACT.window_frames
     fps: float | None = None
+    #: keep every frame (up to ``limits``) to store the stream as an analysis at its end
+    record: bool = False
+    limits: DecodeLimits = DEFAULT_LIMITS
     history: deque[U8] = field(init=False)
     received: int = 0
     reported: int = 0
     skipped: int = 0
     size: tuple[int, int] | None = None
+    recorded: list[U8] = field(default_factory=list)
+    #: the recording reached the limits: later frames are analysed live but not kept
+    recording_full: bool = False
+    arrivals: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.history = deque(maxlen=self.window)
@@ -101,8 +108,30 @@ class LiveSession:
         elif shape != self.size:
             raise FrameError(f"frame {self.received} is {shape[1]}x{shape[0]}; this stream's frames are {self.size[1]}x{self.size[0]}")
         self.history.append(frame)
+        if self.record and not self.recording_full:
+            n = len(self.recorded) + 1
+            if n > self.limits.max_frames or n * shape[0] * shape[1] > self.limits.max_pixels:
+                self.recording_full = True
+            else:
+                self.recorded.append(frame)
+                self.arrivals.append(time.monotonic())
         self.received += 1
         return self.received - 1
+
+    def recording(self) -> DecodedClip | None:
+        """The recorded frames as a clip (``None`` when nothing was recorded); its frame rate is
+        ``fps`` when given, else the median rate the frames arrived at."""
+        if not self.recorded:
+            return None
+        fps = self.fps
+        if fps is None and len(self.arrivals) > 1:
+            gaps = np.diff(np.asarray(self.arrivals))
+            median = float(np.median(gaps))
+            fps = round(1.0 / median, 2) if median > 0 else None
+        spacing = (self.pixel_spacing_mm, self.pixel_spacing_mm) if self.pixel_spacing_mm else None
+        return DecodedClip(
+            frames=np.stack(self.recorded), fps=fps, pixel_spacing_mm=self.pixel_spacing_mm, pixel_spacing_xy_mm=spacing, format="live"
+        )
 
     @property
     def pending(self) -> int:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -51,7 +52,7 @@ def png(frame: np.ndarray) -> bytes:
 
 
 def ws_url(url: str, **params: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"key": KEY, **params}.items())
+    query = urlencode({"key": KEY, **params})
     return url.replace("http://", "ws://") + f"/v1/live?{query}"
 
 
@@ -220,3 +221,46 @@ def test_a_fault_in_the_analysis_ends_the_stream_not_the_gateway(
     with ready_stream(ws_url(live_url)) as ws:  # the next stream is served
         ws.send(png(tw_clip.frames[0]))
         assert json.loads(ws.recv(timeout=60))["type"] == "frames"
+
+
+def test_a_recorded_stream_becomes_a_stored_analysis_with_its_follow_up(live_url: str, tw_clip: SynthClip) -> None:
+    spacing = f"{tw_clip.spacing_mm:.4f}"
+    url = ws_url(live_url, pixel_spacing_mm=spacing, record="true", fps="20", patient="P-live", side="R", visit="2026-02-02")
+    with ready_stream(url) as ws:
+        for frame in tw_clip.frames[:16]:
+            ws.send(png(frame))
+        ws.send(json.dumps({"type": "end"}))
+        end = messages_until_close(ws)[-1]
+    assert end["type"] == "end" and end["frames"] == 16
+    stored = end["analysis"]
+    assert stored["n_frames"] == 16 and stored["fps"] == 20.0 and stored["links"]["self"] == f"/v1/analyses/{stored['id']}"
+    headers = {"X-API-Key": KEY}
+    deadline = time.monotonic() + 120
+    while (job := httpx.get(f"{live_url}{stored['links']['self']}", headers=headers, timeout=30).json())["status"] != "succeeded":
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert (job["patient"], job["side"], job["visit"], job["format"]) == ("P-live", "R", "2026-02-02", "live")
+    result = job["result"]
+    assert result["n_frames"] == 16 and result["fps"] == 20.0 and result["pixel_spacing_mm"]["dx"] == pytest.approx(float(spacing))
+    image = httpx.get(f"{live_url}/v1/analyses/{stored['id']}/frames/3/image.png", headers=headers, timeout=30)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(image.content))), tw_clip.frames[3])  # the frames as streamed
+    follow = httpx.get(f"{live_url}/v1/patients/P-live", headers=headers, timeout=30).json()
+    assert follow["n_clips"] == 1 and follow["sides"][0]["visits"][0]["visit"] == "2026-02-02"
+
+
+def test_a_recording_is_kept_when_the_client_goes_away_and_bad_follow_up_fields_are_refused(live_url: str, tw_clip: SynthClip) -> None:
+    headers = {"X-API-Key": KEY}
+    before = {a["id"] for a in httpx.get(f"{live_url}/v1/analyses", params={"patient": "P-gone"}, headers=headers).json()["items"]}
+    with ready_stream(ws_url(live_url, record="1", patient="P-gone")) as ws:
+        for frame in tw_clip.frames[:10]:
+            ws.send(png(frame))
+        ws.recv(timeout=60)  # at least one analysis done: the frames are in
+    deadline = time.monotonic() + 30
+    while not (items := httpx.get(f"{live_url}/v1/analyses", params={"patient": "P-gone"}, headers=headers).json()["items"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert {a["id"] for a in items} - before and items[0]["n_frames"] == 10  # every frame received was kept
+    for params, words in (({"patient": "Jane Doe"}, "patient"), ({"fps": "0"}, "fps"), ({"record": "maybe"}, "record")):
+        with connect(ws_url(live_url, **params)) as ws:
+            (error,) = messages_until_close(ws)
+            assert error["code"] == "validation_error" and words in error["message"] and ws.close_code == 1008

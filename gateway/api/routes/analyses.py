@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -161,7 +161,7 @@ class FollowUpFields:
     visit: str | None = None
 
 
-def _parse_follow_up(form: FormData) -> FollowUpFields:
+def _parse_follow_up(form: Mapping[str, Any]) -> FollowUpFields:
     """The follow-up fields of an upload, checked (422 naming the field)."""
     patient = _text_field(form.get("patient"))
     if patient is not None and (problem := patient_problem(patient)):
@@ -352,6 +352,48 @@ def _detail(row: Analysis, jobs: JobQueue, include_frames: bool = True) -> dict[
 
 
 # --------------------------------------------------------------------------- routes
+
+
+def store_recorded_clip(
+    clip: DecodedClip, follow: FollowUpFields, repo: AnalysisRepository, files: FileStore, jobs: JobQueue, settings: Settings
+) -> Analysis:
+    """Store a clip the gateway itself holds (a recorded live stream) as an upload ``.npz``
+    (``frames``, ``fps``, ``pixel_spacing_mm``), write its row and queue it, as an upload is:
+    :class:`QueueFullError` (nothing kept) when the queue is full."""
+    job_id = uuid.uuid4().hex
+    path = files.upload_path(job_id, ".npz")
+    tmp = files.staging_path(job_id)
+    arrays: dict[str, Any] = {"frames": clip.frames}
+    if clip.fps:
+        arrays["fps"] = np.float32(clip.fps)
+    if clip.pixel_spacing_mm:
+        arrays["pixel_spacing_mm"] = np.float32(clip.pixel_spacing_mm)
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmp, path)
+    n_windows = len(window_starts(clip.n_frames, CONTRACT.window_frames, settings.default_stride))
+    row = repo.create(
+        Analysis(
+            id=job_id,
+            status=JobStatus.QUEUED.value,
+            upload_ext=".npz",
+            upload_bytes=path.stat().st_size,
+            format="live",
+            n_frames=clip.n_frames,
+            windows_total=n_windows,
+            options={"pixel_spacing_mm": clip.pixel_spacing_mm, "stride": None},
+            patient=follow.patient,
+            side=follow.side,
+            visit=follow.visit,
+        )
+    )
+    try:
+        jobs.submit(job_id, clip, 0.0)
+    except QueueFullError:
+        repo.delete(job_id)
+        files.delete(job_id, ".npz")
+        raise
+    return row
 
 
 @router.post(

@@ -30,9 +30,12 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from gateway.api.deps import get_state
+from gateway.api.routes.analyses import FollowUpFields, _parse_bool, _parse_follow_up, store_recorded_clip
+from gateway.api.schemas import links
 from gateway.core.errors import ApiError
 from gateway.live import FrameError, LiveSession, LiveStreams, decode_frame, live_pipeline
 from gateway.triton_client import TritonUnavailableError
+from gateway.worker import QueueFullError
 from ultramn.contract import PLANES
 from ultramn.measure.spacing import pixel_spacing_problem
 
@@ -87,28 +90,72 @@ async def live_stream(ws: WebSocket) -> None:
     if not _key_ok(ws, settings.api_key):
         await ws.close(1008, "missing or invalid API key (X-API-Key header or key query parameter)")
         return
-    unknown = sorted(set(ws.query_params) - {"key", "pixel_spacing_mm"})
+    unknown = sorted(set(ws.query_params) - QUERY_PARAMETERS)
     await ws.accept()
     if unknown:
         await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": f"unknown query parameter(s) {unknown}"})
         return
     try:
         spacing = _spacing(ws.query_params.get("pixel_spacing_mm"))
+        fps = _fps(ws.query_params.get("fps"))
+        record = _parse_bool("record", ws.query_params.get("record"))
+        follow = _parse_follow_up(ws.query_params)
     except ValueError as exc:
         await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": str(exc)})
+        return
+    except ApiError as exc:
+        await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": exc.message})
         return
     streams = _streams(ws, settings.live_max_streams)
     if not streams.try_open():
         await _close(ws, 1013, {"type": "error", "code": "busy", "message": f"{streams.limit} live streams run already; retry later"})
         return
+    pipeline = live_pipeline(state.jobs.pipeline.config, state.triton)
+    session = LiveSession(pipeline, pixel_spacing_mm=spacing, fps=fps, record=record, limits=settings.decode_limits)
     try:
-        pipeline = live_pipeline(state.jobs.pipeline.config, state.triton)
-        last = await _serve(ws, LiveSession(pipeline, pixel_spacing_mm=spacing), settings.live_idle_timeout_s, settings)
+        last = await _serve(ws, session, settings.live_idle_timeout_s, settings)
     finally:
         streams.close()  # before the last message: a client that connects again on it finds the slot free
+    stored = await _store_recording(session, follow, state)  # also when the client went away: accepted work is kept
     if last is not None:
+        if last[1].get("type") == "end" and stored is not None:
+            last[1]["analysis"] = stored
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await _close(ws, *last)
+
+
+#: Query parameters of ``/v1/live``.
+QUERY_PARAMETERS = frozenset({"key", "pixel_spacing_mm", "fps", "record", "patient", "side", "visit"})
+
+
+def _fps(raw: str | None) -> float | None:
+    """The ``fps`` query parameter (the recording's frame rate); ``ValueError`` with the reason."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"fps: not a number: {raw[:40]!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 1000):
+        raise ValueError("fps: must be a frame rate in (0, 1000]")
+    return value
+
+
+async def _store_recording(session: LiveSession, follow: FollowUpFields, state: Any) -> dict[str, Any] | None:
+    """Store the recorded frames as an analysis (queued like an upload); what the end message
+    says of it, or ``None`` when nothing was recorded."""
+    clip = session.recording()
+    if clip is None:
+        return None
+    try:
+        row = await asyncio.to_thread(store_recorded_clip, clip, follow, state.repo, state.files, state.jobs, state.settings)
+    except QueueFullError as exc:
+        return {"error": {"code": "queue_full", "message": f"the recording was not stored: {exc}"}}
+    except OSError as exc:
+        log.error("storing a live recording failed", extra={"error": str(exc)})
+        return {"error": {"code": "storage_error", "message": "the recording was not stored: the server cannot write it"}}
+    note = {"recording_full": True} if session.recording_full else {}
+    return {"id": row.id, "n_frames": clip.n_frames, "fps": clip.fps, "links": links(row.id), **note}
 
 
 #: The close code and the last message of a stream that ended while the client still listens.
