@@ -20,6 +20,7 @@ export function initLive({ $, apiKey, planeChip, fmt, showError, onStart, onStop
     latencies: [],
     ended: false,
     last: null, // the last frame result drawn
+    stored: null, // the id of the analysis a recorded stream became
   };
   const video = $("live-video");
   const capture = document.createElement("canvas");
@@ -99,6 +100,18 @@ export function initLive({ $, apiKey, planeChip, fmt, showError, onStart, onStop
     } else if (msg.type === "end") {
       live.ended = true;
       status(`ended · ${summary()}${msg.reason ? ` (${msg.reason})` : ""}`);
+      const stored = msg.analysis;
+      if (stored && stored.id) {
+        // the recording is an analysis now: a link opens it (its full analysis runs in the queue)
+        live.stored = stored.id;
+        const a = document.createElement("a");
+        a.href = `#/analyses/${stored.id}`;
+        a.id = "live-stored";
+        a.textContent = `stored as analysis ${stored.id.slice(0, 8)}${stored.recording_full ? " (frames beyond the limit not kept)" : ""}`;
+        $("live-status").append(" · ", a);
+      } else if (stored && stored.error) {
+        $("live-status").append(` · not stored: ${stored.error.message}`);
+      }
     }
   }
 
@@ -147,7 +160,7 @@ export function initLive({ $, apiKey, planeChip, fmt, showError, onStart, onStop
   async function start() {
     if (live.ws) return;
     const source = $("live-source").value;
-    Object.assign(live, { next: 0, results: 0, skipped: 0, latencies: [], ended: false, last: null });
+    Object.assign(live, { next: 0, results: 0, skipped: 0, latencies: [], ended: false, last: null, stored: null });
     live.sent.clear();
     for (const b of live.bitmaps.values()) b.close();
     live.bitmaps.clear();
@@ -174,6 +187,11 @@ export function initLive({ $, apiKey, planeChip, fmt, showError, onStart, onStop
     if (apiKey()) q.set("key", apiKey());
     const spacing = $("spacing").value.trim();
     if (spacing) q.set("pixel_spacing_mm", spacing);
+    if ($("live-record").checked) {
+      q.set("record", "true");
+      q.set("fps", $("live-fps").value);
+      for (const field of ["patient", "side", "visit"]) if ($(field).value.trim()) q.set(field, $(field).value.trim());
+    }
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${proto}://${location.host}/v1/live?${q}`);
     live.ws = ws;

@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.gateway.test_live import KEY, live_url  # noqa: F401 - the module's gateway fixture
@@ -69,3 +70,21 @@ def test_bad_input_and_a_refused_key_exit_2(
     assert code == 2 and "unrecognised content" in err, err
     code, _, err = run_cli(monkeypatch, capsys, str(SAMPLE), "--gateway", "http://127.0.0.1:9", "--out", str(tmp_path / "c.csv"))
     assert code == 1 and "cannot reach" in err and not (tmp_path / "c.csv").exists()
+
+
+def test_a_recorded_replay_becomes_an_analysis_of_the_patient(
+    live_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = [str(SAMPLE), "--gateway", live_url, "--api-key", KEY, "--fps", "0", "--out", str(tmp_path / "r.csv"), "--quiet"]
+    code, stdout, err = run_cli(monkeypatch, capsys, *args, "--record", "--patient", "P-cli", "--side", "L")
+    assert code == 0, err
+    found = re.search(r"recorded as analysis ([0-9a-f]{32}) \(24 frames\)", stdout)
+    assert found is not None, stdout
+    job = httpx.get(f"{live_url}/v1/analyses/{found[1]}", headers={"X-API-Key": KEY}, timeout=30).json()
+    assert (job["patient"], job["side"], job["n_frames"], job["format"]) == ("P-cli", "L", 24, "live")
+    # the follow-up options are for a recording only
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--patient", "P-cli")
+    assert code == 2 and "go with --record" in err

@@ -639,6 +639,9 @@ def test_live_mode_streams_a_video_file_and_draws_each_frame_with_its_result(liv
     expect(page.locator("#live-file-row")).to_be_visible()
     page.set_input_files("#live-file", str(video))
     page.select_option("#live-fps", "10")
+    page.click("#follow-up-fields summary")
+    page.fill("#patient", "P-live-viewer")
+    page.check("#live-record")
     page.click("#live-start")
     expect(page.locator("#live-area")).to_be_visible()
     expect(page.locator("#empty-state")).to_be_hidden()
@@ -653,6 +656,11 @@ def test_live_mode_streams_a_video_file_and_draws_each_frame_with_its_result(liv
     size = page.evaluate("(() => { const c = document.getElementById('live-frame'); return [c.width, c.height]; })()")
     assert size == [256, 256]  # the frame drawn is the video's, at its own size
     assert page.is_enabled("#live-start")  # a new stream may start; Stop closes the live view
-    page.click("#live-stop")
-    expect(page.locator("#live-area")).to_be_hidden()
-    expect(page.locator("#empty-state")).to_be_visible()
+    # recorded: the scan is a stored analysis of the patient, and the link opens it
+    stored = page.evaluate("window.ultramnViewer.live().stored")
+    assert stored and page.get_attribute("#live-stored", "href") == f"#/analyses/{stored}"
+    page.click("#live-stored")
+    page.wait_for_function("id => window.ultramnViewer.state.analysis?.id === id", arg=stored, timeout=90_000)
+    expect(page.locator("#live-area")).to_be_hidden()  # opening an analysis leaves live mode
+    expect(page.locator("#clip-patient")).to_contain_text("P-live-viewer")
+    assert page.evaluate("window.ultramnViewer.state.analysis.result.n_frames") == live["next"]

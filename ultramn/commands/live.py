@@ -8,7 +8,8 @@ PyAV's ``v4l2`` input until Ctrl-C; not tried on hardware here). Each frame goes
 ``WS /v1/live`` as a PNG; results are written to ``--out`` (CSV, the columns of
 ``GET /v1/analyses/{id}/frames.csv``: :mod:`ultramn.measure.frame_table`; a skipped frame is
 a row with its number only) as they arrive, and the last line says how many frames were
-sent, analysed and skipped, and the latency (frame sent -> its result).
+sent, analysed and skipped, and the latency (frame sent -> its result). ``--record`` (with
+``--patient``, ``--side``, ``--visit``) has the gateway store the stream as an analysis.
 
 Exit codes: 0 done; 1 the gateway is unreachable, busy, or ends the stream on an error of
 its own; 2 bad input (no such source, an undecodable file, an option, a key the gateway
@@ -83,12 +84,20 @@ def register(app: typer.Typer) -> None:
         fps: float | None = typer.Option(None, "--fps", help="Frames per second to send a file at (default: its own; 0: at once)."),
         out: Path | None = typer.Option(None, "--out", help="CSV of the frames' results (default: <source name>.live.csv)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress line."),
+        record: bool = typer.Option(False, "--record", help="Also store the stream as an analysis on the gateway when it ends."),
+        patient: str | None = typer.Option(None, "--patient", help="With --record: a pseudonym for the patient (follow-up)."),
+        side: str | None = typer.Option(None, "--side", help="With --record: the side scanned, L or R."),
+        visit: str | None = typer.Option(None, "--visit", help="With --record: the visit's date, YYYY-MM-DD."),
     ) -> None:
         """Stream SOURCE to the gateway's live stream (WS /v1/live) and save each frame's result."""
+        from ultramn.commands.analyze import _follow_up_fields
         from ultramn.errors import UserInputError, check_http_url, out_path_problem
         from ultramn.measure.spacing import pixel_spacing_problem
 
         check_http_url(gateway, "--gateway")
+        follow = _follow_up_fields(patient, side, visit)
+        if follow and not record:
+            raise UserInputError("--patient, --side and --visit go with --record (they are kept with the stored analysis)")
         if pixel_spacing is not None and (problem := pixel_spacing_problem(pixel_spacing)):
             raise UserInputError(f"--pixel-spacing {problem}")
         if fps is not None and not (fps >= 0 and fps < 1000):
@@ -105,7 +114,12 @@ def register(app: typer.Typer) -> None:
         else:
             frames, total, rate = _file_frames(path)
         interval = 0.0 if fps == 0 or device else 1.0 / (fps or rate or 25.0)
-        code = _stream(gateway, api_key, pixel_spacing, frames, total, rate, interval, out, quiet)
+        query = {"pixel_spacing_mm": str(pixel_spacing)} if pixel_spacing else {}
+        if record:
+            query.update({"record": "true", **follow})
+            if rate or fps:
+                query["fps"] = f"{fps or rate:g}"
+        code = _stream(gateway, api_key, query, frames, total, rate, interval, out, quiet)
         if code:
             sys.exit(code)
 
@@ -113,7 +127,7 @@ def register(app: typer.Typer) -> None:
 def _stream(
     gateway: str,
     api_key: str | None,
-    spacing: float | None,
+    query: dict[str, str],
     frames: Iterator[Any],
     total: int | None,
     rate: float | None,
@@ -122,6 +136,8 @@ def _stream(
     quiet: bool,
 ) -> int:
     """Send the frames every ``interval`` s while a thread writes the answers to ``out``; the exit code."""
+    from urllib.parse import urlencode
+
     from tqdm import tqdm
     from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
     from websockets.sync.client import connect
@@ -129,10 +145,9 @@ def _stream(
     from ultramn.errors import UserInputError
     from ultramn.measure.frame_table import FrameTableWriter
 
-    query = [f"pixel_spacing_mm={spacing}"] if spacing else []
     url = gateway.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/v1/live"
     if query:
-        url += "?" + "&".join(query)
+        url += "?" + urlencode(query)
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
         ws = connect(url, additional_headers=headers, open_timeout=10, max_size=None)
@@ -199,6 +214,11 @@ def _stream(
     if stats["error"]:
         typer.echo(f"error: the gateway ended the stream: {stats['error']}; {_summary(len(sent), stats)}", err=True)
         return 1
+    stored = (stats["end"] or {}).get("analysis") or {}
+    if stored.get("id"):
+        typer.echo(f"recorded as analysis {stored['id']} ({stored['n_frames']} frames): {gateway.rstrip('/')}{stored['links']['self']}")
+    elif stored.get("error"):
+        typer.echo(f"warning: {stored['error']['message']}", err=True)
     typer.echo(f"{_summary(len(sent), stats)} -> {out}")
     return 0
 
