@@ -3,7 +3,9 @@
 - ``ultramn_http_requests_total{method, route, status}`` and
   ``ultramn_http_request_seconds{method, route}``: route = the path template;
 - ``ultramn_stage_seconds{stage}``: pipeline stage latency;
-- ``ultramn_queue_depth``: queued + running jobs; ``ultramn_jobs_total{outcome}``.
+- ``ultramn_queue_depth``: queued + running jobs; ``ultramn_jobs_total{outcome}``;
+- live stream: ``ultramn_live_streams`` (open now), ``ultramn_live_frames_total{outcome}``
+  (``analysed`` / ``skipped``) and ``ultramn_live_window_seconds`` (one window's analysis).
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ class Metrics:
         self.stage = Histogram("ultramn_stage_seconds", "Pipeline stage latency", ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("ultramn_queue_depth", "Queued + running analysis jobs", registry=self.registry)
         self.jobs = Counter("ultramn_jobs", "Finished analysis jobs", ["outcome"], registry=self.registry)
+        self.live_streams = Gauge("ultramn_live_streams", "Live streams open now", registry=self.registry)
+        self.live_frames = Counter("ultramn_live_frames", "Live-stream frames answered", ["outcome"], registry=self.registry)
+        self.live_window = Histogram(
+            "ultramn_live_window_seconds", "Live-stream window analysis", buckets=STAGE_BUCKETS, registry=self.registry
+        )
+
+    def observe_live(self, analysed: int, skipped: int, seconds: float) -> None:
+        """Record one live-stream analysis: frames answered with a result and skipped, its duration."""
+        self.live_frames.labels("analysed").inc(analysed)
+        self.live_frames.labels("skipped").inc(skipped)
+        self.live_window.observe(seconds)
 
     def observe_stage(self, name: str, seconds: float) -> None:
         """Record one stage run."""

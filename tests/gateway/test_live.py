@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,18 +58,34 @@ def ws_url(url: str, **params: str) -> str:
 
 
 @contextlib.contextmanager
-def ready_stream(url: str) -> Iterator[ClientConnection]:
-    """A stream past its ``ready`` message. The fixture allows one stream at a time, and the
-    server frees a closed stream's slot once its analysis in progress ends: retry while busy."""
+def ready_stream(url: str, first_message: bool = False) -> Iterator[Any]:
+    """A stream past its ``ready`` message (``first_message``: yield it too, as ``(ws, ready)``).
+    The fixture allows one stream at a time, and the server frees a closed stream's slot once
+    its analysis in progress ends: retry while busy."""
     deadline = time.monotonic() + 10
     while True:
         with connect(url) as ws:
             first = json.loads(ws.recv(timeout=30))
             if first["type"] == "ready":
-                yield ws
+                yield (ws, first) if first_message else ws
                 return
             assert first["code"] == "busy" and time.monotonic() < deadline, first
         time.sleep(0.1)
+
+
+def live_metrics(url: str) -> dict[str, float]:
+    """The live stream's Prometheus figures: frames analysed, windows analysed, streams open."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+
+    def value(name: str) -> float:
+        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return float(found[1]) if found else 0.0
+
+    return {
+        "analysed": value('ultramn_live_frames_total{outcome="analysed"}'),
+        "windows": value("ultramn_live_window_seconds_count"),
+        "open": value("ultramn_live_streams"),
+    }
 
 
 def messages_until_close(ws: ClientConnection) -> list[dict[str, Any]]:
@@ -82,8 +99,8 @@ def messages_until_close(ws: ClientConnection) -> list[dict[str, Any]]:
 
 def test_each_frame_gets_its_result_as_it_comes(live_url: str, tw_clip: SynthClip) -> None:
     spacing = f"{tw_clip.spacing_mm:.4f}"
-    with connect(ws_url(live_url, pixel_spacing_mm=spacing)) as ws:  # the module's first stream: no other holds the slot
-        ready = json.loads(ws.recv(timeout=30))
+    before = live_metrics(live_url)
+    with ready_stream(ws_url(live_url, pixel_spacing_mm=spacing), first_message=True) as (ws, ready):
         assert ready["type"] == "ready" and ready["window_frames"] == 8 and ready["planes"] == list(PLANES)
         assert ready["pixel_spacing_mm"] == pytest.approx(float(spacing))
         live: dict[int, dict[str, Any]] = {}
@@ -98,6 +115,9 @@ def test_each_frame_gets_its_result_as_it_comes(live_url: str, tw_clip: SynthCli
         ws.send(json.dumps({"type": "end"}))
         end = messages_until_close(ws)
     assert end == [{"type": "end", "frames": 24, "skipped": 0}]
+    after = live_metrics(live_url)
+    assert after["analysed"] - before["analysed"] == 24 and after["windows"] - before["windows"] == 24
+    assert after["open"] == 0
     # the same clip analysed offline: the live frames (which saw only the frames before them) agree
     r = httpx.post(
         f"{live_url}/v1/analyses",

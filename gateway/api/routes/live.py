@@ -33,6 +33,7 @@ from gateway.api.deps import get_state
 from gateway.api.routes.analyses import FollowUpFields, _parse_bool, _parse_follow_up, store_recorded_clip
 from gateway.api.schemas import links
 from gateway.core.errors import ApiError
+from gateway.core.metrics import Metrics
 from gateway.live import FrameError, LiveSession, LiveStreams, decode_frame, live_pipeline
 from gateway.triton_client import TritonUnavailableError
 from gateway.worker import QueueFullError
@@ -112,10 +113,12 @@ async def live_stream(ws: WebSocket) -> None:
         return
     pipeline = live_pipeline(state.jobs.pipeline.config, state.triton)
     session = LiveSession(pipeline, pixel_spacing_mm=spacing, fps=fps, record=record, limits=settings.decode_limits)
+    state.metrics.live_streams.inc()
     try:
-        last = await _serve(ws, session, settings.live_idle_timeout_s, settings)
+        last = await _serve(ws, session, settings.live_idle_timeout_s, settings, state.metrics)
     finally:
         streams.close()  # before the last message: a client that connects again on it finds the slot free
+        state.metrics.live_streams.dec()
     stored = await _store_recording(session, follow, state)  # also when the client went away: accepted work is kept
     if last is not None:
         if last[1].get("type") == "end" and stored is not None:
@@ -162,7 +165,7 @@ async def _store_recording(session: LiveSession, follow: FollowUpFields, state: 
 Last = tuple[int, dict[str, Any]]
 
 
-async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: Any) -> Last | None:
+async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: Any, metrics: Metrics) -> Last | None:
     """Receive frames and analyse them concurrently until the end, a disconnect or an error;
     the code and message to close with (``None``: closed already, or the client is gone)."""
     await ws.send_json(
@@ -222,6 +225,7 @@ async def _serve(ws: WebSocket, session: LiveSession, idle_s: float, settings: A
                 answer = await session.analyse()  # frames that come in meanwhile are pending for the next one
             except TritonUnavailableError as exc:
                 return 1013, {"type": "error", "code": "triton_unavailable", "message": str(exc)}
+            metrics.observe_live(len(answer["frames"]), len(answer["skipped"]), answer["analysis_ms"] / 1000.0)
             if ws.client_state != WebSocketState.CONNECTED:
                 return None
             await ws.send_json(answer)
