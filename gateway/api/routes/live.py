@@ -23,14 +23,20 @@ import contextlib
 import hmac
 import json
 import logging
-import math
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from gateway.api.deps import get_state
-from gateway.api.routes.analyses import FollowUpFields, _parse_bool, _parse_follow_up, store_recorded_clip
+from gateway.api.routes.analyses import (
+    FollowUpFields,
+    _parse_bool,
+    _parse_float,
+    _parse_follow_up,
+    _parse_spacing,
+    store_recorded_clip,
+)
 from gateway.api.schemas import links
 from gateway.core.errors import ApiError
 from gateway.core.metrics import Metrics
@@ -38,7 +44,6 @@ from gateway.live import FrameError, LiveSession, LiveStreams, decode_frame, liv
 from gateway.triton_client import TritonUnavailableError
 from gateway.worker import QueueFullError
 from ultramn.contract import PLANES
-from ultramn.measure.spacing import pixel_spacing_problem
 
 log = logging.getLogger("gateway.live")
 router = APIRouter(prefix="/v1", tags=["live"])
@@ -57,19 +62,6 @@ def _key_ok(ws: WebSocket, expected: str | None) -> bool:
         return True
     given = ws.headers.get("x-api-key") or ws.query_params.get("key") or ""
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _spacing(raw: str | None) -> float | None:
-    """The ``pixel_spacing_mm`` query parameter; ``ValueError`` with the reason."""
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"pixel_spacing_mm: not a number: {raw[:40]!r}") from None
-    if not math.isfinite(value) or (problem := pixel_spacing_problem(value)):
-        raise ValueError(f"pixel_spacing_mm: {problem if math.isfinite(value) else 'not a finite number'}")
-    return value
 
 
 async def _close(ws: WebSocket, code: int, message: dict[str, Any] | None = None) -> None:
@@ -97,13 +89,10 @@ async def live_stream(ws: WebSocket) -> None:
         await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": f"unknown query parameter(s) {unknown}"})
         return
     try:
-        spacing = _spacing(ws.query_params.get("pixel_spacing_mm"))
+        spacing = _parse_spacing(ws.query_params.get("pixel_spacing_mm"))
         fps = _fps(ws.query_params.get("fps"))
         record = _parse_bool("record", ws.query_params.get("record"))
         follow = _parse_follow_up(ws.query_params)
-    except ValueError as exc:
-        await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": str(exc)})
-        return
     except ApiError as exc:
         await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": exc.message})
         return
@@ -132,15 +121,10 @@ QUERY_PARAMETERS = frozenset({"key", "pixel_spacing_mm", "fps", "record", "patie
 
 
 def _fps(raw: str | None) -> float | None:
-    """The ``fps`` query parameter (the recording's frame rate); ``ValueError`` with the reason."""
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"fps: not a number: {raw[:40]!r}") from None
-    if not (math.isfinite(value) and 0 < value <= 1000):
-        raise ValueError("fps: must be a frame rate in (0, 1000]")
+    """The ``fps`` query parameter (the recording's frame rate): a positive number up to 1000."""
+    value = _parse_float("fps", raw)
+    if value is not None and value > 1000:
+        raise ApiError(422, "validation_error", "fps: must be a frame rate up to 1000")
     return value
 
 
