@@ -6,8 +6,8 @@ analysis is done, the whole pipeline (``roi -> preprocess -> windows -> inferenc
 -> postprocess``, the gateway's own stages and settings) runs on the history as one clip of
 at most ``T`` frames, and the frames not reported yet get their results: the newest frames,
 at the end of the window (they see the frames before them, not after: a live result cannot
-wait for the future). So the latency is one analysis (about 40 ms of CPU for a window on 2
-cores, docs/benchmarks.md), and the work is bounded whatever the frame rate: frames that
+wait for the future). So the latency is about one analysis (80-90 ms for a window on 2 CPU
+cores, docs/benchmarks.md, "Live stream"), and the work is bounded whatever the frame rate: frames that
 arrive faster than windows are analysed are reported together, and frames that fell out of
 the history before their turn (more than ``T`` behind) are reported as skipped, never queued
 without end. :class:`LiveStreams` bounds the sessions at once (``ULTRAMN_LIVE_MAX_STREAMS``).
@@ -125,12 +125,15 @@ class LiveSession:
             return None
         fps = self.fps
         if fps is None and len(self.arrivals) > 1:
-            gaps = np.diff(np.asarray(self.arrivals))
-            median = float(np.median(gaps))
+            median = float(np.median(np.diff(np.asarray(self.arrivals))))
             fps = round(1.0 / median, 2) if median > 0 else None
+        return self._clip(self.recorded, fps)
+
+    def _clip(self, frames: list[U8], fps: float | None) -> DecodedClip:
+        """``frames`` as a clip of this stream (its pixel spacing, isotropic)."""
         spacing = (self.pixel_spacing_mm, self.pixel_spacing_mm) if self.pixel_spacing_mm else None
         return DecodedClip(
-            frames=np.stack(self.recorded), fps=fps, pixel_spacing_mm=self.pixel_spacing_mm, pixel_spacing_xy_mm=spacing, format="live"
+            frames=np.stack(frames), fps=fps, pixel_spacing_mm=self.pixel_spacing_mm, pixel_spacing_xy_mm=spacing, format="live"
         )
 
     @property
@@ -145,11 +148,9 @@ class LiveSession:
         :data:`FRAME_FIELDS` of the clip result's frame, with its ``index`` in the stream."""
         pending = self.pending
         end = self.received  # frames added while the analysis runs wait for the next one
-        frames = np.stack(list(self.history))
-        first = end - frames.shape[0]
+        clip = self._clip(list(self.history), self.fps)
+        first = end - clip.n_frames
         t0 = time.perf_counter()
-        spacing = (self.pixel_spacing_mm, self.pixel_spacing_mm) if self.pixel_spacing_mm else None
-        clip = DecodedClip(frames=frames, fps=self.fps, pixel_spacing_mm=self.pixel_spacing_mm, pixel_spacing_xy_mm=spacing, format="live")
         ctx = ClipContext(job_id=f"live-{id(self)}-{end}", clip=clip, pixel_spacing_mm=self.pixel_spacing_mm)
         await self.pipeline.run(ctx)
         result = ctx.result or {}

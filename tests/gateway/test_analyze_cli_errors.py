@@ -70,8 +70,8 @@ def test_analyze_given_a_folder_points_to_batch(
     ("option", "value", "words"),
     [
         ("--patient", "Jane Doe", "--patient 'Jane Doe': must be"),
-        ("--side", "left", "--side must be L or R"),
-        ("--visit", "1/3/2026", "YYYY-MM-DD"),
+        ("--side", "up", "--side 'up' is not one of L, R"),
+        ("--visit", "1/3/2026", "--visit '1/3/2026' is not a date YYYY-MM-DD"),
     ],
 )
 def test_analyze_checks_the_follow_up_options_before_uploading(

@@ -64,9 +64,9 @@ async def test_uploads_with_a_patient_make_a_follow_up(triton_server: EmbeddedTr
         # bad fields are refused before anything is stored
         for fields, words in (
             ({"patient": "Jane Doe"}, "patient: must be"),
-            ({"patient": "P1", "side": "left"}, "side: 'LEFT' is not one of L, R"),
+            ({"patient": "P1", "side": "up"}, "side: 'up' is not one of L, R"),
             ({"patient": "P1", "visit": "2026-13-01"}, "visit: '2026-13-01' is not a date"),
-            ({"patient": "P1", "visit": "20260110"}, "is not a date YYYY-MM-DD"),
+            ({"patient": "P1", "visit": "10/01/2026"}, "is not a date YYYY-MM-DD"),
             ({"patient": "P1", "visit": "2999-01-01"}, "is in the future"),
         ):
             bad = await upload(client, SAMPLES / "sample_TW.npz", **fields)

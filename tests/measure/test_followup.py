@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from ultramn.measure.followup import ClipCsa, clip_csa, follow_up, patient_problem, side_visits
+from ultramn.measure.followup import ClipCsa, clip_csa, follow_up, parse_side, parse_visit, patient_problem, side_visits
 
 D1, D2, D3 = date(2026, 1, 10), date(2026, 4, 10), date(2026, 7, 10)
 
@@ -71,3 +71,18 @@ def test_patient_references_that_are_pseudonyms_are_accepted(value: str) -> None
 @pytest.mark.parametrize("value", ["", "Jane Doe", "-P1", "P/1", "x" * 65, "P1\n", "Müller"])
 def test_names_paths_and_long_or_empty_references_are_refused(value: str) -> None:
     assert patient_problem(value) is not None
+
+
+def test_side_and_visit_are_parsed_one_way_for_uploads_batches_and_the_cli() -> None:
+    assert [parse_side(s) for s in ("l", "R", "Left", " right ")] == ["L", "R", "L", "R"]
+    with pytest.raises(ValueError, match="not one of L, R"):
+        parse_side("x")
+    today = date(2026, 6, 1)
+    for text in ("2026-01-10", "20260110", "2026_01_10", "2026.01.10"):
+        assert parse_visit(text, today) == date(2026, 1, 10)
+    assert parse_visit("2026-06-02", today) == date(2026, 6, 2)  # tomorrow: another time zone's today
+    with pytest.raises(ValueError, match="in the future"):
+        parse_visit("2026-06-03", today)
+    for bad in ("2026-02-30", "10/01/2026", "2026-1-10", ""):
+        with pytest.raises(ValueError, match="is not a date YYYY-MM-DD"):
+            parse_visit(bad, today)

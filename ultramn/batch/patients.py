@@ -16,19 +16,18 @@ pseudonym, side or date counts as none, and the report says how many clips had n
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 from ultramn.errors import UserInputError
-from ultramn.measure.followup import ClipCsa, clip_csa, follow_up, patient_problem
+from ultramn.measure.followup import ClipCsa, clip_csa, follow_up, parse_side, parse_visit, patient_problem
 
 FOLLOWUP_FILE = "followup.json"
-_DATE = re.compile(r"(\d{4})[-_.]?(\d{2})[-_.]?(\d{2})")
-_SIDES = {"l": "L", "left": "L", "r": "R", "right": "R"}
 
 
 def _compile(pattern: str | None, option: str) -> re.Pattern[str] | None:
@@ -41,25 +40,6 @@ def _compile(pattern: str | None, option: str) -> re.Pattern[str] | None:
     if compiled.groups < 1:
         raise UserInputError(f"{option} {pattern!r} needs a group, e.g. '^(P\\d+)/': its first group is the value")
     return compiled
-
-
-def parse_side(text: str) -> str | None:
-    """``L`` or ``R`` for ``l``/``r``/``left``/``right`` (any case), else ``None``."""
-    return _SIDES.get(text.strip().lower())
-
-
-def parse_visit(text: str, today: date | None = None) -> date | None:
-    """The date in ``YYYY-MM-DD`` / ``YYYYMMDD`` / ``YYYY_MM_DD`` / ``YYYY.MM.DD``; ``None`` when it
-    is not one, or is later than tomorrow (``today`` in UTC by default)."""
-    found = _DATE.fullmatch(text.strip())
-    if found is None:
-        return None
-    try:
-        day = date(*(int(g) for g in found.groups()))
-    except ValueError:
-        return None
-    limit = (today or datetime.now(UTC).date()) + timedelta(days=1)
-    return day if day <= limit else None
 
 
 @dataclass(frozen=True)
@@ -92,11 +72,13 @@ class PatientRules:
         if patient is not None and patient_problem(patient) is None:
             fields["patient"] = patient
         side = self._group(self.side, name)
-        if side is not None and (parsed := parse_side(side)) is not None:
-            fields["side"] = parsed
+        if side is not None:
+            with contextlib.suppress(ValueError):  # not a side: none
+                fields["side"] = parse_side(side)
         visit = self._group(self.visit, name)
-        if visit is not None and (day := parse_visit(visit)) is not None:
-            fields["visit"] = day.isoformat()
+        if visit is not None:
+            with contextlib.suppress(ValueError):  # not a date, or a future one: none
+                fields["visit"] = parse_visit(visit).isoformat()
         return fields
 
 

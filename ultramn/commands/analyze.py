@@ -87,28 +87,20 @@ def _prepare_out(out: Path) -> tuple[Path, bool]:
 def _follow_up_fields(patient: str | None, side: str | None, visit: str | None) -> dict[str, str]:
     """The upload's ``patient``, ``side`` and ``visit`` fields, checked as the gateway checks
     them (:class:`UserInputError` naming the option, before anything is uploaded)."""
-    from datetime import date
-
     from ultramn.errors import UserInputError
-    from ultramn.measure.followup import SIDES, patient_problem
+    from ultramn.measure.followup import parse_side, parse_visit, patient_problem
 
     fields: dict[str, str] = {}
     if patient is not None:
         if problem := patient_problem(patient):
             raise UserInputError(f"--patient {patient!r}: {problem}")
         fields["patient"] = patient
-    if side is not None:
-        if side.upper() not in SIDES:
-            raise UserInputError(f"--side must be L or R, got {side!r}")
-        fields["side"] = side.upper()
-    if visit is not None:
-        try:
-            valid = len(visit) == 10 and bool(date.fromisoformat(visit))
-        except ValueError:
-            valid = False
-        if not valid:
-            raise UserInputError(f"--visit must be a date YYYY-MM-DD, got {visit!r}")
-        fields["visit"] = visit
+    for option, raw, parse in (("side", side, parse_side), ("visit", visit, lambda v: parse_visit(v).isoformat())):
+        if raw is not None:
+            try:
+                fields[option] = parse(raw)
+            except ValueError as exc:
+                raise UserInputError(f"--{option} {exc}") from None
     return fields
 
 

@@ -22,7 +22,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal, get_args
 
 #: Sites of the transverse planes.
@@ -45,6 +45,33 @@ class ClipCsa:
     side: str | None
     site: str
     csa_mm2: float
+
+
+_DATE: Final[re.Pattern[str]] = re.compile(r"(\d{4})[-_.]?(\d{2})[-_.]?(\d{2})")
+_SIDE_WORDS: Final[dict[str, str]] = {"l": "L", "left": "L", "r": "R", "right": "R"}
+
+
+def parse_side(text: str) -> str:
+    """``L`` or ``R`` for ``l``/``r``/``left``/``right`` (any case); ``ValueError`` otherwise."""
+    side = _SIDE_WORDS.get(text.strip().lower())
+    if side is None:
+        raise ValueError(f"{text[:20]!r} is not one of L, R (or left, right)")
+    return side
+
+
+def parse_visit(text: str, today: date | None = None) -> date:
+    """The visit date in ``YYYY-MM-DD`` (or ``YYYYMMDD``, ``YYYY_MM_DD``, ``YYYY.MM.DD``), not later
+    than tomorrow (``today``: UTC by default); ``ValueError`` saying which rule it breaks."""
+    found = _DATE.fullmatch(text.strip())
+    try:
+        day = date(*(int(g) for g in found.groups())) if found else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise ValueError(f"{text[:40]!r} is not a date YYYY-MM-DD")
+    if day > (today or datetime.now(UTC).date()) + timedelta(days=1):
+        raise ValueError(f"{day.isoformat()} is in the future")
+    return day
 
 
 def patient_problem(value: str) -> str | None:

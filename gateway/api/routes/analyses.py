@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
@@ -39,7 +39,7 @@ from gateway.store import Analysis, AnalysisRepository, FileStore, JobStatus, Li
 from gateway.worker import JobQueue, Outcome, QueueFullError
 from ultramn.contract import CONTRACT, PLANES
 from ultramn.data.decoders import DecodedClip, DecodeError, decode
-from ultramn.measure.followup import PATIENT_PATTERN, SIDES, patient_problem
+from ultramn.measure.followup import PATIENT_PATTERN, SIDES, parse_side, parse_visit, patient_problem
 from ultramn.measure.spacing import MAX_PIXEL_SPACING_MM, MIN_PIXEL_SPACING_MM, pixel_spacing_problem
 from ultramn.windowing import window_starts
 
@@ -167,32 +167,23 @@ def _parse_follow_up(form: Mapping[str, Any]) -> FollowUpFields:
     if patient is not None and (problem := patient_problem(patient)):
         raise ApiError(422, "validation_error", f"patient: {problem}")
     side = _text_field(form.get("side"))
-    if side is not None:
-        side = side.upper()
-        if side not in SIDES:
-            raise ApiError(422, "validation_error", f"side: {side[:20]!r} is not one of {', '.join(SIDES)}")
     raw_visit = _text_field(form.get("visit"))
-    visit = None
-    if raw_visit is not None:
-        try:
-            day = date.fromisoformat(raw_visit) if len(raw_visit) == 10 else None
-        except ValueError:
-            day = None
-        if day is None:
-            raise ApiError(422, "validation_error", f"visit: {raw_visit[:40]!r} is not a date YYYY-MM-DD")
-        if day > datetime.now(UTC).date() + timedelta(days=1):
-            raise ApiError(422, "validation_error", f"visit: {raw_visit} is in the future")
-        visit = day.isoformat()
-    elif patient is not None:
+    try:
+        side = parse_side(side) if side is not None else None
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", f"side: {exc}") from None
+    try:
+        visit = parse_visit(raw_visit).isoformat() if raw_visit is not None else None
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", f"visit: {exc}") from None
+    if visit is None and patient is not None:
         visit = datetime.now(UTC).date().isoformat()
     return FollowUpFields(patient=patient, side=side, visit=visit)
 
 
 def _text_field(raw: Any) -> str | None:
     """A text form field, stripped; ``None`` when absent or empty."""
-    if raw is None or not isinstance(raw, str):
-        return None if raw is None else str(raw)
-    return raw.strip() or None
+    return None if raw is None else str(raw).strip() or None
 
 
 def _check_fields(form: FormData, known: Sequence[str]) -> None:
@@ -354,6 +345,36 @@ def _detail(row: Analysis, jobs: JobQueue, include_frames: bool = True) -> dict[
 # --------------------------------------------------------------------------- routes
 
 
+def queued_row(
+    job_id: str,
+    ext: str,
+    size: int,
+    clip: DecodedClip,
+    spacing: float | None,
+    stride: int | None,
+    follow: FollowUpFields,
+    settings: Settings,
+    key: str | None = None,
+) -> Analysis:
+    """The row of a stored upload about to be queued (``spacing``, ``stride``: the request's
+    options, ``None`` for the defaults)."""
+    n_windows = len(window_starts(clip.n_frames, CONTRACT.window_frames, stride or settings.default_stride))
+    return Analysis(
+        id=job_id,
+        status=JobStatus.QUEUED.value,
+        upload_ext=ext,
+        upload_bytes=size,
+        format=clip.format,
+        n_frames=clip.n_frames,
+        windows_total=n_windows,
+        options={"pixel_spacing_mm": spacing, "stride": stride},
+        idempotency_key=key,
+        patient=follow.patient,
+        side=follow.side,
+        visit=follow.visit,
+    )
+
+
 def store_recorded_clip(
     clip: DecodedClip, follow: FollowUpFields, repo: AnalysisRepository, files: FileStore, jobs: JobQueue, settings: Settings
 ) -> Analysis:
@@ -371,22 +392,7 @@ def store_recorded_clip(
     with open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     os.replace(tmp, path)
-    n_windows = len(window_starts(clip.n_frames, CONTRACT.window_frames, settings.default_stride))
-    row = repo.create(
-        Analysis(
-            id=job_id,
-            status=JobStatus.QUEUED.value,
-            upload_ext=".npz",
-            upload_bytes=path.stat().st_size,
-            format="live",
-            n_frames=clip.n_frames,
-            windows_total=n_windows,
-            options={"pixel_spacing_mm": clip.pixel_spacing_mm, "stride": None},
-            patient=follow.patient,
-            side=follow.side,
-            visit=follow.visit,
-        )
-    )
+    row = repo.create(queued_row(job_id, ".npz", path.stat().st_size, clip, clip.pixel_spacing_mm, None, follow, settings))
     try:
         jobs.submit(job_id, clip, 0.0)
     except QueueFullError:
@@ -461,24 +467,8 @@ async def create_analysis(
             raise
         decode_ms = (time.perf_counter() - t0) * 1000.0
         os.replace(staging, files.upload_path(job_id, ext))
-    n_windows = len(window_starts(clip.n_frames, CONTRACT.window_frames, stride or settings.default_stride))
     try:
-        row = repo.create(
-            Analysis(
-                id=job_id,
-                status=JobStatus.QUEUED.value,
-                upload_ext=ext,
-                upload_bytes=size,
-                format=clip.format,
-                n_frames=clip.n_frames,
-                windows_total=n_windows,
-                options={"pixel_spacing_mm": spacing, "stride": stride},
-                idempotency_key=key,
-                patient=follow.patient,
-                side=follow.side,
-                visit=follow.visit,
-            )
-        )
+        row = repo.create(queued_row(job_id, ext, size, clip, spacing, stride, follow, settings, key))
     except IntegrityError:  # the same key arrived twice at once and the other upload won
         files.delete(job_id, ext)
         if key is not None and (earlier := _replay(repo, jobs, key)) is not None:

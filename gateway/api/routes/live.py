@@ -10,10 +10,12 @@ Protocol (JSON text messages from the server; docs/api.md, "Live stream"):
   ``{"type": "end", "frames", "skipped"}`` before it closes.
 
 The API key (when ``ULTRAMN_API_KEY`` is set) is the ``X-API-Key`` header or, for browsers
-(which cannot set WebSocket headers), the ``key`` query parameter. Closing codes: 1000 at
-the end, 1008 for a missing or wrong key, 1013 when ``ULTRAMN_LIVE_MAX_STREAMS`` streams run
-already or Triton is unavailable (try again later), 1009 for a message over
-``ULTRAMN_LIVE_MAX_FRAME_BYTES``, 1001 after ``ULTRAMN_LIVE_IDLE_TIMEOUT_S`` without a message.
+(which cannot set WebSocket headers), the ``key`` query parameter. ``record=true`` stores the
+stream as an analysis when it ends (:func:`gateway.api.routes.analyses.store_recorded_clip`).
+Closing codes: 1000 at the end, 1008 for a missing or wrong key or a bad query parameter,
+1013 when ``ULTRAMN_LIVE_MAX_STREAMS`` streams run already or Triton is unavailable (try
+again later), 1009 for a message over ``ULTRAMN_LIVE_MAX_FRAME_BYTES``, 1001 after
+``ULTRAMN_LIVE_IDLE_TIMEOUT_S`` without a message, 1011 for a fault of the gateway's own.
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ log = logging.getLogger("gateway.live")
 router = APIRouter(prefix="/v1", tags=["live"])
 
 
-def _streams(ws: WebSocket, limit: int) -> LiveStreams:
-    """The app's :class:`LiveStreams` (made on the first stream)."""
+def _streams(ws: WebSocket, limit: int, metrics: Metrics) -> LiveStreams:
+    """The app's :class:`LiveStreams` (made on the first stream; ``ultramn_live_streams`` reads it)."""
     streams = getattr(ws.app.state, "ultramn_live", None)
     if streams is None:
         streams = ws.app.state.ultramn_live = LiveStreams(limit)
+        metrics.live_streams.set_function(lambda: streams.active)
     return streams
 
 
@@ -96,18 +99,16 @@ async def live_stream(ws: WebSocket) -> None:
     except ApiError as exc:
         await _close(ws, 1008, {"type": "error", "code": "validation_error", "message": exc.message})
         return
-    streams = _streams(ws, settings.live_max_streams)
+    streams = _streams(ws, settings.live_max_streams, state.metrics)
     if not streams.try_open():
         await _close(ws, 1013, {"type": "error", "code": "busy", "message": f"{streams.limit} live streams run already; retry later"})
         return
     pipeline = live_pipeline(state.jobs.pipeline.config, state.triton)
     session = LiveSession(pipeline, pixel_spacing_mm=spacing, fps=fps, record=record, limits=settings.decode_limits)
-    state.metrics.live_streams.inc()
     try:
         last = await _serve(ws, session, settings.live_idle_timeout_s, settings, state.metrics)
     finally:
         streams.close()  # before the last message: a client that connects again on it finds the slot free
-        state.metrics.live_streams.dec()
     stored = await _store_recording(session, follow, state)  # also when the client went away: accepted work is kept
     if last is not None:
         if last[1].get("type") == "end" and stored is not None:
